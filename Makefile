@@ -1,0 +1,32 @@
+# Two commands matter: `make demo` (the main job on the embedded synthetic market)
+# and `make test` (the fast test suite). Both build their own virtual environment.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+
+.PHONY: venv demo test test-slow ci bench clean
+
+$(BIN)/aster-rl: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test,notebooks]"
+	touch $@
+
+venv: $(BIN)/aster-rl
+
+demo: venv
+	$(BIN)/aster-rl demo
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
+
+bench: venv
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,5 @@
+"""Placeholder: registers nothing yet."""
+
+
+def register(sub) -> None:
+    return None
