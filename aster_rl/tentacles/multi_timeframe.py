@@ -1,0 +1,16 @@
+"""The multi_timeframe tentacle (placeholder until implemented: no columns)."""
+
+import pandas as pd
+
+from aster_rl.tentacles.base import Tentacle
+
+
+def features(market, context, **params) -> pd.DataFrame:
+    return pd.DataFrame(index=market.candles.index)
+
+
+def reading(row: pd.Series) -> str:
+    return "multi_timeframe: not implemented"
+
+
+TENTACLE = Tentacle(name="multi_timeframe", features=features, reading=reading, warmup=lambda p: 0)
