@@ -66,7 +66,7 @@ def resample_candles(candles: pd.DataFrame, base: str, target: str) -> pd.DataFr
     grouped = candles.groupby(bucket)
     out = grouped.agg(agg)
     last_open = pd.Series(candles.index, index=candles.index).groupby(bucket).last()
-    complete = last_open.values == (out.index + target_td - base_td).values
+    complete = last_open.to_numpy() == (out.index + target_td - base_td).to_numpy()
     out = out[complete]
     out.index.name = candles.index.name
     return out
