@@ -51,6 +51,9 @@ class SynthConfig(_Section):
     start: str = "2025-03-01"  # day ~315 after the 2024-04-20 halving: bull market phase 1
     edge: Literal["planted", "null"] = "planted"
     edge_probability: float = Field(0.75, ge=0, le=1)
+    signal_rate: float = Field(0.01, ge=0, le=0.2)  # share of bars (after the first 300) that are signal bars
+    edge_drift: float = Field(0.025, ge=0, le=0.5)  # total drift after a signal that pays off (0.025 = +2.5%)
+    edge_horizon: int = Field(24, gt=0)  # bars over which that drift is spread
 
 
 class FeaturesConfig(_Section):
