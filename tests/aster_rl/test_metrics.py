@@ -1,0 +1,106 @@
+import math
+
+import numpy as np
+import pytest
+
+from aster_rl import metrics as m
+
+
+def test_bar_returns_and_total_return_by_hand():
+    eq = [100.0, 110.0, 99.0, 108.9]
+    np.testing.assert_allclose(m.bar_returns(eq), [0.10, -0.10, 0.10])
+    assert m.total_return(eq) == pytest.approx(0.089)
+    assert m.compound(np.array([0.10, -0.10, 0.10])) == pytest.approx(0.089)
+
+
+def test_sharpe_and_sortino_by_hand():
+    r = np.array([0.01, -0.02, 0.03, 0.0])
+    mean = 0.005
+    sd = math.sqrt(((0.005) ** 2 + 0.025**2 + 0.025**2 + 0.005**2) / 3)
+    assert m.sharpe(r, 4) == pytest.approx(mean / sd * 2)
+    downside = math.sqrt(0.02**2 / 4)  # 0.01
+    assert m.sortino(r, 4) == pytest.approx(mean / downside * 2)
+    assert m.sortino(r, 4) == pytest.approx(1.0)
+
+
+def test_flat_curve_has_zero_sharpe_not_infinite():
+    assert m.sharpe(np.zeros(10), 105_120) == 0.0
+    assert m.sortino(np.full(10, 0.001), 105_120) == 0.0  # no downside: reported 0, not inf
+
+
+def test_max_drawdown_and_calmar_by_hand():
+    eq = [100, 120, 90, 130, 104]
+    # peak 120 -> 90 is 25%; peak 130 -> 104 is 20%
+    assert m.max_drawdown(eq) == pytest.approx(0.25)
+    np.testing.assert_allclose(m.drawdown(eq), [0, 0, 0.25, 0, 0.2])
+    # total 4% over 4 bars with 4 bars a year -> annualized 4%; calmar = 0.04 / 0.25
+    assert m.calmar(0.04, 0.25, 4, 4) == pytest.approx(0.16)
+    assert m.calmar(0.04, 0.0, 4, 4) == 0.0
+
+
+def test_trade_stats_by_hand():
+    ts = m.trade_stats([10.0, -5.0, 20.0, -5.0, 0.0])
+    assert ts.n_trades == 5
+    assert ts.win_rate == pytest.approx(0.4)
+    assert ts.profit_factor == pytest.approx(30 / 10)
+    assert ts.expectancy == pytest.approx(4.0)
+    assert ts.avg_win == pytest.approx(15.0) and ts.avg_loss == pytest.approx(-5.0)
+    assert m.trade_stats([1.0, 2.0]).profit_factor == math.inf
+    assert m.trade_stats([-1.0]).profit_factor == 0.0
+    assert m.trade_stats([]).n_trades == 0
+
+
+def test_periods_per_year_for_5m_bars():
+    assert m.periods_per_year(300) == pytest.approx(105_120)
+    with pytest.raises(ValueError):
+        m.periods_per_year(0)
+
+
+def test_stationary_bootstrap_indices_are_blocky_and_in_range():
+    rng = np.random.default_rng(0)
+    idx = m.stationary_bootstrap_indices(100, 10, 50, rng)
+    assert idx.shape == (50, 100)
+    assert idx.min() >= 0 and idx.max() < 100
+    continues = (np.diff(idx, axis=1) % 100 == 1).mean()
+    assert 0.85 < continues < 0.95  # p(continue) = 1 - 1/10
+
+
+def test_return_ci_covers_the_truth_and_excludes_zero_for_a_strong_drift():
+    rng = np.random.default_rng(1)
+    strong = rng.normal(0.002, 0.01, 3_000)
+    ci = m.return_ci(strong, samples=300, block=20, seed=0)
+    assert ci.low > 0
+    assert ci.low <= ci.estimate <= ci.high
+    noise = rng.normal(0.0, 0.01, 3_000)
+    ci0 = m.return_ci(noise - noise.mean(), samples=300, block=20, seed=0)
+    assert ci0.contains(0.0)
+
+
+def test_sharpe_ci_point_matches_sharpe():
+    r = np.random.default_rng(2).normal(0.001, 0.01, 500)
+    ci = m.sharpe_ci(r, 105_120, samples=200, block=10, seed=0)
+    assert ci.estimate == pytest.approx(m.sharpe(r, 105_120))
+    assert ci.low < ci.estimate < ci.high
+
+
+def test_bootstrap_is_seeded():
+    r = np.random.default_rng(3).normal(0, 0.01, 400)
+    a = m.return_ci(r, samples=100, block=10, seed=5)
+    b = m.return_ci(r, samples=100, block=10, seed=5)
+    assert a == b
+
+
+def test_mean_ci():
+    ci = m.mean_ci([1.0, 2.0, 3.0], samples=500)
+    assert ci.estimate == pytest.approx(2.0)
+    assert 1.0 <= ci.low < 2.0 < ci.high <= 3.0
+    assert m.mean_ci([5.0]).low == 5.0
+
+
+def test_summarize_collects_everything():
+    s = m.summarize([100, 120, 90, 130, 104], [10, -5], periods=4, exposure=0.5, avg_leverage=3, fees_usd=1.5)
+    assert s["net_return"] == pytest.approx(0.04)
+    assert s["net_pnl_usd"] == pytest.approx(4.0)
+    assert s["max_drawdown"] == pytest.approx(0.25)
+    assert s["trades"] == 2 and s["win_rate"] == 0.5 and s["profit_factor"] == 2.0
+    assert s["exposure"] == 0.5 and s["avg_leverage"] == 3 and s["fees_usd"] == 1.5
