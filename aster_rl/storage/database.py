@@ -1,0 +1,141 @@
+"""The database handle: one SQLAlchemy engine, schema creation/checks, transactions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, inspect, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from aster_rl.config import DataConfig
+from aster_rl.errors import StorageError
+from aster_rl.storage.models import SCHEMA_VERSION, Base, SchemaVersion
+
+logger = logging.getLogger(__name__)
+
+FIX_HINT = "run `aster-rl db init` (or point data.database_url at the right database)"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """A database reached by one SQLAlchemy URL (SQLite by default, PostgreSQL by URL)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as e:
+            raise StorageError(f"database URL {url!r} is not a valid SQLAlchemy URL ({e})") from None
+        self.url = url
+        kwargs: dict = {}
+        is_sqlite = parsed.get_backend_name() == "sqlite"
+        in_memory = is_sqlite and parsed.database in (None, "", ":memory:")
+        if in_memory:  # one shared connection, or every session would see a fresh empty database
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except (ArgumentError, ImportError, SQLAlchemyError) as e:
+            raise StorageError(f"cannot open database {self.display_url}: {e}") from None
+        if is_sqlite and not in_memory:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._schema_checked = False
+
+    @classmethod
+    def from_config(cls, data_cfg: DataConfig) -> "Database":
+        """The database ``data_cfg`` names; creates the data directory for a SQLite file."""
+        url = data_cfg.resolved_database_url()
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return cls(url)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url!r})"
+
+    # ------------------------------------------------------------ schema
+
+    def init_schema(self) -> None:
+        """Create every table and record the schema version (idempotent)."""
+        try:
+            with self.session() as session:
+                Base.metadata.create_all(session.connection())
+                versions = session.scalars(select(SchemaVersion.version)).all()
+                if versions:
+                    self._check_versions(versions)
+                else:
+                    session.add(SchemaVersion(version=SCHEMA_VERSION))
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot create the schema in {self.display_url}: {e}") from None
+        self._schema_checked = True
+        logger.info("schema version %d ready in %s", SCHEMA_VERSION, self.display_url)
+
+    def check_schema(self) -> None:
+        """Raise StorageError unless the database has this program's schema version."""
+        try:
+            tables = set(inspect(self.engine).get_table_names())
+            if SchemaVersion.__tablename__ not in tables:
+                raise StorageError(f"database {self.display_url} has no aster_rl schema; {FIX_HINT}")
+            with self.engine.connect() as conn:
+                versions = conn.execute(select(SchemaVersion.version)).scalars().all()
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot read database {self.display_url}: {e}") from None
+        if not versions:
+            raise StorageError(f"database {self.display_url} records no schema version; {FIX_HINT}")
+        self._check_versions(versions)
+        missing = set(Base.metadata.tables) - tables
+        if missing:
+            raise StorageError(f"database {self.display_url} lacks tables {sorted(missing)}; {FIX_HINT}")
+        self._schema_checked = True
+
+    def ensure_checked(self) -> None:
+        """Check the schema once per handle (called by every repository function)."""
+        if not self._schema_checked:
+            self.check_schema()
+
+    def _check_versions(self, versions: list[int]) -> None:
+        if list(versions) != [SCHEMA_VERSION]:
+            raise StorageError(
+                f"database {self.display_url} has schema version {sorted(versions)}, this program uses "
+                f"version {SCHEMA_VERSION}; use a database made by this version (a new data.database_url "
+                f"or data.data_dir, then `aster-rl db init`)"
+            )
+
+    # ------------------------------------------------------------ transactions
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block succeeds, rolled back on any error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

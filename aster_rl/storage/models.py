@@ -1,0 +1,169 @@
+"""SQLAlchemy 2 declarative models: the tables of the project's memory.
+
+Timestamps are integer epoch milliseconds (UTC) in ``BigInteger`` columns; only generic
+types are used, so the same models work on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Date, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaVersion(Base):
+    __tablename__ = "schema_version"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class Candle(Base):
+    __tablename__ = "candles"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # bar open time, epoch ms
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+    quote_volume: Mapped[float | None] = mapped_column(Float, nullable=True)
+    trades: Mapped[float | None] = mapped_column(Float, nullable=True)
+    taker_buy_volume: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class FundingRate(Base):
+    __tablename__ = "funding_rates"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # settlement time, epoch ms
+    funding_rate: Mapped[float] = mapped_column(Float)
+    mark_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Trade(Base):
+    __tablename__ = "trades"
+    __table_args__ = (Index("ix_trades_source_symbol_ts", "source", "symbol", "ts"),)
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trade_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    price: Mapped[float] = mapped_column(Float)
+    amount: Mapped[float] = mapped_column(Float)
+    side: Mapped[str] = mapped_column(String(4))  # the taker's side: "buy" / "sell"
+    notional_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class OrderBookSnapshot(Base):
+    __tablename__ = "orderbook_snapshots"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    best_bid: Mapped[float] = mapped_column(Float)
+    best_ask: Mapped[float] = mapped_column(Float)
+    bid_depth_usd: Mapped[float] = mapped_column(Float)
+    ask_depth_usd: Mapped[float] = mapped_column(Float)
+    largest_bid_usd: Mapped[float] = mapped_column(Float)
+    largest_ask_usd: Mapped[float] = mapped_column(Float)
+
+
+class Prediction(Base):
+    """Every live decision and, later, its outcome."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_run_ts", "run_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    ts: Mapped[int] = mapped_column(BigInteger, index=True)  # decision time (bar close), epoch ms
+    symbol: Mapped[str] = mapped_column(String(64), default="")
+    run_id: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(128))
+    schema_hash: Mapped[str] = mapped_column(String(64))
+    observation: Mapped[Any] = mapped_column(JSON, nullable=True)
+    side: Mapped[str] = mapped_column(String(8))  # WAIT / BUY / SELL
+    leverage: Mapped[int] = mapped_column(Integer, default=1)
+    profile: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    entry_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stop_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    target_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    value_estimate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reasoning: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open / win / loss / ...
+    pnl_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    fees_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    funding_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    closed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pattern: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class Pattern(Base):
+    """The pattern library: one row per named pattern with its running statistics."""
+
+    __tablename__ = "patterns"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    definition: Mapped[Any] = mapped_column(JSON)
+    side: Mapped[str] = mapped_column(String(8))
+    profile: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    trades: Mapped[int] = mapped_column(Integer, default=0)
+    wins: Mapped[int] = mapped_column(Integer, default=0)
+    losses: Mapped[int] = mapped_column(Integer, default=0)
+    avg_win: Mapped[float | None] = mapped_column(Float, nullable=True)
+    avg_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    profit_factor: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expectancy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    win_rate_lower_bound: Mapped[float | None] = mapped_column(Float, nullable=True)
+    best_regime: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    best_cycle_phase: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate/active/promoted/demoted
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class PatternHistory(Base):
+    __tablename__ = "pattern_history"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    pattern_name: Mapped[str] = mapped_column(String(128), index=True)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(32))  # created / updated / promoted / demoted
+    snapshot: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class Regime(Base):
+    __tablename__ = "regimes"
+    __table_args__ = (UniqueConstraint("symbol", "timeframe", "ts", name="uq_regimes_symbol_tf_ts"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    regime: Mapped[str] = mapped_column(String(32))
+    strength: Mapped[float] = mapped_column(Float)
+
+
+class BtcCycle(Base):
+    __tablename__ = "btc_cycles"
+
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    days_since_halving: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(64))
+    progress: Mapped[float] = mapped_column(Float)

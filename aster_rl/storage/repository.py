@@ -1,0 +1,393 @@
+"""Idempotent writes and typed reads of market data (DataFrames in market.py's conventions).
+
+Every write function takes a :class:`Database` (one transaction of its own) or an open
+``Session`` (joins the caller's transaction), and returns the number of *new* rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from aster_rl.config import DataConfig
+from aster_rl.errors import DataError, StorageError
+from aster_rl.market import BOOK_COLUMNS, CANDLE_COLUMNS, OPTIONAL_CANDLE_COLUMNS, MarketBundle, validate_candles
+from aster_rl.storage.bulk import bulk_insert_new
+from aster_rl.storage.database import Database
+from aster_rl.storage.models import Base, Candle, FundingRate, OrderBookSnapshot, Trade
+from aster_rl.timeframes import resample_candles, timeframe_to_timedelta
+
+logger = logging.getLogger(__name__)
+
+TimeLike = pd.Timestamp | str | int | None
+Target = Database | Session
+
+
+# ---------------------------------------------------------------- helpers
+
+@contextmanager
+def _connection(target: Target) -> Iterator[Connection]:
+    """A connection inside one transaction: the database's own, or the caller's session."""
+    try:
+        if isinstance(target, Session):
+            yield target.connection()
+            return
+        target.ensure_checked()
+        with target.session() as session:
+            yield session.connection()
+    except SQLAlchemyError as e:
+        raise StorageError(f"database write/read failed: {e}") from e
+
+
+def _index_ms(frame: pd.DataFrame, where: str) -> list[int]:
+    idx = frame.index
+    if not isinstance(idx, pd.DatetimeIndex) or idx.tz is None:
+        raise DataError(f"{where}: index must be a tz-aware UTC DatetimeIndex")
+    return idx.tz_convert("UTC").as_unit("ms").asi8.tolist()
+
+
+def _floats(frame: pd.DataFrame, column: str, where: str, nullable: bool = False) -> list[float | None]:
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return values.tolist()
+    if not nullable:
+        r = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{where}: column {column!r} has {int(bad.sum())} missing/non-finite values, first at row {r}")
+    return [None if b else v for v, b in zip(values.tolist(), bad.tolist())]
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...] | list[str], where: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{where}: missing columns {missing}")
+
+
+def _to_ms(value: TimeLike) -> int | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.as_unit("ms").value)
+
+
+def _time_index(ms: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(ms, dtype=np.int64), unit="ms", utc=True)).as_unit("us")
+
+
+def _read(target: Target, stmt) -> list[tuple]:
+    with _connection(target) as conn:
+        return [tuple(r) for r in conn.execute(stmt).all()]
+
+
+def _between(stmt, column, start_ms: int | None, end_ms: int | None, end_inclusive: bool = True):
+    if start_ms is not None:
+        stmt = stmt.where(column >= start_ms)
+    if end_ms is not None:
+        stmt = stmt.where(column <= end_ms if end_inclusive else column < end_ms)
+    return stmt
+
+
+# ---------------------------------------------------------------- candles
+
+def _insert_candles(conn: Connection, source: str, symbol: str, timeframe: str, candles: pd.DataFrame) -> int:
+    where = f"candles {source} {symbol} {timeframe}"
+    timeframe_to_timedelta(timeframe)
+    validate_candles(candles, where)
+    n = len(candles)
+    columns: dict[str, list[Any]] = {
+        "source": [source] * n,
+        "symbol": [symbol] * n,
+        "timeframe": [timeframe] * n,
+        "ts": _index_ms(candles, where),
+    }
+    for col in CANDLE_COLUMNS:
+        columns[col] = _floats(candles, col, where)
+    for col in OPTIONAL_CANDLE_COLUMNS:
+        if col in candles.columns:
+            columns[col] = _floats(candles, col, where, nullable=True)
+    new = bulk_insert_new(conn, Candle.__table__, columns, ("source", "symbol", "timeframe", "ts"))
+    logger.debug("%s: %d bars, %d new", where, n, new)
+    return new
+
+
+def upsert_candles(db: Target, source: str, symbol: str, timeframe: str, candles: pd.DataFrame) -> int:
+    """Store bars keyed by (source, symbol, timeframe, open time); existing bars are kept."""
+    with _connection(db) as conn:
+        return _insert_candles(conn, source, symbol, timeframe, candles)
+
+
+def last_candle_time(db: Target, source: str, symbol: str, timeframe: str) -> pd.Timestamp | None:
+    """Open time of the newest stored bar, or None."""
+    stmt = select(func.max(Candle.ts)).where(
+        Candle.source == source, Candle.symbol == symbol, Candle.timeframe == timeframe
+    )
+    with _connection(db) as conn:
+        ms = conn.execute(stmt).scalar_one()
+    return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC")
+
+
+def load_candles(
+    db: Target, source: str, symbol: str, timeframe: str, start: TimeLike = None, end: TimeLike = None
+) -> pd.DataFrame:
+    """Bars with open time in ``[start, end]``; optional columns only when stored for every bar."""
+    cols = ("ts", *CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS)
+    table = Candle.__table__
+    stmt = select(*(table.c[c] for c in cols)).where(
+        table.c.source == source, table.c.symbol == symbol, table.c.timeframe == timeframe
+    )
+    stmt = _between(stmt, table.c.ts, _to_ms(start), _to_ms(end)).order_by(table.c.ts)
+    rows = _read(db, stmt)
+    frame = pd.DataFrame.from_records(rows, columns=list(cols), coerce_float=True)
+    out = pd.DataFrame(index=_time_index(frame["ts"].to_numpy()))
+    for col in CANDLE_COLUMNS:
+        out[col] = frame[col].to_numpy(dtype=float)
+    for col in OPTIONAL_CANDLE_COLUMNS:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+        if len(values) and np.isfinite(values).all():
+            out[col] = values
+        elif len(values) and np.isfinite(values).any():
+            logger.warning("%s %s %s: %s stored for only some bars; column left out", source, symbol, timeframe, col)
+    return out
+
+
+# ---------------------------------------------------------------- funding
+
+def _insert_funding(conn: Connection, source: str, symbol: str, funding: pd.DataFrame) -> int:
+    where = f"funding {source} {symbol}"
+    _require(funding, ["funding_rate"], where)
+    n = len(funding)
+    columns: dict[str, list[Any]] = {
+        "source": [source] * n,
+        "symbol": [symbol] * n,
+        "ts": _index_ms(funding, where),
+        "funding_rate": _floats(funding, "funding_rate", where),
+    }
+    if "mark_price" in funding.columns:
+        columns["mark_price"] = _floats(funding, "mark_price", where, nullable=True)
+    return bulk_insert_new(conn, FundingRate.__table__, columns, ("source", "symbol", "ts"))
+
+
+def upsert_funding(db: Target, source: str, symbol: str, funding: pd.DataFrame) -> int:
+    """Store funding settlements keyed by (source, symbol, settlement time)."""
+    with _connection(db) as conn:
+        return _insert_funding(conn, source, symbol, funding)
+
+
+def load_funding(db: Target, source: str, symbol: str, start: TimeLike = None, end: TimeLike = None) -> pd.DataFrame:
+    table = FundingRate.__table__
+    stmt = select(table.c.ts, table.c.funding_rate, table.c.mark_price).where(
+        table.c.source == source, table.c.symbol == symbol
+    )
+    rows = _read(db, _between(stmt, table.c.ts, _to_ms(start), _to_ms(end)).order_by(table.c.ts))
+    frame = pd.DataFrame.from_records(rows, columns=["ts", "funding_rate", "mark_price"])
+    out = pd.DataFrame({"funding_rate": frame["funding_rate"].to_numpy(dtype=float)}, index=_time_index(frame["ts"]))
+    mark = pd.to_numeric(frame["mark_price"], errors="coerce").to_numpy(dtype=float)
+    if len(mark) and np.isfinite(mark).all():
+        out["mark_price"] = mark
+    return out
+
+
+# ---------------------------------------------------------------- trades
+
+def _insert_trades(conn: Connection, source: str, symbol: str, trades: pd.DataFrame) -> int:
+    where = f"trades {source} {symbol}"
+    _require(trades, ["trade_id", "price", "amount", "side"], where)
+    sides = trades["side"].astype(str).str.lower()
+    bad = ~sides.isin(["buy", "sell"])
+    if bad.any():
+        r = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{where}: row {r} has side {trades['side'].iloc[r]!r}; expected 'buy' or 'sell'")
+    ids = trades["trade_id"].astype(str)
+    if ids.duplicated().any():
+        r = int(np.flatnonzero(ids.duplicated().to_numpy())[0])
+        raise DataError(f"{where}: row {r} repeats trade_id {ids.iloc[r]!r}")
+    n = len(trades)
+    columns: dict[str, list[Any]] = {
+        "source": [source] * n,
+        "symbol": [symbol] * n,
+        "trade_id": ids.tolist(),
+        "ts": _index_ms(trades, where),
+        "price": _floats(trades, "price", where),
+        "amount": _floats(trades, "amount", where),
+        "side": sides.tolist(),
+    }
+    if "notional_usd" in trades.columns:
+        columns["notional_usd"] = _floats(trades, "notional_usd", where, nullable=True)
+    return bulk_insert_new(conn, Trade.__table__, columns, ("source", "symbol", "trade_id"))
+
+
+def upsert_trades(db: Target, source: str, symbol: str, trades: pd.DataFrame) -> int:
+    """Store trades keyed by (source, symbol, trade_id)."""
+    with _connection(db) as conn:
+        return _insert_trades(conn, source, symbol, trades)
+
+
+def load_trades(db: Target, source: str, symbol: str, start: TimeLike = None, end: TimeLike = None) -> pd.DataFrame:
+    table = Trade.__table__
+    cols = ["ts", "trade_id", "price", "amount", "side", "notional_usd"]
+    stmt = select(*(table.c[c] for c in cols)).where(table.c.source == source, table.c.symbol == symbol)
+    stmt = _between(stmt, table.c.ts, _to_ms(start), _to_ms(end)).order_by(table.c.ts, table.c.trade_id)
+    frame = pd.DataFrame.from_records(_read(db, stmt), columns=cols)
+    out = pd.DataFrame(
+        {
+            "trade_id": frame["trade_id"].astype(str).to_numpy(),
+            "price": frame["price"].to_numpy(dtype=float),
+            "amount": frame["amount"].to_numpy(dtype=float),
+            "side": frame["side"].astype(str).to_numpy(),
+        },
+        index=_time_index(frame["ts"]),
+    )
+    notional = pd.to_numeric(frame["notional_usd"], errors="coerce").to_numpy(dtype=float)
+    if len(notional) and np.isfinite(notional).all():
+        out["notional_usd"] = notional
+    return out
+
+
+# ---------------------------------------------------------------- order book
+
+def _insert_book(conn: Connection, source: str, symbol: str, book: pd.DataFrame) -> int:
+    where = f"order book {source} {symbol}"
+    _require(book, BOOK_COLUMNS, where)
+    n = len(book)
+    columns: dict[str, list[Any]] = {"source": [source] * n, "symbol": [symbol] * n, "ts": _index_ms(book, where)}
+    for col in BOOK_COLUMNS:
+        columns[col] = _floats(book, col, where)
+    return bulk_insert_new(conn, OrderBookSnapshot.__table__, columns, ("source", "symbol", "ts"))
+
+
+def upsert_book_snapshots(db: Target, source: str, symbol: str, book: pd.DataFrame) -> int:
+    """Store order-book snapshots keyed by (source, symbol, snapshot time)."""
+    with _connection(db) as conn:
+        return _insert_book(conn, source, symbol, book)
+
+
+def load_book(db: Target, source: str, symbol: str, start: TimeLike = None, end: TimeLike = None) -> pd.DataFrame:
+    table = OrderBookSnapshot.__table__
+    cols = ["ts", *BOOK_COLUMNS]
+    stmt = select(*(table.c[c] for c in cols)).where(table.c.source == source, table.c.symbol == symbol)
+    stmt = _between(stmt, table.c.ts, _to_ms(start), _to_ms(end)).order_by(table.c.ts)
+    frame = pd.DataFrame.from_records(_read(db, stmt), columns=cols)
+    return pd.DataFrame(
+        {c: frame[c].to_numpy(dtype=float) for c in BOOK_COLUMNS}, index=_time_index(frame["ts"])
+    )
+
+
+# ---------------------------------------------------------------- whole markets
+
+def store_market(
+    db: Target,
+    bundle: MarketBundle,
+    source: str,
+    btc_symbol: str = "BTC/USDT:USDT",
+    eth_symbol: str = "ETH/USDT:USDT",
+) -> dict[str, int]:
+    """Store every part of ``bundle`` in ONE transaction; return new rows per part."""
+    tf = bundle.timeframe
+    new: dict[str, int] = {}
+    with _connection(db) as conn:
+        new["candles"] = _insert_candles(conn, source, bundle.symbol, tf, bundle.candles)
+        if bundle.funding is not None:
+            new["funding"] = _insert_funding(conn, source, bundle.symbol, bundle.funding)
+        if bundle.trades is not None:
+            new["trades"] = _insert_trades(conn, source, bundle.symbol, bundle.trades)
+        if bundle.book is not None:
+            new["book"] = _insert_book(conn, source, bundle.symbol, bundle.book)
+        if bundle.btc is not None:
+            new["btc"] = _insert_candles(conn, source, btc_symbol, tf, bundle.btc)
+        if bundle.eth is not None:
+            new["eth"] = _insert_candles(conn, source, eth_symbol, tf, bundle.eth)
+    logger.info("stored %s %s from %s: %s new rows", bundle.symbol, tf, source, new)
+    return new
+
+
+def load_market(
+    db: Target,
+    data_cfg: DataConfig,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    timeframe: str | None = None,
+) -> MarketBundle:
+    """The market bundle of ``data_cfg`` (source, symbol, base timeframe) for bars opening in ``[start, end]``.
+
+    With ``timeframe`` above the base, candles (and BTC/ETH) are resampled from base bars into
+    complete higher bars only. Missing parts are None.
+    """
+    source, symbol, base = data_cfg.source, data_cfg.symbol, data_cfg.timeframe
+    target = timeframe or base
+    base_td, target_td = timeframe_to_timedelta(base), timeframe_to_timedelta(target)
+    if target_td < base_td or target_td % base_td != pd.Timedelta(0):
+        raise DataError(f"cannot build {target} bars from stored {base} bars: need a whole multiple of {base}")
+    start_ts = None if start is None else pd.Timestamp(_to_ms(start), unit="ms", tz="UTC")
+    end_ts = None if end is None else pd.Timestamp(_to_ms(end), unit="ms", tz="UTC")
+    if start_ts is not None and target != base:
+        start_ts = start_ts.ceil(target_td)  # never start inside a higher bar
+    base_end = None if end_ts is None else end_ts.floor(target_td) + target_td - base_td
+
+    def candles_of(sym: str) -> pd.DataFrame | None:
+        frame = load_candles(db, source, sym, base, start_ts, base_end)
+        if frame.empty:
+            return None
+        return frame if target == base else resample_candles(frame, base, target)
+
+    candles = candles_of(symbol)
+    if candles is None or candles.empty:
+        span = f" between {start_ts} and {end_ts}" if start_ts is not None or end_ts is not None else ""
+        raise DataError(
+            f"no {base} candles for {symbol} from source {source!r}{span}; store some with "
+            f"`aster-rl data synth`, `aster-rl data import FILE` or `aster-rl data download` "
+            f"(and set data.source to where they came from)"
+        )
+    events_end = None if base_end is None else base_end + base_td - pd.Timedelta(milliseconds=1)
+
+    def events(loader) -> pd.DataFrame | None:
+        frame = loader(db, source, symbol, start_ts, events_end)
+        return None if frame.empty else frame
+
+    return MarketBundle(
+        symbol=symbol,
+        timeframe=target,
+        candles=candles,
+        funding=events(load_funding),
+        trades=events(load_trades),
+        book=events(load_book),
+        btc=candles_of(data_cfg.btc_symbol),
+        eth=candles_of(data_cfg.eth_symbol),
+    )
+
+
+# ---------------------------------------------------------------- overview
+
+def describe(db: Database) -> dict[str, Any]:
+    """Row counts per table, and per (source, symbol, timeframe) for candles with first/last bar."""
+    db.ensure_checked()
+    tables: dict[str, int] = {}
+    with _connection(db) as conn:
+        for name, table in Base.metadata.tables.items():
+            tables[name] = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+        t = Candle.__table__
+        stmt = (
+            select(t.c.source, t.c.symbol, t.c.timeframe, func.count(), func.min(t.c.ts), func.max(t.c.ts))
+            .group_by(t.c.source, t.c.symbol, t.c.timeframe)
+            .order_by(t.c.source, t.c.symbol, t.c.timeframe)
+        )
+        series = [
+            {
+                "source": src,
+                "symbol": sym,
+                "timeframe": tf,
+                "bars": int(count),
+                "first": pd.Timestamp(int(lo), unit="ms", tz="UTC"),
+                "last": pd.Timestamp(int(hi), unit="ms", tz="UTC"),
+            }
+            for src, sym, tf, count, lo, hi in conn.execute(stmt).all()
+        ]
+    return {"tables": tables, "candles": series}
