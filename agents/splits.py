@@ -1,0 +1,159 @@
+"""Chronological train / validation / test splits with purge gaps, and walk-forward folds.
+
+Every split is a half-open range of bar positions ``[start, end)`` into the feature matrix.
+Between consecutive splits lies a purge gap of ``warmup + episode_length`` bars: the
+features at the first bar of a split look back at most ``warmup`` bars, and a training
+episode never runs past its split's end, so no feature window and no episode straddles
+two splits. The first ``warmup`` bars of the data are never used (the features there are
+not yet meaningful).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from aster_rl.errors import DataError
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Span:
+    """Bars ``[start, end)``."""
+
+    start: int
+    end: int
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Span
+    validation: Span
+    test: Span
+    purge: int
+    warmup: int
+
+    def spans(self) -> dict[str, Span]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+    def check(self) -> None:
+        """Raise if splits overlap, run backwards, or the purge gap does not hold."""
+        spans = [self.train, self.validation, self.test]
+        if self.train.start < self.warmup:
+            raise DataError(f"splits: train starts at bar {self.train.start}, inside the {self.warmup}-bar feature warm-up")
+        for name, s in zip(SPLIT_NAMES, spans):
+            if len(s) <= 0:
+                raise DataError(f"splits: the {name} split is empty ({s.start}..{s.end}); use more data or a shorter episode")
+        for (na, a), (nb, b) in zip(zip(SPLIT_NAMES, spans), zip(SPLIT_NAMES[1:], spans[1:])):
+            if b.start - a.end < self.purge:
+                raise DataError(f"splits: only {b.start - a.end} bars between {na} and {nb}; the purge gap is {self.purge}")
+
+    def to_dict(self, timestamps: np.ndarray | pd.DatetimeIndex | None = None) -> dict:
+        """Boundaries as indices and, when ``timestamps`` (bar open times: a DatetimeIndex or
+        int64 ns) are given, as ISO times."""
+        out: dict = {"purge_bars": self.purge, "warmup_bars": self.warmup}
+        ts = None
+        if isinstance(timestamps, pd.DatetimeIndex):
+            ts = timestamps
+        elif timestamps is not None:  # int64 nanoseconds since the epoch
+            ts = pd.DatetimeIndex(pd.to_datetime(np.asarray(timestamps, dtype=np.int64), unit="ns", utc=True))
+        for name, s in self.spans().items():
+            entry: dict = {"start": s.start, "end": s.end, "bars": len(s)}
+            if ts is not None and len(s):
+                entry["first_bar"] = ts[s.start].isoformat()
+                entry["last_bar"] = ts[s.end - 1].isoformat()
+            out[name] = entry
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Splits":
+        return cls(
+            train=Span(d["train"]["start"], d["train"]["end"]),
+            validation=Span(d["validation"]["start"], d["validation"]["end"]),
+            test=Span(d["test"]["start"], d["test"]["end"]),
+            purge=int(d["purge_bars"]),
+            warmup=int(d["warmup_bars"]),
+        )
+
+
+def purge_bars(warmup: int, episode_length: int) -> int:
+    """The gap between splits: the longest feature look-back plus one episode."""
+    return int(warmup) + int(episode_length)
+
+
+def make_splits(
+    n_bars: int,
+    *,
+    warmup: int,
+    episode_length: int,
+    train_fraction: float,
+    validation_fraction: float,
+    offset: int = 0,
+) -> Splits:
+    """Split bars ``[offset + warmup, n_bars)`` by time; the test split gets what is left.
+
+    The fractions apply to the usable bars after removing the warm-up and the two purge gaps.
+    """
+    if not 0 < train_fraction < 1 or not 0 < validation_fraction < 1 or train_fraction + validation_fraction >= 1:
+        raise DataError(
+            f"splits: train_fraction={train_fraction} and validation_fraction={validation_fraction} "
+            "must be in (0, 1) and leave room for a test split"
+        )
+    purge = purge_bars(warmup, episode_length)
+    first = offset + warmup
+    usable = n_bars - first - 2 * purge
+    if usable < 30:
+        raise DataError(
+            f"splits: {n_bars - offset} bars leave only {usable} usable after a {warmup}-bar warm-up and two "
+            f"{purge}-bar purge gaps; use more data or a shorter env.episode_length"
+        )
+    n_train = int(usable * train_fraction)
+    n_val = int(usable * validation_fraction)
+    train = Span(first, first + n_train)
+    validation = Span(train.end + purge, train.end + purge + n_val)
+    test = Span(validation.end + purge, n_bars)
+    splits = Splits(train, validation, test, purge, warmup)
+    splits.check()
+    return splits
+
+
+def walkforward_splits(
+    n_bars: int,
+    folds: int,
+    *,
+    warmup: int,
+    episode_length: int,
+    train_fraction: float,
+    validation_fraction: float,
+) -> list[Splits]:
+    """``folds`` chronological, non-overlapping blocks, each with its own train/validation/test.
+
+    Consecutive blocks are separated by a purge gap as well, so a fold's test bars never
+    feed the next fold's features through the warm-up window.
+    """
+    if folds < 1:
+        raise DataError(f"walk-forward: need at least one fold, got {folds}")
+    purge = purge_bars(warmup, episode_length)
+    usable = n_bars - warmup - (folds - 1) * purge
+    block = usable // folds
+    out = []
+    for k in range(folds):
+        lo = warmup + k * (block + purge)
+        hi = lo + block if k < folds - 1 else n_bars
+        out.append(
+            make_splits(
+                hi,
+                warmup=warmup,
+                episode_length=episode_length,
+                train_fraction=train_fraction,
+                validation_fraction=validation_fraction,
+                offset=lo - warmup,
+            )
+        )
+    return out
