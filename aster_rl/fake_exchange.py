@@ -151,6 +151,8 @@ class FakeAsterExchange:
                 raise DataError(f"FakeAsterExchange: candles for {mid} need a tz-aware UTC DatetimeIndex")
             self._series[(mid, self.timeframe)] = _Series(frame, self.timeframe)
         self.funding = funding
+        if trades is not None and "trade_id" not in trades.columns:
+            trades = trades.assign(trade_id=[str(i + 1) for i in range(len(trades))])
         self.trades = trades
         self.book = book
         last_open = max(int(s.open_ms[-1]) for s in self._series.values() if len(s.open_ms))
@@ -447,7 +449,7 @@ class FakeAsterExchange:
             price, qty = float(row["price"]), float(row["amount"])
             out.append(
                 {
-                    "id": str(row["trade_id"]) if "trade_id" in frame.columns else str(i),
+                    "id": str(row["trade_id"]),
                     "price": f"{price:.8g}",
                     "qty": f"{qty:.8g}",
                     "quoteQty": f"{price * qty:.8g}",
@@ -461,7 +463,7 @@ class FakeAsterExchange:
         frame = self._trade_rows(p, TRADES_MAX_LIMIT)
         out = []
         for i, (ts, row) in enumerate(frame.iterrows()):
-            tid = int(row["trade_id"]) if "trade_id" in frame.columns and str(row["trade_id"]).isdigit() else i
+            tid = int(row["trade_id"]) if str(row["trade_id"]).isdigit() else i
             out.append(
                 {
                     "a": tid,
