@@ -1,5 +1,48 @@
-"""Placeholder: registers nothing yet."""
+"""``aster-rl data import FILE...``: validate candle files completely, then store them in one transaction."""
+
+from __future__ import annotations
+
+from aster_rl.config import AppConfig
 
 
-def register(sub) -> None:
-    return None
+def register(dsub) -> None:
+    p = dsub.add_parser(
+        "import",
+        help="import candle files (CSV, Binance klines, Parquet, freqtrade feather/json)",
+        description=(
+            "Every file is parsed and validated before anything is written; then all of them are stored "
+            "in one transaction, so a bad file leaves the database unchanged. Symbol and timeframe come from "
+            "names like ASTERUSDT_5m.csv unless given."
+        ),
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="candle file(s) to import")
+    p.add_argument("--symbol", help="market symbol, e.g. ASTER/USDT:USDT (default: from the file name)")
+    p.add_argument("--timeframe", help="bar length, e.g. 5m (default: from the file name)")
+    p.add_argument("--source", default="import", help="source label stored with the bars (default: import)")
+    p.set_defaults(func=import_files)
+
+
+def import_files(args, config: AppConfig) -> int:
+    from aster_rl.importer import read_candle_file
+    from aster_rl.storage import Database, upsert_candles
+
+    parsed = [read_candle_file(f, symbol=args.symbol, timeframe=args.timeframe) for f in args.files]
+    db = Database.from_config(config.data)
+    db.init_schema()
+    with db.session() as session:
+        new_rows = [upsert_candles(session, args.source, p.symbol, p.timeframe, p.candles) for p in parsed]
+    for p, new in zip(parsed, new_rows):
+        print(
+            f"{p.path}: {len(p.candles):,} {p.timeframe} bars of {p.symbol} "
+            f"({p.candles.index[0]:%Y-%m-%d %H:%M} .. {p.candles.index[-1]:%Y-%m-%d %H:%M} UTC), {new:,} new"
+        )
+        if len(p.gaps):
+            first = p.gaps.iloc[0]
+            print(
+                f"  gaps: {len(p.gaps)} ({p.missing_bars:,} missing bars, first at "
+                f"{first['first_missing']:%Y-%m-%d %H:%M} UTC); not filled"
+            )
+        else:
+            print("  gaps: none")
+    print(f"stored in {db.display_url} as source {args.source!r} (read it with --set data.source={args.source})")
+    return 0

@@ -131,6 +131,9 @@ class Database:
         try:
             yield session
             session.commit()
+        except SQLAlchemyError as e:
+            session.rollback()
+            raise StorageError(f"database {self.display_url}: transaction failed and was rolled back ({e})") from e
         except BaseException:
             session.rollback()
             raise
