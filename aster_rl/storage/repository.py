@@ -76,7 +76,7 @@ def _to_ms(value: TimeLike) -> int | None:
         return None
     ts = pd.Timestamp(value)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.as_unit("ms").value)
+    return int(ts.value // 1_000_000)  # Timestamp.value is always nanoseconds
 
 
 def _time_index(ms: np.ndarray) -> pd.DatetimeIndex:
@@ -200,7 +200,9 @@ def load_funding(db: Target, source: str, symbol: str, start: TimeLike = None, e
 
 def _insert_trades(conn: Connection, source: str, symbol: str, trades: pd.DataFrame) -> int:
     where = f"trades {source} {symbol}"
-    _require(trades, ["trade_id", "price", "amount", "side"], where)
+    _require(trades, ["price", "amount", "side"], where)
+    if "trade_id" not in trades.columns:
+        trades = trades.assign(trade_id=_derived_trade_ids(trades, where))
     sides = trades["side"].astype(str).str.lower()
     bad = ~sides.isin(["buy", "sell"])
     if bad.any():
@@ -225,8 +227,16 @@ def _insert_trades(conn: Connection, source: str, symbol: str, trades: pd.DataFr
     return bulk_insert_new(conn, Trade.__table__, columns, ("source", "symbol", "trade_id"))
 
 
+def _derived_trade_ids(trades: pd.DataFrame, where: str) -> list[str]:
+    """``<ts_ms>-<k>`` (k-th trade within that millisecond) for trade frames without exchange ids."""
+    ms = pd.Series(_index_ms(trades, where))
+    k = ms.groupby(ms).cumcount()
+    logger.debug("%s: no trade_id column; deriving ids from time and order", where)
+    return (ms.astype(str) + "-" + k.astype(str)).tolist()
+
+
 def upsert_trades(db: Target, source: str, symbol: str, trades: pd.DataFrame) -> int:
-    """Store trades keyed by (source, symbol, trade_id)."""
+    """Store trades keyed by (source, symbol, trade_id); without a ``trade_id`` column, ids are derived from time."""
     with _connection(db) as conn:
         return _insert_trades(conn, source, symbol, trades)
 
