@@ -55,7 +55,8 @@ Other sources
   +-0.2%); typical values lie between about -0.02% and +0.005%. ``mark_price`` is the
   price at settlement (the close of the last bar before it).
 - Trades: only the large ones (>= ~$1k), more of them in high-volume bars, the taker
-  side drawn with the bar's taker-buy share, timestamps inside their bar.
+  side drawn with the bar's taker-buy share, timestamps inside their bar; ``trade_id``
+  is ``bar open (unix s) * 1000 + rank in the bar``, unique and stable.
 - Book: one snapshot per bar at ``open + timeframe - 1 s`` around the bar's close; its
   imbalance follows the *current* bar's taker flow (never later returns).
 - BTC and ETH: correlated with ASTER's shocks (corr ~0.5; BTC-ETH ~0.84) at a sixth and
@@ -177,7 +178,7 @@ def _bar_index(cfg: SynthConfig, n: int, timeframe: str) -> pd.DatetimeIndex:
     except (ValueError, TypeError):
         raise ConfigError(f"synth.start {cfg.start!r}: not a date/time; use e.g. '2025-03-01'") from None
     start = start.tz_localize("UTC") if start.tz is None else start.tz_convert("UTC")
-    return pd.date_range(start, periods=n, freq=timeframe_to_timedelta(timeframe), name="timestamp")
+    return pd.date_range(start, periods=n, freq=timeframe_to_timedelta(timeframe), name="timestamp").as_unit("ns")
 
 
 def _rolling_median_before(values: np.ndarray, bar: int, window: int) -> float:
@@ -257,7 +258,8 @@ def synthesize_with_truth(
     vol_usd = _VOLUME_USD_5M * scale * np.exp(0.9 * rel_vol + 0.3 * np.minimum(np.abs(zr), 8) + 0.35 * crng.standard_normal(n))
     share = np.clip(0.5 + 0.2 * np.tanh(zr / 2.0) + 0.025 * crng.standard_normal(n), 0.05, 0.95)
     avg_trade_usd = 350.0 * np.exp(0.15 * crng.standard_normal(n))
-    volume = vol_usd / close
+    base_close = np.exp(np.cumsum(base_ret))  # volumes in units of the undrifted price: same in both modes
+    volume = vol_usd / base_close
     for row in signals.itertuples(index=False):
         floor = row.volume_factor * max(_rolling_median_before(volume, row.bar, w) for w in SIGNAL_MEDIAN_WINDOWS)
         volume[row.bar] = max(volume[row.bar], floor)
@@ -278,7 +280,7 @@ def synthesize_with_truth(
         timeframe=timeframe,
         candles=candles,
         funding=_funding(rng["funding"], index, step, close, open_),
-        trades=_trades(rng["trades"], index, step, candles, share, signals),
+        trades=_trades(rng["trades"], index, step, candles, volume * base_close, share, signals),
         book=_book(rng["book"], index, step, close, sigma, share, scale),
         btc=None,
         eth=None,
@@ -316,10 +318,9 @@ def _funding(rng: np.random.Generator, index: pd.DatetimeIndex, step: pd.Timedel
 
 
 def _trades(rng: np.random.Generator, index: pd.DatetimeIndex, step: pd.Timedelta,
-            candles: pd.DataFrame, share: np.ndarray, signals: pd.DataFrame) -> pd.DataFrame:
+            candles: pd.DataFrame, vol_usd: np.ndarray, share: np.ndarray, signals: pd.DataFrame) -> pd.DataFrame:
     """Large trades only: count follows USD volume, the side the bar's taker share."""
     n = len(index)
-    vol_usd = candles["quote_volume"].to_numpy()
     lam = np.minimum(60.0, 1.5 * (vol_usd / np.median(vol_usd)) ** 0.9)
     counts = rng.poisson(lam)
     extra = np.zeros(n, dtype=np.int64)
@@ -343,12 +344,13 @@ def _trades(rng: np.random.Generator, index: pd.DatetimeIndex, step: pd.Timedelt
     order = np.lexsort((frac, bars))
     bars, frac, buy, notional, o, h, l, c = (a[order] for a in (bars, frac, buy, notional, o, h, l, c))
     price = np.clip(o + (c - o) * frac + 0.25 * (h - l) * rng.standard_normal(m), l, h)
-    step_ns = step.value
-    ts = index.asi8[bars] + (frac * (step_ns - 1_000_000)).astype(np.int64)
+    step_ns = int(step / pd.Timedelta(1, "ns"))
+    open_ns = index.as_unit("ns").asi8
+    ts = open_ns[bars] + (frac * (step_ns - 1_000_000)).astype(np.int64)
     ts = ts - ts % 1_000_000  # whole milliseconds, still inside the bar
     return pd.DataFrame(
         {
-            "trade_id": np.arange(1, m + 1, dtype=np.int64),
+            "trade_id": open_ns[bars] // 1_000_000_000 * 1_000 + (np.arange(m) - first_of_bar[order]),
             "price": price,
             "amount": notional / price,
             "side": np.where(buy, "buy", "sell"),
