@@ -1,0 +1,143 @@
+"""Load a trained run and act with it: model + observation normalization + schema check.
+
+A run directory holds ``model_best.zip`` / ``model_last.zip`` (SB3 PPO),
+``vecnormalize_best.pkl`` / ``vecnormalize.pkl`` (the observation statistics fitted on
+the training split), ``feature_schema.json``, ``config.toml`` and ``splits.json``.
+:class:`LoadedPolicy` satisfies the :class:`Policy` protocol the live runner and the
+backtester use: ``predict(obs) -> action``; ``decide`` adds the confidence (the policy's
+probability of the chosen action) and its value estimate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from aster_rl.config import AppConfig, load_config
+from aster_rl.errors import DataError, SchemaMismatchError
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = {"best": ("model_best.zip", "vecnormalize_best.pkl"), "last": ("model_last.zip", "vecnormalize.pkl")}
+
+
+@runtime_checkable
+class Policy(Protocol):
+    def predict(self, obs: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: np.ndarray  # (side, leverage index, profile index)
+    confidence: float  # probability of this action under the policy (product over the 3 dims)
+    value: float  # the critic's estimate (in training-reward units)
+    probabilities: tuple[np.ndarray, ...]  # per action dimension
+
+
+def resolve_run_dir(run: str | Path, checkpoint_dir: str | Path = "checkpoints") -> Path:
+    """A run directory, or ``"latest"``: the newest run under ``checkpoint_dir``."""
+    if str(run) == "latest":
+        root = Path(checkpoint_dir)
+        runs = [p for p in root.glob("*__*") if (p / "model_last.zip").exists()] if root.exists() else []
+        if not runs:
+            raise DataError(f"no trained run under {root}/; train one with `aster-rl train`")
+        return max(runs, key=lambda p: (p / "model_last.zip").stat().st_mtime)
+    path = Path(run)
+    if not path.is_dir():
+        raise DataError(f"run directory {path} does not exist")
+    if not (path / "model_last.zip").exists():
+        raise DataError(f"{path} is not a trained run (no model_last.zip)")
+    return path
+
+
+def load_schema(run_dir: Path) -> Any:
+    from aster_rl.features import FeatureSchema
+
+    path = Path(run_dir) / "feature_schema.json"
+    if not path.exists():
+        raise DataError(f"{run_dir}: no feature_schema.json; the run is incomplete")
+    return FeatureSchema.from_dict(json.loads(path.read_text()))
+
+
+def load_run_config(run_dir: Path) -> AppConfig:
+    return load_config(Path(run_dir) / "config.toml")
+
+
+class LoadedPolicy:
+    """A trained PPO policy with its observation normalization, ready for raw observations."""
+
+    def __init__(self, model: Any, obs_normalizer: Any | None, schema: Any, config: AppConfig, run_dir: Path | None):
+        self.model = model
+        self.obs_normalizer = obs_normalizer
+        self.schema = schema
+        self.config = config
+        self.run_dir = run_dir
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        if self.obs_normalizer is None:
+            return obs
+        return self.obs_normalizer.normalize_obs(obs).astype(np.float32)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic action (most probable per dimension) for a raw observation."""
+        action, _ = self.model.predict(self.normalize(obs), deterministic=True)
+        return np.asarray(action, dtype=np.int64)
+
+    __call__ = predict
+
+    def decide(self, obs: np.ndarray) -> Decision:
+        import torch
+
+        norm = self.normalize(obs)
+        policy = self.model.policy
+        with torch.no_grad():
+            obs_t, _ = policy.obs_to_tensor(norm)
+            dist = policy.get_distribution(obs_t)
+            probs = tuple(d.probs[0].cpu().numpy().astype(float) for d in dist.distribution)
+            value = float(policy.predict_values(obs_t)[0, 0])
+        action = np.array([int(np.argmax(p)) for p in probs], dtype=np.int64)
+        confidence = float(np.prod([p[a] for p, a in zip(probs, action)]))
+        return Decision(action=action, confidence=confidence, value=value, probabilities=probs)
+
+
+def load_policy(
+    run: str | Path,
+    schema: Any | None = None,
+    which: Literal["best", "last"] = "best",
+    checkpoint_dir: str | Path = "checkpoints",
+) -> LoadedPolicy:
+    """Load ``run`` (falls back to the last model if there is no best one).
+
+    With ``schema`` (the feature schema of the data the policy will see), the run's saved
+    schema must be compatible, or :class:`SchemaMismatchError` says what differs.
+    """
+    import torch
+    from stable_baselines3 import PPO
+
+    run_dir = resolve_run_dir(run, checkpoint_dir)
+    saved = load_schema(run_dir)
+    if schema is not None:
+        try:
+            saved.check_compatible(schema)
+        except SchemaMismatchError as e:
+            raise SchemaMismatchError(f"run {run_dir.name}: the data's features differ from the model's: {e}") from None
+    config = load_run_config(run_dir)
+    model_file, norm_file = MODEL_FILES[which]
+    if not (run_dir / model_file).exists():
+        logger.info("%s: no %s, using the last model", run_dir, model_file)
+        model_file, norm_file = MODEL_FILES["last"]
+    torch.set_num_threads(config.train.torch_threads)
+    model = PPO.load(run_dir / model_file, device="cpu")
+    normalizer = None
+    if (run_dir / norm_file).exists():
+        with open(run_dir / norm_file, "rb") as fh:
+            normalizer = pickle.load(fh)
+        normalizer.training = False
+    return LoadedPolicy(model, normalizer, saved, config, run_dir)
