@@ -73,6 +73,7 @@ class _Fault:
     code: int | None
     msg: str
     path: str | None
+    after: int = 0  # matching requests still answered normally before the fault starts
 
 
 class _Series:
@@ -205,7 +206,7 @@ class FakeAsterExchange:
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer((self.host, self._port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-aster", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-aster", daemon=True)
         self._thread.start()
         logger.info("fake Aster exchange at %s (clock %s)", self.url, self.now())
         return self
@@ -235,15 +236,18 @@ class FakeAsterExchange:
     def set_now(self, when: pd.Timestamp | str | int) -> None:
         self.now_ms = _to_ms(when)
 
-    def fail_next(self, n: int = 1, status: int = 503, *, code: int | None = None, msg: str = "", path: str | None = None) -> None:
-        """Answer the next ``n`` requests (to ``path`` only, if given) with ``status``.
+    def fail_next(
+        self, n: int = 1, status: int = 503, *, code: int | None = None, msg: str = "", path: str | None = None, after: int = 0
+    ) -> None:
+        """Answer the next ``n`` requests (to ``path`` only, if given) with ``status``,
+        after letting ``after`` of them through (``fail_next(10**9, after=2)``: fail for good after two).
 
         With ``code`` the body is Aster's JSON error ``{"code": code, "msg": msg}`` (what
         ccxt maps to a specific error); without it the body is plain text, so ccxt maps
         the HTTP status (503 -> ExchangeNotAvailable, 429 -> RateLimitExceeded).
         """
         with self._lock:
-            self._faults.append(_Fault(n, status, code, msg or f"injected {status}", path))
+            self._faults.append(_Fault(n, status, code, msg or f"injected {status}", path, after))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -270,7 +274,10 @@ class FakeAsterExchange:
         with self._lock:
             self.requests.append(record)
             fault = next((f for f in self._faults if f.remaining > 0 and (f.path is None or f.path == path)), None)
-            if fault is not None:
+            if fault is not None and fault.after > 0:
+                fault.after -= 1
+                fault = None
+            elif fault is not None:
                 fault.remaining -= 1
                 self._faults = [f for f in self._faults if f.remaining > 0]
         if fault is not None:

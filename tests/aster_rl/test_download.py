@@ -1,0 +1,171 @@
+"""Download through the real ccxt client from the loopback fake exchange into SQLite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aster_rl.config import DataConfig
+from aster_rl.download import download_candles, download_funding, download_snapshot
+from aster_rl.errors import DataError, ExchangeError, TemporaryExchangeError
+from aster_rl.exchange import ExchangeClient
+from aster_rl.fake_exchange import FakeAsterExchange
+from aster_rl.storage import Database, load_book, load_candles, load_funding, load_trades
+from conftest import make_market
+
+SYMBOL = "ASTER/USDT:USDT"
+SOURCE = "aster"
+N_BARS = 4_000  # three pages of 1,500
+
+
+@pytest.fixture(scope="module")
+def market():
+    return make_market(N_BARS, seed=11)
+
+
+@pytest.fixture()
+def fake(market):
+    with FakeAsterExchange(market) as f:
+        yield f
+
+
+@pytest.fixture()
+def client(fake):
+    return ExchangeClient.from_config(DataConfig(api_url=fake.url, retry_backoff_s=0, max_retries=3), rate_limit_ms=0)
+
+
+@pytest.fixture()
+def db():
+    database = Database("sqlite://")
+    database.init_schema()
+    return database
+
+
+def _ms(ts: pd.Timestamp) -> int:
+    return int(ts.value // 1_000_000)
+
+
+def _download(client, db, fake, market, **kw):
+    return download_candles(client, db, SOURCE, SYMBOL, "5m", market.candles.index[0], now=fake.now, **kw)
+
+
+def test_download_stores_every_bar_with_raw_columns(client, db, fake, market):
+    report = _download(client, db, fake, market)
+    assert (report.fetched, report.new, report.pages) == (N_BARS, N_BARS, 3)
+    stored = load_candles(db, SOURCE, SYMBOL, "5m")
+    expected = market.candles
+    assert list(stored.index) == list(expected.index)
+    for col in ("open", "high", "low", "close", "volume", "quote_volume", "taker_buy_volume"):
+        np.testing.assert_allclose(stored[col].to_numpy(), expected[col].to_numpy(), rtol=1e-7, err_msg=col)
+    np.testing.assert_array_equal(stored["trades"].to_numpy(), expected["trades"].to_numpy())
+    starts = [int(r.params["startTime"]) for r in fake.requests_to("/fapi/v3/klines")]
+    assert starts == [_ms(expected.index[i]) for i in (0, 1500, 3000)]
+    assert all(int(r.params["limit"]) <= 1500 for r in fake.requests_to("/fapi/v3/klines"))
+
+
+def test_download_twice_stores_each_bar_once(client, db, fake, market):
+    _download(client, db, fake, market)
+    n_requests = len(fake.requests_to("/fapi/v3/klines"))
+    again = _download(client, db, fake, market)
+    assert again.new == 0 and again.resumed and again.pages == 0
+    assert len(fake.requests_to("/fapi/v3/klines")) == n_requests  # nothing left to ask for
+    assert len(load_candles(db, SOURCE, SYMBOL, "5m")) == N_BARS
+
+
+def test_interrupted_download_resumes_with_only_the_missing_bars(client, db, fake, market):
+    # the exchange fails for good after two pages: what was fetched is kept
+    client.load_markets()
+    idx = market.candles.index
+    fake.fail_next(10**6, status=503, path="/fapi/v3/klines", after=2)
+    with pytest.raises(TemporaryExchangeError, match="503"):
+        _download(client, db, fake, market)
+    assert len(fake.requests_to("/fapi/v3/klines")) == 2 + 1 + 3  # two pages, then a first try and 3 retries
+    stored = load_candles(db, SOURCE, SYMBOL, "5m")
+    assert len(stored) == 3000 and stored.index[-1] == idx[2999]
+
+    fake.clear_faults()
+    fake.requests.clear()
+    resumed = _download(client, db, fake, market)
+    assert resumed.resumed and resumed.new == N_BARS - 3000 and resumed.fetched == N_BARS - 3000
+    first = fake.requests_to("/fapi/v3/klines")[0]
+    assert int(first.params["startTime"]) == _ms(idx[3000])  # the bar after the last stored one
+    assert len(load_candles(db, SOURCE, SYMBOL, "5m")) == N_BARS
+
+
+def test_stopping_after_n_pages_then_resuming(client, db, fake, market):
+    first = _download(client, db, fake, market, max_pages=1, page_limit=1000)
+    assert first.fetched == 1000
+    second = _download(client, db, fake, market)
+    assert second.requested_from == market.candles.index[1000]
+    assert second.new == N_BARS - 1000
+    assert len(load_candles(db, SOURCE, SYMBOL, "5m")) == N_BARS
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_temporary_errors_are_retried_and_the_download_completes(client, db, fake, market, status):
+    client.load_markets()
+    fake.fail_next(2, status=status, path="/fapi/v3/klines")
+    report = _download(client, db, fake, market)
+    assert report.new == N_BARS
+    statuses = [r.status for r in fake.requests_to("/fapi/v3/klines")]
+    assert statuses[:3] == [status, status, 200]
+
+
+def test_non_temporary_error_is_a_clear_exchange_error(client, db, fake, market):
+    client.load_markets()
+    fake.fail_next(1, status=400, code=-1121, msg="Invalid symbol.", path="/fapi/v3/klines")
+    with pytest.raises(ExchangeError, match="klines ASTER/USDT:USDT 5m.*BadSymbol.*Invalid symbol") as info:
+        _download(client, db, fake, market)
+    assert not isinstance(info.value, TemporaryExchangeError)
+    assert len(fake.requests_to("/fapi/v3/klines")) == 1  # not retried
+
+
+def test_still_forming_candle_is_not_stored(client, db, fake, market):
+    idx = market.candles.index
+    fake.set_now(idx[-1] + pd.Timedelta("2min"))  # the last bar is still forming on the exchange
+    _download(client, db, fake, market)
+    served = fake.requests_to("/fapi/v3/klines")
+    assert served  # the fake did serve the forming bar: the download dropped it
+    stored = load_candles(db, SOURCE, SYMBOL, "5m")
+    assert stored.index[-1] == idx[-2] and len(stored) == N_BARS - 1
+    fake.set_now(idx[-1] + pd.Timedelta("5min"))  # it closes
+    report = _download(client, db, fake, market)
+    assert report.new == 1 and load_candles(db, SOURCE, SYMBOL, "5m").index[-1] == idx[-1]
+
+
+def test_until_bounds_the_download(client, db, fake, market):
+    idx = market.candles.index
+    report = download_candles(client, db, SOURCE, SYMBOL, "5m", idx[100], until=idx[199], now=fake.now)
+    stored = load_candles(db, SOURCE, SYMBOL, "5m")
+    assert report.new == 100 and stored.index[0] == idx[100] and stored.index[-1] == idx[199]
+
+
+def test_bad_dates_are_clear_errors(client, db, fake, market):
+    with pytest.raises(DataError, match="since='yesterday-ish'"):
+        download_candles(client, db, SOURCE, SYMBOL, "5m", "yesterday-ish", now=fake.now)
+    with pytest.raises(DataError, match="is before since"):
+        download_candles(client, db, SOURCE, SYMBOL, "5m", "2025-03-02", until="2025-03-01", now=fake.now)
+
+
+def test_funding_history_pages_and_resumes(client, db, fake, market):
+    since = market.candles.index[0]
+    report = download_funding(client, db, SOURCE, SYMBOL, since, now=fake.now)
+    stored = load_funding(db, SOURCE, SYMBOL)
+    assert report.new == len(market.funding) == len(stored)
+    assert list(stored.index) == list(market.funding.index)
+    again = download_funding(client, db, SOURCE, SYMBOL, since, now=fake.now)
+    assert again.new == 0 and again.resumed
+    req = fake.requests_to("/fapi/v3/fundingRate")
+    assert all(int(r.params["limit"]) <= 1000 for r in req)
+    assert int(req[-1].params["startTime"]) == _ms(market.funding.index[-1]) + 1
+
+
+def test_snapshot_stores_book_and_trades(client, db, fake, market):
+    report = download_snapshot(client, db, SOURCE, SYMBOL)
+    assert report.book_rows == 1 and report.trades_fetched == 1000 and report.trades_new == 1000
+    book = load_book(db, SOURCE, SYMBOL)
+    assert book["best_bid"].iloc[0] == pytest.approx(market.book["best_bid"].iloc[-1], rel=1e-7)
+    again = download_snapshot(client, db, SOURCE, SYMBOL)
+    assert again.trades_new == 0
+    assert len(load_trades(db, SOURCE, SYMBOL)) == 1000
