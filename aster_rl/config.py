@@ -36,6 +36,7 @@ class DataConfig(_Section):
     api_url: str | None = None  # override the exchange's REST root (e.g. the loopback fake exchange)
     max_retries: int = Field(5, ge=0)
     retry_backoff_s: float = Field(0.5, ge=0)
+    rate_limit_ms: float | None = Field(None, ge=0)  # ccxt's spacing between requests; None = the exchange's own
 
     def resolved_database_url(self) -> str:
         if self.database_url:
