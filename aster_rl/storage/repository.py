@@ -326,10 +326,12 @@ def load_market(
     end: TimeLike = None,
     timeframe: str | None = None,
 ) -> MarketBundle:
-    """The market bundle of ``data_cfg`` (source, symbol, base timeframe) for bars opening in ``[start, end]``.
+    """The market of ``data_cfg`` (source, symbol, base timeframe) as known from ``start`` to the close of the
+    base bar opening at ``end``: base bars opening in ``[start, end]`` and the events of those bars.
 
-    With ``timeframe`` above the base, candles (and BTC/ETH) are resampled from base bars into
-    complete higher bars only. Missing parts are None.
+    With ``timeframe`` above the base, candles (and BTC/ETH) are resampled from those base bars into
+    complete higher bars only (a higher bar still open at ``end`` is absent; ``start`` is rounded up to a
+    whole higher bar). Missing parts are None.
     """
     source, symbol, base = data_cfg.source, data_cfg.symbol, data_cfg.timeframe
     target = timeframe or base
@@ -340,7 +342,7 @@ def load_market(
     end_ts = None if end is None else pd.Timestamp(_to_ms(end), unit="ms", tz="UTC")
     if start_ts is not None and target != base:
         start_ts = start_ts.ceil(target_td)  # never start inside a higher bar
-    base_end = None if end_ts is None else end_ts.floor(target_td) + target_td - base_td
+    base_end = end_ts  # base bars opening after ``end`` are unknown, so a higher bar they would close is dropped
 
     def candles_of(sym: str) -> pd.DataFrame | None:
         frame = load_candles(db, source, sym, base, start_ts, base_end)
