@@ -1,7 +1,8 @@
 """The tentacles: one module each, listed explicitly in pipeline order.
 
 A tentacle may read the columns of those before it (``context``); the strategy tentacle
-therefore comes after btc_cycle, regime and multi_timeframe.
+therefore comes after btc_cycle, regime and multi_timeframe (and after the pattern
+library once it exists).
 """
 
 from aster_rl.tentacles import (
@@ -18,7 +19,21 @@ from aster_rl.tentacles import (
 )
 from aster_rl.tentacles.base import Tentacle
 
-TENTACLES: dict[str, Tentacle] = {
-    t.TENTACLE.name: t.TENTACLE
-    for t in (market, indicators, orderflow, whales, price_history, btc_cycle, regime, multi_timeframe, macro, strategy)
-}
+# Pipeline order. The pattern_library tentacle (matches of library patterns and their
+# training-period win rates) goes right before strategy, which reads its columns:
+#     ..., macro, pattern_library, strategy
+PIPELINE = (
+    market,
+    indicators,
+    orderflow,
+    whales,
+    price_history,
+    btc_cycle,
+    regime,
+    multi_timeframe,
+    macro,
+    # pattern_library,  <- added here by the pattern-miner work
+    strategy,
+)
+
+TENTACLES: dict[str, Tentacle] = {t.TENTACLE.name: t.TENTACLE for t in PIPELINE}
