@@ -30,7 +30,8 @@ The planted edge (other code relies on this exact description)
   medians of the previous 20 and the previous 288 bars' volume (the factor is drawn
   in [4, 8], so it is always >= 3x both); ``taker_buy_volume / volume`` drawn in
   [0.78, 0.92] for a long signal and [0.08, 0.22] for a short one; the bar's own
-  return has the signal's sign; 2-5 extra whale trades (>= $20k) on the signal's side
+  return (before any drift of an earlier signal) has the signal's sign and is at least
+  one current standard deviation; 2-5 extra whale trades (>= $20k) on the signal's side
   and the book leans the same way.
 - **The drift**: in ``edge == "planted"`` mode each signal independently pays off with
   probability ``cfg.edge_probability`` (default 0.75). If it does, each of the next
@@ -239,10 +240,10 @@ def synthesize_with_truth(
     sigma = _SIGMA_5M * np.sqrt(scale) * _REGIME_VOL_MULT[regimes] * np.exp(log_vol)
     signals = _signal_draws(cfg, rng["signals"], n)
     sb, sdir = signals["bar"].to_numpy(), signals["direction"].to_numpy()
-    z[sb] = sdir * np.maximum(np.abs(z[sb]), 0.5)  # a signal bar moves its own way
     regime_drift = _REGIME_DRIFT_5M[regimes] * scale
     noise = _ar1(sigma * z, 1.0 - 1.0 / max(2.0, _REVERSION_BARS_5M / scale))
     base_ret = np.diff(noise, prepend=0.0) + regime_drift
+    base_ret[sb] = sdir * np.maximum(np.abs(base_ret[sb]), sigma[sb])  # a signal bar moves its own way
     edge = np.zeros(n)
     drifting = signals[signals["drifts"]]
     per_bar = np.log1p(cfg.edge_drift) / cfg.edge_horizon
@@ -269,7 +270,7 @@ def synthesize_with_truth(
         {
             "open": open_, "high": high, "low": low, "close": close, "volume": volume,
             "quote_volume": volume * typical,
-            "trades": np.maximum(1.0, np.round(volume * typical / avg_trade_usd)),
+            "trades": np.maximum(1.0, np.round(volume * base_close / avg_trade_usd)),
             "taker_buy_volume": volume * share,
         },
         index=index,
