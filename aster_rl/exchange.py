@@ -68,8 +68,9 @@ def make_exchange(
     """A ccxt client for ``exchange_id`` (default ``data_cfg.exchange_id``), swap markets.
 
     ``options.builderFee`` is set to ``False``: otherwise ccxt adds its own builder fee to
-    every Aster swap order. Rate limiting stays on; ``rate_limit_ms`` only changes ccxt's
-    spacing between requests (e.g. a few ms against the loopback fake exchange).
+    every Aster swap order. Rate limiting stays on; ``rate_limit_ms`` (default
+    ``data_cfg.rate_limit_ms``) only changes ccxt's spacing between requests (e.g. 0 against
+    the loopback fake exchange).
     Credentials come only from ``secrets`` (:func:`aster_rl.config.load_secrets`) and
     are never logged.
     """
@@ -87,6 +88,8 @@ def make_exchange(
             params["walletAddress"] = secrets.wallet_address
     exchange = cls(params)
     exchange.options["builderFee"] = False
+    if rate_limit_ms is None:
+        rate_limit_ms = data_cfg.rate_limit_ms
     if rate_limit_ms is not None:
         exchange.rateLimit = rate_limit_ms
     if data_cfg.api_url:

@@ -169,3 +169,24 @@ def test_snapshot_stores_book_and_trades(client, db, fake, market):
     again = download_snapshot(client, db, SOURCE, SYMBOL)
     assert again.trades_new == 0
     assert len(load_trades(db, SOURCE, SYMBOL)) == 1000
+
+
+def test_cli_download_twice_and_bad_symbol(fake, market, tmp_path, capsys):
+    from aster_rl.cli import main
+
+    base = ["--set", f"data.api_url={fake.url}", "--set", f"data.data_dir={tmp_path.as_posix()}",
+            "--set", "data.rate_limit_ms=0", "--set", "data.retry_backoff_s=0"]
+    since = f"{market.candles.index[0]:%Y-%m-%dT%H:%M}"
+    args = [*base, "data", "download", "--symbol", SYMBOL, "--timeframe", "5m", "--since", since]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"{N_BARS} bars fetched, {N_BARS} new" in out and "database: sqlite:///" in out
+    assert f"funding: {len(market.funding)} settlements fetched" in out
+    assert main(args) == 0
+    assert "0 bars fetched, 0 new" in capsys.readouterr().out
+    db = Database(f"sqlite:///{(tmp_path / 'aster_rl.db').as_posix()}")
+    assert len(load_candles(db, "aster", SYMBOL, "5m")) == N_BARS
+
+    assert main([*base, "data", "download", "--symbol", "NOPE/USDT:USDT", "--since", since]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown symbol 'NOPE/USDT:USDT'" in err
