@@ -1,0 +1,82 @@
+"""``aster-rl brain``: the master-brain report for the newest stored bar (or ``--at TIME``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aster_rl.config import AppConfig
+from aster_rl.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "brain",
+        help="print the master-brain report: every tentacle's reading for one bar",
+        description="Load the market from the database, compute the tentacles and print, for the newest bar "
+        "or --at TIME, every tentacle's reading, the strategy suggestion, the regime, the cycle phase and "
+        "the multi-timeframe alignment. --json writes the same as a machine-readable context file.",
+    )
+    p.add_argument("--at", metavar="TIME", help="report on the newest bar opening at or before TIME (UTC), e.g. 2025-04-01T12:00")
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+    p.add_argument("--run", metavar="RUN_DIR", help="a training run directory: add its policy's decision to the report")
+    p.set_defaults(func=run)
+
+
+def _parse_time(text: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise DataError(f"--at {text!r}: not a time; use e.g. 2025-04-01T12:00 (UTC)") from None
+    if ts is pd.NaT:
+        raise DataError(f"--at {text!r}: not a time; use e.g. 2025-04-01T12:00 (UTC)")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def policy_decision(run_dir: Path | None, market: Any, features: Any, report: Any, config: AppConfig) -> Any:
+    """Hook for the policy's decision (a ``BrainDecision``) from the checkpoint in ``run_dir``.
+
+    Returns None when there is no checkpoint to ask; the report then says
+    "no policy checkpoint given".
+    """
+    if run_dir is None:
+        return None
+    logger.warning("policy decisions from %s are not wired into the brain report yet", run_dir)
+    return None
+
+
+def run(args: argparse.Namespace, config: AppConfig) -> int:
+    from aster_rl.brain import brain_report
+    from aster_rl.features import build_features
+    from aster_rl.storage import Database, load_market
+
+    at = _parse_time(args.at) if args.at else None
+    db = Database.from_config(config.data)
+    market = load_market(db, config.data, end=at)
+    if len(market.candles) == 0:
+        raise DataError(
+            f"no {config.data.symbol} {config.data.timeframe} candles from source {config.data.source!r} "
+            f"in {db.display_url}" + (f" up to {at}" if at is not None else "")
+            + "; run `aster-rl data synth` or `aster-rl data download` first"
+        )
+    features = build_features(market, config.features)
+    report = brain_report(market, features, at, config.features)
+    run_dir = Path(args.run) if args.run else None
+    decision = policy_decision(run_dir, market, features, report, config)
+    report = report.with_decision(decision)
+    print(report.to_text())
+    if decision is None and run_dir is None:
+        logger.info("no policy checkpoint given (use --run RUN_DIR)")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
