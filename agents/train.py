@@ -1,0 +1,204 @@
+"""PPO training from the typed config, on the training split only.
+
+- The vectorized env is :class:`envs.BatchedPerpEnv` (one numpy step for all accounts;
+  it is an SB3 ``VecEnv``), restricted to the training split's bars.
+- ``VecNormalize`` fits observation (and reward) statistics on training rollouts only; the
+  statistics are frozen whenever the policy is evaluated and saved beside each model.
+- Every ``train.eval_freq`` timesteps the deterministic policy is backtested on the
+  validation split; the model with the best validation **net PnL** (after fees, funding
+  and slippage; not the reward) is kept as ``model_best.zip``. The test split is never read.
+- ``torch.set_num_threads(train.torch_threads)``: one thread is the fastest on 2 cores.
+
+A run directory ``<checkpoint_dir>/<name>__<seed>__<unix_time>/`` holds ``model_last.zip``,
+``model_best.zip``, ``vecnormalize.pkl`` / ``vecnormalize_best.pkl``, ``config.toml``,
+``feature_schema.json``, ``splits.json``, ``metrics.json`` and the TensorBoard logs in ``tb/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aster_rl.config import AppConfig, to_toml
+from aster_rl.errors import DataError
+from aster_rl.timeframes import timeframe_to_timedelta
+
+from agents.callbacks import TradingMetricsCallback, ValidationCallback
+from agents.evaluate import periods_per_year_of, run_backtest, summarize_backtest
+from agents.splits import Splits, make_splits
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    splits: Splits
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def default_splits(config: AppConfig, dataset) -> Splits:
+    return make_splits(
+        len(dataset),
+        warmup=dataset.warmup,
+        episode_length=config.env.episode_length,
+        train_fraction=config.train.train_fraction,
+        validation_fraction=config.train.validation_fraction,
+    )
+
+
+def new_run_dir(config: AppConfig) -> Path:
+    root = Path(config.train.checkpoint_dir)
+    stamp = int(time.time())
+    while True:
+        path = root / f"{config.train.name}__{config.train.seed}__{stamp}"
+        if not path.exists():
+            path.mkdir(parents=True)
+            return path
+        stamp += 1
+
+
+def hyperparameters(config: AppConfig, dataset, splits: Splits) -> dict[str, Any]:
+    t = config.train
+    return {
+        "learning_rate": t.learning_rate, "n_steps": t.n_steps, "batch_size": t.batch_size, "n_epochs": t.n_epochs,
+        "gamma": t.gamma, "gae_lambda": t.gae_lambda, "clip_range": t.clip_range, "ent_coef": t.ent_coef,
+        "vf_coef": t.vf_coef, "max_grad_norm": t.max_grad_norm, "net_arch": str(list(t.net_arch)),
+        "n_envs": t.n_envs, "total_timesteps": t.total_timesteps, "seed": t.seed,
+        "normalize_observations": t.normalize_observations, "episode_length": config.env.episode_length,
+        "reward": config.env.reward, "leverages": str(list(config.env.leverages)),
+        "exit_profiles": str(list(config.env.exit_profiles)), "n_features": int(dataset.matrix.shape[1]),
+        "train_bars": len(splits.train), "validation_bars": len(splits.validation),
+    }
+
+
+def make_model(config: AppConfig, venv, tensorboard_log: str | None):
+    from stable_baselines3 import PPO
+
+    t = config.train
+    return PPO(
+        "MlpPolicy",
+        venv,
+        learning_rate=t.learning_rate,
+        n_steps=t.n_steps,
+        batch_size=t.batch_size,
+        n_epochs=t.n_epochs,
+        gamma=t.gamma,
+        gae_lambda=t.gae_lambda,
+        clip_range=t.clip_range,
+        ent_coef=t.ent_coef,
+        vf_coef=t.vf_coef,
+        max_grad_norm=t.max_grad_norm,
+        policy_kwargs={"net_arch": list(t.net_arch)},
+        tensorboard_log=tensorboard_log,
+        seed=t.seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+def train(
+    config: AppConfig,
+    dataset,
+    *,
+    splits: Splits | None = None,
+    run_dir: Path | None = None,
+    progress_bar: bool = False,
+) -> TrainResult:
+    """Train PPO on ``splits.train`` of ``dataset``; select on ``splits.validation``; write the run."""
+    import torch
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from envs import BatchedPerpEnv
+
+    t = config.train
+    torch.set_num_threads(t.torch_threads)
+    splits = splits or default_splits(config, dataset)
+    splits.check()
+    if len(splits.train) <= config.env.episode_length:
+        raise DataError(
+            f"the training split has {len(splits.train)} bars, not more than one episode ({config.env.episode_length}); "
+            "use more data or a shorter env.episode_length"
+        )
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(to_toml(config))
+    (run_dir / "feature_schema.json").write_text(json.dumps(dataset.schema.to_dict(), indent=2))
+    (run_dir / "splits.json").write_text(json.dumps(splits.to_dict(dataset.prices.timestamps), indent=2))
+
+    venv = BatchedPerpEnv(
+        dataset.matrix, dataset.prices, config.env, t.n_envs,
+        start=splits.train.start, end=splits.train.end, random_start=True, seed=t.seed,
+    )
+    vn = VecNormalize(venv, norm_obs=t.normalize_observations, norm_reward=True, gamma=t.gamma, clip_obs=10.0)
+    tb_dir = str(run_dir / "tb") if t.tensorboard else None
+    model = make_model(config, vn, tb_dir)
+
+    periods = periods_per_year_of(dataset.prices.timeframe)
+    bar_td = timeframe_to_timedelta(dataset.prices.timeframe)
+    bar_ns = int(bar_td.value)
+
+    def evaluate_validation(m) -> dict[str, float]:
+        def policy(obs: np.ndarray) -> np.ndarray:
+            action, _ = m.predict(vn.normalize_obs(np.asarray(obs, dtype=np.float32)), deterministic=True)
+            return action
+
+        res = run_backtest(policy, dataset, config.env, splits.validation)
+        s = summarize_backtest(res, config.env, periods, bar_ns)
+        keys = ("net_pnl_usd", "net_return", "sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor",
+                "trades", "exposure", "avg_leverage", "liquidations", "fees_usd")
+        return {k: s[k] for k in keys}
+
+    def save_best(m) -> None:
+        m.save(run_dir / "model_best.zip")
+        vn.save(str(run_dir / "vecnormalize_best.pkl"))
+
+    hp = hyperparameters(config, dataset, splits)
+    trading_cb = TradingMetricsCallback(
+        bars_per_day=86_400 / bar_td.total_seconds(),
+        leverages=config.env.leverages,
+        profiles=list(config.env.exit_profiles),
+        hparams=hp,
+        config_text=to_toml(config),
+    )
+    val_cb = ValidationCallback(evaluate_validation, save_best, eval_freq=t.eval_freq)
+    logger.info("training %s: %d timesteps, %d envs, %d training bars", run_dir.name, t.total_timesteps, t.n_envs, len(splits.train))
+    started = time.perf_counter()
+    model.learn(total_timesteps=t.total_timesteps, callback=[trading_cb, val_cb], progress_bar=progress_bar, tb_log_name="ppo")
+    seconds = time.perf_counter() - started
+    model.save(run_dir / "model_last.zip")
+    vn.save(str(run_dir / "vecnormalize.pkl"))
+    vn.close()
+
+    best = max(val_cb.history, key=lambda h: h["net_pnl_usd"]) if val_cb.history else {}
+    metrics = {
+        "run": run_dir.name,
+        "timesteps": int(model.num_timesteps),
+        "train_seconds": seconds,
+        "fps": model.num_timesteps / seconds if seconds > 0 else 0.0,
+        "best_validation": best,
+        "last_validation": val_cb.history[-1] if val_cb.history else {},
+        "validation_history": val_cb.history,
+        "last_rollout": trading_cb.history[-1] if trading_cb.history else {},
+        "tensorboard_dir": tb_dir,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
+    logger.info("trained %s in %.1f s (%.0f fps); best validation net PnL %.2f USD at %s steps", run_dir.name, seconds,
+                metrics["fps"], best.get("net_pnl_usd", float("nan")), best.get("timesteps"))
+    return TrainResult(run_dir=run_dir, splits=splits, metrics=metrics)
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return str(x)
+    return x
