@@ -69,3 +69,20 @@ def rolling_zscore(values: np.ndarray, window: int, min_periods: int = 2) -> np.
     s = pd.Series(values, dtype=float)
     roll = s.rolling(window, min_periods=min_periods)
     return safe_div(s.to_numpy() - roll.mean().to_numpy(), roll.std(ddof=0).to_numpy(), 0.0)
+
+
+def rolling_mean_std(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing mean and population std over exactly ``window`` bars (NaN before), two-pass per window.
+
+    Unlike pandas' running-sum rolling variance, each value depends only on its own window,
+    so a recent window recomputes it bit-for-bit; cost O(n * window).
+    """
+    x = np.asarray(values, dtype=float)
+    mean = np.full(len(x), np.nan)
+    std = np.full(len(x), np.nan)
+    if len(x) >= window:
+        view = np.lib.stride_tricks.sliding_window_view(x, window)
+        m = view.mean(axis=1)
+        mean[window - 1 :] = m
+        std[window - 1 :] = np.sqrt(((view - m[:, None]) ** 2).mean(axis=1))
+    return mean, std

@@ -1,8 +1,11 @@
 """The indicators tentacle: RSI, EMA distances, MACD, Bollinger bands, ATR%, candles, wicks.
 
-RSI, EMA, MACD and Bollinger come from ``ta`` (called on a plain RangeIndex, where its
-pandas wrappers are causal); ATR comes from :func:`aster_rl.indicator_math.wilder_atr`
-(vectorized, equal to ``ta``'s loop). Values before an indicator's own warm-up are
+RSI, EMA and MACD come from ``ta`` (called on a plain RangeIndex, where its pandas
+wrappers are causal). Bollinger bands are computed here with a two-pass std per window
+(``_causal.rolling_mean_std``, tested equal to ``ta.volatility.BollingerBands``): pandas'
+running-sum rolling std carries rounding from the whole history, so on flat stretches
+%B from a recent window differed from the batch value by 2e-4. ATR comes from
+:func:`aster_rl.indicator_math.wilder_atr` (vectorized, equal to ``ta``'s loop). Values before an indicator's own warm-up are
 neutral (RSI 50, distances 0, %B 0.5) instead of NaN.
 
 Columns: ``indicators_rsi_<n>``, ``indicators_ema_dist_<p>`` (close / EMA - 1),
@@ -21,10 +24,9 @@ import numpy as np
 import pandas as pd
 from ta.momentum import RSIIndicator
 from ta.trend import MACD, EMAIndicator
-from ta.volatility import BollingerBands
 
 from aster_rl.indicator_math import wilder_atr
-from aster_rl.tentacles._causal import safe_div
+from aster_rl.tentacles._causal import rolling_mean_std, safe_div
 from aster_rl.tentacles.base import Tentacle
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,12 @@ def ema_distance(close: np.ndarray, period: int) -> np.ndarray:
     """close / EMA(period) - 1 through ``ta``; 0 before ``period`` bars exist."""
     ema = EMAIndicator(pd.Series(close), window=period).ema_indicator().to_numpy()
     return safe_div(close - ema, ema, 0.0)
+
+
+def bollinger(close: np.ndarray, window: int = 20, n_std: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(upper, lower, middle) bands as ``ta.volatility.BollingerBands`` (population std; NaN before ``window``)."""
+    mid, std = rolling_mean_std(close, window)
+    return mid + n_std * std, mid - n_std * std, mid
 
 
 def candle_shapes(o: np.ndarray, h: np.ndarray, l: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
@@ -105,8 +113,7 @@ def features(
     macd = MACD(close, window_slow=macd_slow, window_fast=macd_fast, window_sign=macd_signal)
     for name, series in (("macd", macd.macd()), ("macd_signal", macd.macd_signal()), ("macd_hist", macd.macd_diff())):
         out[f"indicators_{name}"] = np.nan_to_num(safe_div(series.to_numpy(), c, 0.0), nan=0.0)
-    bb = BollingerBands(close, window=bb_window, window_dev=bb_std)
-    upper, lower, mid = bb.bollinger_hband().to_numpy(), bb.bollinger_lband().to_numpy(), bb.bollinger_mavg().to_numpy()
+    upper, lower, mid = bollinger(c, bb_window, bb_std)
     out["indicators_bb_pband"] = safe_div(c - lower, upper - lower, 0.5)
     out["indicators_bb_width"] = safe_div(upper - lower, mid, 0.0)
     out["indicators_atr_pct"] = safe_div(wilder_atr(h, l, c, atr_period), c, 0.0)
