@@ -182,8 +182,25 @@ def _bar_index(cfg: SynthConfig, n: int, timeframe: str) -> pd.DatetimeIndex:
     return pd.date_range(start, periods=n, freq=timeframe_to_timedelta(timeframe), name="timestamp").as_unit("ns")
 
 
-def _rolling_median_before(values: np.ndarray, bar: int, window: int) -> float:
-    return float(np.median(values[max(0, bar - window) : bar]))
+def _spike_volumes(volume: np.ndarray, bars: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Raise ``volume`` at ``bars`` to ``factor`` x the larger median of the previous 20 / 288 bars.
+
+    Repeated until it holds for the final volumes (a spike can sit in a later signal's window).
+    """
+    volume = volume.copy()
+    if len(bars) == 0:
+        return volume
+    for _ in range(50):
+        medians = [
+            np.median(np.lib.stride_tricks.sliding_window_view(volume, w)[bars - w], axis=1)
+            for w in SIGNAL_MEDIAN_WINDOWS
+        ]
+        floor = factor * np.maximum(*medians)
+        low = volume[bars] < floor
+        if not low.any():
+            break
+        volume[bars[low]] = floor[low]
+    return volume
 
 
 def _ohlc(open0: float, log_ret: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -261,9 +278,7 @@ def synthesize_with_truth(
     avg_trade_usd = 350.0 * np.exp(0.15 * crng.standard_normal(n))
     base_close = np.exp(np.cumsum(base_ret))  # volumes in units of the undrifted price: same in both modes
     volume = vol_usd / base_close
-    for row in signals.itertuples(index=False):
-        floor = row.volume_factor * max(_rolling_median_before(volume, row.bar, w) for w in SIGNAL_MEDIAN_WINDOWS)
-        volume[row.bar] = max(volume[row.bar], floor)
+    volume = _spike_volumes(volume, sb, signals["volume_factor"].to_numpy())
     share[sb] = signals["taker_share"].to_numpy()
     typical = (high + low + close) / 3.0
     candles = pd.DataFrame(
