@@ -12,6 +12,7 @@ from aster_rl.tentacles import (
     market,
     multi_timeframe,
     orderflow,
+    pattern_library,
     price_history,
     regime,
     strategy,
@@ -32,7 +33,7 @@ PIPELINE = (
     regime,
     multi_timeframe,
     macro,
-    # pattern_library,  <- added here by the pattern-miner work
+    pattern_library,
     strategy,
 )
 

@@ -1,0 +1,419 @@
+"""The pattern miner: bounded enumeration, backtests through the accounting core, honest selection.
+
+Procedure, on a **training range** only (features and prices of those bars; a trade must
+close inside the range to count):
+
+1. **Conditions.** For each selected column: ``>=`` at the upper quantiles and ``<=`` at
+   the lower quantiles of its training-range values (thresholds rounded to three
+   significant digits so that names are faithful); a column with at most
+   ``CATEGORICAL_MAX`` distinct integer values (regime state, cycle phase) gets ``==``
+   for each value instead. Conditions holding on fewer than ``min_trades`` bars are dropped.
+2. **Candidates.** Conjunctions of 1 … ``max_conditions`` conditions on distinct columns,
+   level by level (a conjunction is only extended while it still has ``min_trades``
+   bars), at most ``max_candidates`` conjunctions, each tried with every side and every
+   exit profile.
+3. **Backtest.** The outcome of entering after every bar is simulated once per (side,
+   profile) by :func:`~aster_rl.patterns.outcomes.simulate_entries` (the accounting core:
+   next-open entries, taker fees, slippage, funding, ATR stop/target, ``max_hold_bars``).
+   A candidate trades one position at a time (:func:`~aster_rl.patterns.outcomes.entry_chain`):
+   signals while a trade is open are skipped, so its trades do not overlap. Candidates
+   with fewer than ``min_trades`` trades are not evaluated.
+4. **p-value: random entry times, matched in count, same range, side and profile.**
+   The null hypothesis is that the pattern's entries are no better than entries at
+   random bars of the same range: its mean net return is compared with the mean over
+   all entry bars of the range. A Monte Carlo permutation p-value cannot go below
+   ``1 / (permutations + 1)``, while Benjamini–Hochberg over *m* candidates needs
+   p-values near ``fdr / m`` (≈ 1e-5 for thousands of candidates), so the p-value uses
+   the permutation distribution's large-sample form: the Welch statistic
+   ``t = (mean_pattern − mean_all) / sqrt(s²_pattern / k + s²_all / N)`` with a normal
+   tail (one-sided). Studentizing with the pattern's own variance keeps the test valid
+   when a pattern picks volatile bars (Janssen 1997; Chung & Romano 2013), where the
+   plain permutation variance would favour them. Comparing with random entries of the
+   same range (rather than with zero) means a range that simply trended does not make
+   every long pattern look good. For the kept patterns, a Monte Carlo permutation
+   p-value (``permutations`` random entry sets) is reported beside it as a check.
+5. **Selection.** *Naive*: p < ``NAIVE_ALPHA`` (0.05), expectancy after costs > 0.
+   *Corrected*: Benjamini–Hochberg at ``fdr`` over all evaluated candidates, and
+   expectancy after costs > 0. The library keeps the corrected list.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from aster_rl.config import EnvConfig, PatternsConfig
+from aster_rl.errors import DataError
+from aster_rl.patterns.language import Condition, Pattern
+from aster_rl.patterns.outcomes import Outcomes, entry_chain, simulate_entries
+from aster_rl.patterns.stats import PatternStats, compute_stats
+from aster_rl.prices import PriceArrays
+
+logger = logging.getLogger(__name__)
+
+NAIVE_ALPHA = 0.05
+CATEGORICAL_MAX = 8
+MIN_SHIFT_BARS = 288  # circular shifts move entries by at least this many bars
+UPPER_QUANTILES: tuple[float, ...] = (0.75, 0.9, 0.95, 0.99)
+LOWER_QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25)
+DEFAULT_COLUMNS: tuple[str, ...] = (
+    "market_volume_ratio",
+    "orderflow_taker_buy_ratio",
+    "indicators_rsi_14",
+    "indicators_bb_pband",
+    "market_return_12",
+    "price_history_dip_288",
+    "whales_skew_sum_12",
+    "market_funding_rate_bps",
+    "multi_timeframe_alignment",
+    "regime_state",
+)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class MinedPattern:
+    pattern: Pattern
+    stats: PatternStats
+    t_stat: float
+    p_value: float
+    signal_bars: np.ndarray  # bars (positions in the mined frame) whose trades were taken
+    exit_bars: np.ndarray
+    net_returns: np.ndarray
+    reasons: np.ndarray
+    p_permutation: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.pattern.name
+
+
+@dataclass
+class MiningResult:
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    enumerated: int  # condition conjunctions tried
+    evaluated: int  # (conjunction, side, profile) candidates backtested with >= min_trades trades
+    naive: list[MinedPattern] = field(default_factory=list)
+    corrected: list[MinedPattern] = field(default_factory=list)
+    bh_threshold: float = 0.0  # the largest p-value BH accepted (0 when none)
+    seconds: float = 0.0
+    index: pd.DatetimeIndex | None = None  # the bars of the mined range
+
+    @property
+    def candidates_per_second(self) -> float:
+        return self.evaluated / self.seconds if self.seconds > 0 else math.inf
+
+    def trades_frame(self, mined: MinedPattern) -> pd.DataFrame:
+        """The pattern's training trades: signal time, exit bar time, net return, reason."""
+        from aster_rl.accounting import REASONS
+
+        idx = self.index
+        return pd.DataFrame(
+            {
+                "signal_time": idx[mined.signal_bars] if idx is not None else mined.signal_bars,
+                "exit_time": idx[mined.exit_bars] if idx is not None else mined.exit_bars,
+                "net_return": mined.net_returns,
+                "reason": [REASONS[int(r)] for r in mined.reasons],
+            }
+        )
+
+
+# ---------------------------------------------------------------- conditions
+
+
+def _round_sig(x: float, digits: int = 3) -> float:
+    if x == 0 or not math.isfinite(x):
+        return float(x)
+    return float(round(x, digits - 1 - int(math.floor(math.log10(abs(x))))))
+
+
+def conditions_for(values: np.ndarray, column: str, min_support: int) -> list[Condition]:
+    """Quantile (or categorical) conditions on one column's training values."""
+    v = np.asarray(values, dtype=float)
+    finite = v[np.isfinite(v)]
+    if len(finite) == 0:
+        return []
+    uniq = np.unique(finite)
+    out: list[Condition] = []
+    if len(uniq) <= CATEGORICAL_MAX and np.all(uniq == np.round(uniq)):
+        if len(uniq) > 1:
+            out = [Condition(column, "==", float(u)) for u in uniq]
+    else:
+        for q in UPPER_QUANTILES:
+            out.append(Condition(column, ">=", _round_sig(float(np.quantile(finite, q)))))
+        for q in LOWER_QUANTILES:
+            out.append(Condition(column, "<=", _round_sig(float(np.quantile(finite, q)))))
+    seen: set[Condition] = set()
+    kept = []
+    n = len(v)
+    for c in out:
+        if c in seen:
+            continue
+        seen.add(c)
+        support = int(c.mask(v).sum())
+        if support >= min_support and support < n:
+            kept.append(c)
+    return kept
+
+
+def enumerate_conjunctions(
+    masks: dict[Condition, np.ndarray], max_conditions: int, min_support: int, max_candidates: int
+) -> list[tuple[tuple[Condition, ...], np.ndarray]]:
+    """Conjunctions on distinct columns, level by level, pruned by support, at most ``max_candidates``."""
+    conds = sorted(masks)
+    level = [((c,), masks[c]) for c in conds]
+    out = list(level[:max_candidates])
+    for _ in range(2, max_conditions + 1):
+        nxt = []
+        for combo, mask in level:
+            last = combo[-1]
+            used = {c.column for c in combo}
+            for c in conds:
+                if c <= last or c.column in used:
+                    continue
+                m = mask & masks[c]
+                if int(m.sum()) >= min_support:
+                    nxt.append((combo + (c,), m))
+                    if len(out) + len(nxt) >= max_candidates:
+                        break
+            if len(out) + len(nxt) >= max_candidates:
+                break
+        out.extend(nxt)
+        level = nxt
+        if len(out) >= max_candidates or not level:
+            break
+    return out[:max_candidates]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _normal_sf(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def welch_pvalue(r: np.ndarray, pop_mean: float, pop_var: float, pop_n: int) -> tuple[float, float]:
+    """One-sided (pattern better than random entries) Welch statistic and its normal p-value."""
+    k = len(r)
+    if k < 2:
+        return 0.0, 1.0
+    var = float(np.var(r, ddof=1))
+    se = math.sqrt(var / k + pop_var / max(pop_n, 1))
+    if se <= 0:
+        return 0.0, 1.0
+    t = (float(np.mean(r)) - pop_mean) / se
+    return t, _normal_sf(t)
+
+
+def shift_pvalue(
+    r: np.ndarray, taken: np.ndarray, net_return: np.ndarray, first_bar: int, offsets: np.ndarray
+) -> tuple[float, float]:
+    """One-sided z and p of the pattern's mean net return against circular shifts of its entries.
+
+    Every entry bar moves by the same offset (wrapping inside ``[first_bar, n)``), so the
+    shifted entry sets keep the pattern's count and its clustering in time; their mean
+    outcomes form the null (random entry times, same range, side and profile). The
+    standard error is the larger of the shifts' spread and the pattern's own
+    ``s / sqrt(k)``; the p-value is the normal tail of ``z``.
+    """
+    k = len(r)
+    n = len(net_return)
+    span = n - first_bar
+    if k < 2 or span <= 1 or len(offsets) < 2:
+        return 0.0, 1.0
+    shifted = first_bar + (taken[None, :] - first_bar + offsets[:, None]) % span
+    vals = net_return[shifted]
+    ok = np.isfinite(vals)
+    counts = ok.sum(axis=1)
+    means = np.where(ok, vals, 0.0).sum(axis=1) / np.maximum(counts, 1)
+    means = means[counts > 0]
+    if len(means) < 2:
+        return 0.0, 1.0
+    se = max(float(np.std(means, ddof=1)), float(np.std(r, ddof=1)) / math.sqrt(k))
+    if se <= 0:
+        return 0.0, 1.0
+    z = (float(np.mean(r)) - float(np.mean(means))) / se
+    return z, _normal_sf(z)
+
+
+def permutation_pvalue(r: np.ndarray, population: np.ndarray, permutations: int, rng: np.random.Generator) -> float:
+    """Monte Carlo p-value of the Welch statistic against ``permutations`` random entry sets
+    of the same size drawn without replacement from ``population`` (the range's entries)."""
+    k = len(r)
+    pop = np.asarray(population, dtype=float)
+    if k < 2 or len(pop) <= k:
+        return 1.0
+    mu, var, n = float(pop.mean()), float(pop.var()), len(pop)
+    t_obs, _ = welch_pvalue(r, mu, var, n)
+    draws = np.stack([rng.choice(n, size=k, replace=False) for _ in range(permutations)])
+    sample = pop[draws]
+    se = np.sqrt(sample.var(axis=1, ddof=1) / k + var / n)
+    t_null = (sample.mean(axis=1) - mu) / np.where(se > 0, se, np.inf)
+    return float((1 + np.sum(t_null >= t_obs)) / (permutations + 1))
+
+
+def benjamini_hochberg(p_values: Sequence[float], fdr: float) -> tuple[np.ndarray, float]:
+    """Which hypotheses BH rejects at ``fdr`` and the largest p-value rejected (0 if none)."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    if m == 0:
+        return np.zeros(0, dtype=bool), 0.0
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    ok = ranked <= fdr * np.arange(1, m + 1) / m
+    if not ok.any():
+        return np.zeros(m, dtype=bool), 0.0
+    k = int(np.flatnonzero(ok)[-1])
+    cutoff = float(ranked[k])
+    reject = np.zeros(m, dtype=bool)
+    reject[order[: k + 1]] = True
+    return reject, cutoff
+
+
+# ---------------------------------------------------------------- mining
+
+
+def _labels(frame: pd.DataFrame, column: str, kind: str) -> np.ndarray | None:
+    if column not in frame.columns:
+        return None
+    v = frame[column].to_numpy(dtype=float)
+    out = np.empty(len(v), dtype=object)
+    if kind == "regime":
+        from aster_rl.tentacles.regime import STATE_NAMES as names
+    else:
+        from aster_rl.tentacles.btc_cycle import PHASES as names
+    for i, x in enumerate(v):
+        out[i] = names[int(x)] if np.isfinite(x) and 0 <= int(x) < len(names) else None
+    return out
+
+
+def mine(
+    frame: pd.DataFrame,
+    prices: PriceArrays,
+    cfg: PatternsConfig,
+    env: EnvConfig,
+    *,
+    columns: Sequence[str] | None = None,
+    first_bar: int = 0,
+    profiles: Sequence[str] | None = None,
+    sides: Sequence[str] = ("long", "short"),
+    max_candidates: int = 20_000,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> MiningResult:
+    """Mine ``frame`` (features of the training range) against ``prices`` (the same bars).
+
+    ``first_bar``: bars before it (feature warm-up) neither give signals nor thresholds.
+    ``columns``: the feature columns conditions may use (default :data:`DEFAULT_COLUMNS`,
+    those present). See the module docstring for the procedure.
+    """
+    t0 = time.perf_counter()
+    if len(frame) != len(prices):
+        raise DataError(f"mine: {len(frame)} feature rows but {len(prices)} price bars; pass the same range")
+    n = len(frame)
+    if n - first_bar < 2 * cfg.min_trades:
+        raise DataError(f"mine: {n - first_bar} bars after the warm-up; need more than {2 * cfg.min_trades}")
+    wanted = tuple(columns) if columns is not None else DEFAULT_COLUMNS
+    use = [c for c in wanted if c in frame.columns]
+    missing = [c for c in wanted if c not in frame.columns]
+    if columns is not None and missing:
+        raise DataError(f"mine: feature columns {missing} are missing (available: {len(frame.columns)} columns)")
+    if missing:
+        logger.info("mining without the absent default columns %s", missing)
+    if not use:
+        raise DataError("mine: none of the mining columns are in the feature frame")
+    profiles = tuple(profiles) if profiles is not None else tuple(env.exit_profiles)
+
+    eligible = np.zeros(n, dtype=bool)
+    eligible[first_bar:] = True
+    masks: dict[Condition, np.ndarray] = {}
+    for col in use:
+        values = frame[col].to_numpy(dtype=float)
+        train_values = np.where(eligible, values, np.nan)
+        for cond in conditions_for(train_values[first_bar:], col, cfg.min_trades):
+            masks[cond] = cond.mask(values) & eligible
+    combos = enumerate_conjunctions(masks, cfg.max_conditions, cfg.min_trades, max_candidates)
+    logger.info("%d conditions on %d columns, %d conjunctions", len(masks), len(use), len(combos))
+
+    outcomes: dict[tuple[str, str], Outcomes] = {}
+    population: dict[tuple[str, str], np.ndarray] = {}
+    for side in sides:
+        for prof in profiles:
+            o = simulate_entries(prices, np.flatnonzero(eligible), side, prof, env, cfg.max_hold_bars)
+            outcomes[(side, prof)] = o
+            population[(side, prof)] = o.net_return[o.valid & eligible]
+    pop_moments = {k: (float(v.mean()), float(v.var()), len(v)) if len(v) else (0.0, 0.0, 0) for k, v in population.items()}
+
+    span = n - first_bar
+    min_shift = min(MIN_SHIFT_BARS, span // 4)
+    offsets = np.random.default_rng(seed).integers(min_shift, span - min_shift + 1, size=cfg.permutations)
+    regimes = _labels(frame, "regime_state", "regime")
+    phases = _labels(frame, "btc_cycle_phase", "phase")
+    rows: list[tuple[Pattern, np.ndarray, np.ndarray, float, float]] = []
+    total = len(combos)
+    for done, (combo, mask) in enumerate(combos, 1):
+        for (side, prof), o in outcomes.items():
+            s = np.flatnonzero(mask & o.valid)
+            if len(s) < cfg.min_trades:
+                continue
+            taken = s[entry_chain(s, o.exit_bar)]
+            if len(taken) < cfg.min_trades:
+                continue
+            r = o.net_return[taken]
+            t, p = shift_pvalue(r, taken, o.net_return, first_bar, offsets)
+            rows.append((Pattern(combo, side, prof), taken, r, t, p))
+        if progress is not None:
+            progress(done, total)
+
+    evaluated = len(rows)
+    p_values = np.array([row[4] for row in rows])
+    reject, cutoff = benjamini_hochberg(p_values, cfg.fdr)
+    naive: list[MinedPattern] = []
+    corrected: list[MinedPattern] = []
+    rng = np.random.default_rng(seed)
+    for i, (pattern, taken, r, t, p) in enumerate(rows):
+        positive = float(r.mean()) > 0
+        if not positive or p >= NAIVE_ALPHA and not reject[i]:
+            continue
+        o = outcomes[(pattern.side, pattern.profile)]
+        stats = compute_stats(
+            r,
+            regimes[taken] if regimes is not None else None,
+            phases[taken] if phases is not None else None,
+        )
+        mined = MinedPattern(pattern, stats, t, p, taken, o.exit_bar[taken], r, o.reason[taken])
+        if reject[i]:
+            mined = MinedPattern(
+                pattern, stats, t, p, taken, o.exit_bar[taken], r, o.reason[taken],
+                p_permutation=permutation_pvalue(r, population[(pattern.side, pattern.profile)], cfg.permutations, rng),
+            )
+            corrected.append(mined)
+        if p < NAIVE_ALPHA:
+            naive.append(mined)
+    naive.sort(key=lambda m: -m.t_stat)
+    corrected.sort(key=lambda m: -m.t_stat)
+    result = MiningResult(
+        start=frame.index[first_bar] if isinstance(frame.index, pd.DatetimeIndex) else None,
+        end=frame.index[-1] if isinstance(frame.index, pd.DatetimeIndex) else None,
+        enumerated=len(combos),
+        evaluated=evaluated,
+        naive=naive,
+        corrected=corrected,
+        bh_threshold=cutoff,
+        seconds=time.perf_counter() - t0,
+        index=frame.index if isinstance(frame.index, pd.DatetimeIndex) else None,
+    )
+    logger.info(
+        "mined %d candidates in %.1f s: %d naive (p < %.2f), %d after Benjamini-Hochberg at %.2f",
+        evaluated, result.seconds, len(naive), NAIVE_ALPHA, len(corrected), cfg.fdr,
+    )
+    return result
