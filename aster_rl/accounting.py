@@ -173,6 +173,7 @@ class AccountBook:
         self.turnover_now = f8()
         self.closed_return_now = f8()  # sum of pnl_usd / equity at entry of trades closed in the bar
         self.closed: list[tuple[int, dict]] = []
+        self.dirty = False  # something happened in the last bar (the per-bar flags are set)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -189,6 +190,10 @@ class AccountBook:
         ):
             arr[idx] = 0
         self.liquidated_now[idx] = False
+        if self.closed:
+            gone = np.zeros(self.n, dtype=bool)
+            gone[idx] = True
+            self.closed = [(i, tr) for i, tr in self.closed if not gone[i]]
         self.cash[idx] = self.initial
         self.equity[idx] = self.initial
         self.peak[idx] = self.initial
@@ -235,6 +240,7 @@ class AccountBook:
     # ------------------------------------------------------------------ bar
     def begin_bar(self) -> None:
         """Forget what happened in the previous bar (``process_bar`` calls it)."""
+        self.dirty = False
         self.closed = []
         self.liquidated_now[:] = False
         self.turnover_now[:] = 0.0
@@ -329,6 +335,7 @@ class AccountBook:
         self.fees[idx] += fee
         self.slippage[idx] += slip_usd
         self.turnover_now[idx] += notional
+        self.dirty = True
 
     def _slip_frac(self, qty, v):
         vol = np.asarray(v, dtype=np.float64)
@@ -406,6 +413,7 @@ class AccountBook:
         self.trade_slip[idx] += slip_usd
         self.turnover_now[idx] += qty * fill
         self.n_trades[idx] += 1
+        self.dirty = True
         pnl = self.cash[idx] - self.entry_equity[idx]
         self.closed_return_now[idx] += pnl / self.entry_equity[idx]
         reason_name = REASONS[reason]
@@ -434,3 +442,92 @@ class AccountBook:
         for arr in (self.margin, self.side, self.qty, self.entry, self.lev, self.stop, self.target, self.liq):
             arr[idx] = 0.0
         self.bars[idx] = 0
+
+
+class SingleAccount:
+    """One account stepped bar by bar over :class:`~aster_rl.prices.PriceArrays`: the loop
+    shared by ``PerpEnv``, the backtester and the paper broker.
+
+    ``advance(t, side, lev_i, prof_i, last)`` decides at bar ``t``'s close and runs bar
+    ``t + 1``; with ``last`` (or on bankruptcy) an open position is closed at bar
+    ``t + 1``'s close with reason ``"end"``. Returns True when the account went bankrupt.
+    """
+
+    def __init__(self, cfg: EnvConfig, prices) -> None:
+        self.cfg = cfg
+        self.book = AccountBook(cfg, 1)
+        self.prices = prices
+        p = prices
+        self._ts, self._o, self._h, self._l, self._c = p.timestamps, p.open, p.high, p.low, p.close
+        self._v, self._fr, self._atr = p.volume, p.funding_rate, p.atr
+        self._lev = np.asarray(cfg.leverages, dtype=np.float64)
+        profiles = list(cfg.exit_profiles.values())
+        self._stop_atr = np.array([q.stop_atr for q in profiles])
+        self._target_atr = np.array([q.target_atr for q in profiles])
+        self._bankrupt = cfg.bankruptcy_fraction * cfg.initial_equity_usd
+        self._a_side = np.zeros(1, dtype=np.int64)
+        self._a_lev = np.zeros(1)
+        self._a_stop = np.zeros(1)
+        self._a_target = np.zeros(1)
+        self._a_prof = np.zeros(1, dtype=np.int64)
+        self._zero = np.zeros(1, dtype=np.int64)
+        self.reset()
+
+    def reset(self) -> None:
+        self.book.reset()
+        self.steps = 0
+        self.max_drawdown = 0.0
+        self.in_market = 0
+        self.prev_equity = float(self.cfg.initial_equity_usd)
+        self.quiet = True
+
+    def advance(self, t: int, side_a: int, lev_i: int, prof_i: int, last: bool) -> bool:
+        book = self.book
+        t1 = t + 1
+        self.prev_equity = float(book.equity[0])
+        quiet = side_a == WAIT and book.side[0] == 0
+        self.quiet = quiet
+        if quiet:  # flat and waiting: nothing can happen to the account in this bar
+            if book.dirty:
+                book.begin_bar()
+        else:
+            atr = self._atr[t]
+            self._a_side[0] = side_a
+            self._a_lev[0] = self._lev[lev_i]
+            self._a_stop[0] = self._stop_atr[prof_i] * atr
+            self._a_target[0] = self._target_atr[prof_i] * atr
+            self._a_prof[0] = prof_i
+            book.submit(self._a_side, self._a_lev, self._a_stop, self._a_target, self._a_prof)
+            s = slice(t1, t1 + 1)
+            book.process_bar(self._ts[s], self._o[s], self._h[s], self._l[s], self._c[s], self._v[s], self._fr[s])
+        self.steps += 1
+        equity = float(book.equity[0])
+        bankrupt = equity < self._bankrupt
+        if (bankrupt or last) and book.side[0] != 0:
+            book.close_positions(self._zero, self._c[t1], self._v[t1], self._ts[t1], R_END)
+            equity = float(book.equity[0])
+        if book.side[0] != 0 or book.turnover_now[0] > 0:
+            self.in_market += 1
+        peak = float(book.peak[0])
+        if equity > peak:
+            book.peak[0] = peak = equity
+        dd = 1.0 - equity / peak
+        if dd > self.max_drawdown:
+            self.max_drawdown = dd
+        return bankrupt
+
+    def episode_stats(self) -> dict:
+        b = self.book
+        eq = float(b.equity[0])
+        return {
+            "equity": eq,
+            "return": eq / self.cfg.initial_equity_usd - 1.0,
+            "max_drawdown": float(self.max_drawdown),
+            "n_trades": int(b.n_trades[0]),
+            "time_in_market": self.in_market / max(self.steps, 1),
+            "fees": float(b.fees[0]),
+            "funding": float(b.funding[0]),
+            "slippage": float(b.slippage[0]),
+            "liquidations": int(b.liquidations[0]),
+            "skipped_orders": int(b.n_skipped[0]),
+        }

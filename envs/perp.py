@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from aster_rl.accounting import R_END, AccountBook, validate_env_config
+from aster_rl.accounting import SingleAccount, validate_env_config
 from aster_rl.config import EnvConfig
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.observation import N_ACCOUNT, book_state
@@ -124,35 +124,21 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         self.n_features = self.features.shape[1]
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.n_features + N_ACCOUNT,), np.float32)
         self.action_space = spaces.MultiDiscrete([3, len(cfg.leverages), len(cfg.exit_profiles)])
-        self.book = AccountBook(cfg, 1)
-        self._lev = np.asarray(cfg.leverages, dtype=np.float64)
-        profiles = list(cfg.exit_profiles.values())
-        self._stop_atr = np.array([p.stop_atr for p in profiles])
-        self._target_atr = np.array([p.target_atr for p in profiles])
-        self._bankrupt = cfg.bankruptcy_fraction * cfg.initial_equity_usd
+        self.account = SingleAccount(cfg, prices)
+        self.book = self.account.book
+        self._lev = self.account._lev
+        self._n_profiles = len(cfg.exit_profiles)
         self._state = np.zeros((1, N_ACCOUNT), dtype=np.float32)
         self._flat_state = self._state.copy()
         self._flat_state[0, 4] = 1.0
+        self._initial = float(cfg.initial_equity_usd)
         self._t = self._first_t
         self._t0 = self._first_t
-        self._steps = 0
         self._done = False
-        # numpy views of the price columns (attribute lookups cost in the hot loop)
-        p = prices
-        self._ts, self._o, self._h, self._l, self._c = p.timestamps, p.open, p.high, p.low, p.close
-        self._v, self._fr, self._atr = p.volume, p.funding_rate, p.atr
-        self._a_side = np.zeros(1, dtype=np.int64)
-        self._a_lev = np.zeros(1)
-        self._a_stop = np.zeros(1)
-        self._a_target = np.zeros(1)
-        self._a_prof = np.zeros(1, dtype=np.int64)
-        self._reset_stats()
+        self._ts, self._c = prices.timestamps, prices.close
+        self._prev = np.zeros(1)
 
     # ------------------------------------------------------------------ helpers
-    def _reset_stats(self) -> None:
-        self._max_dd = 0.0
-        self._in_market = 0
-
     def _latest_start(self) -> int:
         return max(self._first_t, self._end - 1 - self.episode_length)
 
@@ -176,20 +162,7 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         }
 
     def episode_stats(self) -> dict[str, Any]:
-        b = self.book
-        eq = float(b.equity[0])
-        return {
-            "equity": eq,
-            "return": eq / self.cfg.initial_equity_usd - 1.0,
-            "max_drawdown": float(self._max_dd),
-            "n_trades": int(b.n_trades[0]),
-            "time_in_market": self._in_market / max(self._steps, 1),
-            "fees": float(b.fees[0]),
-            "funding": float(b.funding[0]),
-            "slippage": float(b.slippage[0]),
-            "liquidations": int(b.liquidations[0]),
-            "skipped_orders": int(b.n_skipped[0]),
-        }
+        return self.account.episode_stats()
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -204,61 +177,30 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         else:
             t0 = self._first_t
         self._t0 = self._t = t0
-        self._steps = 0
         self._done = False
-        self.book.reset()
-        self._reset_stats()
+        self.account.reset()
         return self._obs(t0), self._info()
 
     def step(self, action):
         if self._done:
             raise RuntimeError("PerpEnv.step called after the episode ended; call reset()")
-        side_a, lev_i, prof_i = int(action[0]), int(action[1]), int(action[2])
+        acc = self.account
         book = self.book
-        t = self._t
-        t1 = t + 1
-        prev_equity = book.equity[0]
-        quiet = book.side[0] == 0 and (side_a == 0)
-        if quiet:
-            book.begin_bar()
-        else:
-            atr = self._atr[t]
-            self._a_side[0] = side_a
-            self._a_lev[0] = self._lev[lev_i]
-            self._a_stop[0] = self._stop_atr[prof_i] * atr
-            self._a_target[0] = self._target_atr[prof_i] * atr
-            self._a_prof[0] = prof_i
-            book.submit(self._a_side, self._a_lev, self._a_stop, self._a_target, self._a_prof)
-            s = slice(t1, t1 + 1)
-            book.process_bar(self._ts[s], self._o[s], self._h[s], self._l[s], self._c[s], self._v[s], self._fr[s])
+        t1 = self._t + 1
+        terminated = acc.advance(
+            self._t, int(action[0]), int(action[1]), int(action[2]),
+            acc.steps + 1 >= self.episode_length or t1 >= self._end - 1,
+        )
         self._t = t1
-        self._steps += 1
-        equity = book.equity[0]
-        terminated = bool(equity < self._bankrupt)
-        truncated = (not terminated) and (self._steps >= self.episode_length or t1 >= self._end - 1)
-        if (terminated or truncated) and book.side[0] != 0:
-            book.close_positions(np.zeros(1, dtype=np.int64), self._c[t1], self._v[t1], self._ts[t1], R_END)
-            equity = book.equity[0]
-        if book.side[0] != 0 or book.turnover_now[0] > 0:
-            self._in_market += 1
-        peak = book.peak[0]
-        if equity > peak:
-            book.peak[0] = peak = equity
-        dd = 1.0 - equity / peak
-        if dd > self._max_dd:
-            self._max_dd = dd
-        if quiet and not (self.cfg.drawdown_penalty and dd > 0):
+        truncated = (not terminated) and (acc.steps >= self.episode_length or t1 >= self._end - 1)
+        if acc.quiet and not book.dirty and not self.cfg.drawdown_penalty and book.equity[0] == acc.prev_equity:
             reward = 0.0
         else:
+            self._prev[0] = acc.prev_equity
             reward = float(
                 step_rewards(
-                    self.cfg,
-                    np.array([prev_equity]),
-                    book.equity,
-                    book.peak,
-                    book.closed_return_now,
-                    book.turnover_now,
-                    book.liquidated_now,
+                    self.cfg, self._prev, book.equity, book.peak,
+                    book.closed_return_now, book.turnover_now, book.liquidated_now,
                 )[0]
             )
         info = self._info()
@@ -266,7 +208,7 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
             info["closed_trades"] = [trade for _, trade in book.closed]
         if terminated or truncated:
             self._done = True
-            info["episode_stats"] = self.episode_stats()
+            info["episode_stats"] = acc.episode_stats()
         return self._obs(t1), reward, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
@@ -281,7 +223,7 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         allowed = book.allowed_leverage(np.array([book.cfg.margin_fraction * book.equity[0]]))[0]
         levs = self._lev <= min(allowed, self.cfg.max_leverage)
         levs[0] = True
-        profs = np.ones(len(self._stop_atr), dtype=bool)
+        profs = np.ones(self._n_profiles, dtype=bool)
         return np.concatenate((sides, levs, profs))
 
     def render(self):
