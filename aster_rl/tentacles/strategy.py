@@ -3,7 +3,8 @@
 It reads the columns computed before it (``context``): ``btc_cycle_phase``,
 ``multi_timeframe_alignment``, ``regime_state`` / ``regime_strength`` and, when the
 pattern library is in the pipeline, its win-rate columns (``pattern_library_best_win_rate``
-or else the largest ``pattern_library_*win_rate*`` value; 0 means no active match).
+or else the largest ``pattern_library_*win_rate*`` value; 0 means no active match;
+``pattern_library_available`` = 0 counts as no library).
 A missing input counts as neutral (no bull cycle, no confluence, ranging, no pattern)
 and the matching ``strategy_<input>_available`` flag is 0.
 
@@ -60,9 +61,23 @@ DEFAULTS: dict[str, Any] = {
 REGIME_NAMES = ("ranging", "trending up", "trending down", "volatile")
 
 
-def pattern_win_rate(context: pd.DataFrame) -> tuple[np.ndarray, bool]:
-    """Best active pattern win rate per row (0 when none) and whether any pattern column exists."""
+def pattern_win_rate(context: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Best active pattern win rate per row (0 when none) and whether the pattern library is available.
+
+    Availability is ``pattern_library_available`` when that column exists, else whether any
+    win-rate column exists.
+    """
     n = len(context)
+    win_rate, exists = _pattern_columns(context, n)
+    if "pattern_library_available" in context.columns:
+        flag = context["pattern_library_available"].to_numpy(dtype=float)
+        available = np.isfinite(flag) & (flag > 0.5)
+    else:
+        available = np.full(n, exists)
+    return np.where(available, win_rate, 0.0), available
+
+
+def _pattern_columns(context: pd.DataFrame, n: int) -> tuple[np.ndarray, bool]:
     if "pattern_library_best_win_rate" in context.columns:
         cols = ["pattern_library_best_win_rate"]
     else:
@@ -146,7 +161,7 @@ def features(
         f"{NAME}_cycle_available": np.full(len(index), float(cycle_ok)),
         f"{NAME}_multi_timeframe_available": np.full(len(index), float(mtf_ok)),
         f"{NAME}_regime_available": np.full(len(index), float(regime_ok)),
-        f"{NAME}_pattern_available": np.full(len(index), float(patterns_ok)),
+        f"{NAME}_pattern_available": patterns_ok.astype(float),
     }
     return pd.DataFrame(out, index=index)
 

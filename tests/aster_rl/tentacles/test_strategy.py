@@ -54,6 +54,8 @@ def test_pattern_columns_by_prefix_and_absent_inputs():
            "pattern_library_support_bounce_win_rate": 0.82, "pattern_library_moon_win_rate": 0.4}
     f = run([row]).iloc[0]
     assert f["strategy_profile"] == POSITION and f["strategy_pattern_win_rate"] == pytest.approx(0.82)
+    off = run([{**row, "pattern_library_best_win_rate": 0.9, "pattern_library_available": 0.0}]).iloc[0]
+    assert off["strategy_profile"] == SWING and off["strategy_pattern_available"] == 0 and off["strategy_pattern_win_rate"] == 0
     empty = run([{}, {}]).iloc[0]  # nothing before it in the pipeline
     assert empty["strategy_profile"] == SCALP
     assert (empty["strategy_leverage_low"], empty["strategy_leverage_high"]) == (10, 20)  # defensive when the cycle is unknown
