@@ -60,13 +60,12 @@ Other sources
   is ``bar open (unix s) * 1000 + rank in the bar``, unique and stable.
 - Book: one snapshot per bar at ``open + timeframe - 1 s`` around the bar's close; its
   imbalance follows the *current* bar's taker flow (never later returns).
-- BTC and ETH: correlated with ASTER's shocks (corr ~0.5; BTC-ETH ~0.84) at a sixth and
-  a quarter of its volatility, starting near 85k and 2.2k.
+- BTC and ETH: correlated with ASTER's shocks (corr ~0.5; BTC-ETH ~0.84) at 0.22 and
+  0.35 of its volatility, starting near 85k and 2.2k; they never see the planted drift.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -237,6 +236,55 @@ def _companion(
     )
 
 
+def _returns(cfg: SynthConfig, rng: dict[str, np.random.Generator], n: int, scale: float,
+             signals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shocks ``z``, volatility, the undrifted log returns and the log returns with the edge."""
+    regimes = _regime_path(rng["regimes"], n, scale)
+    z = _std_t(rng["shocks"], n)
+    zc = np.minimum(np.abs(z), 6.0) - 0.72  # centred |shock| (E|z| ~ 0.72 for the standardized t3)
+    prev = np.concatenate(([0.0], zc[:-1]))
+    phi_fast, phi_slow = 0.96**scale, 0.9985**scale
+    log_vol = _ar1(0.11 * prev, phi_fast) + _ar1(0.012 * prev + 0.012 * rng["shocks"].standard_normal(n), phi_slow)
+    sigma = _SIGMA_5M * np.sqrt(scale) * _REGIME_VOL_MULT[regimes] * np.exp(log_vol)
+    noise = _ar1(sigma * z, 1.0 - 1.0 / max(2.0, _REVERSION_BARS_5M / scale))
+    base_ret = np.diff(noise, prepend=0.0) + _REGIME_DRIFT_5M[regimes] * scale
+    sb, sdir = signals["bar"].to_numpy(), signals["direction"].to_numpy()
+    base_ret[sb] = sdir * np.maximum(np.abs(base_ret[sb]), sigma[sb])  # a signal bar moves its own way
+    edge = np.zeros(n)
+    drifting = signals[signals["drifts"]]
+    per_bar = np.log1p(cfg.edge_drift) / cfg.edge_horizon
+    for bar, direction in zip(drifting["bar"].to_numpy(), drifting["direction"].to_numpy()):
+        edge[bar + 1 : bar + 1 + cfg.edge_horizon] += direction * per_bar
+    return z, sigma, base_ret, base_ret + edge
+
+
+def _aster_candles(rng: np.random.Generator, index: pd.DatetimeIndex, sigma: np.ndarray, base_ret: np.ndarray,
+                   log_ret: np.ndarray, signals: pd.DataFrame, scale: float) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """ASTER candles, plus the bars' undrifted USD volume and taker-buy share."""
+    n = len(index)
+    open_, high, low, close = _ohlc(1.0, log_ret, sigma, rng)
+    zr = base_ret / sigma
+    rel_vol = np.log(sigma / (_SIGMA_5M * np.sqrt(scale)))
+    vol_usd = _VOLUME_USD_5M * scale * np.exp(0.9 * rel_vol + 0.3 * np.minimum(np.abs(zr), 8) + 0.35 * rng.standard_normal(n))
+    share = np.clip(0.5 + 0.2 * np.tanh(zr / 2.0) + 0.025 * rng.standard_normal(n), 0.05, 0.95)
+    avg_trade_usd = 350.0 * np.exp(0.15 * rng.standard_normal(n))
+    base_close = np.exp(np.cumsum(base_ret))  # volumes in units of the undrifted price: same in both modes
+    sb = signals["bar"].to_numpy()
+    volume = _spike_volumes(vol_usd / base_close, sb, signals["volume_factor"].to_numpy())
+    share[sb] = signals["taker_share"].to_numpy()
+    vol_usd = volume * base_close
+    candles = pd.DataFrame(
+        {
+            "open": open_, "high": high, "low": low, "close": close, "volume": volume,
+            "quote_volume": volume * (high + low + close) / 3.0,
+            "trades": np.maximum(1.0, np.round(vol_usd / avg_trade_usd)),
+            "taker_buy_volume": volume * share,
+        },
+        index=index,
+    )
+    return candles, vol_usd, share
+
+
 def synthesize_with_truth(
     cfg: SynthConfig, timeframe: str = "5m", symbol: str = "ASTER/USDT:USDT"
 ) -> tuple[MarketBundle, pd.DataFrame]:
@@ -246,69 +294,26 @@ def synthesize_with_truth(
     scale = step / pd.Timedelta(minutes=_BASE_MINUTES)
     index = _bar_index(cfg, n, timeframe)
     rng = _streams(cfg.seed)
-
-    # volatility and returns
-    regimes = _regime_path(rng["regimes"], n, scale)
-    z = _std_t(rng["shocks"], n)
-    zc = np.minimum(np.abs(z), 6.0) - 0.72  # centred |shock| (E|z| ~ 0.72 for the standardized t3)
-    prev = np.concatenate(([0.0], zc[:-1]))
-    phi_fast, phi_slow = 0.96 ** scale, 0.9985 ** scale
-    log_vol = _ar1(0.11 * prev, phi_fast) + _ar1(0.012 * prev + 0.012 * rng["shocks"].standard_normal(n), phi_slow)
-    sigma = _SIGMA_5M * np.sqrt(scale) * _REGIME_VOL_MULT[regimes] * np.exp(log_vol)
     signals = _signal_draws(cfg, rng["signals"], n)
-    sb, sdir = signals["bar"].to_numpy(), signals["direction"].to_numpy()
-    regime_drift = _REGIME_DRIFT_5M[regimes] * scale
-    noise = _ar1(sigma * z, 1.0 - 1.0 / max(2.0, _REVERSION_BARS_5M / scale))
-    base_ret = np.diff(noise, prepend=0.0) + regime_drift
-    base_ret[sb] = sdir * np.maximum(np.abs(base_ret[sb]), sigma[sb])  # a signal bar moves its own way
-    edge = np.zeros(n)
-    drifting = signals[signals["drifts"]]
-    per_bar = np.log1p(cfg.edge_drift) / cfg.edge_horizon
-    for bar, direction in zip(drifting["bar"].to_numpy(), drifting["direction"].to_numpy()):
-        edge[bar + 1 : bar + 1 + cfg.edge_horizon] += direction * per_bar
-    log_ret = base_ret + edge
+    z, sigma, base_ret, log_ret = _returns(cfg, rng, n, scale, signals)
+    candles, vol_usd, share = _aster_candles(rng["candles"], index, sigma, base_ret, log_ret, signals, scale)
+    close = candles["close"].to_numpy()
 
-    # candles
-    crng = rng["candles"]
-    open_, high, low, close = _ohlc(1.0, log_ret, sigma, crng)
-    zr = base_ret / sigma
-    rel_vol = np.log(sigma / (_SIGMA_5M * np.sqrt(scale)))
-    vol_usd = _VOLUME_USD_5M * scale * np.exp(0.9 * rel_vol + 0.3 * np.minimum(np.abs(zr), 8) + 0.35 * crng.standard_normal(n))
-    share = np.clip(0.5 + 0.2 * np.tanh(zr / 2.0) + 0.025 * crng.standard_normal(n), 0.05, 0.95)
-    avg_trade_usd = 350.0 * np.exp(0.15 * crng.standard_normal(n))
-    base_close = np.exp(np.cumsum(base_ret))  # volumes in units of the undrifted price: same in both modes
-    volume = vol_usd / base_close
-    volume = _spike_volumes(volume, sb, signals["volume_factor"].to_numpy())
-    share[sb] = signals["taker_share"].to_numpy()
-    typical = (high + low + close) / 3.0
-    candles = pd.DataFrame(
-        {
-            "open": open_, "high": high, "low": low, "close": close, "volume": volume,
-            "quote_volume": volume * typical,
-            "trades": np.maximum(1.0, np.round(volume * base_close / avg_trade_usd)),
-            "taker_buy_volume": volume * share,
-        },
-        index=index,
-    )
-
+    crng = rng["companions"]
+    w_btc, w_eth = crng.standard_normal((2, n))
+    zb = 0.5 * z + np.sqrt(0.75) * w_btc  # corr(ASTER, BTC) = 0.5
+    ze = 0.5 * z + 0.681 * w_btc + 0.535 * w_eth  # corr(ASTER, ETH) = 0.5, corr(BTC, ETH) = 0.84
     bundle = MarketBundle(
         symbol=symbol,
         timeframe=timeframe,
         candles=candles,
-        funding=_funding(rng["funding"], index, step, close, open_),
-        trades=_trades(rng["trades"], index, step, candles, volume * base_close, share, signals),
+        funding=_funding(rng["funding"], index, step, close, candles["open"].to_numpy()),
+        trades=_trades(rng["trades"], index, step, candles, vol_usd, share, signals),
         book=_book(rng["book"], index, step, close, sigma, share, scale),
-        btc=None,
-        eth=None,
+        btc=_companion(crng, index, np.clip(zb, -12, 12), sigma, 0.22, 85_000.0, 4e7, scale),
+        eth=_companion(crng, index, np.clip(ze, -12, 12), sigma, 0.35, 2_200.0, 2.5e7, scale),
     )
-    crng2 = rng["companions"]
-    w_btc, w_eth = crng2.standard_normal((2, n))
-    zb = 0.5 * z + np.sqrt(0.75) * w_btc
-    ze = 0.5 * z + 0.681 * w_btc + 0.535 * w_eth
-    btc = _companion(crng2, index, np.clip(zb, -12, 12), sigma, 0.22, 85_000.0, 4e7, scale)
-    eth = _companion(crng2, index, np.clip(ze, -12, 12), sigma, 0.35, 2_200.0, 2.5e7, scale)
-    bundle = dataclasses.replace(bundle, btc=btc, eth=eth)
-    signals = signals.assign(timestamp=index[sb]).set_index("timestamp")
+    signals = signals.assign(timestamp=index[signals["bar"].to_numpy()]).set_index("timestamp")
     logger.info("synthesized %d %s bars of %s (%s edge, %d signal bars)", n, timeframe, symbol, cfg.edge, len(signals))
     return bundle, signals
 

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     if new.get("candles", 0) < len(candles):
         print(
             f"note: {len(candles) - new.get('candles', 0)} of these bars were already stored and were kept as they "
-            f"were; use a fresh data.data_dir to store a different seed"
+            f"were; use a fresh data.data_dir to store a different market (seed, edge or start)"
         )
     print(f"database: {db.display_url}")
     return 0
