@@ -12,8 +12,10 @@ Public: ``/fapi/v3/exchangeInfo`` and ``/api/v3/exchangeInfo`` (``load_markets``
 intervals are resampled from the served timeframe), ``/fapi/v3/fundingRate``,
 ``/fapi/v3/fundingInfo``, ``/fapi/v3/depth``, ``/fapi/v3/trades``, ``/fapi/v3/aggTrades``,
 ``/fapi/v3/time``, ``/fapi/v3/ticker/price``, ``/fapi/v3/ticker/bookTicker``,
-``/fapi/v3/premiumIndex``. Signed (any signature accepted): see
-:mod:`aster_rl.fake_exchange_account`.
+``/fapi/v3/premiumIndex``. Signed (any signature accepted; see
+:mod:`aster_rl.fake_exchange_account`): ``balance``, ``account``, ``positionRisk``,
+``leverageBracket``, ``order`` (POST / GET / DELETE, ``newClientOrderId`` never reused),
+``openOrders``, ``allOpenOrders``, ``leverage``, ``marginType``.
 
 The fake has its own clock (``fake.now_ms``, frozen unless set): nothing after it is
 served. Like a real exchange, klines include the still-forming candle (the one whose
@@ -35,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.errors import DataError
+from aster_rl.fake_exchange_account import FakeAccount
 from aster_rl.market import MarketBundle
 from aster_rl.timeframes import resample_candles, timeframe_to_ms
 
@@ -183,14 +186,8 @@ class FakeAsterExchange:
             ("GET", "/fapi/v3/ticker/bookTicker"): self._book_ticker,
             ("GET", "/fapi/v3/premiumIndex"): self._premium_index,
         }
-        self.account: Any = None
-        try:
-            from aster_rl.fake_exchange_account import FakeAccount
-        except ImportError:  # pragma: no cover - the account module is optional
-            FakeAccount = None  # type: ignore[assignment]  # noqa: N806
-        if FakeAccount is not None:
-            self.account = FakeAccount(self, balance_usdt=balance_usdt)
-            self._routes.update(self.account.routes())
+        self.account = FakeAccount(self, balance_usdt=balance_usdt)
+        self._routes.update(self.account.routes())
 
     # ------------------------------------------------------------ lifecycle
 
@@ -234,7 +231,10 @@ class FakeAsterExchange:
         return pd.Timestamp(self.now_ms, unit="ms", tz="UTC")
 
     def set_now(self, when: pd.Timestamp | str | int) -> None:
+        """Move the clock; resting orders (stops, targets, limits) crossed by the new last price fill."""
         self.now_ms = _to_ms(when)
+        for mid in self._frames:
+            self.account.on_price(mid, self.last_price(mid))
 
     def fail_next(
         self, n: int = 1, status: int = 503, *, code: int | None = None, msg: str = "", path: str | None = None, after: int = 0

@@ -159,3 +159,65 @@ def test_bad_construction_is_a_clear_error():
         FakeAsterExchange([1, 2, 3])  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="not running"):
         FakeAsterExchange(make_candles(5)).url
+
+
+# ---------------------------------------------------------------- signed endpoints
+
+TEST_KEY = "0x" + "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"  # throwaway, never funded
+
+
+@pytest.fixture()
+def private_exchange():
+    from aster_rl.config import Secrets
+    from aster_rl.exchange import make_exchange
+
+    with FakeAsterExchange(make_candles(300, seed=5), balance_usdt=1_000.0) as fake:
+        yield fake, make_exchange(DataConfig(api_url=fake.url, rate_limit_ms=0), Secrets(private_key=TEST_KEY))
+
+
+def test_orders_positions_balance_through_ccxt(private_exchange):
+    fake, ex = private_exchange
+    assert ex.fetch_balance()["USDT"]["total"] == 1_000.0
+    ex.set_margin_mode("isolated", SYMBOL)
+    ex.set_leverage(5, SYMBOL)
+    order = ex.create_order(SYMBOL, "market", "buy", 100, None, {"clientOrderId": "entry-1"})
+    assert order["status"] == "closed" and order["filled"] == 100 and order["clientOrderId"] == "entry-1"
+    price = fake.last_price()
+    stop = ex.create_order(SYMBOL, "market", "sell", 100, None, {"stopLossPrice": price * 0.95, "reduceOnly": True})
+    target = ex.create_order(SYMBOL, "market", "sell", 100, None, {"takeProfitPrice": price * 1.05, "reduceOnly": True})
+    assert stop["info"]["type"] == "STOP_MARKET" and target["info"]["type"] == "TAKE_PROFIT_MARKET"
+    assert {o["id"] for o in ex.fetch_open_orders(SYMBOL)} == {stop["id"], target["id"]}
+    (pos,) = ex.fetch_positions([SYMBOL])
+    assert (pos["side"], pos["contracts"], pos["leverage"], pos["marginMode"]) == ("long", 100, 5, "isolated")
+    assert pos["entryPrice"] == pytest.approx(price)
+    fee = 100 * price * 0.00035
+    assert ex.fetch_balance()["USDT"]["total"] == pytest.approx(1_000.0 - fee, abs=1e-6)
+
+    # the price falls through the stop: the position closes, the target stays open until cancelled
+    fake.account.on_price("ASTERUSDT", price * 0.94)
+    assert ex.fetch_order(stop["id"], SYMBOL)["status"] == "closed"
+    assert ex.fetch_positions([SYMBOL]) == []
+    assert ex.cancel_order(target["id"], SYMBOL)["status"] == "canceled"
+    assert ex.fetch_open_orders(SYMBOL) == []
+    # no builder fee was attached to any order
+    orders = [r for r in fake.requests if r.method == "POST" and r.path == "/fapi/v3/order"]
+    assert len(orders) == 3 and all("builder" not in r.params and "feeRate" not in r.params for r in orders)
+
+
+def test_client_order_id_is_never_reused_and_rejections_map(private_exchange):
+    import ccxt
+
+    fake, ex = private_exchange
+    ex.create_order(SYMBOL, "market", "buy", 10, None, {"clientOrderId": "once"})
+    with pytest.raises(ccxt.ExchangeError, match="ClientOrderId is duplicated"):
+        ex.create_order(SYMBOL, "market", "buy", 10, None, {"clientOrderId": "once"})
+    assert len(fake.account.fills) == 1
+    assert ex.fetch_order(None, SYMBOL, {"clientOrderId": "once"})["filled"] == 10
+    with pytest.raises(ccxt.InvalidOrder, match="notional must be no smaller than 5"):
+        ex.create_order(SYMBOL, "market", "buy", 1, None)
+    with pytest.raises(ccxt.InsufficientFunds):
+        ex.create_order(SYMBOL, "market", "buy", 1_000_000, None)
+    with pytest.raises(ccxt.OrderNotFound):
+        ex.cancel_order("42", SYMBOL)
+    with pytest.raises(ccxt.NoChange):
+        ex.set_margin_mode("cross", SYMBOL)
