@@ -120,11 +120,11 @@ class RolloutStats:
             out["env/time_in_market"] = float(self.in_market / self.env_steps)
         if self.episodes:
             out["env/episodes"] = float(len(self.episodes))
-            for key in ("fees", "funding", "slippage", "return", "max_drawdown", "liquidations"):
+            for key in ("fees", "funding", "slippage", "return", "max_drawdown", "liquidations", "time_in_market"):
                 vals = [float(e[key]) for e in self.episodes if key in e]
                 if vals:
                     out[f"env/episode_{key}"] = float(np.mean(vals))
-            for key in ("fees", "funding", "slippage", "time_in_market"):
+            for key in ("fees", "funding", "slippage"):
                 vals = [float(e[key]) for e in self.episodes if key in e]
                 if vals:
                     out[f"env/{key}"] = float(np.mean(vals))

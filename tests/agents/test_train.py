@@ -1,0 +1,111 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from agents.callbacks import event_scalar_tags
+from agents.evaluate import evaluate_run
+from agents.policy import Policy, load_policy, resolve_run_dir
+from agents.train import train
+from aster_rl.errors import DataError, SchemaMismatchError
+
+from agent_helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_dataset):
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = tiny_config(tmp)
+    return cfg, train(cfg, tiny_dataset)
+
+
+def test_run_directory_layout(trained):
+    cfg, result = trained
+    d = result.run_dir
+    assert d.parent == cfg.train.checkpoint_dir
+    name, seed, stamp = d.name.split("__")
+    assert name == "ppo" and seed == "3" and stamp.isdigit()
+    for f in ("model_last.zip", "model_best.zip", "vecnormalize.pkl", "vecnormalize_best.pkl", "config.toml",
+              "feature_schema.json", "splits.json", "metrics.json"):
+        assert (d / f).exists(), f
+    splits = json.loads((d / "splits.json").read_text())
+    assert splits["train"]["end"] + splits["purge_bars"] <= splits["validation"]["start"]
+    assert splits["validation"]["end"] + splits["purge_bars"] <= splits["test"]["start"]
+    assert splits["train"]["first_bar"] < splits["validation"]["first_bar"] < splits["test"]["first_bar"]
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["timesteps"] >= 256
+    assert [h["timesteps"] for h in metrics["validation_history"]] == [128.0, 256.0]
+    assert "net_pnl_usd" in metrics["best_validation"]
+
+
+def test_tensorboard_has_trading_scalars(trained):
+    _, result = trained
+    tags = event_scalar_tags(result.run_dir / "tb")
+    for tag in ("trade/win_rate", "trade/profit_factor", "trade/expectancy", "trade/avg_pnl", "trade/trades_per_day",
+                "trade/avg_leverage", "trade/liquidations", "env/equity", "env/drawdown", "env/time_in_market",
+                "actions/side_wait", "actions/side_buy", "actions/side_sell", "actions/entropy",
+                "eval/net_pnl_usd", "eval/net_return", "eval/sharpe", "eval/best_net_pnl_usd", "train/entropy_loss"):
+        assert tag in tags, tag
+    assert any(t.startswith("actions/leverage_") for t in tags)
+    assert any(t.startswith("actions/profile_") for t in tags)
+
+
+def test_hyperparameters_logged_as_text(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, result = trained
+    events = next((result.run_dir / "tb").rglob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(events.parent), size_guidance={"tensors": 0})
+    acc.Reload()
+    assert any("hyperparameters" in t for t in acc.Tags()["tensors"])
+
+
+def test_same_seed_same_metrics(trained, tmp_path, tiny_dataset):
+    cfg, first = trained
+    again = train(tiny_config(tmp_path), tiny_dataset)
+    a, b = first.metrics, again.metrics
+    assert a["validation_history"] == b["validation_history"]
+    assert a["last_rollout"] == b["last_rollout"]
+
+
+def test_reloaded_run_evaluates_to_the_same_numbers(trained, tiny_dataset):
+    cfg, result = trained
+    first = evaluate_run(result.run_dir, cfg, dataset=tiny_dataset)
+    second = evaluate_run(result.run_dir, cfg, dataset=tiny_dataset)
+    assert first.to_dict() == second.to_dict()
+    saved = json.loads((result.run_dir / "eval" / "results.json").read_text())
+    assert saved["agent"]["metrics"]["net_return"] == pytest.approx(first.agent.metrics["net_return"])
+    for name in ("agent", "flat", "buy_and_hold", "random", "rule_brain"):
+        assert (result.run_dir / "eval" / f"equity_{name}.csv").exists()
+        assert (result.run_dir / "eval" / f"trades_{name}.csv").exists()
+    assert set(saved["cost_sweep"]) == {"x0", "x1", "x2"}
+    assert saved["verdict"]
+    # the best model's policy, loaded fresh, acts the same on the same observation
+    pol = load_policy(result.run_dir, schema=tiny_dataset.schema)
+    assert isinstance(pol, Policy)
+    obs = np.concatenate([tiny_dataset.matrix[2000], np.zeros(6, np.float32)])
+    np.testing.assert_array_equal(pol.predict(obs), load_policy(result.run_dir).predict(obs))
+    d = pol.decide(obs)
+    np.testing.assert_array_equal(d.action, pol.predict(obs))
+    assert 0 < d.confidence <= 1
+    assert d.confidence == pytest.approx(np.prod([p[a] for p, a in zip(d.probabilities, d.action)]))
+    assert np.isfinite(d.value)
+
+
+def test_schema_mismatch_is_a_clear_error(trained, tiny_dataset):
+    _, result = trained
+    schema = tiny_dataset.schema
+    other = dataclasses.replace(schema, names=tuple(schema.names[:-1]) + ("orderflow_not_a_feature",))
+    with pytest.raises(SchemaMismatchError, match="orderflow_not_a_feature"):
+        load_policy(result.run_dir, schema=other)
+
+
+def test_latest_and_missing_runs(trained, tmp_path):
+    cfg, result = trained
+    assert resolve_run_dir("latest", cfg.train.checkpoint_dir) == result.run_dir or \
+        resolve_run_dir("latest", cfg.train.checkpoint_dir).parent == result.run_dir.parent
+    with pytest.raises(DataError, match="no trained run"):
+        resolve_run_dir("latest", tmp_path / "empty")
+    with pytest.raises(DataError, match="does not exist"):
+        resolve_run_dir(tmp_path / "nope")
