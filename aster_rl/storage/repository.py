@@ -22,7 +22,7 @@ from aster_rl.errors import DataError, StorageError
 from aster_rl.market import BOOK_COLUMNS, CANDLE_COLUMNS, OPTIONAL_CANDLE_COLUMNS, MarketBundle, validate_candles
 from aster_rl.storage.bulk import bulk_insert_new
 from aster_rl.storage.database import Database
-from aster_rl.storage.models import Base, Candle, FundingRate, OrderBookSnapshot, Trade
+from aster_rl.storage.models import Base, Candle, CandleSeries, FundingRate, OrderBookSnapshot, Trade
 from aster_rl.timeframes import resample_candles, timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
@@ -98,23 +98,33 @@ def _between(stmt, column, start_ms: int | None, end_ms: int | None, end_inclusi
 
 # ---------------------------------------------------------------- candles
 
+def _series_id(conn: Connection, source: str, symbol: str, timeframe: str, create: bool = False) -> int | None:
+    """The id of the (source, symbol, timeframe) series; created on demand when ``create``."""
+    t = CandleSeries.__table__
+    stmt = select(t.c.id).where(t.c.source == source, t.c.symbol == symbol, t.c.timeframe == timeframe)
+    found = conn.execute(stmt).scalar_one_or_none()
+    if found is None and create:
+        bulk_insert_new(conn, t, {"source": [source], "symbol": [symbol], "timeframe": [timeframe]},
+                        ("source", "symbol", "timeframe"))
+        found = conn.execute(stmt).scalar_one()
+    return None if found is None else int(found)
+
+
 def _insert_candles(conn: Connection, source: str, symbol: str, timeframe: str, candles: pd.DataFrame) -> int:
     where = f"candles {source} {symbol} {timeframe}"
     timeframe_to_timedelta(timeframe)
     validate_candles(candles, where)
     n = len(candles)
-    columns: dict[str, list[Any]] = {
-        "source": [source] * n,
-        "symbol": [symbol] * n,
-        "timeframe": [timeframe] * n,
-        "ts": _index_ms(candles, where),
-    }
+    if n == 0:
+        return 0
+    series = _series_id(conn, source, symbol, timeframe, create=True)
+    columns: dict[str, list[Any]] = {"series_id": [series] * n, "ts": _index_ms(candles, where)}
     for col in CANDLE_COLUMNS:
         columns[col] = _floats(candles, col, where)
     for col in OPTIONAL_CANDLE_COLUMNS:
         if col in candles.columns:
             columns[col] = _floats(candles, col, where, nullable=True)
-    new = bulk_insert_new(conn, Candle.__table__, columns, ("source", "symbol", "timeframe", "ts"))
+    new = bulk_insert_new(conn, Candle.__table__, columns, ("series_id", "ts"))
     logger.debug("%s: %d bars, %d new", where, n, new)
     return new
 
@@ -127,11 +137,9 @@ def upsert_candles(db: Target, source: str, symbol: str, timeframe: str, candles
 
 def last_candle_time(db: Target, source: str, symbol: str, timeframe: str) -> pd.Timestamp | None:
     """Open time of the newest stored bar, or None."""
-    stmt = select(func.max(Candle.ts)).where(
-        Candle.source == source, Candle.symbol == symbol, Candle.timeframe == timeframe
-    )
     with _connection(db) as conn:
-        ms = conn.execute(stmt).scalar_one()
+        series = _series_id(conn, source, symbol, timeframe)
+        ms = None if series is None else conn.execute(select(func.max(Candle.ts)).where(Candle.series_id == series)).scalar_one()
     return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC")
 
 
@@ -141,11 +149,11 @@ def load_candles(
     """Bars with open time in ``[start, end]``; optional columns only when stored for every bar."""
     cols = ("ts", *CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS)
     table = Candle.__table__
-    stmt = select(*(table.c[c] for c in cols)).where(
-        table.c.source == source, table.c.symbol == symbol, table.c.timeframe == timeframe
-    )
-    stmt = _between(stmt, table.c.ts, _to_ms(start), _to_ms(end)).order_by(table.c.ts)
-    rows = _read(db, stmt)
+    with _connection(db) as conn:
+        series = _series_id(conn, source, symbol, timeframe)
+        stmt = select(*(table.c[c] for c in cols)).where(table.c.series_id == (-1 if series is None else series))
+        stmt = _between(stmt, table.c.ts, _to_ms(start), _to_ms(end)).order_by(table.c.ts)
+        rows = [tuple(r) for r in conn.execute(stmt).all()]
     frame = pd.DataFrame.from_records(rows, columns=list(cols), coerce_float=True)
     out = pd.DataFrame(index=_time_index(frame["ts"].to_numpy()))
     for col in CANDLE_COLUMNS:
@@ -385,11 +393,12 @@ def describe(db: Database) -> dict[str, Any]:
     with _connection(db) as conn:
         for name, table in Base.metadata.tables.items():
             tables[name] = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-        t = Candle.__table__
+        t, s = Candle.__table__, CandleSeries.__table__
         stmt = (
-            select(t.c.source, t.c.symbol, t.c.timeframe, func.count(), func.min(t.c.ts), func.max(t.c.ts))
-            .group_by(t.c.source, t.c.symbol, t.c.timeframe)
-            .order_by(t.c.source, t.c.symbol, t.c.timeframe)
+            select(s.c.source, s.c.symbol, s.c.timeframe, func.count(), func.min(t.c.ts), func.max(t.c.ts))
+            .join_from(s, t, t.c.series_id == s.c.id)
+            .group_by(s.c.source, s.c.symbol, s.c.timeframe)
+            .order_by(s.c.source, s.c.symbol, s.c.timeframe)
         )
         series = [
             {
