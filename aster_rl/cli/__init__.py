@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "db_cmd",
     "data_cmd",
     "brain_cmd",
+    "patterns_cmd",
 )
 
 

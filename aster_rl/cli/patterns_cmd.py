@@ -1,0 +1,171 @@
+"""``aster-rl mine-patterns`` and ``aster-rl patterns [show NAME]``: the pattern miner and library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+
+import pandas as pd
+
+from aster_rl.config import AppConfig
+from aster_rl.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+TOP = 10
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "mine-patterns",
+        help="mine the training range for patterns and write the pattern library to the database",
+        description="Enumerate candidate patterns (conjunctions of feature conditions, with a side and an exit "
+        "profile), backtest each on the training range through the accounting core, and keep those that hold "
+        "up after a Benjamini-Hochberg correction at patterns.fdr. Prints how many pass the naive test "
+        "(p < 0.05) and how many survive the correction. The range defaults to the training split "
+        "(the first train.train_fraction of the stored bars).",
+    )
+    p.add_argument("--start", metavar="TIME", help="first bar of the training range (UTC)")
+    p.add_argument("--end", metavar="TIME", help="last bar of the training range (UTC)")
+    p.add_argument("--naive", action="store_true", help="store the uncorrected (p < 0.05) list instead (for comparison only)")
+    p.add_argument("--max-candidates", type=int, default=20_000, help="bound on the condition conjunctions tried")
+    p.set_defaults(func=run_mine)
+
+    q = sub.add_parser(
+        "patterns",
+        help="list the pattern library, or show one pattern with its trades",
+        description="`aster-rl patterns` lists the library as a table; `aster-rl patterns show NAME` (or the row "
+        "number from the table) shows one pattern with its statistics, history and trades.",
+    )
+    q.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    q.add_argument("name", nargs="?", help="pattern name (quoted) or row number, for show")
+    q.set_defaults(func=run_patterns)
+
+
+def _time(text: str | None, flag: str) -> pd.Timestamp | None:
+    if text is None:
+        return None
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        ts = pd.NaT
+    if ts is pd.NaT:
+        raise DataError(f"{flag} {text!r}: not a time; use e.g. 2025-04-01 or 2025-04-01T12:00 (UTC)")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _fmt(x: float | None, pct: bool = False) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "inf" if x is not None and x > 0 else "-"
+    return f"{x:.1%}" if pct else f"{x:.2f}"
+
+
+def run_mine(args: argparse.Namespace, config: AppConfig) -> int:
+    from aster_rl.features import build_features
+    from aster_rl.patterns.library import PatternLibrary
+    from aster_rl.patterns.miner import mine
+    from aster_rl.prices import PriceArrays
+    from aster_rl.progress import progress
+    from aster_rl.storage import Database, load_market
+    from aster_rl.storage.pattern_store import save_library
+
+    start, end = _time(args.start, "--start"), _time(args.end, "--end")
+    db = Database.from_config(config.data)
+    db.init_schema()
+    market = load_market(db, config.data, end=end)
+    if len(market.candles) == 0:
+        raise DataError(
+            f"no {config.data.symbol} {config.data.timeframe} candles from source {config.data.source!r} in "
+            f"{db.display_url}; run `aster-rl data synth` or `aster-rl data download` first"
+        )
+    index = market.candles.index
+    if end is None:
+        end = index[max(int(len(index) * config.train.train_fraction) - 1, 0)]
+    features = build_features(market, config.features)  # causal: row t uses bars <= t only
+    frame = features.frame()
+    lo = 0 if start is None else int(index.searchsorted(start, side="left"))
+    hi = int(index.searchsorted(end, side="right"))
+    first_bar = max(features.warmup - lo, 0)
+    if hi - lo - first_bar < 2 * config.patterns.min_trades:
+        raise DataError(f"the training range {index[lo] if lo < len(index) else start} .. {end} has too few bars ({hi - lo})")
+    prices = PriceArrays.from_market(market).slice(lo, hi)  # trades must close inside the range
+    bar = progress(total=1, desc="mining")
+
+    def tick(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        if done % 50 == 0 or done == total:
+            bar.refresh()
+
+    result = mine(
+        frame.iloc[lo:hi], prices, config.patterns, config.env,
+        first_bar=first_bar, max_candidates=args.max_candidates, seed=config.train.seed, progress=tick,
+    )
+    bar.close()
+    library = PatternLibrary.from_mining(result, config.patterns, naive=args.naive)
+    chosen = result.naive if args.naive else result.corrected
+    trades = {
+        m.name: [[str(t.signal_time), str(t.exit_time), float(t.net_return), t.reason] for t in result.trades_frame(m).itertuples()]
+        for m in chosen
+    }
+    save_library(db, library, trades, replace_all=True)
+    print(f"training range {result.start} .. {result.end}: {result.enumerated} conjunctions, {result.evaluated} candidates "
+          f"backtested in {result.seconds:.1f} s ({result.candidates_per_second:.0f}/s)")
+    print(f"naive (p < 0.05, expectancy > 0): {len(result.naive)} patterns")
+    print(f"corrected (Benjamini-Hochberg at {config.patterns.fdr:g}): {len(result.corrected)} patterns")
+    print(f"wrote {len(library)} {'naive' if args.naive else 'corrected'} patterns to {db.display_url}")
+    for m in chosen[:TOP]:
+        s = m.stats
+        print(f"  {m.name}  trades {s.trades}  win {s.win_rate:.0%} (≥ {s.win_rate_lower_bound:.0%})  "
+              f"PF {_fmt(s.profit_factor)}  exp {s.expectancy * 1e4:.1f} bps  p {m.p_value:.2g}  "
+              f"{library.get(m.name).status}")
+    return 0
+
+
+def run_patterns(args: argparse.Namespace, config: AppConfig) -> int:
+    from aster_rl.storage import Database
+    from aster_rl.storage.pattern_store import load_library, pattern_trades
+
+    db = Database.from_config(config.data)
+    library = load_library(db, config.patterns)
+    entries = list(library)
+    if args.action == "list":
+        if args.name:
+            raise DataError("`aster-rl patterns` takes no name; use `aster-rl patterns show NAME`")
+        if not entries:
+            print(f"the pattern library in {db.display_url} is empty; run `aster-rl mine-patterns`")
+            return 0
+        print(f"{'#':>3}  {'status':9} {'trades':>6} {'win':>6} {'win lb':>6} {'PF':>5} {'exp bps':>8}  name")
+        for i, e in enumerate(entries, 1):
+            s = e.stats
+            print(f"{i:>3}  {str(e.status):9} {s.trades:>6} {s.win_rate:>6.1%} {s.win_rate_lower_bound:>6.1%} "
+                  f"{_fmt(s.profit_factor):>5} {s.expectancy * 1e4:>8.1f}  {e.name}")
+        return 0
+    if not args.name:
+        raise DataError("`aster-rl patterns show` needs a NAME (quoted) or a row number from `aster-rl patterns`")
+    name = args.name
+    if name.isdigit() and 1 <= int(name) <= len(entries):
+        name = entries[int(name) - 1].name
+    e = library.get(name)
+    s = e.stats
+    print(e.name)
+    print(f"  status {e.status}; side {e.pattern.side}; exit profile {e.pattern.profile}")
+    print(f"  conditions: " + "; ".join(f"{c.column} {c.op} {c.threshold:g}" for c in e.pattern.conditions))
+    print(f"  trades {s.trades} (wins {s.wins}, losses {s.losses}); win rate {s.win_rate:.1%}, Wilson lower bound "
+          f"{s.win_rate_lower_bound:.1%}")
+    print(f"  avg win {s.avg_win:.3%}, avg loss {s.avg_loss:.3%}, profit factor {_fmt(s.profit_factor)}, "
+          f"expectancy {s.expectancy:.3%} per trade after costs")
+    print(f"  best regime {s.best_regime or '-'}; best cycle phase {s.best_cycle_phase or '-'}")
+    for key in ("selection", "p_value", "p_permutation", "trained_from", "trained_until"):
+        if e.meta.get(key) is not None:
+            print(f"  {key.replace('_', ' ')}: {e.meta[key]}")
+    print(f"  history: " + ", ".join(f"{pd.Timestamp(h.ts_ms, unit='ms', tz='UTC'):%Y-%m-%d %H:%M} {h.event}" for h in e.history))
+    training, live = pattern_trades(db, e.name)
+    print(f"  training trades ({len(training)}):")
+    for t in training:
+        print(f"    {t[0]}  exit {t[1]}  {t[2]:+.3%}  {t[3]}")
+    print(f"  live/paper trades ({len(live)}):")
+    for t in live:
+        print(f"    {pd.Timestamp(t['ts'], unit='ms', tz='UTC')}  {t['side']}  {t['status']}  pnl {t['pnl_usd']}  {t['exit_reason']}")
+    return 0
