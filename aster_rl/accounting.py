@@ -471,6 +471,7 @@ class SingleAccount:
         self._a_target = np.zeros(1)
         self._a_prof = np.zeros(1, dtype=np.int64)
         self._zero = np.zeros(1, dtype=np.int64)
+        self._flat_state = None
         self.reset()
 
     def reset(self) -> None:
@@ -531,3 +532,17 @@ class SingleAccount:
             "liquidations": int(b.liquidations[0]),
             "skipped_orders": int(b.n_skipped[0]),
         }
+
+    def observation(self, features: np.ndarray, t: int) -> np.ndarray:
+        """The observation at bar ``t``'s close: feature row ``t`` + this account's state."""
+        from aster_rl.observation import N_ACCOUNT, book_state, build_observation
+
+        book = self.book
+        if book.side[0] == 0 and book.equity[0] == self.cfg.initial_equity_usd:
+            if self._flat_state is None:
+                self._flat_state = np.zeros(N_ACCOUNT, dtype=np.float32)
+                self._flat_state[4] = 1.0
+            state = self._flat_state
+        else:
+            state = book_state(book, self._c[t : t + 1], self.cfg.initial_equity_usd)[0]
+        return build_observation(features[t], state)

@@ -39,7 +39,7 @@ from gymnasium import spaces
 from aster_rl.accounting import SingleAccount, validate_env_config
 from aster_rl.config import EnvConfig
 from aster_rl.errors import ConfigError, DataError
-from aster_rl.observation import N_ACCOUNT, book_state
+from aster_rl.observation import N_ACCOUNT
 from aster_rl.prices import PriceArrays
 from envs.rewards import step_rewards
 
@@ -128,9 +128,6 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         self.book = self.account.book
         self._lev = self.account._lev
         self._n_profiles = len(cfg.exit_profiles)
-        self._state = np.zeros((1, N_ACCOUNT), dtype=np.float32)
-        self._flat_state = self._state.copy()
-        self._flat_state[0, 4] = 1.0
         self._initial = float(cfg.initial_equity_usd)
         self._t = self._first_t
         self._t0 = self._first_t
@@ -143,12 +140,7 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         return max(self._first_t, self._end - 1 - self.episode_length)
 
     def _obs(self, t: int) -> np.ndarray:
-        book = self.book
-        if book.side[0] == 0 and book.equity[0] == self.cfg.initial_equity_usd:
-            state = self._flat_state
-        else:
-            state = book_state(book, self._c[t : t + 1], self.cfg.initial_equity_usd, out=self._state)
-        return np.concatenate((self.features[t], state[0]))
+        return self.account.observation(self.features, t)
 
     def _info(self) -> dict[str, Any]:
         b = self.book
