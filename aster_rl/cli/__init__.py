@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "config_cmd",
     "db_cmd",
     "data_cmd",
+    "features_cmd",
     "brain_cmd",
     "patterns_cmd",
 )
