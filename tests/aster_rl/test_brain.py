@@ -9,7 +9,7 @@ from aster_rl.cli import main
 from aster_rl.config import FeaturesConfig
 from aster_rl.errors import DataError
 from aster_rl.tentacles import TENTACLES
-from conftest import make_market
+from factories import make_market
 
 CFG = FeaturesConfig()
 MARKET = make_market(2000, seed=3)

@@ -12,7 +12,7 @@ from aster_rl.errors import DataError, ExchangeError, TemporaryExchangeError
 from aster_rl.exchange import ExchangeClient
 from aster_rl.fake_exchange import FakeAsterExchange
 from aster_rl.storage import Database, load_book, load_candles, load_funding, load_trades
-from conftest import make_market
+from factories import make_market
 
 SYMBOL = "ASTER/USDT:USDT"
 SOURCE = "aster"

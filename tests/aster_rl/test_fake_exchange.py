@@ -13,7 +13,7 @@ from aster_rl.config import DataConfig
 from aster_rl.errors import DataError, ExchangeError, TemporaryExchangeError
 from aster_rl.exchange import ExchangeClient
 from aster_rl.fake_exchange import FakeAsterExchange
-from conftest import make_candles, make_market
+from factories import make_candles, make_market
 
 SYMBOL = "ASTER/USDT:USDT"
 

@@ -11,7 +11,7 @@ import pytest
 
 from aster_rl.errors import DataError
 from aster_rl.importer import infer_symbol_timeframe, read_candle_file
-from conftest import make_candles
+from factories import make_candles
 
 REAL = Path("/work/shared/data/real")
 OHLCV = ["open", "high", "low", "close", "volume"]

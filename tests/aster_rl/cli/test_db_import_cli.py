@@ -10,7 +10,7 @@ import pytest
 from aster_rl.cli import main
 from aster_rl.config import DataConfig
 from aster_rl.storage import Database, describe, load_candles
-from conftest import make_candles
+from factories import make_candles
 
 REAL = Path("/work/shared/data/real")
 

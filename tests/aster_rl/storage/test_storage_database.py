@@ -8,7 +8,7 @@ from sqlalchemy import text
 from aster_rl.config import DataConfig
 from aster_rl.errors import StorageError
 from aster_rl.storage import SCHEMA_VERSION, Database, describe, upsert_candles
-from conftest import make_candles
+from factories import make_candles
 
 
 def test_init_schema_is_idempotent_and_records_the_version(tmp_path):

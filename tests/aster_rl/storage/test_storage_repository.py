@@ -23,7 +23,7 @@ from aster_rl.storage import (
 )
 from aster_rl.storage import repository
 from aster_rl.timeframes import resample_candles
-from conftest import make_candles, make_market
+from factories import make_candles, make_market
 
 SOURCE = "synthetic"
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from aster_rl.market import MarketBundle
 from aster_rl.tentacles import TENTACLES
 from aster_rl.tentacles.btc_cycle import PHASES, cycle_phase, cycle_rows, reading
-from conftest import make_candles
+from factories import make_candles
 
 TENTACLE = TENTACLES["btc_cycle"]
 

@@ -8,7 +8,7 @@ from ta.volatility import AverageTrueRange, BollingerBands
 from aster_rl.market import MarketBundle
 from aster_rl.tentacles import TENTACLES
 from aster_rl.tentacles.indicators import bollinger, candle_patterns
-from conftest import make_candles, make_market
+from factories import make_candles, make_market
 
 T = TENTACLES["indicators"]
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from aster_rl.tentacles import TENTACLES
 from aster_rl.tentacles.macro import reading
-from conftest import make_market
+from factories import make_market
 
 TENTACLE = TENTACLES["macro"]
 MARKET = make_market(1500, seed=5, with_trades=False, with_book=False)

@@ -4,7 +4,7 @@ import pytest
 
 from aster_rl.market import MarketBundle
 from aster_rl.tentacles import TENTACLES
-from conftest import make_market
+from factories import make_market
 
 T = TENTACLES["market"]
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from aster_rl.market import MarketBundle
 from aster_rl.tentacles import TENTACLES
 from aster_rl.tentacles.multi_timeframe import considered_timeframes, history_bars, reading
-from conftest import make_candles, make_market
+from factories import make_candles, make_market
 
 TENTACLE = TENTACLES["multi_timeframe"]
 

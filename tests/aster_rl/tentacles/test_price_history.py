@@ -5,7 +5,7 @@ import pytest
 from aster_rl.market import MarketBundle
 from aster_rl.tentacles import TENTACLES
 from aster_rl.tentacles.price_history import bars_since
-from conftest import make_market
+from factories import make_market
 
 T = TENTACLES["price_history"]
 

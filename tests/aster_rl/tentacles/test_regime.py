@@ -7,7 +7,7 @@ from ta.trend import ADXIndicator
 from aster_rl.market import MarketBundle
 from aster_rl.tentacles import TENTACLES
 from aster_rl.tentacles.regime import RANGING, TRENDING_DOWN, TRENDING_UP, VOLATILE, reading, wilder_adx
-from conftest import make_candles, make_market
+from factories import make_candles, make_market
 
 TENTACLE = TENTACLES["regime"]
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from aster_rl.market import MarketBundle
 from aster_rl.tentacles import TENTACLES
 from aster_rl.tentacles.strategy import POSITION, SCALP, SWING, leverage_band, reading
-from conftest import make_candles, make_market
+from factories import make_candles, make_market
 
 TENTACLE = TENTACLES["strategy"]
 
