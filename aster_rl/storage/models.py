@@ -47,7 +47,7 @@ class Candle(Base):
     __tablename__ = "candles"
     __table_args__ = {"sqlite_with_rowid": False}
 
-    series_id: Mapped[int] = mapped_column(Integer, ForeignKey("candle_series.id"), primary_key=True)
+    series_id: Mapped[int] = mapped_column(AutoId, ForeignKey("candle_series.id"), primary_key=True, autoincrement=False)
     ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # bar open time, epoch ms
     open: Mapped[float] = mapped_column(Float)
     high: Mapped[float] = mapped_column(Float)
