@@ -338,9 +338,18 @@ def action_mix(result, cfg: EnvConfig) -> dict[str, Any]:
     if len(acts):
         side = acts["side"].to_numpy()
         out["side_share"] = {n: float((side == i).mean()) for i, n in enumerate(("wait", "buy", "sell"))}
+        active = acts[side != 0]
+        if len(active):
+            ladder, names = list(cfg.leverages), list(cfg.exit_profiles)
+            lev = active["leverage"].to_numpy(dtype=int)
+            prof = active["profile"].to_numpy(dtype=int)
+            out["chosen_leverage"] = {f"{ladder[i]:g}x": int((lev == i).sum()) for i in range(len(ladder)) if (lev == i).any()}
+            out["chosen_profile"] = {names[i]: int((prof == i).sum()) for i in range(len(names)) if (prof == i).any()}
     tr = result.trades
     if len(tr):
-        out["trade_leverages"] = {str(k): int(v) for k, v in tr["leverage"].value_counts().sort_index().items()}
+        lev = tr["leverage"].to_numpy(dtype=float)  # effective: the margin brackets may cap the chosen rung
+        out["trade_leverage"] = {"min": float(lev.min()), "median": float(np.median(lev)), "max": float(lev.max()),
+                                 "distinct_rungs": int(len(np.unique(np.round(lev))))}
         out["trade_profiles"] = {str(k): int(v) for k, v in tr["profile"].value_counts().items()}
         out["trade_sides"] = {str(k): int(v) for k, v in tr["side"].value_counts().items()}
     return out
@@ -448,7 +457,7 @@ def evaluate_run(
 
 def format_table(report: EvaluationReport) -> str:
     cols = [("net_return", "net ret", "{:+.2%}"), ("sharpe", "Sharpe", "{:+.2f}"), ("sortino", "Sortino", "{:+.2f}"),
-            ("max_drawdown", "max DD", "{:.2%}"), ("calmar", "Calmar", "{:+.2f}"), ("win_rate", "win", "{:.0%}"),
+            ("max_drawdown", "max DD", "{:.2%}"), ("calmar", "Calmar", "{:+.3g}"), ("win_rate", "win", "{:.0%}"),
             ("profit_factor", "PF", "{:.2f}"), ("expectancy_usd", "exp $", "{:+.2f}"), ("trades", "trades", "{:.0f}"),
             ("exposure", "expo", "{:.0%}"), ("avg_leverage", "lev", "{:.1f}"), ("liquidations", "liq", "{:.0f}"),
             ("fees_usd", "fees $", "{:.0f}"), ("funding_usd", "fund $", "{:+.0f}")]

@@ -1,0 +1,47 @@
+"""``aster-rl train``: PPO on the training split of the configured market, with TensorBoard."""
+
+from __future__ import annotations
+
+import sys
+
+from aster_rl.config import AppConfig, replace
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a PPO agent (train/validation splits only; the test split is left for evaluate)")
+    p.add_argument("--name", help="run name (default: train.name)")
+    p.add_argument("--seed", type=int, help="random seed (default: train.seed)")
+    p.add_argument("--timesteps", type=int, help="total environment steps (default: train.total_timesteps)")
+    p.set_defaults(func=run_train)
+
+
+def with_overrides(config: AppConfig, args) -> AppConfig:
+    changes = {}
+    if getattr(args, "name", None):
+        changes["name"] = args.name
+    if getattr(args, "seed", None) is not None:
+        changes["seed"] = args.seed
+    if getattr(args, "timesteps", None) is not None:
+        changes["total_timesteps"] = args.timesteps
+    return replace(config, train=changes) if changes else config
+
+
+def run_train(args, config: AppConfig) -> int:
+    from agents.data import build_dataset
+    from agents.train import train
+
+    config = with_overrides(config, args)
+    tty = sys.stderr.isatty()
+    dataset = build_dataset(config, progress=tty)
+    result = train(config, dataset, progress_bar=config.train.progress_bar and tty)
+    m = result.metrics
+    best = m.get("best_validation", {})
+    print(f"run: {result.run_dir}")
+    print(f"trained {m['timesteps']} steps in {m['train_seconds']:.0f} s ({m['fps']:.0f} fps)")
+    if best:
+        print(f"best validation net PnL {best['net_pnl_usd']:+.2f} USD ({best['net_return']:+.2%}, {best['trades']:.0f} trades) "
+              f"at {best['timesteps']:.0f} steps")
+    if m.get("tensorboard_dir"):
+        print(f"TensorBoard: tensorboard --logdir {m['tensorboard_dir']}")
+    print(f"next: aster-rl evaluate {result.run_dir}")
+    return 0
