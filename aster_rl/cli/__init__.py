@@ -26,6 +26,10 @@ COMMAND_MODULES = (
     "features_cmd",
     "brain_cmd",
     "patterns_cmd",
+    "train_cmd",
+    "evaluate_cmd",
+    "walkforward_cmd",
+    "demo_cmd",
 )
 
 
