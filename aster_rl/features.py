@@ -401,6 +401,19 @@ def window_bars_for(name: str, tentacle: Tentacle, params: dict[str, Any], timef
     return need
 
 
+def _tail(market: MarketBundle, start: pd.Timestamp) -> MarketBundle:
+    """``market.window(start, None)`` by binary search on the sorted indexes (O(log n), not a full mask)."""
+    from dataclasses import replace
+
+    def cut(df: pd.DataFrame | None) -> pd.DataFrame | None:
+        if df is None or len(df) == 0 or not df.index.is_monotonic_increasing:
+            return None if df is None else df.loc[df.index >= start]
+        return df.iloc[int(df.index.searchsorted(start, side="left")) :]
+
+    return replace(market, candles=cut(market.candles), funding=cut(market.funding), trades=cut(market.trades),
+                   book=cut(market.book), btc=cut(market.btc), eth=cut(market.eth))
+
+
 def latest_features(market: MarketBundle, cfg: FeaturesConfig, window_bars: int = WINDOW_BARS) -> np.ndarray:
     """The float32 feature row of the newest bar, from only the last bars of ``market``.
 
@@ -418,7 +431,7 @@ def latest_features(market: MarketBundle, cfg: FeaturesConfig, window_bars: int 
     for name, tentacle, params in selected:
         need = min(len(index), window_bars_for(name, tentacle, params, market.timeframe, window_bars))
         if need not in windows:
-            windows[need] = market.window(index[len(index) - need], None)
+            windows[need] = _tail(market, index[len(index) - need])
         recent = windows[need]
         if frames:
             context = pd.concat([f.reindex(recent.candles.index) for f in frames if len(f.columns)], axis=1)
