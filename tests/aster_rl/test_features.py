@@ -18,7 +18,7 @@ from aster_rl.features import (
 )
 from aster_rl.tentacles import TENTACLES
 from aster_rl.tentacles.base import Tentacle
-from conftest import make_market
+from factories import make_market
 
 CFG = FeaturesConfig()
 MARKET = make_market(2500, seed=31)
