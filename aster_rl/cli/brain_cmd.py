@@ -48,8 +48,13 @@ def policy_decision(run_dir: Path | None, market: Any, features: Any, report: An
     """
     if run_dir is None:
         return None
-    logger.warning("policy decisions from %s are not wired into the brain report yet", run_dir)
-    return None
+    from agents.decision import brain_decision
+    from aster_rl.brain import BrainDecision
+
+    row = int(features.index.get_loc(report.time))
+    d = brain_decision(run_dir, market, features, row)
+    return BrainDecision(side=d["side"], leverage=d["leverage"], profile=d["profile"], entry=d["entry"], stop=d["stop"],
+                         target=d["target"], confidence=d["confidence"], reasoning=d["reasoning"])
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
