@@ -1,0 +1,36 @@
+import json
+
+from agent_helpers import tiny_config  # noqa: F401
+
+from aster_rl.cli import main
+
+
+def test_demo_quick_runs_the_whole_loop(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["--set", f"data.data_dir={tmp_path / 'data'}", "--set", f"train.checkpoint_dir={tmp_path / 'ck'}",
+                 "demo", "--quick"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for text in ("1/4 synthetic market", "3/4 training PPO", "buy_and_hold", "rule_brain", "verdict:", "TensorBoard:",
+                 "demo wall time"):
+        assert text in out, text
+    run = next((tmp_path / "ck").glob("demo_quick__*"))
+    results = json.loads((run / "eval" / "results.json").read_text())
+    assert set(results["baselines"]) == {"flat", "buy_and_hold", "random", "rule_brain"}
+    # evaluate the same run again from the CLI: same numbers from the stored market
+    code = main(["--set", f"train.checkpoint_dir={tmp_path / 'ck'}", "evaluate", "latest"])
+    assert code == 0
+    again = json.loads((run / "eval" / "results.json").read_text())
+    assert again["agent"]["metrics"] == results["agent"]["metrics"]
+    # and the brain report with the policy's decision
+    source = [line for line in out.splitlines() if line.startswith("brain:")][0].split("data.source=")[1].split()[0]
+    code = main(["--set", f"data.data_dir={tmp_path / 'data'}", "--set", f"data.source={source}", "brain", "--run", str(run)])
+    brain = capsys.readouterr().out
+    assert code == 0
+    assert "Decision" in brain and "confidence" in brain
+
+
+def test_evaluate_missing_run_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and len(err.strip().splitlines()) == 1
