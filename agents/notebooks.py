@@ -1,0 +1,315 @@
+"""Running the notebooks and feeding them: parameter injection, execution, rendering, run lookup.
+
+- :func:`execute_notebook` works like papermill: the values in ``parameters`` go into a new
+  cell (tagged ``injected-parameters``) right after the cell tagged ``parameters``; the
+  notebook runs top to bottom with nbclient, and the executed copy is saved. The kernel is
+  always the interpreter that runs this function (``sys.executable``), so a project
+  virtual environment needs no ``ipykernel install`` step and no user-level kernelspec
+  can redirect it.
+- :func:`render_html` / :func:`save_images` make the copy for people who do not open
+  Jupyter: one HTML page per notebook and every figure as a PNG (named by the cell's
+  ``figure:<name>`` tag when it has one).
+- :func:`ensure_run`, :func:`open_run`, :func:`agent_backtest`, :func:`tensorboard_scalars`
+  and :func:`find_walkforward` are what the notebooks call to get a run and its results.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aster_rl.config import AppConfig, load_config, replace
+from aster_rl.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = ("evaluate", "tentacles", "live")
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+FIGURE_TAG_PREFIX = "figure:"
+
+
+# ---------------------------------------------------------------- notebook files
+
+def read_notebook(path: str | Path):
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def parameters_cell_index(nb) -> int:
+    """Position of the cell tagged ``parameters``."""
+    for i, cell in enumerate(nb.cells):
+        if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", []):
+            return i
+    raise DataError("the notebook has no cell tagged 'parameters'")
+
+
+def inject_parameters(nb, parameters: dict[str, Any] | None):
+    """A copy of ``nb`` with a cell assigning ``parameters`` after the parameters cell (replacing an earlier injection)."""
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
+    if not parameters:
+        return nb
+    at = parameters_cell_index(nb)
+    lines = ["# Parameters injected by agents.notebooks.execute_notebook"]
+    for name, value in parameters.items():
+        if not str(name).isidentifier():
+            raise ValueError(f"parameter name {name!r} is not a Python identifier")
+        if isinstance(value, Path):
+            value = str(value)
+        lines.append(f"{name} = {value!r}")
+    cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
+    nb.cells.insert(at + 1, cell)
+    return nb
+
+
+def strip_outputs(nb):
+    """A copy of ``nb`` without outputs, execution counts or execution metadata (as stored in git)."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.get("metadata", {}).pop("execution", None)
+    return nb
+
+
+def has_outputs(nb) -> bool:
+    return any(c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None) for c in nb.cells)
+
+
+def _kernel_manager():
+    """A kernel manager whose ``python3`` kernel is this interpreter's ipykernel."""
+    from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    class SameInterpreterKernelSpecs(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str):
+            if kernel_name == "python3":
+                return self.kernel_spec_class(resource_dir=RESOURCES, **get_kernel_dict())
+            return super().get_kernel_spec(kernel_name)
+
+    return KernelManager(kernel_name="python3", kernel_spec_manager=SameInterpreterKernelSpecs())
+
+
+def execute_notebook(
+    path: str | Path,
+    parameters: dict[str, Any] | None = None,
+    output_path: str | Path | None = None,
+    timeout: float = 600,
+    cwd: str | Path | None = None,
+):
+    """Run the notebook at ``path`` with ``parameters``; save the executed copy to ``output_path``.
+
+    ``cwd`` is the kernel's working directory (default: the repository root, so the
+    default ``checkpoints/`` and ``data/`` are the project's). ``timeout`` is per cell, in
+    seconds. On a failing cell the partly executed copy is still saved, then the error is raised.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = inject_parameters(read_notebook(path), parameters)
+    cwd = Path(cwd) if cwd is not None else NOTEBOOK_DIR.parent
+    client = NotebookClient(
+        nb,
+        km=_kernel_manager(),
+        timeout=int(timeout),
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    logger.info("executing %s (kernel %s, cwd %s)", path.name, sys.executable, cwd)
+    try:
+        client.execute()
+    finally:
+        if output_path is not None:
+            output_path = Path(output_path)
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, str(output_path))
+    return nb
+
+
+# ---------------------------------------------------------------- rendering
+
+def image_outputs(nb) -> list[tuple[str, bytes]]:
+    """``(name, png bytes)`` of every PNG output, in order; named ``<tag>`` or ``cell<NN>``, with ``_<k>`` for extras."""
+    out: list[tuple[str, bytes]] = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = [t for t in cell.get("metadata", {}).get("tags", []) if t.startswith(FIGURE_TAG_PREFIX)]
+        base = tags[0][len(FIGURE_TAG_PREFIX):] if tags else f"cell{i:02d}"
+        k = 0
+        for o in cell.get("outputs", []):
+            data = o.get("data", {}) if o.get("output_type") in ("display_data", "execute_result") else {}
+            if "image/png" in data:
+                name = base if k == 0 else f"{base}_{k}"
+                out.append((name, base64.b64decode(data["image/png"])))
+                k += 1
+    return out
+
+
+def save_images(nb, out_dir: str | Path, prefix: str = "") -> list[Path]:
+    """Write every PNG output of ``nb`` to ``out_dir/<prefix><name>.png``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, png in image_outputs(nb):
+        p = out_dir / f"{prefix}{name}.png"
+        p.write_bytes(png)
+        paths.append(p)
+    return paths
+
+
+def render_html(nb, out_path: str | Path, exclude_input: bool = False) -> Path:
+    """The executed notebook as one self-contained HTML page (images inlined)."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter()
+    exporter.exclude_input = exclude_input
+    body, _ = exporter.from_notebook_node(nb)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(body, encoding="utf-8")
+    return out_path
+
+
+# ---------------------------------------------------------------- runs for the notebooks
+
+def tiny_config(
+    base: AppConfig | None = None,
+    *,
+    data_dir: str | Path = "data",
+    checkpoint_dir: str | Path = "checkpoints",
+    timesteps: int = 4_096,
+    n_bars: int | None = None,
+    episode_length: int = 256,
+    bootstrap_samples: int = 200,
+    random_seeds: int = 3,
+    name: str = "tiny",
+) -> AppConfig:
+    """A small, quick training configuration on ``base`` (default: the code defaults, i.e. the synthetic market)."""
+    base = base if base is not None else AppConfig()
+    n_envs = 4
+    n_steps = max(32, min(256, timesteps // (2 * n_envs)))
+    synth = {"n_bars": int(n_bars)} if n_bars else {}
+    return replace(
+        base,
+        data={"data_dir": str(data_dir)},
+        synth=synth,
+        env={"episode_length": int(episode_length)},
+        train={"name": name, "total_timesteps": int(timesteps), "n_envs": n_envs, "n_steps": n_steps,
+               "batch_size": n_steps * n_envs // 2, "n_epochs": 2, "eval_freq": max(n_steps * n_envs, timesteps // 2),
+               "net_arch": [32, 32], "checkpoint_dir": str(checkpoint_dir), "progress_bar": False},
+        eval={"bootstrap_samples": int(bootstrap_samples), "random_seeds": int(random_seeds),
+              "bootstrap_block": max(1, episode_length // 4)},
+    )
+
+
+def list_runs(checkpoint_dir: str | Path) -> list[Path]:
+    """Trained runs under ``checkpoint_dir`` (directly or one level down, e.g. walk-forward folds), newest first."""
+    root = Path(checkpoint_dir)
+    if not root.exists():
+        return []
+    runs = {p.parent for p in root.glob("*/model_last.zip")} | {p.parent for p in root.glob("*/*/model_last.zip")}
+    return sorted(runs, key=lambda p: (p / "model_last.zip").stat().st_mtime, reverse=True)
+
+
+def ensure_run(
+    run: str | Path | None = None,
+    *,
+    checkpoint_dir: str | Path = "checkpoints",
+    data_dir: str | Path = "data",
+    config_path: str | Path | None = None,
+    timesteps: int = 4_096,
+    n_bars: int | None = None,
+) -> Path:
+    """``run`` if given; else the newest run under ``checkpoint_dir``; else a tiny run trained
+    now on the configured market (the synthetic default) through :func:`agents.train.train`."""
+    from agents.policy import resolve_run_dir
+
+    if run:
+        return resolve_run_dir(run, checkpoint_dir)
+    runs = [r for r in list_runs(checkpoint_dir) if (r / "splits.json").exists()]
+    if runs:
+        logger.info("newest run under %s: %s", checkpoint_dir, runs[0].name)
+        return runs[0]
+    from agents.data import build_dataset
+    from agents.train import train
+
+    base = load_config(config_path) if config_path else None
+    config = tiny_config(base, data_dir=data_dir, checkpoint_dir=checkpoint_dir, timesteps=timesteps, n_bars=n_bars)
+    logger.info("no run under %s: training a tiny one (%d timesteps)", checkpoint_dir, timesteps)
+    return train(config, build_dataset(config)).run_dir
+
+
+@dataclass
+class RunContext:
+    """A run with the data it was trained on, its splits and its policy."""
+
+    run_dir: Path
+    config: AppConfig
+    dataset: Any  # agents.data.Dataset
+    splits: Any  # agents.splits.Splits
+    policy: Any  # agents.policy.LoadedPolicy
+
+
+def open_run(run_dir: str | Path, which: str = "best", dataset=None) -> RunContext:
+    """Load a run's config, rebuild its dataset (unless given), load its splits and policy (schema checked)."""
+    from agents.data import build_dataset
+    from agents.policy import load_policy, load_run_config
+    from agents.splits import Splits
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    dataset = dataset if dataset is not None else build_dataset(config)
+    splits = Splits.from_dict(json.loads((run_dir / "splits.json").read_text()))
+    policy = load_policy(run_dir, schema=dataset.schema, which=which)  # type: ignore[arg-type]
+    return RunContext(run_dir, config, dataset, splits, policy)
+
+
+def agent_backtest(ctx: RunContext, span=None):
+    """The run's deterministic policy over ``span`` (default: the test split), with its per-bar actions."""
+    from agents.evaluate import run_backtest
+
+    return run_backtest(ctx.policy, ctx.dataset, ctx.config.env, span if span is not None else ctx.splits.test)
+
+
+def tensorboard_scalars(path: str | Path) -> pd.DataFrame:
+    """Every scalar in the TensorBoard event files under ``path`` (a run or its ``tb/``):
+    long format ``tag, step, value, wall_time``, sorted by tag and step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = Path(path)
+    root = path / "tb" if (path / "tb").is_dir() else path
+    dirs = sorted({p.parent for p in root.rglob("events.out.tfevents.*")})
+    rows = []
+    for d in dirs:
+        acc = EventAccumulator(str(d), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags().get("scalars", []):
+            rows.extend((tag, e.step, e.value, e.wall_time) for e in acc.Scalars(tag))
+    frame = pd.DataFrame(rows, columns=["tag", "step", "value", "wall_time"])
+    return frame.sort_values(["tag", "step"]).reset_index(drop=True)
+
+
+def find_walkforward(checkpoint_dir: str | Path) -> tuple[Path, dict] | None:
+    """The newest ``walkforward.json`` under ``checkpoint_dir``, with its contents; None if there is none."""
+    root = Path(checkpoint_dir)
+    found = sorted(root.glob("*/walkforward.json"), key=lambda p: p.stat().st_mtime, reverse=True) if root.exists() else []
+    if not found:
+        return None
+    return found[0], json.loads(found[0].read_text())
