@@ -55,6 +55,7 @@ class SynthConfig(_Section):
     signal_rate: float = Field(0.01, ge=0, le=0.2)  # share of bars (after the first 300) that are signal bars
     edge_drift: float = Field(0.025, ge=0, le=0.5)  # total drift after a signal that pays off (0.025 = +2.5%)
     edge_horizon: int = Field(24, gt=0)  # bars over which that drift is spread
+    trend_drift: float = Field(1e-4, ge=0, le=0.01)  # per-5m-bar drift of trend regimes (planted mode only)
 
 
 class FeaturesConfig(_Section):

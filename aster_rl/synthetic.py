@@ -9,9 +9,10 @@ volume that moves with ``|return|``).
 The price model (per bar, calibrated at 5m; other timeframes scale by time)
 ----------------------------------------------------------------------------
 - Regimes: a Markov chain over runs of bars, ``trend_up``, ``trend_down``, ``range``,
-  ``volatile`` (mean run ~1.5 days); trends add a drift, ``range`` calms and
-  ``volatile`` doubles the volatility. Trend directions lean against the trend drift
-  accumulated so far, so the price stays near its start over months.
+  ``volatile`` (mean run ~1.5 days); in planted mode trends add a drift of
+  ``cfg.trend_drift`` per 5m bar (a momentum effect a policy may also learn), ``range``
+  calms and ``volatile`` doubles the volatility. Trend directions lean against the trend
+  drift accumulated so far, so the price stays near its start over months.
 - Shocks: standardized Student-t (3 degrees of freedom).
 - Volatility: EGARCH-like log-volatility driven by the previous bars' ``|shock|``
   (a fast and a slow memory) times the regime's multiplier.
@@ -39,10 +40,12 @@ The planted edge (other code relies on this exact description)
   ``direction * log(1 + cfg.edge_drift) / horizon`` added to its log return, so
   ``close[t+24] / close[t]`` gains ``cfg.edge_drift`` (default +2.5%) in the signal's
   direction over what it would otherwise be. Otherwise nothing is added.
-- **Null mode** (``edge == "null"``): the same seed gives the same signal bars, spikes,
-  taker flows, trade counts, sides and sizes and book depths; nothing ever drifts.
+- **Null mode** (``edge == "null"``): no predictable drift at all. The same seed gives
+  the same regimes, signal bars, spikes, taker flows, trade counts, sides and sizes and
+  book depths, but neither the signals nor the trend regimes ever drift: the log price
+  is driven by zero-mean shocks only (apart from the very weak 60-day reversion below).
   Prices (and what is read off them: OHLC, trade and book prices, funding, quote
-  volume) differ from planted mode by the drift only.
+  volume) differ from planted mode by the drifts only (:func:`planted_drift`).
 - **Identifiability**: outside signal bars a taker share >= 0.75 or <= 0.25 is rare,
   and together with a 3x volume spike practically absent, so "volume >= 3x its
   recent median and taker share >= 0.75 (<= 0.25)" marks the long (short) signals.
@@ -88,7 +91,7 @@ _BASE_MINUTES = 5.0
 _SIGMA_5M = 0.006  # baseline per-bar volatility of log returns at 5m
 _T_DF = 3.0
 _VOLUME_USD_5M = 1.5e6  # median USD volume per 5m bar
-_REGIME_DRIFT_5M = np.array([3e-4, -3e-4, 0.0, 0.0])
+_REGIME_DRIFT_SIGN = np.array([1.0, -1.0, 0.0, 0.0])  # times cfg.trend_drift per 5m bar
 _REGIME_VOL_MULT = np.array([1.0, 1.1, 0.6, 2.0])
 _REGIME_MEAN_RUN_5M = 430.0
 _REVERSION_BARS_5M = 60 * 288
@@ -123,7 +126,7 @@ def _std_t(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.standard_t(_T_DF, n) * np.sqrt((_T_DF - 2.0) / _T_DF)
 
 
-def _regime_path(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
+def _regime_path(rng: np.random.Generator, n: int, scale: float, trend_drift: float) -> np.ndarray:
     """Regime code per bar: persistent runs; trend direction leans against the drift so far."""
     mean_run = max(2.0, _REGIME_MEAN_RUN_5M / scale)
     n_runs = int(n / mean_run * 3) + 8
@@ -140,7 +143,7 @@ def _regime_path(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
         else:
             code = kind + 1
         codes[i] = code
-        drift_so_far += _REGIME_DRIFT_5M[code] * scale * lengths[i]
+        drift_so_far += _REGIME_DRIFT_SIGN[code] * trend_drift * scale * lengths[i]
         if lengths[: i + 1].sum() >= n:
             break
     path = np.repeat(codes[: i + 1], lengths[: i + 1])
@@ -239,7 +242,7 @@ def _companion(
 def _returns(cfg: SynthConfig, rng: dict[str, np.random.Generator], n: int, scale: float,
              signals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shocks ``z``, volatility, the undrifted log returns and the log returns with the edge."""
-    regimes = _regime_path(rng["regimes"], n, scale)
+    regimes = _regime_path(rng["regimes"], n, scale, cfg.trend_drift)
     z = _std_t(rng["shocks"], n)
     zc = np.minimum(np.abs(z), 6.0) - 0.72  # centred |shock| (E|z| ~ 0.72 for the standardized t3)
     prev = np.concatenate(([0.0], zc[:-1]))
@@ -247,15 +250,28 @@ def _returns(cfg: SynthConfig, rng: dict[str, np.random.Generator], n: int, scal
     log_vol = _ar1(0.11 * prev, phi_fast) + _ar1(0.012 * prev + 0.012 * rng["shocks"].standard_normal(n), phi_slow)
     sigma = _SIGMA_5M * np.sqrt(scale) * _REGIME_VOL_MULT[regimes] * np.exp(log_vol)
     noise = _ar1(sigma * z, 1.0 - 1.0 / max(2.0, _REVERSION_BARS_5M / scale))
-    base_ret = np.diff(noise, prepend=0.0) + _REGIME_DRIFT_5M[regimes] * scale
+    base_ret = np.diff(noise, prepend=0.0)
     sb, sdir = signals["bar"].to_numpy(), signals["direction"].to_numpy()
     base_ret[sb] = sdir * np.maximum(np.abs(base_ret[sb]), sigma[sb])  # a signal bar moves its own way
-    edge = np.zeros(n)
+    if cfg.edge == "null":
+        return z, sigma, base_ret, base_ret.copy()
+    edge = _REGIME_DRIFT_SIGN[regimes] * cfg.trend_drift * scale
     drifting = signals[signals["drifts"]]
     per_bar = np.log1p(cfg.edge_drift) / cfg.edge_horizon
     for bar, direction in zip(drifting["bar"].to_numpy(), drifting["direction"].to_numpy()):
         edge[bar + 1 : bar + 1 + cfg.edge_horizon] += direction * per_bar
     return z, sigma, base_ret, base_ret + edge
+
+
+def planted_drift(cfg: SynthConfig, n_bars: int | None = None, timeframe: str = "5m") -> np.ndarray:
+    """Per-bar log-return drift that planted mode adds over null mode (trend regimes + signals)."""
+    n = int(cfg.n_bars if n_bars is None else n_bars)
+    scale = timeframe_to_timedelta(timeframe) / pd.Timedelta(minutes=_BASE_MINUTES)
+    rng = _streams(cfg.seed)
+    signals = _signal_draws(cfg.model_copy(update={"edge": "planted"}), rng["signals"], n)
+    planted = cfg.model_copy(update={"edge": "planted"})
+    _, _, base_ret, log_ret = _returns(planted, rng, n, scale, signals)
+    return log_ret - base_ret
 
 
 def _aster_candles(rng: np.random.Generator, index: pd.DatetimeIndex, sigma: np.ndarray, base_ret: np.ndarray,

@@ -10,6 +10,7 @@ from aster_rl.config import SynthConfig
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.market import validate_candles
 from aster_rl.synthetic import (
+    planted_drift,
     SIGNAL_MEDIAN_WINDOWS,
     SIGNAL_WARMUP_BARS,
     market_summary,
@@ -27,6 +28,7 @@ def pair(request):
     """Planted and null markets of one seed with their signals."""
     planted = synthesize_with_truth(SynthConfig(seed=request.param, n_bars=N_BARS, edge="planted"))
     null = synthesize_with_truth(SynthConfig(seed=request.param, n_bars=N_BARS, edge="null"))
+    planted[1].attrs["seed"] = request.param
     return planted, null
 
 
@@ -173,9 +175,12 @@ def test_outside_signal_bars_the_signal_condition_is_rare(pair):
 def test_planted_and_null_differ_only_by_the_drift(pair):
     (planted, signals), (null, _) = pair
     cfg = SynthConfig()
-    expected = np.zeros(N_BARS)
+    expected = planted_drift(SynthConfig(seed=signals.attrs["seed"], n_bars=N_BARS))
+    signal_part = np.zeros(N_BARS)
     for row in signals[signals["drifts"]].itertuples():
-        expected[row.bar + 1 : row.bar + 1 + cfg.edge_horizon] += row.direction * np.log1p(cfg.edge_drift) / cfg.edge_horizon
+        signal_part[row.bar + 1 : row.bar + 1 + cfg.edge_horizon] += row.direction * np.log1p(cfg.edge_drift) / cfg.edge_horizon
+    trend_part = np.round((expected - signal_part) / cfg.trend_drift, 9)
+    assert set(np.unique(trend_part)) == {-1.0, 0.0, 1.0}  # what is left is the trend regimes' drift
     diff = np.diff(np.log(planted.candles["close"].to_numpy()), prepend=0.0) - np.diff(
         np.log(null.candles["close"].to_numpy()), prepend=0.0
     )
