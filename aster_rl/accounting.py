@@ -474,6 +474,14 @@ class SingleAccount:
         self._flat_state = None
         self.reset()
 
+    def rebind(self, prices) -> None:
+        """Read bars from ``prices`` from now on (the live runner's growing price buffer);
+        the account's state is kept. ``prices`` must hold the same bars at the same indices."""
+        self.prices = prices
+        p = prices
+        self._ts, self._o, self._h, self._l, self._c = p.timestamps, p.open, p.high, p.low, p.close
+        self._v, self._fr, self._atr = p.volume, p.funding_rate, p.atr
+
     def reset(self) -> None:
         self.book.reset()
         self.steps = 0

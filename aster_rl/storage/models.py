@@ -126,6 +126,12 @@ class Prediction(Base):
     funding_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     closed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     pattern: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    session_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)  # live runner session
+    mode: Mapped[str | None] = mapped_column(String(16), nullable=True)  # paper / real / replay
+    action: Mapped[Any] = mapped_column(JSON, nullable=True)  # raw (side, leverage index, profile index)
+    risk: Mapped[str | None] = mapped_column(Text, nullable=True)  # risk-guard refusals / caps, if any
+    entry_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # fill time of the entry, epoch ms
+    exit_price: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Pattern(Base):
@@ -181,3 +187,46 @@ class BtcCycle(Base):
     days_since_halving: Mapped[int] = mapped_column(Integer)
     phase: Mapped[str] = mapped_column(String(64))
     progress: Mapped[float] = mapped_column(Float)
+
+
+class LiveOrder(Base):
+    """Every order the live runner places, written before it is sent (client order id = key)."""
+
+    __tablename__ = "live_orders"
+
+    client_order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(128), index=True)
+    prediction_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    ts: Mapped[int] = mapped_column(BigInteger)  # decision time, epoch ms
+    kind: Mapped[str] = mapped_column(String(16))  # entry / stop / target / exit
+    side: Mapped[str] = mapped_column(String(8))  # buy / sell
+    qty: Mapped[float] = mapped_column(Float)
+    trigger_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="new")  # new / open / filled / canceled / rejected
+    exchange_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fill_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    filled_qty: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class LiveState(Base):
+    """The live runner's state per session (account snapshot, pending order, last bar), as JSON."""
+
+    __tablename__ = "live_state"
+
+    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RiskEvent(Base):
+    """A risk-guard refusal (or cap) with its reason."""
+
+    __tablename__ = "risk_events"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(128), index=True)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    rule: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))  # refused / capped / stopped
+    reason: Mapped[str] = mapped_column(Text)

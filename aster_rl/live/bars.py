@@ -1,0 +1,124 @@
+"""Bars as the live runner sees them, and the growing price buffer the paper broker steps on.
+
+:class:`LivePrices` holds the same fields as :class:`aster_rl.prices.PriceArrays` in
+arrays that grow as closed bars arrive; the Wilder ATR is updated incrementally with the
+very arithmetic of :func:`aster_rl.indicator_math.wilder_atr` (bit-for-bit equal, tested),
+so the paper broker and the backtester read identical numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+
+from aster_rl.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+ATR_PERIOD = 14
+_FIELDS = ("timestamps", "open", "high", "low", "close", "volume", "atr", "funding_rate")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One closed bar: open time (UTC), OHLCV, the funding settling inside it, extra kline columns."""
+
+    time: pd.Timestamp
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    funding_rate: float = 0.0
+    extra: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def ts_ns(self) -> int:
+        return int(self.time.value)
+
+    @property
+    def ts_ms(self) -> int:
+        return int(self.time.value // 1_000_000)
+
+    def check(self) -> None:
+        vals = (self.open, self.high, self.low, self.close, self.volume, self.funding_rate)
+        if not np.isfinite(vals).all():
+            raise DataError(f"bar {self.time}: NaN/inf in {vals}")
+        if not (0 < self.low <= min(self.open, self.close) and self.high >= max(self.open, self.close)) or self.volume < 0:
+            raise DataError(
+                f"bar {self.time}: not OHLC-consistent (open={self.open}, high={self.high}, low={self.low}, "
+                f"close={self.close}, volume={self.volume})"
+            )
+
+
+class LivePrices:
+    """Per-bar arrays like ``PriceArrays``, appended to one closed bar at a time."""
+
+    def __init__(self, timeframe: str, capacity: int = 4096, atr_period: int = ATR_PERIOD) -> None:
+        self.timeframe = timeframe
+        self.atr_period = int(atr_period)
+        self._n = 0
+        self._cap = max(16, int(capacity))
+        self._arrays = {f: np.zeros(self._cap, dtype=np.int64 if f == "timestamps" else np.float64) for f in _FIELDS}
+        self._tr: list[float] = []  # first true ranges, until the ATR is seeded
+        self.grew = False  # set when the arrays were reallocated (views must be re-read)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name in _FIELDS:
+            return self.__dict__["_arrays"][name][: self.__dict__["_n"]]
+        raise AttributeError(name)
+
+    def _grow(self) -> None:
+        self._cap *= 2
+        for f, arr in self._arrays.items():
+            new = np.zeros(self._cap, dtype=arr.dtype)
+            new[: self._n] = arr[: self._n]
+            self._arrays[f] = new
+        self.grew = True
+
+    def append(self, bar: Bar) -> int:
+        """Add the next closed bar; returns its index."""
+        bar.check()
+        a = self._arrays
+        n = self._n
+        if n and bar.ts_ns <= a["timestamps"][n - 1]:
+            raise DataError(f"bar {bar.time} is not later than the previous bar {pd.Timestamp(int(a['timestamps'][n - 1]), tz='UTC')}")
+        if n == self._cap:
+            self._grow()
+        a["timestamps"][n] = bar.ts_ns
+        a["open"][n], a["high"][n], a["low"][n], a["close"][n] = bar.open, bar.high, bar.low, bar.close
+        a["volume"][n] = bar.volume
+        a["funding_rate"][n] = bar.funding_rate
+        h, low = float(bar.high), float(bar.low)
+        if n == 0:
+            tr = h - low
+        else:
+            pc = float(a["close"][n - 1])
+            tr = float(np.fmax(h - low, np.fmax(abs(h - pc), abs(low - pc))))
+        p = self.atr_period
+        if n < p - 1:
+            self._tr.append(tr)
+            a["atr"][n] = 0.0
+        elif n == p - 1:
+            self._tr.append(tr)
+            a["atr"][n] = np.asarray(self._tr).mean()
+            self._tr = []
+        else:
+            alpha = 1.0 / p
+            om = 1.0 - alpha
+            a["atr"][n] = (om * a["atr"][n - 1] + alpha * tr) / (om + alpha)
+        self._n = n + 1
+        return n
+
+    def backing(self) -> SimpleNamespace:
+        """The full-capacity arrays (same field names as ``PriceArrays``) for the accounting core to
+        index: entries past ``len(self)`` are not bars yet. Re-read after :attr:`grew` is set."""
+        self.grew = False
+        return SimpleNamespace(timeframe=self.timeframe, **self._arrays)

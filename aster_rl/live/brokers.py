@@ -1,0 +1,197 @@
+"""Brokers: where the live runner's decisions become positions.
+
+- :class:`PaperBroker` steps the accounting core's single-account stepper
+  (:class:`aster_rl.accounting.SingleAccount`, the loop the env and the backtester use)
+  over the runner's growing price buffer: a decision at bar *t*'s close fills at bar
+  *t + 1*'s open with the same fees, slippage, funding, stops, targets and liquidation.
+  Between bars, :meth:`PaperBroker.watch` closes a position whose stop or target a polled
+  price crossed, through the core's own close (same fill rule and costs), at once.
+- :class:`RealBroker` (in :mod:`aster_rl.live.real_broker`) trades on the exchange.
+
+Every broker reports closed trades as dicts with the accounting core's ``TRADE_KEYS``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aster_rl.accounting import BUY, CLOSE, OPEN_LONG, OPEN_SHORT, R_END, R_STOP, R_TARGET, SELL, WAIT, SingleAccount
+from aster_rl.config import EnvConfig
+from aster_rl.live.bars import LivePrices
+
+logger = logging.getLogger(__name__)
+
+SIDE_NAMES = {WAIT: "WAIT", BUY: "BUY", SELL: "SELL"}
+INTENTS = {0: "none", OPEN_LONG: "open_long", OPEN_SHORT: "open_short", CLOSE: "close"}
+
+
+@dataclass
+class BarResult:
+    """What a broker saw in one bar."""
+
+    closed: list[dict[str, Any]] = field(default_factory=list)  # trades closed (TRADE_KEYS + slippage_usd)
+    opened: dict[str, Any] | None = None  # the position opened in this bar: entry, stop, target, qty, time
+    bankrupt: bool = False
+    skipped: bool = False  # an entry was not filled (below the minimum notional)
+
+
+class _RowAt:
+    """``features[t]`` for the accounting core's observation code, backed by one row."""
+
+    def __init__(self, row: np.ndarray) -> None:
+        self.row = row
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return self.row
+
+
+class PaperBroker:
+    """Paper trading on the accounting core, bar by bar (see the module docstring)."""
+
+    kind = "paper"
+
+    def __init__(self, env_cfg: EnvConfig, prices: LivePrices) -> None:
+        self.cfg = env_cfg
+        self.prices = prices
+        self.acc = SingleAccount(env_cfg, prices.backing())
+        self.book = self.acc.book
+        self.pending: dict[str, int] | None = None  # {"t", "side", "lev_i", "prof_i"} decided at bar t's close
+
+    # ------------------------------------------------------------ state
+    def _sync(self) -> None:
+        if self.prices.grew:
+            self.acc.rebind(self.prices.backing())
+
+    @property
+    def equity(self) -> float:
+        return float(self.book.equity[0])
+
+    @property
+    def position_side(self) -> int:
+        return int(np.sign(self.book.side[0]))
+
+    def open_positions(self) -> int:
+        return int(self.book.side[0] != 0)
+
+    def position(self) -> dict[str, float] | None:
+        b = self.book
+        if b.side[0] == 0:
+            return None
+        return {
+            "side": float(b.side[0]), "qty": float(b.qty[0]), "entry_price": float(b.entry[0]), "stop_price": float(b.stop[0]),
+            "target_price": float(b.target[0]), "leverage": float(b.lev[0]), "liquidation_price": float(b.liq[0]),
+        }
+
+    def intended(self, side_action: int) -> str:
+        return INTENTS[int(self.book.intended_orders(np.array([side_action]))[0])]
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue after a restart (JSON-able)."""
+        n = self.book.n
+        book = {k: v.tolist() for k, v in vars(self.book).items() if isinstance(v, np.ndarray) and v.shape == (n,)}
+        book["dirty"] = bool(self.book.dirty)
+        return {
+            "book": book,
+            "account": {
+                "steps": int(self.acc.steps), "max_drawdown": float(self.acc.max_drawdown), "in_market": int(self.acc.in_market),
+                "prev_equity": float(self.acc.prev_equity), "quiet": bool(self.acc.quiet),
+            },
+            "pending": self.pending,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for key, values in state["book"].items():
+            if key == "dirty":
+                self.book.dirty = bool(values)
+                continue
+            arr = getattr(self.book, key)
+            arr[:] = np.asarray(values, dtype=arr.dtype)
+        self.book.closed = []
+        for key, value in state["account"].items():
+            setattr(self.acc, key, value)
+        self.pending = state.get("pending")
+
+    # ------------------------------------------------------------ bars
+    def observation(self, features_row: np.ndarray, t: int) -> np.ndarray:
+        """The env's observation at bar ``t``'s close (same code: ``SingleAccount.observation``)."""
+        self._sync()
+        return self.acc.observation(_RowAt(np.asarray(features_row, dtype=np.float32)), t)
+
+    def on_bar(self, t: int, *, last: bool = False) -> BarResult:
+        """Run bar ``t`` (just closed): fill the order decided at ``t - 1``, funding, exits, mark."""
+        self._sync()
+        book = self.book
+        p = self.pending
+        self.pending = None
+        hold = {"ts": None, "side": WAIT, "lev_i": 0, "prof_i": 0}
+        if p is None:
+            if book.side[0] == 0:
+                return BarResult()
+            p = hold
+        elif t == 0 or int(p["ts"]) != int(self.prices.timestamps[t - 1]):
+            logger.warning("paper broker: the pending order was decided at %s, not at the previous bar; it is dropped", p["ts"])
+            p = hold
+        skipped_before = int(book.n_skipped[0])
+        bankrupt = self.acc.advance(t - 1, int(p["side"]), int(p["lev_i"]), int(p["prof_i"]), last)
+        result = BarResult(closed=[tr for _, tr in book.closed], bankrupt=bool(bankrupt))
+        result.skipped = int(book.n_skipped[0]) > skipped_before
+        ts = int(self.prices.timestamps[t])
+        if book.side[0] != 0 and int(book.entry_time[0]) == ts:
+            result.opened = {**self.position(), "time": ts}
+        else:
+            opened_and_closed = [tr for tr in result.closed if tr["entry_time"] == ts]
+            if opened_and_closed:
+                tr = opened_and_closed[0]
+                result.opened = {"side": 1.0 if tr["side"] == "long" else -1.0, "qty": tr["qty"], "entry_price": tr["entry_price"],
+                                 "stop_price": None, "target_price": None, "leverage": tr["leverage"], "time": ts}
+        return result
+
+    def submit(self, t: int, side: int, lev_i: int, prof_i: int) -> None:
+        """Decide at bar ``t``'s close; the order fills at the next bar's open."""
+        self.pending = {"ts": int(self.prices.timestamps[t]), "side": int(side), "lev_i": int(lev_i), "prof_i": int(prof_i)}
+
+    def planned_orders(self, t: int, side: int, lev_i: int, prof_i: int, prediction_ts: int, ids: Any) -> list[dict[str, Any]]:
+        return []  # nothing leaves the process: the pending order is part of the stored state
+
+    def execute(self, orders: list[dict[str, Any]], db: Any = None) -> list[dict[str, Any]]:
+        return []
+
+    def watch(self, price: float, now_ns: int) -> list[dict[str, Any]]:
+        """Between bars: close the position if ``price`` crossed its stop or target (core fill rule:
+        at the level, or at ``price`` when it is worse for a stop / better for a target)."""
+        book = self.book
+        s = book.side[0]
+        if s == 0 or price is None or not np.isfinite(price):
+            return []
+        stop, target = float(book.stop[0]), float(book.target[0])
+        if s * (price - stop) <= 0:
+            base, reason = (price if s * (price - stop) < 0 else stop), R_STOP
+        elif s * (price - target) >= 0:
+            base, reason = target, R_TARGET
+        else:
+            return []
+        n = len(self.prices)
+        volume = float(self.prices.volume[n - 1]) if n else 0.0
+        book.begin_bar()
+        book.close_positions(np.array([0]), base, volume, now_ns, reason)
+        closed = [tr for _, tr in book.closed]
+        book.closed = []
+        logger.info("paper broker: %s hit between bars at %.6g", "stop" if reason == R_STOP else "target", price)
+        return closed
+
+    def flatten(self, t: int, reason: str = "kill") -> list[dict[str, Any]]:
+        """Close any position at bar ``t``'s close (kill switch / shutdown) and drop the pending order."""
+        self._sync()
+        self.pending = None
+        book = self.book
+        if book.side[0] == 0:
+            return []
+        book.begin_bar()
+        book.close_positions(np.array([0]), float(self.prices.close[t]), float(self.prices.volume[t]), int(self.prices.timestamps[t]), R_END)
+        closed = [{**tr, "reason": reason} for _, tr in book.closed]
+        book.closed = []
+        return closed

@@ -1,0 +1,425 @@
+"""The live runner: one closed bar at a time, data -> features -> observation -> policy ->
+risk guard -> broker -> prediction log, with its state in the database.
+
+Per closed bar *t* (:meth:`LiveRunner.process_bar`):
+
+1. append the bar to the price buffer (the accounting core's arrays);
+2. the kill switch: if requested, flatten, record, stop;
+3. the broker runs the bar: the order decided at *t - 1* fills at *t*'s open (paper), or
+   the exchange's position is checked (real); trades that closed become outcomes of the
+   predictions that opened them (win / loss, PnL after costs, exit reason, fees, funding);
+4. the feature row of *t* (``features="batch"``: a matrix built once over the stored
+   replay range, exact and fast, valid because every tentacle is causal, proven by the
+   look-ahead tests; ``"incremental"``: :func:`aster_rl.features.latest_features` on the
+   market known at *t*'s close), the observation (the env's code), the policy's decision;
+5. the risk guard (refusals and caps are stored with their reasons);
+6. ONE database transaction stores the prediction, the orders about to be sent (client
+   order ids), the outcomes and the runner's state; only then are orders sent.
+
+A restart with the same ``session_id`` resumes from the stored state: bars already
+processed are not processed again, so no prediction is lost or stored twice, and an
+order that was stored but maybe not sent is looked up by its client order id before it
+is sent again (see :class:`aster_rl.live.real_broker.RealBroker`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from aster_rl.accounting import WAIT
+from aster_rl.config import EnvConfig, FeaturesConfig, LiveConfig
+from aster_rl.errors import DataError, RiskRefusal
+from aster_rl.live.bars import Bar, LivePrices
+from aster_rl.live.brokers import SIDE_NAMES, BarResult
+from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
+from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard
+from aster_rl.storage import live_store
+from aster_rl.timeframes import timeframe_to_timedelta
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+@dataclass
+class RunSummary:
+    session_id: str
+    bars: int = 0
+    decisions: int = 0
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[tuple[int, int, int]] = field(default_factory=list)  # as executed (after the risk guard)
+    decision_times: list[pd.Timestamp] = field(default_factory=list)  # open time of each decision bar
+    equity: list[float] = field(default_factory=list)  # after each processed bar
+    latencies_s: list[float] = field(default_factory=list)  # new bar -> orders sent
+    stopped_by: str | None = None
+    final_equity: float | None = None
+
+
+def reasoning_from_row(schema: Any, row: np.ndarray) -> str:
+    """The tentacles' human readings of one feature row, joined (the seed's brain reasoning)."""
+    from aster_rl.tentacles import TENTACLES
+
+    parts, start = [], 0
+    for name, count in zip(schema.tentacles, schema.columns_per_tentacle):
+        cols = list(schema.names[start : start + count])
+        values = pd.Series(np.asarray(row[start : start + count], dtype=float), index=cols)
+        start += count
+        try:
+            parts.append(TENTACLES[name].reading(values))
+        except Exception as e:  # prose for the log: one failing reading never stops trading
+            logger.warning("reading of tentacle %s failed: %s", name, e)
+    return "; ".join(p for p in parts if p)
+
+
+class LiveRunner:
+    """Drives a policy over a bar source through a broker (see the module docstring)."""
+
+    def __init__(
+        self,
+        policy: Any,
+        source: Any,
+        broker: Any,
+        db: Any,
+        *,
+        env_cfg: EnvConfig,
+        live_cfg: LiveConfig,
+        features_cfg: FeaturesConfig,
+        session_id: str,
+        mode: str = "paper",
+        features: str = "auto",
+        prices: LivePrices | None = None,
+        store_observations: bool = True,
+        after_store: Callable[[int], None] | None = None,
+    ) -> None:
+        if features not in ("auto", "batch", "incremental"):
+            raise ValueError(f"features = {features!r}: use 'auto', 'batch' or 'incremental'")
+        if features == "batch" and source.kind != "replay":
+            raise ValueError("features = 'batch' needs the replay source; live bars use 'incremental'")
+        self.policy = policy
+        self.source = source
+        self.broker = broker
+        self.db = db
+        self.env_cfg = env_cfg
+        self.live_cfg = live_cfg
+        self.features_cfg = features_cfg
+        self.session_id = session_id
+        self.mode = mode
+        self.feature_mode = ("batch" if source.kind == "replay" else "incremental") if features == "auto" else features
+        self.prices = prices if prices is not None else getattr(broker, "prices", None) or LivePrices(source.timeframe)
+        self.store_observations = store_observations
+        self.after_store = after_store  # called after the bar is stored, before orders are sent (tests)
+        self.tf = timeframe_to_timedelta(source.timeframe)
+        self.run_id = run_id(policy)
+        self.model_version = model_version(policy)
+        self.profile_names = list(env_cfg.exit_profiles)
+        self.guard: RiskGuard | None = None
+        self.schema: Any = None
+        self._batch: Any = None
+        self._batch_pos: dict[int, int] = {}
+        self._pending_pred: tuple[int, int] | None = None  # (decision ts ms, prediction id) of the pending entry
+        self._position_pred: int | None = None  # prediction id of the open position
+        self._day: str | None = None
+        self._day_start_equity = float(env_cfg.initial_equity_usd)
+        self.summary = RunSummary(session_id)
+        self._stop = False
+
+    # ------------------------------------------------------------ start-up
+    def start(self) -> None:
+        """Check the kill switch, rebuild the state (price buffer, broker, open trade) from the database."""
+        if RiskGuard(self.live_cfg, self.env_cfg, self.source.timeframe).kill_requested():
+            raise RiskRefusal(f"kill file {self.live_cfg.kill_file} exists: the runner was stopped; remove the file to start again")
+        state = live_store.load_state(self.db, self.session_id)
+        history = self.source.history()
+        backlog: list[Bar] = []
+        if state is not None and state.get("last_bar_ts") is not None:
+            last = pd.Timestamp(int(state["last_bar_ts"]), unit="ms", tz="UTC")
+            if self.source.kind == "replay":
+                after = history[-1].time if history else pd.Timestamp(0, tz="UTC") - self.tf
+                history = history + self.source.bars_between(after, last)
+                self.source.resume_after = last
+            else:
+                backlog = [b for b in history if b.time > last]
+                history = [b for b in history if b.time <= last]
+        for bar in history:
+            self.prices.append(bar)
+        self._backlog = backlog
+        self._setup_features()
+        trained = model_trained_at(self.policy)
+        problem = RiskGuard.check_model(self.live_cfg, trained, getattr(self.policy, "schema", None), self.schema)
+        if problem:
+            logger.warning("risk guard: %s; no new positions will be opened", problem)
+        self.guard = RiskGuard(self.live_cfg, self.env_cfg, self.source.timeframe, model_problem=problem)
+        if state is not None:
+            self._restore(state)
+        else:
+            self._fresh_start()
+        logger.info(
+            "live runner %s: %s mode, %s features, %d bars of history, run %s (%s)",
+            self.session_id, self.mode, self.feature_mode, len(self.prices), self.run_id, self.model_version,
+        )
+
+    def _fresh_start(self) -> None:
+        if hasattr(self.broker, "prepare"):
+            self.broker.prepare()
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise DataError(f"session {self.session_id}: stored state version {state.get('version')}, expected {STATE_VERSION}")
+        self.broker.restore(state["broker"])
+        pp = state.get("pending_prediction")
+        self._pending_pred = (int(pp[0]), pp[1]) if pp else None
+        self._position_pred = state.get("position_prediction")
+        self._day = state.get("day")
+        self._day_start_equity = float(state.get("day_start_equity", self.env_cfg.initial_equity_usd))
+        if hasattr(self.broker, "reconcile"):
+            outcomes = self._outcomes(self.broker.reconcile(), None)
+            if outcomes:
+                live_store.record_bar(self.db, self.session_id, state=self._state(state.get("last_bar_ts")), outcomes=outcomes)
+        logger.info("session %s resumed after bar %s", self.session_id, state.get("last_bar_ts"))
+
+    def _setup_features(self) -> None:
+        from aster_rl.features import build_features
+
+        if self.feature_mode == "batch":
+            end = self.source.end
+            market = self.source.market.window(None, self.source.market.candles.index[end - 1])
+            self._batch = build_features(market, self.features_cfg)
+            self._batch_pos = {int(v): i for i, v in enumerate(market.candles.index.as_unit("ns").asi8)}
+            self.schema = self._batch.schema
+        else:
+            if not len(self.prices):
+                raise DataError("live runner: no history bars; the features need a warm-up")
+            last = pd.Timestamp(int(self.prices.timestamps[-1]), tz="UTC")
+            market = self.source.market_at(last)
+            recent = market.window(market.candles.index[max(0, len(market) - 600)], None)
+            self.schema = build_features(recent, self.features_cfg).schema
+
+    def _feature_row(self, bar: Bar) -> np.ndarray | None:
+        from aster_rl.features import latest_features
+
+        if self.feature_mode == "batch":
+            pos = self._batch_pos.get(bar.ts_ns)
+            if pos is None:
+                raise DataError(f"replay: bar {bar.time} is not in the feature matrix")
+            if pos < self._batch.warmup:
+                return None
+            row = self._batch.matrix[pos]
+        else:
+            try:
+                row = latest_features(self.source.market_at(bar.time), self.features_cfg)
+            except DataError as e:
+                logger.warning("features at %s not ready: %s", bar.time, e)
+                return None
+        return row if np.isfinite(row).all() else None
+
+    # ------------------------------------------------------------ state
+    def _state(self, last_bar_ts: int | None) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "last_bar_ts": last_bar_ts,
+            "broker": self.broker.state(),
+            "pending_prediction": list(self._pending_pred) if self._pending_pred else None,
+            "position_prediction": self._position_pred,
+            "day": self._day,
+            "day_start_equity": self._day_start_equity,
+            "run_id": self.run_id,
+            "model_version": self.model_version,
+            "mode": self.mode,
+        }
+
+    def _outcomes(self, result: BarResult, bar_ts_ns: int | None) -> list[dict[str, Any]]:
+        """Closed trades and fills as updates of the predictions that opened them."""
+        out: list[dict[str, Any]] = []
+        pending_id = None
+        if self._pending_pred is not None:
+            pending_id = self._pending_pred[1]
+            if pending_id is None:
+                pending_id = live_store.prediction_id_at(self.db, self.session_id, self._pending_pred[0])
+        if result.opened is not None and pending_id is not None:
+            o = result.opened
+            out.append({
+                "prediction_id": pending_id, "status": "open", "entry_price": o["entry_price"],
+                "entry_time": int(o["time"]) // 1_000_000,
+                **({"stop_price": o["stop_price"]} if o.get("stop_price") is not None else {}),
+                **({"target_price": o["target_price"]} if o.get("target_price") is not None else {}),
+            })
+        if result.skipped and pending_id is not None:
+            out.append({"prediction_id": pending_id, "status": "skipped", "exit_reason": "below minimum notional"})
+        for tr in result.closed:
+            same_bar = result.opened is not None and int(tr["entry_time"]) == int(result.opened["time"])
+            pid = pending_id if same_bar else self._position_pred
+            if pid is None and pending_id is not None and self._position_pred is None:
+                pid = pending_id
+            out.append({
+                "prediction_id": pid, "status": "win" if tr["pnl_usd"] > 0 else "loss", "pnl_usd": float(tr["pnl_usd"]),
+                "exit_reason": tr["reason"], "fees_usd": float(tr["fees_usd"]), "funding_usd": float(tr["funding_usd"]),
+                "closed_at": int(tr["exit_time"]) // 1_000_000, "exit_price": float(tr["exit_price"]),
+            })
+            self.summary.trades.append(tr)
+            if pid == self._position_pred:
+                self._position_pred = None
+        if result.opened is not None and pending_id is not None:
+            still_open = not any(int(tr["entry_time"]) == int(result.opened["time"]) for tr in result.closed)
+            if still_open:
+                self._position_pred = pending_id
+        if bar_ts_ns is not None or result.opened is not None:
+            self._pending_pred = None  # the decision of the bar before has been carried out
+        return out
+
+    # ------------------------------------------------------------ the loop
+    def run(self, max_bars: int | None = None) -> RunSummary:
+        """Process bars until the source ends, the kill switch, bankruptcy or ``max_bars``."""
+        if self.guard is None:
+            self.start()
+        stream = self._backlog_then_source()
+        for bar, last in stream:
+            self.process_bar(bar, last)
+            if self._stop or (max_bars is not None and self.summary.bars >= max_bars):
+                break
+        self.summary.final_equity = float(self.broker.equity)
+        return self.summary
+
+    def _backlog_then_source(self):
+        for bar in getattr(self, "_backlog", []):
+            yield bar, False
+        if self.source.kind == "replay":
+            for sb in self.source.bars():
+                yield sb.bar, sb.last
+        else:
+            for sb in self.source.bars(on_tick=self._on_tick):
+                yield sb.bar, sb.last
+
+    def _on_tick(self, price: float | None, now: pd.Timestamp) -> bool:
+        """Between bars (exchange source): kill switch, and the paper broker's stop / target watch."""
+        if self.guard.kill_requested():
+            self._kill(None)
+            return False
+        if price is not None and hasattr(self.broker, "watch"):
+            closed = self.broker.watch(price, int(now.value))
+            if closed:
+                outcomes = self._outcomes(BarResult(closed=closed), None)
+                live_store.record_bar(self.db, self.session_id, state=self._state(self._last_ts()), outcomes=outcomes)
+        return not self._stop
+
+    def _last_ts(self) -> int | None:
+        return int(self.prices.timestamps[-1]) // 1_000_000 if len(self.prices) else None
+
+    def _kill(self, t: int | None) -> None:
+        t = len(self.prices) - 1 if t is None else t
+        closed = self.broker.flatten(t, "kill")
+        outcomes = self._outcomes(BarResult(closed=closed), None)
+        ts_ms = self._last_ts() or 0
+        event = RiskEvent("kill", "stopped", f"kill file {self.live_cfg.kill_file} exists: flattened and stopped")
+        logger.warning("%s", event.reason)
+        live_store.record_bar(
+            self.db, self.session_id, state=self._state(self._last_ts()), outcomes=outcomes, risk_events=[event.as_row(ts_ms)]
+        )
+        self.summary.stopped_by = "kill"
+        self._stop = True
+
+    def process_bar(self, bar: Bar, last: bool = False) -> None:
+        started = time.perf_counter()
+        t = self.prices.append(bar)
+        self.summary.bars += 1
+        if self.guard.kill_requested():
+            self._kill(t)
+            return
+        result = self.broker.on_bar(t, last=last)
+        outcomes = self._outcomes(result, bar.ts_ns)
+        equity = float(self.broker.equity)
+        self.summary.equity.append(equity)
+        close_ms = (bar.ts_ns + int(self.tf.value)) // 1_000_000
+        day = str(pd.Timestamp(close_ms, unit="ms", tz="UTC").date())
+        if day != self._day:
+            self._day, self._day_start_equity = day, equity
+        if result.bankrupt or last:
+            self.summary.stopped_by = "bankrupt" if result.bankrupt else "end"
+            live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
+            self._stop = True
+            return
+        row = self._feature_row(bar) if self.prices.atr[t] > 0 else None
+        if row is None:  # warm-up: no decision, the account only runs
+            live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
+            return
+        obs = self.broker.observation(row, t)
+        d = decide(self.policy, obs)
+        side, lev_i, prof_i = d.action
+        if not (0 <= side <= 2 and 0 <= lev_i < len(self.env_cfg.leverages) and 0 <= prof_i < len(self.profile_names)):
+            raise ValueError(f"policy action {d.action} outside the action space (3, {len(self.env_cfg.leverages)}, {len(self.profile_names)})")
+        intent = self.broker.intended(side)
+        view = AccountView(equity=equity, day_start_equity=self._day_start_equity, open_positions=self.broker.open_positions(),
+                           opening=intent.startswith("open"))
+        verdict = self.guard.review(side, lev_i, prof_i, view, last_bar_open=bar.time, now=self.source.now())
+        side, lev_i, prof_i = verdict.side, verdict.lev_i, verdict.prof_i
+        intent = self.broker.intended(side)
+        prediction = self._prediction(bar, t, obs, row, d, (side, lev_i, prof_i), intent, verdict, close_ms)
+        orders = self.broker.planned_orders(t, side, lev_i, prof_i, close_ms, self.session_id)
+        self.broker.submit(t, side, lev_i, prof_i)
+        if intent.startswith("open"):
+            self._pending_pred = (close_ms, None)  # its id is looked up by time when the entry fills
+        pred_id = live_store.record_bar(
+            self.db, self.session_id, state=self._state(bar.ts_ms), prediction=prediction, outcomes=outcomes, orders=orders,
+            risk_events=[e.as_row(close_ms) for e in verdict.events],
+        )
+        if intent.startswith("open"):
+            self._pending_pred = (close_ms, pred_id)
+        self.summary.decisions += 1
+        self.summary.actions.append((side, lev_i, prof_i))
+        self.summary.decision_times.append(bar.time)
+        if self.after_store is not None:
+            self.after_store(t)
+        if orders:
+            closed = self.broker.execute(orders, self.db)
+            if closed:
+                outcomes = self._outcomes(BarResult(closed=closed), None)
+                live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
+        self.summary.latencies_s.append(time.perf_counter() - started)
+
+    def _prediction(self, bar, t, obs, row, d, action, intent, verdict, close_ms) -> dict[str, Any]:
+        side, lev_i, prof_i = action
+        profile = self.profile_names[prof_i]
+        entry = stop = target = None
+        if intent.startswith("open"):
+            sgn = 1.0 if intent == "open_long" else -1.0
+            atr = float(self.prices.atr[t])
+            p = self.env_cfg.exit_profiles[profile]
+            entry = float(bar.close)  # estimate: the fill is at the next bar's open
+            stop, target = entry - sgn * p.stop_atr * atr, entry + sgn * p.target_atr * atr
+        if verdict.refused:
+            status = "refused"
+        elif intent.startswith("open"):
+            status = "pending"
+        elif intent == "close":
+            status = "exit"
+        elif self.broker.open_positions():
+            status = "hold"
+        else:
+            status = "wait"
+        return {
+            "ts": close_ms,
+            "symbol": self.source.symbol,
+            "run_id": self.run_id,
+            "model_version": self.model_version,
+            "schema_hash": getattr(self.schema, "hash", "") or "",
+            "observation": [float(x) for x in obs] if self.store_observations else None,
+            "side": SIDE_NAMES[side] if not verdict.refused else "WAIT",
+            "action": [int(a) for a in d.action],
+            "leverage": int(self.env_cfg.leverages[lev_i]),
+            "profile": profile,
+            "entry_price": entry,
+            "stop_price": stop,
+            "target_price": target,
+            "confidence": d.confidence,
+            "value_estimate": d.value,
+            "reasoning": reasoning_from_row(self.schema, row) if self.schema is not None else None,
+            "status": status,
+            "risk": "; ".join(f"{e.rule} {e.action}: {e.reason}" for e in verdict.events) or None,
+            "session_id": self.session_id,
+            "mode": self.mode,
+        }

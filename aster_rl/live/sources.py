@@ -1,0 +1,283 @@
+"""Where the live runner's closed bars come from.
+
+- :class:`ReplaySource`: stored history fed bar by bar as if live, as fast as possible or
+  at a set pace (seconds per bar). Bars before the replay range are the warm-up history.
+- :class:`ExchangeSource`: polls the exchange through :class:`aster_rl.exchange.ExchangeClient`
+  and :mod:`aster_rl.download` (which stores every closed candle and funding settlement
+  in the database first), then reads the new closed bars back from the database. Between
+  bars it reports the last traded price about every ``poll_interval_s`` seconds, for the
+  paper broker's stop / target watch.
+
+Both give the market *as known at a bar's close* (:meth:`market_at`) for the features.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aster_rl.config import DataConfig
+from aster_rl.errors import DataError
+from aster_rl.live.bars import Bar
+from aster_rl.market import OPTIONAL_CANDLE_COLUMNS, MarketBundle
+from aster_rl.prices import PriceArrays
+from aster_rl.timeframes import timeframe_to_timedelta
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], pd.Timestamp]
+
+
+def _utc_now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+@dataclass(frozen=True)
+class SourceBar:
+    bar: Bar
+    last: bool = False  # the source has no bar after this one (end of a replay)
+
+
+def bars_from_market(market: MarketBundle, prices: PriceArrays | None = None) -> list[Bar]:
+    """Every candle of ``market`` as a :class:`Bar` (funding per bar as the accounting core sums it)."""
+    prices = prices if prices is not None else PriceArrays.from_market(market)
+    candles = market.candles
+    extras = [c for c in OPTIONAL_CANDLE_COLUMNS if c in candles.columns]
+    extra_values = {c: candles[c].to_numpy(dtype=np.float64) for c in extras}
+    out = []
+    for i, ts in enumerate(candles.index):
+        out.append(
+            Bar(
+                time=ts,
+                open=float(prices.open[i]),
+                high=float(prices.high[i]),
+                low=float(prices.low[i]),
+                close=float(prices.close[i]),
+                volume=float(prices.volume[i]),
+                funding_rate=float(prices.funding_rate[i]),
+                extra=tuple((c, float(extra_values[c][i])) for c in extras),
+            )
+        )
+    return out
+
+
+class ReplaySource:
+    """Stored history replayed bar by bar: bars with open time in ``[start, end)`` are streamed.
+
+    ``pace_s`` = 0 replays as fast as possible; otherwise each bar is handed out
+    ``pace_s`` seconds after the previous one. The replay clock is the streamed bar's close.
+    """
+
+    kind = "replay"
+
+    def __init__(
+        self,
+        market: MarketBundle,
+        start: int | pd.Timestamp | str | None = None,
+        end: int | pd.Timestamp | str | None = None,
+        *,
+        pace_s: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if len(market) < 2:
+            raise DataError(f"replay: {len(market)} stored bars; need at least two")
+        if pace_s < 0:
+            raise ValueError(f"pace_s = {pace_s}: must be >= 0")
+        self.market = market
+        self.timeframe = market.timeframe
+        self.symbol = market.symbol
+        self.prices = PriceArrays.from_market(market)
+        self._bars = bars_from_market(market, self.prices)
+        index = market.candles.index
+        self.start = self._position(start, index, 0, "start")
+        self.end = self._position(end, index, len(index), "end")
+        if self.end - self.start < 2:
+            raise DataError(
+                f"replay range {index[min(self.start, len(index) - 1)]} .. {index[min(self.end, len(index)) - 1]}: "
+                f"{self.end - self.start} bars; need at least two"
+            )
+        self.pace_s = float(pace_s)
+        self._sleep = sleep
+        self._tf = timeframe_to_timedelta(self.timeframe)
+        self._clock = index[self.start]
+        self.resume_after: pd.Timestamp | None = None
+
+    @staticmethod
+    def _position(value, index: pd.DatetimeIndex, default: int, name: str) -> int:
+        if value is None:
+            return default
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            pos = int(value)
+            if not 0 <= pos <= len(index):
+                raise DataError(f"replay {name} = {pos}: outside 0..{len(index)}")
+            return pos
+        try:
+            ts = pd.Timestamp(value)
+        except (ValueError, TypeError) as e:
+            raise DataError(f"replay {name} = {value!r}: not a date (use e.g. 2025-03-20 or 2025-03-20T12:00Z)") from e
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return int(index.searchsorted(ts, side="left"))
+
+    def history(self) -> list[Bar]:
+        """Bars before the replay range (warm-up), oldest first."""
+        return self._bars[: self.start]
+
+    def bars(self) -> Iterator[SourceBar]:
+        first = self.start
+        if self.resume_after is not None:  # a restarted session continues after its last processed bar
+            first = max(first, int(self.market.candles.index.searchsorted(self.resume_after, side="right")))
+        for i in range(first, self.end):
+            if self.pace_s > 0 and i > first:
+                self._sleep(self.pace_s)
+            self._clock = self._bars[i].time + self._tf
+            yield SourceBar(self._bars[i], last=i == self.end - 1)
+
+    def bars_between(self, after: pd.Timestamp, upto: pd.Timestamp) -> list[Bar]:
+        """Stored bars with open time in ``(after, upto]`` (used to rebuild the price buffer on restart)."""
+        idx = self.market.candles.index
+        a, b = int(idx.searchsorted(after, side="right")), int(idx.searchsorted(upto, side="right"))
+        return self._bars[a:b]
+
+    def market_at(self, last_open: pd.Timestamp) -> MarketBundle:
+        return self.market.until(last_open)
+
+    def now(self) -> pd.Timestamp:
+        return self._clock
+
+    def last_price(self) -> float | None:
+        return None  # replay has no price between bars: stops and targets are checked on each bar
+
+
+class ExchangeSource:
+    """Closed bars polled from the exchange and stored in the database first."""
+
+    kind = "exchange"
+
+    def __init__(
+        self,
+        client: Any,  # aster_rl.exchange.ExchangeClient
+        db: Any,  # aster_rl.storage.Database
+        data_cfg: DataConfig,
+        *,
+        source_name: str | None = None,
+        history_bars: int = 1_000,
+        poll_interval_s: float = 1.0,
+        clock: Clock = _utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+        companions: bool = True,
+    ) -> None:
+        self.client = client
+        self.db = db
+        self.data_cfg = data_cfg
+        self.symbol = data_cfg.symbol
+        self.timeframe = data_cfg.timeframe
+        self.source_name = source_name or data_cfg.exchange_id
+        self.history_bars = int(history_bars)
+        self.poll_interval_s = float(poll_interval_s)
+        self._clock = clock
+        self._sleep = sleep
+        self._tf = timeframe_to_timedelta(self.timeframe)
+        self.companions = companions
+        self.last_emitted: pd.Timestamp | None = None
+        self.resume_after: pd.Timestamp | None = None
+        self._cfg = data_cfg.model_copy(update={"source": self.source_name})
+        self._market_id: str | None = None
+
+    # ------------------------------------------------------------ downloading
+
+    def _download(self, since: pd.Timestamp) -> None:
+        from aster_rl.download import download_candles, download_funding
+
+        symbols = [self.symbol]
+        if self.companions:
+            symbols += [self.data_cfg.btc_symbol, self.data_cfg.eth_symbol]
+        for sym in symbols:
+            try:
+                download_candles(self.client, self.db, self.source_name, sym, self.timeframe, since, now=self._clock)
+            except DataError:
+                if sym == self.symbol:
+                    raise
+                logger.warning("companion %s: no candles from the exchange; macro features use neutral values", sym)
+        download_funding(self.client, self.db, self.source_name, self.symbol, since - pd.Timedelta(hours=8), now=self._clock)
+
+    def _load(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> MarketBundle:
+        from aster_rl.storage import load_market
+
+        return load_market(self.db, self._cfg, start=start, end=end)
+
+    def history(self) -> list[Bar]:
+        """Download (and store) the last ``history_bars`` closed bars; return them as bars."""
+        now = self._clock()
+        since = now.floor(self._tf) - self._tf * (self.history_bars + 1)
+        self._download(since)
+        market = self._load(since, None)
+        bars = bars_from_market(market)
+        if bars:
+            self.last_emitted = bars[-1].time
+        logger.info("exchange source: %d bars of history up to %s", len(bars), self.last_emitted)
+        return bars
+
+    def bars_between(self, after: pd.Timestamp, upto: pd.Timestamp) -> list[Bar]:
+        market = self._load(after + self._tf, upto)
+        return bars_from_market(market)
+
+    def poll_new_bars(self) -> list[Bar]:
+        """Download once; the closed bars stored after the last one handed out."""
+        start = self.last_emitted + self._tf if self.last_emitted is not None else self._clock().floor(self._tf) - self._tf * 2
+        self._download(start)
+        try:
+            # load from a little earlier so the funding sum and ATR context of the new bars are right
+            market = self._load(start - self._tf * 20, None)
+        except DataError:
+            return []
+        bars = [b for b in bars_from_market(market) if self.last_emitted is None or b.time > self.last_emitted]
+        if bars:
+            self.last_emitted = bars[-1].time
+        return bars
+
+    def bars(self, on_tick: Callable[[float, pd.Timestamp], bool] | None = None) -> Iterator[SourceBar]:
+        """New closed bars as they close. Between bars ``on_tick(price, now)`` is called about
+        every ``poll_interval_s``; returning False ends the stream."""
+        while True:
+            for bar in self.poll_new_bars():
+                yield SourceBar(bar)
+            next_close = (self.last_emitted + 2 * self._tf) if self.last_emitted is not None else self._clock()
+            while self._clock() < next_close:
+                if on_tick is not None:
+                    price = self.last_price()
+                    if not on_tick(price, self._clock()):
+                        return
+                self._sleep(self.poll_interval_s)
+            if on_tick is not None and not on_tick(None, self._clock()):
+                return
+
+    def market_at(self, last_open: pd.Timestamp) -> MarketBundle:
+        from aster_rl.features import TENTACLE_WINDOW_HOURS, WINDOW_BARS
+
+        hours = max(TENTACLE_WINDOW_HOURS.values(), default=0.0)
+        start = last_open - max(pd.Timedelta(hours=hours), self._tf * WINDOW_BARS) - self._tf * WINDOW_BARS
+        return self._load(start, last_open)
+
+    def now(self) -> pd.Timestamp:
+        return self._clock()
+
+    def last_price(self) -> float | None:
+        """The last traded price (ticker), or None when the exchange does not answer."""
+        from aster_rl.errors import ExchangeError
+
+        try:
+            if self._market_id is None:
+                self._market_id = self.client.market(self.symbol)["id"]
+            ex = self.client.exchange
+            reply = self.client.call("ticker price", ex.fapiPublicGetV3TickerPrice, {"symbol": self._market_id})
+            row = reply[0] if isinstance(reply, list) else reply
+            return float(row["price"])
+        except (ExchangeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            logger.warning("exchange source: no ticker price (%s)", e)
+            return None

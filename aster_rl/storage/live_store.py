@@ -1,0 +1,178 @@
+"""Persistence of the live runner: predictions and their outcomes, orders, state, risk events.
+
+The runner writes everything a bar produced in ONE transaction (:func:`record_bar`)
+*before* it acts on it (sends orders), so a crash never loses a decision and a restart
+finds every order it may have sent by its client order id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from aster_rl.storage.database import Database
+from aster_rl.storage.models import LiveOrder, LiveState, Prediction, RiskEvent
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_FIELDS = {c.name for c in Prediction.__table__.columns} - {"id"}
+ORDER_FIELDS = {c.name for c in LiveOrder.__table__.columns}
+CLOSED_STATUSES = ("win", "loss")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _check_fields(row: dict[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(set(row) - allowed)
+    if unknown:
+        raise ValueError(f"{what}: unknown field(s) {unknown}")
+
+
+def prediction_id_at(db: Database, session_id: str, ts_ms: int) -> int | None:
+    """The id of the session's prediction for the bar closing at ``ts_ms`` (None if there is none)."""
+    db.ensure_checked()
+    with db.session() as s:
+        return s.scalar(select(Prediction.id).where(Prediction.session_id == session_id, Prediction.ts == int(ts_ms)))
+
+
+def record_bar(
+    db: Database,
+    session_id: str,
+    *,
+    state: dict[str, Any],
+    prediction: dict[str, Any] | None = None,
+    outcomes: list[dict[str, Any]] = (),
+    orders: list[dict[str, Any]] = (),
+    risk_events: list[dict[str, Any]] = (),
+) -> int | None:
+    """Store one bar's work atomically; returns the new prediction's id.
+
+    ``outcomes`` are ``{"prediction_id": id, ...fields}`` updates of earlier predictions;
+    ``orders`` get the new prediction's id unless they name one. A prediction that already
+    exists for (session, ts) is not stored twice: its id is returned.
+    """
+    db.ensure_checked()
+    now = _now_ms()
+    with db.session() as s:
+        pred_id = None
+        if prediction is not None:
+            _check_fields(prediction, PREDICTION_FIELDS, "prediction")
+            pred_id = s.scalar(
+                select(Prediction.id).where(Prediction.session_id == session_id, Prediction.ts == int(prediction["ts"]))
+            )
+            if pred_id is None:
+                row = Prediction(**{**prediction, "session_id": session_id})
+                s.add(row)
+                s.flush()
+                pred_id = int(row.id)
+        for out in outcomes:
+            fields = dict(out)
+            pid = fields.pop("prediction_id", None)
+            if pid is None:
+                logger.warning("session %s: a closed trade has no prediction to attach to: %s", session_id, fields)
+                continue
+            _check_fields(fields, PREDICTION_FIELDS, "outcome")
+            row = s.get(Prediction, int(pid))
+            if row is None:
+                logger.warning("session %s: prediction %s of a closed trade is missing", session_id, pid)
+                continue
+            for key, value in fields.items():
+                setattr(row, key, value)
+        for order in orders:
+            _check_fields(order, ORDER_FIELDS, "order")
+            if s.get(LiveOrder, order["client_order_id"]) is not None:
+                continue
+            values = {"prediction_id": pred_id, "status": "new", "updated_at": now, "session_id": session_id, **order}
+            s.add(LiveOrder(**values))
+        for ev in risk_events:
+            s.add(RiskEvent(session_id=session_id, ts=int(ev["ts"]), rule=ev["rule"], action=ev["action"], reason=ev["reason"]))
+        row = s.get(LiveState, session_id)
+        if row is None:
+            s.add(LiveState(session_id=session_id, state=state, updated_at=now))
+        else:
+            row.state = state
+            row.updated_at = now
+    return pred_id
+
+
+def load_state(db: Database, session_id: str) -> dict[str, Any] | None:
+    db.ensure_checked()
+    with db.session() as s:
+        row = s.get(LiveState, session_id)
+        return None if row is None else dict(row.state)
+
+
+def update_order(db: Database, client_order_id: str, **fields: Any) -> None:
+    """Record what the exchange said about an order (status, exchange id, fill)."""
+    _check_fields(fields, ORDER_FIELDS, "order update")
+    db.ensure_checked()
+    with db.session() as s:
+        row = s.get(LiveOrder, client_order_id)
+        if row is None:
+            raise KeyError(f"order {client_order_id} was never recorded")
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.updated_at = _now_ms()
+
+
+def orders(db: Database, session_id: str, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    db.ensure_checked()
+    with db.session() as s:
+        stmt = select(LiveOrder).where(LiveOrder.session_id == session_id)
+        if statuses:
+            stmt = stmt.where(LiveOrder.status.in_(statuses))
+        return [{c: getattr(o, c) for c in ORDER_FIELDS} for o in s.scalars(stmt.order_by(LiveOrder.ts, LiveOrder.client_order_id))]
+
+
+def risk_events(db: Database, session_id: str | None = None) -> pd.DataFrame:
+    db.ensure_checked()
+    with db.session() as s:
+        stmt = select(RiskEvent).order_by(RiskEvent.id)
+        if session_id is not None:
+            stmt = stmt.where(RiskEvent.session_id == session_id)
+        rows = [(e.ts, e.session_id, e.rule, e.action, e.reason) for e in s.scalars(stmt)]
+    return pd.DataFrame(rows, columns=["ts", "session_id", "rule", "action", "reason"])
+
+
+def predictions(
+    db: Database, *, session_id: str | None = None, run_id: str | None = None, limit: int | None = None
+) -> pd.DataFrame:
+    """Predictions (newest last), with the running win rate and cumulative PnL of closed trades."""
+    db.ensure_checked()
+    cols = [
+        "id", "ts", "session_id", "mode", "run_id", "model_version", "side", "leverage", "profile", "entry_price",
+        "stop_price", "target_price", "confidence", "value_estimate", "status", "pnl_usd", "exit_reason", "fees_usd",
+        "funding_usd", "closed_at", "exit_price", "risk", "reasoning",
+    ]
+    with db.session() as s:
+        stmt = select(*[getattr(Prediction, c) for c in cols])
+        if session_id is not None:
+            stmt = stmt.where(Prediction.session_id == session_id)
+        if run_id is not None:
+            stmt = stmt.where(Prediction.run_id == run_id)
+        stmt = stmt.order_by(Prediction.ts.desc(), Prediction.id.desc())
+        if limit is not None:
+            stmt = stmt.limit(int(limit))
+        rows = s.execute(stmt).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=cols).iloc[::-1].reset_index(drop=True)
+    closed = frame["status"].isin(CLOSED_STATUSES)
+    wins = (frame["status"] == "win").cumsum()
+    n_closed = closed.cumsum()
+    frame["running_win_rate"] = (wins / n_closed.where(n_closed > 0)).astype(float)
+    frame["running_pnl_usd"] = frame["pnl_usd"].where(closed, 0.0).fillna(0.0).cumsum()
+    return frame
+
+
+def prediction_counts(db: Database, session_id: str) -> dict[str, int]:
+    db.ensure_checked()
+    with db.session() as s:
+        rows = s.execute(
+            select(Prediction.status, func.count()).where(Prediction.session_id == session_id).group_by(Prediction.status)
+        ).all()
+    return {str(k): int(v) for k, v in rows}
