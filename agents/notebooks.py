@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from aster_rl.config import AppConfig, load_config, replace
@@ -313,3 +314,95 @@ def find_walkforward(checkpoint_dir: str | Path) -> tuple[Path, dict] | None:
     if not found:
         return None
     return found[0], json.loads(found[0].read_text())
+
+
+# ---------------------------------------------------------------- a demonstration prediction log
+
+DEMO_MODEL_VERSION = "demo"
+
+
+def demo_prediction_log(
+    db,
+    *,
+    run: str | Path | None = None,
+    checkpoint_dir: str | Path = "checkpoints",
+    data_dir: str | Path = "data",
+    timesteps: int = 4_096,
+    n_bars: int | None = None,
+    pattern_min_trades: int = 5,
+) -> str:
+    """Fill empty ``predictions`` / ``pattern_history`` tables with a labelled demonstration.
+
+    A trained policy (``run``, or see :func:`ensure_run`) decides bar by bar over its test
+    split through the backtester; every decision that opened a trade becomes a prediction
+    row (model version ``"demo"``) with the policy's confidence and the trade's outcome.
+    Each trade also updates a demonstration pattern named after the regime at the decision
+    bar, side and exit profile (``pattern_min_trades`` closed trades make a pattern active),
+    so the library's history has events. Returns a one-line description.
+    """
+    from aster_rl.backtest import backtest
+    from aster_rl.config import PatternsConfig
+    from aster_rl.patterns.language import Condition, Pattern
+    from aster_rl.patterns.library import PatternLibrary
+    from aster_rl.patterns.stats import PatternStats
+    from aster_rl.storage.models import Prediction
+    from aster_rl.storage.pattern_store import record_outcome, save_library
+
+    from agents.evaluate import REGIME_NAMES
+
+    run_dir = ensure_run(run, checkpoint_dir=checkpoint_dir, data_dir=data_dir, timesteps=timesteps, n_bars=n_bars)
+    ctx = open_run(run_dir)
+    ds, cfg, span = ctx.dataset, ctx.config.env, ctx.splits.test
+    ts_ns = pd.DatetimeIndex(pd.to_datetime(ds.prices.timestamps, utc=True))
+    decisions: dict[int, Any] = {}  # decision time (the next bar's open, ns) -> Decision
+
+    state = {"t": None}
+
+    def deciding(obs):
+        d = ctx.policy.decide(obs)
+        decisions[state["t"]] = d
+        state["t"] += 1
+        return d.action
+
+    positive = np.flatnonzero(ds.prices.atr[span.start:span.end] > 0)
+    state["t"] = span.start + int(positive[0]) if len(positive) else span.start
+    result = backtest(deciding, ds.matrix, ds.prices, cfg, start=span.start, end=span.end)
+    trades = result.trades
+    regime = ds.column("regime_state")
+    patterns_cfg = PatternsConfig(min_trades=pattern_min_trades)
+    rows, outcomes = [], []
+    for tr in trades.itertuples():
+        fill = int(ts_ns.searchsorted(tr.entry_time))
+        t = fill - 1  # the decision bar: its close is the entry's fill time
+        d = decisions.get(t)
+        if d is None:
+            continue
+        side = "BUY" if str(tr.side) == "long" else "SELL"
+        state_name = REGIME_NAMES.get(int(round(float(regime[t]))), "ranging") if regime is not None else "ranging"
+        pattern = Pattern((Condition("regime_state", "==", float(round(float(regime[t])) if regime is not None else 0)),),
+                          str(tr.side), str(tr.profile))
+        notional = float(tr.qty) * float(tr.entry_price)
+        net_return = float(tr.pnl_usd) / notional if notional > 0 else 0.0
+        closed_ms = int(pd.Timestamp(tr.exit_time).value // 1_000_000)
+        rows.append(Prediction(
+            ts=int(pd.Timestamp(tr.entry_time).value // 1_000_000), symbol=ctx.config.data.symbol, run_id=run_dir.name,
+            model_version=DEMO_MODEL_VERSION, schema_hash=ds.schema.hash, side=side, leverage=int(tr.leverage),
+            profile=str(tr.profile), entry_price=float(tr.entry_price), confidence=float(d.confidence),
+            value_estimate=float(d.value), reasoning="demonstration: backtest decision of the trained policy",
+            status="win" if tr.pnl_usd > 0 else "loss", pnl_usd=float(tr.pnl_usd), exit_reason=str(tr.reason),
+            fees_usd=float(tr.fees_usd), funding_usd=float(tr.funding_usd), closed_at=closed_ms, pattern=pattern.name,
+        ))
+        outcomes.append((pattern, net_return, state_name, closed_ms))
+    with db.session() as session:
+        session.add_all(rows)
+    library = PatternLibrary(patterns_cfg)
+    first_ms = int(ts_ns[span.start].value // 1_000_000)
+    for pattern, *_ in outcomes:
+        if pattern.name not in library:
+            library.add(pattern, PatternStats(), {"selection": "demonstration"}, ts_ms=first_ms)
+    if len(library):
+        save_library(db, library, replace_all=False)
+    for pattern, net_return, state_name, closed_ms in outcomes:
+        record_outcome(db, patterns_cfg, pattern.name, net_return, regime=state_name, ts_ms=closed_ms)
+    return (f"{len(rows)} predictions of run {run_dir.name} on its test split and {len(library)} patterns, "
+            f"model version {DEMO_MODEL_VERSION!r}")
