@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "evaluate_cmd",
     "walkforward_cmd",
     "demo_cmd",
+    "report_cmd",
 )
 
 
