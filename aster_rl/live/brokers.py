@@ -157,8 +157,8 @@ class PaperBroker:
     def planned_orders(self, t: int, side: int, lev_i: int, prof_i: int, prediction_ts: int, ids: Any) -> list[dict[str, Any]]:
         return []  # nothing leaves the process: the pending order is part of the stored state
 
-    def execute(self, orders: list[dict[str, Any]], db: Any = None) -> list[dict[str, Any]]:
-        return []
+    def execute(self, orders: list[dict[str, Any]], db: Any = None) -> BarResult:
+        return BarResult()
 
     def watch(self, price: float, now_ns: int) -> list[dict[str, Any]]:
         """Between bars: close the position if ``price`` crossed its stop or target (core fill rule:

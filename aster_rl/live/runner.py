@@ -177,10 +177,10 @@ class LiveRunner:
         self._position_pred = state.get("position_prediction")
         self._day = state.get("day")
         self._day_start_equity = float(state.get("day_start_equity", self.env_cfg.initial_equity_usd))
-        if hasattr(self.broker, "reconcile"):
-            outcomes = self._outcomes(self.broker.reconcile(), None)
-            if outcomes:
-                live_store.record_bar(self.db, self.session_id, state=self._state(state.get("last_bar_ts")), outcomes=outcomes)
+        if hasattr(self.broker, "reconcile_orders"):
+            fresh_after_ms = int((self.source.now() - self.tf).value // 1_000_000)
+            outcomes = self._outcomes(self.broker.reconcile_orders(self.db, self.session_id, fresh_after_ms), None)
+            live_store.record_bar(self.db, self.session_id, state=self._state(state.get("last_bar_ts")), outcomes=outcomes)
         logger.info("session %s resumed after bar %s", self.session_id, state.get("last_bar_ts"))
 
     def _setup_features(self) -> None:
@@ -375,9 +375,11 @@ class LiveRunner:
         if self.after_store is not None:
             self.after_store(t)
         if orders:
-            closed = self.broker.execute(orders, self.db)
-            if closed:
-                outcomes = self._outcomes(BarResult(closed=closed), None)
+            done = self.broker.execute(orders, self.db)
+            outcomes = self._outcomes(done, None)
+            if done.opened is None and done.skipped is False and intent.startswith("open"):
+                self._pending_pred = None
+            if outcomes or done.opened is not None:
                 live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
         self.summary.latencies_s.append(time.perf_counter() - started)
 
