@@ -1,0 +1,211 @@
+"""Continued training: resume PPO from a run's checkpoint on the newer stored data, then
+promote the challenger only if it beats the champion on the newest held-out range.
+
+- Data: the market named by the *current* ``config.data`` (so bars the live runner
+  stored from the exchange are included), with the champion's feature, env and training
+  configuration (the model's schema must still match; a mismatch is a clear error).
+- Ranges by time: the newest ``holdout_fraction`` of the bars is held out (never
+  trained on); training resumes on the bars before it, after a purge gap of one warm-up
+  plus one episode. The champion's observation statistics (VecNormalize) are loaded and
+  keep adapting on training rollouts only.
+- Both policies are backtested on the held-out range with the project's evaluation code
+  (:func:`agents.evaluate.run_backtest` + :func:`agents.evaluate.summarize_backtest`);
+  the challenger is promoted when its net PnL is higher (ties keep the champion).
+- The decision is recorded as ``retrain_decision.json`` in the challenger's run
+  directory, appended to ``<checkpoint_dir>/retrain_decisions.jsonl``, and a promotion
+  rewrites ``<checkpoint_dir>/champion.json`` (what ``aster-rl live --run champion`` uses).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aster_rl.config import AppConfig, replace, to_toml
+from aster_rl.errors import DataError, SchemaMismatchError
+
+from agents.evaluate import periods_per_year_of, run_backtest, summarize_backtest
+from agents.policy import MODEL_FILES, load_policy, load_run_config, load_schema, resolve_run_dir
+from agents.splits import Span, purge_bars
+
+logger = logging.getLogger(__name__)
+
+CHAMPION_FILE = "champion.json"
+KEYS = ("net_pnl_usd", "net_return", "sharpe", "max_drawdown", "win_rate", "profit_factor", "trades", "fees_usd")
+
+
+@dataclass
+class RetrainDecision:
+    champion: str
+    challenger: str
+    promoted: bool
+    reason: str
+    holdout: dict[str, Any]
+    champion_metrics: dict[str, float]
+    challenger_metrics: dict[str, float]
+    timesteps: int
+    train_bars: int
+    live_outcomes: dict[str, Any]
+    decided_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else str(float(x))
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def resolve_champion(run: str | Path, checkpoint_dir: str | Path) -> Path:
+    """``run``, or for ``"champion"`` the run named in ``<checkpoint_dir>/champion.json``."""
+    if str(run) == "champion":
+        path = Path(checkpoint_dir) / CHAMPION_FILE
+        if not path.exists():
+            raise DataError(f"no {path}: nothing was promoted yet; pass a run directory")
+        return resolve_run_dir(json.loads(path.read_text())["run"], checkpoint_dir)
+    return resolve_run_dir(run, checkpoint_dir)
+
+
+def holdout_spans(n_bars: int, warmup: int, episode_length: int, holdout_fraction: float) -> tuple[Span, Span]:
+    """(train, holdout): the newest ``holdout_fraction`` of the bars, and what precedes it after a purge gap."""
+    if not 0 < holdout_fraction < 1:
+        raise DataError(f"holdout_fraction = {holdout_fraction}: must be in (0, 1)")
+    purge = purge_bars(warmup, episode_length)
+    n_hold = max(2, int((n_bars - warmup) * holdout_fraction))
+    holdout = Span(n_bars - n_hold, n_bars)
+    train = Span(warmup, holdout.start - purge)
+    if len(train) <= episode_length:
+        raise DataError(
+            f"retrain: {n_bars} bars leave {len(train)} training bars before the {n_hold}-bar hold-out and a {purge}-bar "
+            f"purge gap; need more than one episode ({episode_length}); store more data or lower the hold-out fraction"
+        )
+    return train, holdout
+
+
+def _live_outcomes(config: AppConfig, run_name: str) -> dict[str, Any]:
+    """The closed live/paper trades the champion's runs logged (context for the decision)."""
+    try:
+        from aster_rl.storage import Database, live_store
+
+        db = Database.from_config(config.data)
+        db.init_schema()
+        preds = live_store.predictions(db, run_id=run_name)
+    except Exception as e:  # the prediction log is context only; its absence never blocks retraining
+        logger.warning("retrain: could not read the prediction log: %s", e)
+        return {"closed_trades": 0}
+    closed = preds[preds["status"].isin(["win", "loss"])]
+    return {
+        "closed_trades": int(len(closed)),
+        "wins": int((closed["status"] == "win").sum()),
+        "pnl_usd": float(closed["pnl_usd"].sum()) if len(closed) else 0.0,
+    }
+
+
+def retrain(
+    config: AppConfig,
+    run: str | Path,
+    *,
+    timesteps: int | None = None,
+    holdout_fraction: float = 0.15,
+    which: str = "best",
+    dataset: Any = None,
+    progress_bar: bool = False,
+) -> RetrainDecision:
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from agents.data import build_dataset
+    from agents.train import new_run_dir
+    from envs import BatchedPerpEnv
+
+    ckpt = config.train.checkpoint_dir
+    champion_dir = resolve_champion(run, ckpt)
+    run_cfg = load_run_config(champion_dir)
+    # the champion's model-defining sections; the current data location and bookkeeping
+    merged = replace(run_cfg, data=config.data.model_dump(), train={"checkpoint_dir": str(ckpt)})
+    if dataset is None:
+        dataset = build_dataset(merged)
+    saved = load_schema(champion_dir)
+    try:
+        saved.check_compatible(dataset.schema)
+    except SchemaMismatchError as e:
+        raise SchemaMismatchError(f"retrain from {champion_dir.name}: the stored data's features differ from the model's: {e}") from None
+    env_cfg = merged.env
+    train_span, holdout = holdout_spans(len(dataset), dataset.warmup, env_cfg.episode_length, holdout_fraction)
+    steps = int(timesteps or merged.train.total_timesteps)
+    t = merged.train
+    torch.set_num_threads(t.torch_threads)
+
+    model_file, norm_file = MODEL_FILES[which]
+    if not (champion_dir / model_file).exists():
+        model_file, norm_file = MODEL_FILES["last"]
+    venv = BatchedPerpEnv(dataset.matrix, dataset.prices, env_cfg, t.n_envs, start=train_span.start, end=train_span.end,
+                          random_start=True, seed=t.seed + 1)
+    if (champion_dir / norm_file).exists():
+        vn = VecNormalize.load(str(champion_dir / norm_file), venv)
+        vn.training = True
+    else:
+        vn = VecNormalize(venv, norm_obs=t.normalize_observations, norm_reward=True, gamma=t.gamma, clip_obs=10.0)
+    model = PPO.load(champion_dir / model_file, env=vn, device="cpu")
+    logger.info("retrain %s: resuming for %d steps on %d bars; hold-out %d bars", champion_dir.name, steps, len(train_span), len(holdout))
+    model.learn(total_timesteps=steps, reset_num_timesteps=False, progress_bar=progress_bar)
+
+    name_cfg = replace(merged, train={"name": f"{t.name}-retrain"})
+    challenger_dir = new_run_dir(name_cfg)
+    (challenger_dir / "config.toml").write_text(to_toml(name_cfg))
+    (challenger_dir / "feature_schema.json").write_text(json.dumps(dataset.schema.to_dict(), indent=2))
+    ts = dataset.prices.timestamps
+    (challenger_dir / "splits.json").write_text(json.dumps({
+        "retrained_from": str(champion_dir), "train": [train_span.start, train_span.end], "holdout": [holdout.start, holdout.end],
+        "holdout_from": str(np.datetime64(int(ts[holdout.start]), "ns")), "holdout_to": str(np.datetime64(int(ts[holdout.end - 1]), "ns")),
+    }, indent=2))
+    model.save(challenger_dir / "model_last.zip")
+    vn.training = False
+    vn.save(str(challenger_dir / "vecnormalize.pkl"))
+    vn.close()
+
+    periods = periods_per_year_of(dataset.prices.timeframe)
+    bar_ns = int(ts[1] - ts[0]) if len(ts) > 1 else 1
+
+    def score(run_dir: Path, which_model: str) -> dict[str, float]:
+        policy = load_policy(run_dir, dataset.schema, which=which_model, checkpoint_dir=ckpt)
+        res = run_backtest(policy.predict, dataset, env_cfg, holdout)
+        s = summarize_backtest(res, env_cfg, periods, bar_ns)
+        return {k: float(s[k]) for k in KEYS}
+
+    champ = score(champion_dir, which)
+    chall = score(challenger_dir, "last")
+    promoted = chall["net_pnl_usd"] > champ["net_pnl_usd"]
+    reason = (
+        f"challenger net PnL {chall['net_pnl_usd']:+.2f} USD {'>' if promoted else '<='} champion {champ['net_pnl_usd']:+.2f} USD "
+        f"on the newest {len(holdout)} held-out bars"
+    )
+    decision = RetrainDecision(
+        champion=str(champion_dir), challenger=str(challenger_dir), promoted=promoted, reason=reason,
+        holdout={"start": holdout.start, "end": holdout.end, "bars": len(holdout)},
+        champion_metrics=champ, challenger_metrics=chall, timesteps=steps, train_bars=len(train_span),
+        live_outcomes=_live_outcomes(config, champion_dir.name), decided_at=time.time(),
+    )
+    record = decision.to_dict()
+    (challenger_dir / "retrain_decision.json").write_text(json.dumps(record, indent=2))
+    with open(Path(ckpt) / "retrain_decisions.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    if promoted:
+        (Path(ckpt) / CHAMPION_FILE).write_text(json.dumps({"run": str(challenger_dir), "since": record["decided_at"]}, indent=2))
+    logger.info("retrain: %s -> %s", "promoted" if promoted else "kept the champion", reason)
+    return decision

@@ -1,0 +1,61 @@
+"""Continued training: resume from a checkpoint, compare on the newest held-out range, promote only if better."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import agents.retrain as R
+from agents.retrain import holdout_spans, resolve_champion, retrain
+from agents.train import train
+from aster_rl.errors import DataError
+
+from agent_helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory, tiny_dataset):
+    tmp = tmp_path_factory.mktemp("retrain")
+    cfg = tiny_config(tmp)
+    return cfg, train(cfg, tiny_dataset).run_dir
+
+
+def test_holdout_is_the_newest_range_after_a_purge_gap():
+    train_span, hold = holdout_spans(3_000, warmup=300, episode_length=64, holdout_fraction=0.2)
+    assert hold.end == 3_000 and len(hold) == int(2_700 * 0.2)
+    assert train_span.start == 300 and hold.start - train_span.end == 300 + 64
+    with pytest.raises(DataError, match="training bars"):
+        holdout_spans(800, warmup=300, episode_length=64, holdout_fraction=0.5)
+
+
+def test_retrain_records_the_decision_and_promotes_only_if_better(champion, tiny_dataset, monkeypatch):
+    cfg, champ_dir = champion
+    d = retrain(cfg, champ_dir, timesteps=64, dataset=tiny_dataset)
+    ckpt = cfg.train.checkpoint_dir
+    record = json.loads((R.Path(d.challenger) / "retrain_decision.json").read_text())
+    assert record["champion"] == str(champ_dir) and record["holdout"]["end"] == len(tiny_dataset)
+    assert record["promoted"] == (record["challenger_metrics"]["net_pnl_usd"] > record["champion_metrics"]["net_pnl_usd"])
+    lines = (ckpt / "retrain_decisions.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["challenger"] == d.challenger
+    # the challenger resumed from the champion: its timestep counter continued
+    from stable_baselines3 import PPO
+
+    before = PPO.load(champ_dir / "model_best.zip").num_timesteps
+    assert PPO.load(R.Path(d.challenger) / "model_last.zip").num_timesteps > before
+    # promotion follows the comparison: force each outcome through the scorer
+    for better in (True, False):
+        (ckpt / "champion.json").unlink(missing_ok=True)
+        calls = iter([{"net_pnl_usd": 0.0}, {"net_pnl_usd": 1.0 if better else -1.0}])
+        monkeypatch.setattr(R, "summarize_backtest", lambda *a, **k: _fake(calls))
+        d2 = retrain(cfg, champ_dir, timesteps=32, dataset=tiny_dataset)
+        assert d2.promoted is better
+        assert (ckpt / "champion.json").exists() is better
+        if better:
+            assert resolve_champion("champion", ckpt) == R.Path(d2.challenger)
+
+
+def _fake(calls):
+    value = next(calls)["net_pnl_usd"]
+    return {k: (value if k == "net_pnl_usd" else 0.0) for k in R.KEYS}
