@@ -31,6 +31,9 @@ COMMAND_MODULES = (
     "walkforward_cmd",
     "demo_cmd",
     "report_cmd",
+    "live_cmd",
+    "predictions_cmd",
+    "retrain_cmd",
 )
 
 

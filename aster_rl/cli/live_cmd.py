@@ -1,0 +1,123 @@
+"""``aster-rl live``: run a trained policy on live or replayed bars (paper by default);
+``aster-rl live stop``: ask a running runner to flatten and stop (writes the kill file)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from aster_rl.config import AppConfig
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "live",
+        help="run a trained policy on live or replayed bars (paper by default); 'live stop' stops it",
+        description="Each closed bar: data -> features -> observation -> policy -> risk guard -> broker -> prediction log. "
+        "Paper trading by default; real orders only with --real, keys in ASTER_PRIVATE_KEY / ASTER_WALLET_ADDRESS and "
+        "the confirmation I-UNDERSTAND (typed when asked, or --confirm I-UNDERSTAND).",
+    )
+    p.add_argument("action", nargs="?", choices=("run", "stop"), default="run", help="run (default) or stop a running runner")
+    p.add_argument("--run", help="a trained run directory, 'latest', or 'champion' (the last promoted retrain)")
+    p.add_argument("--model", choices=("best", "last"), default="best", help="which checkpoint of the run (default: best)")
+    p.add_argument("--replay", action="store_true", help="feed stored history bar by bar instead of polling the exchange")
+    p.add_argument("--start", metavar="DATE", help="replay: first bar (default: the first stored bar after the warm-up)")
+    p.add_argument("--end", metavar="DATE", help="replay: bars before this time (default: all stored bars)")
+    p.add_argument("--pace", type=float, default=0.0, metavar="SECONDS", help="replay: seconds per bar (default 0: as fast as possible)")
+    p.add_argument("--features", choices=("auto", "batch", "incremental"), default="auto",
+                   help="replay features: batch (exact, fast; default in replay) or incremental (the live path)")
+    p.add_argument("--session", help="session name: state and predictions live under it; the same name resumes (default: derived)")
+    p.add_argument("--max-bars", type=int, help="stop after this many bars")
+    p.add_argument("--real", action="store_true", help="trade real money on the exchange (needs keys and the confirmation)")
+    p.add_argument("--confirm", metavar="TEXT", help="the real-trading confirmation, I-UNDERSTAND")
+    p.set_defaults(func=run_live)
+
+
+def stop_live(config: AppConfig) -> int:
+    path = Path(config.live.kill_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("stop requested by `aster-rl live stop`\n")
+    print(f"kill file written: {path} (the runner flattens and stops at its next check; remove the file to start again)")
+    return 0
+
+
+def _confirmation(args) -> str | None:
+    if args.confirm is not None:
+        return args.confirm
+    if args.real and sys.stdin.isatty():
+        return input("Real orders with real money. Type I-UNDERSTAND to go on: ").strip()
+    return None
+
+
+def run_live(args, config: AppConfig) -> int:
+    from aster_rl.config import load_secrets
+    from aster_rl.errors import ConfigError
+    from aster_rl.live.bars import LivePrices
+    from aster_rl.live.brokers import PaperBroker
+    from aster_rl.live.real_broker import RealBroker, check_real_trading_allowed
+    from aster_rl.live.runner import LiveRunner
+    from aster_rl.storage import Database, load_market
+
+    if args.action == "stop":
+        return stop_live(config)
+    if args.real or args.confirm is not None:
+        check_real_trading_allowed(args.real, _confirmation(args), load_secrets())
+        if args.replay:
+            raise ConfigError("--real and --replay exclude each other: replayed bars are traded on paper only")
+    if not args.run:
+        raise ConfigError("live: --run RUN is required (a run directory, 'latest' or 'champion')")
+
+    from agents.policy import load_policy
+    from agents.retrain import resolve_champion
+
+    run_dir = resolve_champion(args.run, config.train.checkpoint_dir)
+    policy = load_policy(run_dir, which=args.model, checkpoint_dir=config.train.checkpoint_dir)
+    env_cfg, feats_cfg = policy.config.env, policy.config.features
+    db = Database.from_config(config.data)
+    db.init_schema()
+    prices = LivePrices(config.data.timeframe)
+    if args.replay:
+        from aster_rl.live.sources import ReplaySource
+
+        market = load_market(db, config.data)
+        start = args.start
+        if start is None:
+            from aster_rl.features import build_features
+
+            start = 0  # replaced below by the warm-up of the features
+            warm = build_features(market.window(None, market.candles.index[min(len(market), 3_000) - 1]), feats_cfg).warmup
+            start = min(warm, len(market) - 2)
+        source = ReplaySource(market, start, args.end, pace_s=args.pace)
+        mode = "replay"
+    else:
+        from aster_rl.exchange import ExchangeClient
+        from aster_rl.live.sources import ExchangeSource
+
+        client = ExchangeClient.from_config(config.data, with_secrets=args.real)
+        source = ExchangeSource(client, db, config.data, history_bars=config.live.warmup_bars,
+                                poll_interval_s=config.live.poll_interval_s)
+        mode = "real" if args.real else "paper"
+    if mode == "real":
+        broker = RealBroker(source.client, config.data.symbol, env_cfg, config.live, prices)
+    else:
+        broker = PaperBroker(env_cfg, prices)
+    session = args.session or f"{mode}:{run_dir.name}:{config.data.symbol}:{config.data.timeframe}"
+    if mode == "replay" and not args.session:
+        session += f":{source.market.candles.index[source.start]:%Y%m%dT%H%M}-{source.market.candles.index[source.end - 1]:%Y%m%dT%H%M}"
+    runner = LiveRunner(policy, source, broker, db, env_cfg=env_cfg, live_cfg=config.live, features_cfg=feats_cfg,
+                        session_id=session, mode=mode, features=args.features, prices=prices)
+    summary = runner.run(max_bars=args.max_bars)
+    trades = summary.trades
+    wins = sum(1 for t in trades if t["pnl_usd"] > 0)
+    lat = sorted(summary.latencies_s)
+    print(f"session {session}: {summary.bars} bars, {summary.decisions} decisions, {len(trades)} closed trades"
+          + (f" ({wins / len(trades):.0%} won)" if trades else ""))
+    if summary.final_equity is not None:
+        print(f"equity {summary.final_equity:.2f} USD; stopped by: {summary.stopped_by or 'the bar limit'}")
+    if lat:
+        print(f"decision latency (new bar -> orders sent): median {lat[len(lat) // 2] * 1e3:.1f} ms, max {lat[-1] * 1e3:.1f} ms")
+    print("predictions: aster-rl predictions --session " + repr(session))
+    return 0

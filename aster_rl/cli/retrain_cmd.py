@@ -1,0 +1,31 @@
+"""``aster-rl retrain --from RUN``: resume PPO on newer data; promote only if it beats the champion."""
+
+from __future__ import annotations
+
+import sys
+
+from aster_rl.config import AppConfig
+
+
+def register(sub) -> None:
+    p = sub.add_parser("retrain", help="continue training a run on newer stored data; promote it only if it beats the champion")
+    p.add_argument("--from", dest="run", required=True, help="the champion: a run directory, 'latest' or 'champion'")
+    p.add_argument("--timesteps", type=int, help="environment steps to continue for (default: train.total_timesteps)")
+    p.add_argument("--holdout", type=float, default=0.15, help="share of the newest bars held out for the comparison (default 0.15)")
+    p.add_argument("--model", choices=("best", "last"), default="best", help="which checkpoint of the champion to resume")
+    p.set_defaults(func=run_retrain)
+
+
+def run_retrain(args, config: AppConfig) -> int:
+    from agents.retrain import retrain
+
+    d = retrain(config, args.run, timesteps=args.timesteps, holdout_fraction=args.holdout, which=args.model,
+                progress_bar=config.train.progress_bar and sys.stderr.isatty())
+    print(f"champion:   {d.champion}")
+    print(f"challenger: {d.challenger}")
+    for name, m in (("champion", d.champion_metrics), ("challenger", d.challenger_metrics)):
+        print(f"  {name:10} net PnL {m['net_pnl_usd']:+10.2f} USD  return {m['net_return']:+.2%}  trades {m['trades']:.0f}  "
+              f"win rate {m['win_rate']:.0%}")
+    print(("PROMOTED: " if d.promoted else "kept the champion: ") + d.reason)
+    print(f"decision recorded in {d.challenger}/retrain_decision.json")
+    return 0
