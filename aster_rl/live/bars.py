@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -65,7 +64,6 @@ class LivePrices:
         self._cap = max(16, int(capacity))
         self._arrays = {f: np.zeros(self._cap, dtype=np.int64 if f == "timestamps" else np.float64) for f in _FIELDS}
         self._tr: list[float] = []  # first true ranges, until the ATR is seeded
-        self.grew = False  # set when the arrays were reallocated (views must be re-read)
 
     def __len__(self) -> int:
         return self._n
@@ -81,7 +79,6 @@ class LivePrices:
             new = np.zeros(self._cap, dtype=arr.dtype)
             new[: self._n] = arr[: self._n]
             self._arrays[f] = new
-        self.grew = True
 
     def append(self, bar: Bar) -> int:
         """Add the next closed bar; returns its index."""
@@ -117,8 +114,20 @@ class LivePrices:
         self._n = n + 1
         return n
 
-    def backing(self) -> SimpleNamespace:
-        """The full-capacity arrays (same field names as ``PriceArrays``) for the accounting core to
-        index: entries past ``len(self)`` are not bars yet. Re-read after :attr:`grew` is set."""
-        self.grew = False
-        return SimpleNamespace(timeframe=self.timeframe, **self._arrays)
+    def snapshot(self) -> "PricesSnapshot":
+        """The bars so far as a ``PriceArrays``-like object (views, no copy) for the accounting core."""
+        return PricesSnapshot(self)
+
+
+class PricesSnapshot:
+    """``len()`` and the ``PriceArrays`` field names over the first ``n`` bars of a :class:`LivePrices`."""
+
+    def __init__(self, prices: LivePrices) -> None:
+        n = len(prices)
+        self.timeframe = prices.timeframe
+        for f in _FIELDS:
+            setattr(self, f, prices._arrays[f][:n])
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n

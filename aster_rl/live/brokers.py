@@ -57,14 +57,28 @@ class PaperBroker:
     def __init__(self, env_cfg: EnvConfig, prices: LivePrices) -> None:
         self.cfg = env_cfg
         self.prices = prices
-        self.acc = SingleAccount(env_cfg, prices.backing())
-        self.book = self.acc.book
+        self.acc = SingleAccount(env_cfg, prices.snapshot())
+        self._bound = len(prices)
         self.pending: dict[str, int] | None = None  # {"t", "side", "lev_i", "prof_i"} decided at bar t's close
 
     # ------------------------------------------------------------ state
+    @property
+    def book(self):
+        return self.acc.book
+
     def _sync(self) -> None:
-        if self.prices.grew:
-            self.acc.rebind(self.prices.backing())
+        """Step over the bars known now: a stepper over the current price buffer, carrying the account."""
+        n = len(self.prices)
+        if n == self._bound:
+            return
+        old = self.acc
+        counters = {k: getattr(old, k) for k in ("steps", "max_drawdown", "in_market", "prev_equity")}
+        acc = SingleAccount(self.cfg, self.prices.snapshot())
+        acc.book = old.book
+        for key, value in counters.items():
+            setattr(acc, key, value)
+        self.acc = acc
+        self._bound = n
 
     @property
     def equity(self) -> float:
@@ -92,8 +106,7 @@ class PaperBroker:
     def state(self) -> dict[str, Any]:
         """Everything needed to continue after a restart (JSON-able)."""
         n = self.book.n
-        book = {k: v.tolist() for k, v in vars(self.book).items() if isinstance(v, np.ndarray) and v.shape == (n,)}
-        book["dirty"] = bool(self.book.dirty)
+        book = {k: v.tolist() for k, v in vars(self.book).items() if isinstance(v, np.ndarray) and v.ndim and v.shape[-1] == n}
         return {
             "book": book,
             "account": {
@@ -104,15 +117,14 @@ class PaperBroker:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        self._sync()
         for key, values in state["book"].items():
-            if key == "dirty":
-                self.book.dirty = bool(values)
-                continue
             arr = getattr(self.book, key)
-            arr[:] = np.asarray(values, dtype=arr.dtype)
-        self.book.closed = []
+            arr[...] = np.asarray(values, dtype=arr.dtype)
+        self.book.begin_bar()
         for key, value in state["account"].items():
-            setattr(self.acc, key, value)
+            if key != "quiet":
+                setattr(self.acc, key, value)
         self.pending = state.get("pending")
 
     # ------------------------------------------------------------ bars
