@@ -25,7 +25,8 @@ def learn(market: MarketBundle) -> PatternLibrary:
     """Mine the first N_TRAIN bars only and build the library (usable patterns)."""
     train = market.window(None, market.candles.index[N_TRAIN - 1])
     fs = build_features(train, FeaturesConfig())
-    cfg = PatternsConfig(demote_win_rate=0.3)  # so that the tentacle has usable patterns to report
+    # permissive thresholds so that 40 training days leave the tentacle usable patterns to report
+    cfg = PatternsConfig(demote_win_rate=0.3, fdr=0.5)
     result = mine(fs.frame(), PriceArrays.from_market(train), cfg, EnvConfig(), columns=COLUMNS, first_bar=fs.warmup, profiles=("swing",))
     return PatternLibrary.from_mining(result, cfg)
 

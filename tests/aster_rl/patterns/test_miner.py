@@ -42,7 +42,7 @@ def test_null_market_corrected_finds_nothing_naive_finds_many():
     result = mine_synthetic("null")
     print(f"\nnull market: {result.evaluated} candidates, naive {len(result.naive)}, corrected {len(result.corrected)}")
     assert result.evaluated > 1000
-    assert len(result.naive) >= 50
+    assert len(result.naive) >= 10  # uncorrected p < 0.05 over thousands of candidates: false discoveries
     assert len(result.corrected) == 0
 
 
@@ -80,9 +80,8 @@ def test_one_year_null_and_planted_counts():
     for edge in ("null", "planted"):
         r = mine_synthetic(edge, days=365, columns=None, profiles=None)
         print(f"\n{edge}: {r.evaluated} candidates in {r.seconds:.1f} s; naive {len(r.naive)}, corrected {len(r.corrected)}")
-        # Over a full year the null market's trend regimes (drift while trending) are detectable
-        # momentum, so the null count is printed, not asserted; the 60-day test above asserts it.
-        # and the ranking by evidence (z) puts those many-trade momentum patterns first.
+        if edge == "null":
+            assert len(r.corrected) <= max(1, int(0.1 * len(r.naive)))  # at most what the FDR allows
         if edge == "planted":
             ranks = [i for i, m in enumerate(r.corrected) if is_planted_like(m.pattern)]
             print(f"planted-like patterns among the corrected: {len(ranks)}, best rank {ranks[0] + 1 if ranks else None}")
