@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,10 @@ class SourceBar:
 
 def bars_from_market(market: MarketBundle, prices: PriceArrays | None = None) -> list[Bar]:
     """Every candle of ``market`` as a :class:`Bar` (funding per bar as the accounting core sums it)."""
-    prices = prices if prices is not None else PriceArrays.from_market(market)
+    if prices is None:
+        with warnings.catch_warnings():  # a window without a settlement has no funding rows: zero is right there
+            warnings.simplefilter("ignore", UserWarning)
+            prices = PriceArrays.from_market(market)
     candles = market.candles
     extras = [c for c in OPTIONAL_CANDLE_COLUMNS if c in candles.columns]
     extra_values = {c: candles[c].to_numpy(dtype=np.float64) for c in extras}
