@@ -318,7 +318,7 @@ def find_walkforward(checkpoint_dir: str | Path) -> tuple[Path, dict] | None:
 
 # ---------------------------------------------------------------- a demonstration prediction log
 
-DEMO_MODEL_VERSION = "demo"
+DEMO_SESSION_PREFIX = "demo"  # session ids of demonstration replays: demo:<run>
 
 
 def demo_prediction_log(
@@ -333,76 +333,58 @@ def demo_prediction_log(
 ) -> str:
     """Fill empty ``predictions`` / ``pattern_history`` tables with a labelled demonstration.
 
-    A trained policy (``run``, or see :func:`ensure_run`) decides bar by bar over its test
-    split through the backtester; every decision that opened a trade becomes a prediction
-    row (model version ``"demo"``) with the policy's confidence and the trade's outcome.
-    Each trade also updates a demonstration pattern named after the regime at the decision
-    bar, side and exit profile (``pattern_min_trades`` closed trades make a pattern active),
+    A trained policy (``run``, or see :func:`ensure_run`) is replayed over its test split by
+    the live runner (:class:`aster_rl.live.runner.LiveRunner`, replay source, paper broker;
+    session ``demo:<run>``), which logs every decision and its outcome. Each closed trade
+    then updates a demonstration pattern named after the regime at the decision bar, the
+    side and the exit profile (``pattern_min_trades`` closed trades make a pattern active),
     so the library's history has events. Returns a one-line description.
     """
-    from aster_rl.backtest import backtest
     from aster_rl.config import PatternsConfig
+    from aster_rl.live.bars import LivePrices
+    from aster_rl.live.brokers import PaperBroker
+    from aster_rl.live.runner import LiveRunner
+    from aster_rl.live.sources import ReplaySource
     from aster_rl.patterns.language import Condition, Pattern
     from aster_rl.patterns.library import PatternLibrary
     from aster_rl.patterns.stats import PatternStats
-    from aster_rl.storage.models import Prediction
+    from aster_rl.reporting import read_table
     from aster_rl.storage.pattern_store import record_outcome, save_library
 
     from agents.evaluate import REGIME_NAMES
 
     run_dir = ensure_run(run, checkpoint_dir=checkpoint_dir, data_dir=data_dir, timesteps=timesteps, n_bars=n_bars)
     ctx = open_run(run_dir)
-    ds, cfg, span = ctx.dataset, ctx.config.env, ctx.splits.test
-    ts_ns = pd.DatetimeIndex(pd.to_datetime(ds.prices.timestamps, utc=True))
-    decisions: dict[int, Any] = {}  # decision time (the next bar's open, ns) -> Decision
-
-    state = {"t": None}
-
-    def deciding(obs):
-        d = ctx.policy.decide(obs)
-        decisions[state["t"]] = d
-        state["t"] += 1
-        return d.action
-
-    positive = np.flatnonzero(ds.prices.atr[span.start:span.end] > 0)
-    state["t"] = span.start + int(positive[0]) if len(positive) else span.start
-    result = backtest(deciding, ds.matrix, ds.prices, cfg, start=span.start, end=span.end)
-    trades = result.trades
+    ds, cfg, span = ctx.dataset, ctx.config, ctx.splits.test
+    session = f"{DEMO_SESSION_PREFIX}:{run_dir.name}"
+    prices = LivePrices(cfg.data.timeframe)
+    runner = LiveRunner(ctx.policy, ReplaySource(ds.market, span.start, span.end), PaperBroker(cfg.env, prices), db,
+                        env_cfg=cfg.env, live_cfg=cfg.live, features_cfg=cfg.features, session_id=session,
+                        mode="replay", prices=prices)
+    summary = runner.run()
+    rows = read_table(db, "predictions")
+    rows = rows[rows["session_id"] == session] if "session_id" in rows else rows
+    closed = rows[rows["status"].isin(["win", "loss"]) & rows["pnl_usd"].notna()].sort_values("closed_at")
     regime = ds.column("regime_state")
+    index = ds.index
     patterns_cfg = PatternsConfig(min_trades=pattern_min_trades)
-    rows, outcomes = [], []
-    for tr in trades.itertuples():
-        fill = int(ts_ns.searchsorted(tr.entry_time))
-        t = fill - 1  # the decision bar: its close is the entry's fill time
-        d = decisions.get(t)
-        if d is None:
-            continue
-        side = "BUY" if str(tr.side) == "long" else "SELL"
-        state_name = REGIME_NAMES.get(int(round(float(regime[t]))), "ranging") if regime is not None else "ranging"
-        pattern = Pattern((Condition("regime_state", "==", float(round(float(regime[t])) if regime is not None else 0)),),
-                          str(tr.side), str(tr.profile))
-        notional = float(tr.qty) * float(tr.entry_price)
-        net_return = float(tr.pnl_usd) / notional if notional > 0 else 0.0
-        closed_ms = int(pd.Timestamp(tr.exit_time).value // 1_000_000)
-        rows.append(Prediction(
-            ts=int(pd.Timestamp(tr.entry_time).value // 1_000_000), symbol=ctx.config.data.symbol, run_id=run_dir.name,
-            model_version=DEMO_MODEL_VERSION, schema_hash=ds.schema.hash, side=side, leverage=int(tr.leverage),
-            profile=str(tr.profile), entry_price=float(tr.entry_price), confidence=float(d.confidence),
-            value_estimate=float(d.value), reasoning="demonstration: backtest decision of the trained policy",
-            status="win" if tr.pnl_usd > 0 else "loss", pnl_usd=float(tr.pnl_usd), exit_reason=str(tr.reason),
-            fees_usd=float(tr.fees_usd), funding_usd=float(tr.funding_usd), closed_at=closed_ms, pattern=pattern.name,
-        ))
-        outcomes.append((pattern, net_return, state_name, closed_ms))
-    with db.session() as session:
-        session.add_all(rows)
     library = PatternLibrary(patterns_cfg)
-    first_ms = int(ts_ns[span.start].value // 1_000_000)
-    for pattern, *_ in outcomes:
+    first_ms = int(index[span.start].value // 1_000_000)
+    margin_usd = cfg.env.initial_equity_usd * cfg.env.margin_fraction
+    outcomes = []
+    for p in closed.itertuples():
+        decided = pd.Timestamp(int(p.ts), unit="ms", tz="UTC")
+        t = min(max(int(index.searchsorted(decided, side="right")) - 2, 0), len(index) - 1)  # the bar that closed at ts
+        state = int(round(float(regime[t]))) if regime is not None else 0
+        side = "long" if str(p.side).upper() == "BUY" else "short"
+        pattern = Pattern((Condition("regime_state", "==", float(state)),), side, str(p.profile or "swing"))
         if pattern.name not in library:
             library.add(pattern, PatternStats(), {"selection": "demonstration"}, ts_ms=first_ms)
+        net_return = float(p.pnl_usd) / margin_usd  # return on the posted margin (approximate: margin at the start)
+        outcomes.append((pattern.name, net_return, REGIME_NAMES.get(state, "ranging"), int(p.closed_at or p.ts)))
     if len(library):
         save_library(db, library, replace_all=False)
-    for pattern, net_return, state_name, closed_ms in outcomes:
-        record_outcome(db, patterns_cfg, pattern.name, net_return, regime=state_name, ts_ms=closed_ms)
-    return (f"{len(rows)} predictions of run {run_dir.name} on its test split and {len(library)} patterns, "
-            f"model version {DEMO_MODEL_VERSION!r}")
+    for name, net_return, state_name, ts_ms in outcomes:
+        record_outcome(db, patterns_cfg, name, net_return, regime=state_name, ts_ms=ts_ms)
+    return (f"live-runner replay {session!r} over the test split: {summary.bars} bars, {len(rows)} predictions, "
+            f"{len(closed)} closed; {len(library)} demonstration patterns")
