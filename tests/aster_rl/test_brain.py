@@ -94,4 +94,5 @@ def test_cli_brain_on_a_stored_market(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--set", f"data.data_dir={tmp_path}", "brain", "--at", "not-a-time"]) == 2
     assert "--at" in capsys.readouterr().err
-    assert main(["--set", f"data.data_dir={tmp_path}", "brain", "--run", str(tmp_path / "no_run")]) == 0
+    assert main(["--set", f"data.data_dir={tmp_path}", "brain", "--run", str(tmp_path / "no_run")]) == 2
+    assert "no_run does not exist" in capsys.readouterr().err
