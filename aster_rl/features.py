@@ -11,6 +11,8 @@
 - :func:`latest_features` computes the newest row from a bounded recent window for live
   use; :data:`WINDOW_BARS` and :data:`TENTACLE_WINDOW_HOURS` are measured so that it equals
   the batch value (see ``tests/aster_rl/test_features.py`` and the module notes below).
+  Bar after bar, :class:`aster_rl.feature_stream.FeatureStream` does the same with the
+  slow parts kept between bars.
 """
 
 from __future__ import annotations
@@ -417,34 +419,19 @@ def _tail(market: MarketBundle, start: pd.Timestamp) -> MarketBundle:
 def latest_features(market: MarketBundle, cfg: FeaturesConfig, window_bars: int = WINDOW_BARS) -> np.ndarray:
     """The float32 feature row of the newest bar, from only the last bars of ``market``.
 
-    Each tentacle runs on its own trailing window (:func:`window_bars_for`); a tentacle
-    reading ``context`` gets the earlier tentacles' columns on its window's rows. The row
-    equals the batch row within 1e-6 relative (1e-6 absolute near 0) as measured in the
-    tests and ``benchmarks/measure_windows.py``.
+    Stateless: a fresh :class:`aster_rl.feature_stream.FeatureStream` on the last
+    :func:`window_bars_for` bars of the multi_timeframe tentacle (the other tentacles on
+    their own trailing windows). The row equals the batch row within 1e-6 relative (1e-6
+    absolute near 0) as measured in the tests and ``benchmarks/measure_windows.py``.
+    For one row per closed bar, keep a ``FeatureStream`` instead: it carries the slow
+    state from bar to bar.
     """
-    index = market.candles.index
-    if len(index) == 0:
+    from aster_rl.feature_stream import FeatureStream
+
+    if len(market.candles) == 0:
         raise DataError(f"{market.symbol} {market.timeframe}: no candles")
-    selected = resolve_tentacles(cfg)
-    frames: list[pd.DataFrame] = []
-    windows: dict[int, MarketBundle] = {}
-    for name, tentacle, params in selected:
-        need = min(len(index), window_bars_for(name, tentacle, params, market.timeframe, window_bars))
-        if need not in windows:
-            windows[need] = _tail(market, index[len(index) - need])
-        recent = windows[need]
-        if frames:
-            context = pd.concat([f.reindex(recent.candles.index) for f in frames if len(f.columns)], axis=1)
-        else:
-            context = pd.DataFrame(index=recent.candles.index)
-        df = tentacle.features(recent, context, **params)
-        if len(df) != need or len(df.columns) and not str(df.columns[0]).startswith(f"{name}_"):
-            raise DataError(f"tentacle {name}: output is not aligned with the candles")
-        frames.append(df)
-    row = np.concatenate([df.iloc[-1].to_numpy(dtype=np.float64) for df in frames]) if frames else np.zeros(0)
-    row32 = row.astype(np.float32)
-    if not np.isfinite(row32).all():
-        names = [str(c) for df in frames for c in df.columns]
-        bad = [names[j] for j in np.flatnonzero(~np.isfinite(row32))]
-        raise DataError(f"latest_features at {index[-1]}: non-finite values in {bad[:5]}")
-    return row32
+    history = max(
+        (window_bars_for(name, t, p, market.timeframe, window_bars) for name, t, p in resolve_tentacles(cfg) if name == "multi_timeframe"),
+        default=None,
+    )
+    return FeatureStream(cfg, market.timeframe, window_bars=window_bars, history_bars=history).update(market)

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python benchmarks/bench_features.py [--months 1 3 6 12]``. Prints, per size,
 the seconds and peak traced memory of ``build_features`` (with BTC/ETH companions, trades,
 book and funding), the growth ratio against the 1-month run, and the per-bar time of
-``latest_features`` for the newest bar. Targets on the 2-core reference machine: one
+``latest_features`` for the newest bar and of a ``FeatureStream`` fed one bar at a time. Targets on the 2-core reference machine: one
 year <= 60 s and <= 2 GiB, incremental <= 10 ms per bar.
 """
 
@@ -17,6 +17,7 @@ import tracemalloc
 import numpy as np
 
 from aster_rl.config import FeaturesConfig, SynthConfig
+from aster_rl.feature_stream import FeatureStream
 from aster_rl.features import build_features, latest_features
 from aster_rl.synthetic import synthesize
 
@@ -75,6 +76,29 @@ def main() -> None:
         latest_features(view, cfg)
         times.append(time.perf_counter() - t0)
     print(f"latest_features 5m all tentacles: median {np.median(times) * 1e3:.1f} ms per bar", flush=True)
+
+    # incremental with state: a FeatureStream fed one closed bar at a time, against latest_features
+    for tf, m in (("5m", m5), ("1m", market)):
+        views = [m.head(len(m) - args.incremental_bars + k + 1) for k in range(args.incremental_bars)]
+        stream = FeatureStream(cfg, tf)
+        t0 = time.perf_counter()
+        stream.update(m.head(len(m) - args.incremental_bars))
+        first = time.perf_counter() - t0
+        stream_times, reference_times = [], []
+        for view in views:
+            t0 = time.perf_counter()
+            row = stream.update(view)
+            stream_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            reference = latest_features(view, cfg)
+            reference_times.append(time.perf_counter() - t0)
+            assert np.allclose(row, reference, rtol=1e-6, atol=1e-6)
+        print(
+            f"FeatureStream {tf} all tentacles: median {np.median(stream_times) * 1e3:.1f} ms, max {max(stream_times) * 1e3:.1f} ms per bar "
+            f"(first update, from {len(m) - args.incremental_bars} bars: {first * 1e3:.0f} ms); "
+            f"latest_features on the same bars: median {np.median(reference_times) * 1e3:.1f} ms",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.market import MarketBundle
+from aster_rl.tentacles._causal import as_ns
 from aster_rl.tentacles.base import Tentacle
 
 logger = logging.getLogger(__name__)
@@ -47,16 +48,19 @@ def _aligned_close(companion: pd.DataFrame | None, index: pd.DatetimeIndex, max_
     n = len(index)
     if companion is None or len(companion) == 0 or "close" not in companion.columns:
         return np.full(n, np.nan), np.zeros(n, dtype=bool)
-    comp = companion[["close"]].astype(float).sort_index()
+    comp = companion["close"].astype(float)
+    if not comp.index.is_monotonic_increasing:
+        comp = comp.sort_index(kind="stable")
     comp = comp[~comp.index.duplicated(keep="last")]
-    right = comp.assign(_pos=np.arange(len(comp), dtype=float), _t=comp.index.asi8.astype(float))
-    merged = pd.merge_asof(pd.DataFrame(index=index), right, left_index=True, right_index=True, direction="backward")
-    close = merged["close"].to_numpy(dtype=float)
+    # The newest companion bar opened at or before each base bar (a backward as-of join).
+    comp_t, base_t = as_ns(comp.index), as_ns(index)
+    pos = np.searchsorted(comp_t, base_t, side="right") - 1
+    matched = pos >= 0
+    close = np.where(matched, comp.to_numpy()[np.clip(pos, 0, None)], np.nan)
     # Staleness in base bars: base bars since the base bar that carries the matched companion bar.
     base_pos = np.arange(n)
-    matched_t = merged["_t"].to_numpy()
-    known = np.isfinite(matched_t) & np.isfinite(close) & (close > 0)
-    first_base = np.searchsorted(index.asi8, np.where(known, matched_t, 0).astype(np.int64), side="left")
+    known = matched & np.isfinite(close) & (close > 0)
+    first_base = np.searchsorted(base_t, np.where(known, comp_t[np.clip(pos, 0, None)], 0), side="left")
     fresh = known & ((base_pos - first_base) <= max_stale_bars)
     return np.where(known, close, np.nan), fresh
 

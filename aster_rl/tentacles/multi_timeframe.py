@@ -59,17 +59,26 @@ def history_bars(base: str, params: dict[str, Any] | None = None) -> int:
     return int((p["min_bars"] + 1) * (slowest // base_td))
 
 
+def trend_of(close, ema, count, min_bars: int, deadband: float, distance_clip: float):
+    """(trend, distance, available) of closed bars of one timeframe, from their close and EMA.
+
+    ``count`` is the number of closed bars up to and including each one. Works on arrays
+    (every closed bar) and on scalars (the newest closed bar, for incremental updates).
+    """
+    distance = np.clip(np.asarray(close, dtype=float) / ema - 1.0, -distance_clip, distance_clip)
+    trend = np.where(distance > deadband, 1.0, np.where(distance < -deadband, -1.0, 0.0))
+    available = (np.asarray(count) >= min_bars).astype(float)
+    return trend * available, distance * available, available
+
+
 def _trend_on(candles: pd.DataFrame, base: str, tf: str, index: pd.DatetimeIndex, ema_span: int, min_bars: int, deadband: float, distance_clip: float) -> pd.DataFrame:
     higher = resample_candles(candles[["open", "high", "low", "close", "volume"]], base, tf)
     close = higher["close"].astype(float)
     ema = close.ewm(span=ema_span, adjust=False).mean()
-    distance = (close / ema - 1.0).clip(-distance_clip, distance_clip)
-    trend = np.where(distance > deadband, 1.0, np.where(distance < -deadband, -1.0, 0.0))
-    available = (np.arange(1, len(close) + 1) >= min_bars).astype(float)
-    per_tf = pd.DataFrame(
-        {"trend": trend * available, "distance": distance.to_numpy() * available, "available": available},
-        index=higher.index,
+    trend, distance, available = trend_of(
+        close.to_numpy(), ema.to_numpy(), np.arange(1, len(close) + 1), min_bars, deadband, distance_clip
     )
+    per_tf = pd.DataFrame({"trend": trend, "distance": distance, "available": available}, index=higher.index)
     aligned = align_closed(per_tf, index, base, tf)
     return aligned.fillna(0.0)
 
