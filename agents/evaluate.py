@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl import metrics as M
+from aster_rl.backtest import backtest
 from aster_rl.config import AppConfig, EnvConfig, EvalConfig
 from aster_rl.timeframes import timeframe_to_timedelta
 
@@ -48,56 +49,8 @@ def periods_per_year_of(timeframe: str) -> float:
 
 
 def run_backtest(policy, dataset, cfg: EnvConfig, span: Span):
-    try:
-        from aster_rl.backtest import backtest
-    except ImportError:  # pragma: no cover - the backtester is part of the project; this keeps agents usable without it
-        backtest = env_backtest
+    """One deterministic pass of ``policy`` over ``span`` through the project's backtester."""
     return backtest(policy, dataset.matrix, dataset.prices, cfg, start=span.start, end=span.end)
-
-
-@dataclass
-class EnvBacktestResult:
-    trades: pd.DataFrame
-    equity: pd.Series
-    actions: pd.DataFrame
-    fees_usd: float
-    funding_usd: float
-    slippage_usd: float
-    liquidations: int
-
-
-def env_backtest(policy, features: np.ndarray, prices, cfg: EnvConfig, *, start: int, end: int) -> EnvBacktestResult:
-    """One pass of ``policy`` over bars ``[start, end)`` through the batched env with one account."""
-    from envs import BatchedPerpEnv
-
-    env = BatchedPerpEnv(features, prices, cfg, 1, start=start, end=end, episode_length=end - start,
-                         random_start=False)
-    obs = env.reset()
-    trades: list[dict] = []
-    times, equity, actions = [], [], []
-    stats: dict = {}
-    while True:
-        a = np.asarray(policy(obs[0]), dtype=np.int64).reshape(3)
-        t = int(env._t[0])
-        obs, _, done, infos = env.step(a[None, :])
-        info = infos[0]
-        actions.append(a)
-        times.append(int(prices.timestamps[t + 1]))
-        equity.append(float(info["equity"]))
-        trades.extend(info.get("closed_trades") or ())
-        if done[0]:
-            stats = info.get("episode_stats", {})
-            break
-    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(times, dtype=np.int64), unit="ns", utc=True))
-    return EnvBacktestResult(
-        trades=pd.DataFrame(trades),
-        equity=pd.Series(equity, index=index, name="equity_usd"),
-        actions=pd.DataFrame(np.asarray(actions), columns=["side", "leverage", "profile"], index=index),
-        fees_usd=float(stats.get("fees", 0.0)),
-        funding_usd=float(stats.get("funding", 0.0)),
-        slippage_usd=float(stats.get("slippage", 0.0)),
-        liquidations=int(stats.get("liquidations", 0)),
-    )
 
 
 def equity_array(result, cfg: EnvConfig) -> np.ndarray:
