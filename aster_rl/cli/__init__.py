@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "patterns_cmd",
     "train_cmd",
     "evaluate_cmd",
+    "backtest_cmd",
     "walkforward_cmd",
     "demo_cmd",
     "report_cmd",

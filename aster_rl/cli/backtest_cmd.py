@@ -1,0 +1,75 @@
+"""``aster-rl backtest``: one policy over a range of the stored market, through the accounting core."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from aster_rl.config import AppConfig
+from aster_rl.errors import ConfigError
+
+POLICIES = ("agent", "flat", "buy_and_hold", "rule_brain")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("backtest", help="run one policy (a trained run or a baseline) over a range and print its metrics")
+    p.add_argument("--policy", choices=POLICIES, default="rule_brain", help="which policy (agent needs --run)")
+    p.add_argument("--run", help="a trained run directory or 'latest' (its market, features and env settings are used)")
+    p.add_argument("--start", help="first bar (UTC time); default: the run's test split, else the end of the warm-up")
+    p.add_argument("--end", help="last bar (UTC time); default: the run's test split end, else the last bar")
+    p.add_argument("--out", metavar="DIR", help="write trades.csv, equity.csv and metrics.json here")
+    p.set_defaults(func=run_backtest_cmd)
+
+
+def _bar_position(index: pd.DatetimeIndex, when: str, side: str) -> int:
+    try:
+        ts = pd.Timestamp(when)
+    except ValueError:
+        raise ConfigError(f"--{side} {when!r}: not a time (use e.g. 2025-11-01 or 2025-11-01T12:00)") from None
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(index.searchsorted(ts, side="left" if side == "start" else "right"))
+
+
+def run_backtest_cmd(args, config: AppConfig) -> int:
+    from agents.data import build_dataset
+    from agents.evaluate import baseline_policies, periods_per_year_of, run_backtest, summarize_backtest
+    from agents.policy import load_policy, load_run_config, resolve_run_dir
+    from agents.splits import Span, Splits
+    from aster_rl.timeframes import timeframe_to_timedelta
+
+    if args.policy == "agent" and not args.run:
+        raise ConfigError("--policy agent needs --run RUN (a trained run directory or 'latest')")
+    run_dir = resolve_run_dir(args.run, config.train.checkpoint_dir) if args.run else None
+    run_config = load_run_config(run_dir) if run_dir else config
+    dataset = build_dataset(run_config)
+    cfg = run_config.env
+    index = dataset.index
+
+    if run_dir is not None:
+        default = Splits.from_dict(json.loads((run_dir / "splits.json").read_text())).test
+    else:
+        default = Span(dataset.warmup, len(dataset))
+    start = _bar_position(index, args.start, "start") if args.start else default.start
+    end = _bar_position(index, args.end, "end") if args.end else default.end
+    start = max(start, dataset.warmup)
+    if end - start < 2:
+        raise ConfigError(f"the range {args.start or index[start]} .. {args.end or index[-1]} holds fewer than 2 bars after the warm-up")
+
+    policy = load_policy(run_dir, schema=dataset.schema) if args.policy == "agent" else baseline_policies(dataset, cfg)[args.policy]
+    result = run_backtest(policy, dataset, cfg, Span(start, end))
+    bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
+    metrics = summarize_backtest(result, cfg, periods_per_year_of(dataset.prices.timeframe), bar_ns)
+
+    print(f"{args.policy} over {index[start]} .. {index[end - 1]} ({end - start} bars), net of fees, funding and slippage")
+    for key, value in metrics.items():
+        print(f"  {key:<16} {value:,.4f}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        result.trades.to_csv(out / "trades.csv", index=False)
+        result.equity.to_csv(out / "equity.csv")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(f"written: {out}/trades.csv, equity.csv, metrics.json")
+    return 0
