@@ -15,8 +15,13 @@ the backtester and the paper broker.
    c. liquidation, stop-loss and take-profit are checked against the bar's high and low;
    d. the account is marked to market at the close (the mark price is the close).
 
-Only accounts where something happens do event arithmetic (fancy-indexed subsets);
-quiet accounts only get marked to market, so N = 1024 costs a few numpy calls per bar.
+The arithmetic runs in compiled per-account loops (:mod:`aster_rl.accounting_kernels`,
+numba): one kernel call per bar for all N accounts, whatever N is, so the single env, the
+batched env, the backtester and the paper broker run the very same code. The state lives
+in two matrices (float64 and int64, one row per field); the attributes below (``cash``,
+``side``, ``equity``, …) are views of their rows, so writing ``book.peak[0] = x`` writes
+the state. Closed trades are recorded by the kernels as numbers and become dicts only
+when :attr:`AccountBook.closed` is read; within a bar they are in account order.
 
 Rules (documented choices):
 
@@ -47,9 +52,12 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 
 import numpy as np
 
+from aster_rl import accounting_kernels as K
+from aster_rl.accounting_kernels import liquidation_price  # noqa: F401  (part of this module's API)
 from aster_rl.config import EnvConfig
 from aster_rl.errors import ConfigError
 
@@ -73,7 +81,21 @@ TRADE_KEYS = (
     "funding_usd",
     "reason",
 )
-_QTY_EPS = 1e-9
+_QTY_EPS = K.QTY_EPS
+_FLOAT_ROWS = {
+    "cash": K.CASH, "margin": K.MARGIN, "side": K.SIDE, "qty": K.QTY, "entry": K.ENTRY, "lev": K.LEV,
+    "stop": K.STOP, "target": K.TARGET, "liq": K.LIQ, "mmr": K.MMR, "mamt": K.MAMT,
+    "entry_equity": K.ENTRY_EQUITY, "trade_fees": K.TRADE_FEES, "trade_funding": K.TRADE_FUNDING,
+    "trade_slip": K.TRADE_SLIP, "p_lev": K.P_LEV, "p_stop_dist": K.P_STOP_DIST, "p_target_dist": K.P_TARGET_DIST,
+    "equity": K.EQUITY, "upnl": K.UPNL, "peak": K.PEAK, "fees": K.FEES, "funding": K.FUNDING,
+    "slippage": K.SLIPPAGE, "turnover_now": K.TURNOVER_NOW, "closed_return_now": K.CLOSED_RETURN_NOW,
+    "prev_equity": K.PREV_EQUITY, "max_drawdown": K.MAX_DD,
+}
+_INT_ROWS = {
+    "entry_time": K.ENTRY_TIME, "bars": K.BARS, "profile": K.PROFILE, "p_kind": K.P_KIND,
+    "p_profile": K.P_PROFILE, "liquidations": K.LIQUIDATIONS, "n_trades": K.N_TRADES, "n_skipped": K.N_SKIPPED,
+    "t_bar": K.T_BAR, "steps": K.STEPS, "in_market": K.IN_MARKET,
+}
 
 
 def validate_env_config(cfg: EnvConfig) -> None:
@@ -121,12 +143,72 @@ def validate_env_config(cfg: EnvConfig) -> None:
         raise ConfigError(f"env.episode_length = {cfg.episode_length}: must be > 0")
 
 
-def liquidation_price(side, qty, entry_price, wallet_balance, mmr, maint_amount):
-    """Binance-style isolated liquidation price of one position (floats or arrays).
 
-    ``LP = (WB − side·Q·EP + MA) / (Q·MMR − side·Q)``; a long at 1x gives LP <= 0 (never).
-    """
-    return (wallet_balance - side * qty * entry_price + maint_amount) / (qty * mmr - side * qty)
+
+def _f64(x, n: int) -> np.ndarray:
+    """``x`` as a contiguous float64 array of shape (n,) (no copy when it already is one)."""
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.shape == (n,) and x.flags.c_contiguous:
+        return x
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)))
+
+
+def _i64(x, n: int) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype == np.int64 and x.shape == (n,) and x.flags.c_contiguous:
+        return x
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.int64), (n,)))
+
+
+def trade_records(ev_i: np.ndarray, ev_f: np.ndarray, profile_names) -> list[tuple[int, dict]]:
+    """``(account, trade dict)`` of closed-trade records written by the kernels (records of
+    account -1 were dropped by a reset)."""
+    out = []
+    for (i, t_in, t_out, side, prof, reason), (lev, entry, exit_, qty, pnl, fees, funding, slip) in zip(
+        ev_i.tolist(), ev_f.tolist()
+    ):
+        if i < 0:
+            continue
+        out.append(
+            (
+                i,
+                {
+                    "entry_time": t_in,
+                    "exit_time": t_out,
+                    "side": "long" if side > 0 else "short",
+                    "leverage": lev,
+                    "profile": profile_names[prof],
+                    "entry_price": entry,
+                    "exit_price": exit_,
+                    "qty": qty,
+                    "pnl_usd": pnl,
+                    "fees_usd": fees,
+                    "funding_usd": funding,
+                    "slippage_usd": slip,
+                    "reason": REASONS[reason],
+                },
+            )
+        )
+    return out
+
+
+_PRICE_MATRICES: dict[int, np.ndarray] = {}
+
+
+def price_matrix(prices) -> np.ndarray:
+    """The bars of a :class:`~aster_rl.prices.PriceArrays` as one ``(bars, 8)`` float64 matrix
+    (open, high, low, close, volume, funding rate, ATR), built once per ``prices`` object."""
+    key = id(prices)
+    px = _PRICE_MATRICES.get(key)
+    if px is None:
+        px = np.zeros((len(prices), K.PX_COLS), dtype=np.float64)
+        for col, arr in (
+            (K.PX_OPEN, prices.open), (K.PX_HIGH, prices.high), (K.PX_LOW, prices.low), (K.PX_CLOSE, prices.close),
+            (K.PX_VOLUME, prices.volume), (K.PX_FUNDING, prices.funding_rate), (K.PX_ATR, prices.atr),
+        ):
+            px[:, col] = arr
+        px.setflags(write=False)
+        _PRICE_MATRICES[key] = px
+        weakref.finalize(prices, _PRICE_MATRICES.pop, key, None)
+    return px
 
 
 class AccountBook:
@@ -153,55 +235,92 @@ class AccountBook:
         self.br_mmr = np.array([b.maintenance_margin_rate for b in cfg.brackets], dtype=np.float64)
         self.br_ma = np.array([b.maintenance_amount_usd for b in cfg.brackets], dtype=np.float64)
         self.profile_names = tuple(cfg.exit_profiles)
-        f8 = lambda: np.zeros(n, dtype=np.float64)  # noqa: E731
-        i8 = lambda: np.zeros(n, dtype=np.int64)  # noqa: E731
-        # position state
-        self.cash, self.margin, self.side, self.qty, self.entry = f8(), f8(), f8(), f8(), f8()
-        self.lev, self.stop, self.target, self.liq = f8(), f8(), f8(), f8()
-        self.mmr, self.mamt = f8(), f8()
-        self.entry_time, self.bars, self.profile = i8(), i8(), i8()
-        self.entry_equity, self.trade_fees, self.trade_funding, self.trade_slip = f8(), f8(), f8(), f8()
-        # pending order (decided at a close, filled at the next open)
-        self.p_kind, self.p_profile = i8(), i8()
-        self.p_lev, self.p_stop_dist, self.p_target_dist = f8(), f8(), f8()
-        # marks and running totals (per episode)
-        self.equity, self.upnl, self.peak = f8(), f8(), f8()
-        self.fees, self.funding, self.slippage = f8(), f8(), f8()
-        self.liquidations, self.n_trades, self.n_skipped = i8(), i8(), i8()
-        # what happened in the last bar
-        self.liquidated_now = np.zeros(n, dtype=bool)
-        self.turnover_now = f8()
-        self.closed_return_now = f8()  # sum of pnl_usd / equity at entry of trades closed in the bar
-        self.closed: list[tuple[int, dict]] = []
-        self.dirty = False  # something happened in the last bar (the per-bar flags are set)
+        self.params = K.pack_params(cfg)
+        # the state: one row per field (the attributes are views of these rows)
+        self.F = np.zeros((K.NF, n), dtype=np.float64)
+        self.I = np.zeros((K.NI, n), dtype=np.int64)
+        for name, row in _FLOAT_ROWS.items():
+            setattr(self, name, self.F[row])
+        for name, row in _INT_ROWS.items():
+            setattr(self, name, self.I[row])
+        # control words and the closed-trade records of the current bar (at most one per account)
+        self.ctl = np.zeros(K.NCTL, dtype=np.int64)
+        self.ctl[K.C_EPISODE_LENGTH] = K.NO_LIMIT
+        self.ctl[K.C_END] = K.NO_LIMIT
+        self.ev_f = np.zeros((2 * n + 2, K.NEVF), dtype=np.float64)
+        self.ev_i = np.zeros((2 * n + 2, K.NEVI), dtype=np.int64)
+        self._closed: list[tuple[int, dict]] = []
+        self._n_built = 0
         self.reset()
 
     # ------------------------------------------------------------------ state
     def reset(self, idx: np.ndarray | slice | None = None) -> None:
-        """Fresh accounts (all, or those at ``idx``) holding the initial equity."""
+        """Fresh accounts (all, or those at ``idx``) holding the initial equity; their trades
+        leave :attr:`closed`."""
         if idx is None:
             idx = slice(None)
-        for arr in (
-            self.margin, self.side, self.qty, self.entry, self.lev, self.stop, self.target, self.liq,
-            self.mmr, self.mamt, self.entry_time, self.bars, self.profile, self.entry_equity,
-            self.trade_fees, self.trade_funding, self.trade_slip, self.p_kind, self.p_profile, self.p_lev,
-            self.p_stop_dist, self.p_target_dist, self.upnl, self.fees, self.funding, self.slippage,
-            self.liquidations, self.n_trades, self.n_skipped, self.turnover_now, self.closed_return_now,
-        ):
-            arr[idx] = 0
-        self.liquidated_now[idx] = False
-        if self.closed:
+        n_ev = int(self.ctl[K.C_NEV])
+        if self._closed or n_ev > self._n_built:
             gone = np.zeros(self.n, dtype=bool)
             gone[idx] = True
-            self.closed = [(i, tr) for i, tr in self.closed if not gone[i]]
-        self.cash[idx] = self.initial
-        self.equity[idx] = self.initial
-        self.peak[idx] = self.initial
+            if self._closed:
+                self._closed = [(i, tr) for i, tr in self._closed if not gone[i]]
+            if n_ev > self._n_built:
+                acc = self.ev_i[self._n_built : n_ev, K.EV_ACCOUNT]
+                acc[(acc >= 0) & gone[np.maximum(acc, 0)]] = -1  # records of reset accounts are skipped
+        self.F[:, idx] = 0.0
+        self.I[:, idx] = 0
+        for row in (K.CASH, K.EQUITY, K.PEAK, K.PREV_EQUITY):
+            self.F[row, idx] = self.initial
+
+    @property
+    def liquidated_now(self) -> np.ndarray:
+        """Accounts liquidated in the last bar (bool, shape (N,))."""
+        return self.I[K.LIQUIDATED_NOW] != 0
+
+    @property
+    def dirty(self) -> bool:
+        """Something happened in the last bar (an order filled or a position closed)."""
+        return bool(self.ctl[K.C_DIRTY])
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self.ctl[K.C_DIRTY] = int(bool(value))
+
+    @property
+    def closed(self) -> list[tuple[int, dict]]:
+        """``(account, trade)`` for each trade closed in the last bar (and by
+        :meth:`close_positions` since); ``trade`` has the :data:`TRADE_KEYS` and
+        ``slippage_usd``."""
+        n_ev = int(self.ctl[K.C_NEV])
+        if n_ev > self._n_built:
+            self._build_trades(n_ev)
+        return self._closed
+
+    @closed.setter
+    def closed(self, value: list) -> None:
+        self._closed = list(value)
+        self._n_built = int(self.ctl[K.C_NEV])
+
+    def _build_trades(self, n_ev: int) -> None:
+        if self.ctl[K.C_LOST]:
+            raise RuntimeError(f"AccountBook: {int(self.ctl[K.C_LOST])} closed trades did not fit the record buffer")
+        a = self._n_built
+        self._closed.extend(trade_records(self.ev_i[a:n_ev], self.ev_f[a:n_ev], self.profile_names))
+        self._n_built = n_ev
+
+    def set_episode_limits(self, episode_length: int | None, end: int | None) -> None:
+        """For :func:`~aster_rl.accounting_kernels.step_accounts`: an account's episode ends
+        after ``episode_length`` steps or at bar ``end - 1`` (None: no limit)."""
+        self.ctl[K.C_EPISODE_LENGTH] = K.NO_LIMIT if episode_length is None else int(episode_length)
+        self.ctl[K.C_END] = K.NO_LIMIT if end is None else int(end)
 
     def allowed_leverage(self, margin: np.ndarray) -> np.ndarray:
         """The largest leverage the brackets allow for a position posting ``margin``."""
-        margin = np.maximum(np.asarray(margin, dtype=np.float64), 1e-12)
-        return np.minimum(self.br_lev[None, :], self.caps[None, :] / margin[:, None]).max(axis=1)
+        margin = np.ascontiguousarray(np.atleast_1d(np.asarray(margin, dtype=np.float64)))
+        out = np.empty(margin.shape[0])
+        K.allowed_leverage_all(self.params, margin, out)
+        return out
 
     def intended_orders(self, side_action: np.ndarray) -> np.ndarray:
         """Order kind per account for WAIT/BUY/SELL given the current position.
@@ -209,13 +328,8 @@ class AccountBook:
         BUY while short closes the short (and stays flat); BUY while flat opens a long;
         BUY while long holds. SELL mirrors it.
         """
-        a = np.asarray(side_action)
-        s = self.side
         kind = np.zeros(self.n, dtype=np.int64)
-        flat = s == 0
-        kind[flat & (a == BUY)] = OPEN_LONG
-        kind[flat & (a == SELL)] = OPEN_SHORT
-        kind[((s > 0) & (a == SELL)) | ((s < 0) & (a == BUY))] = CLOSE
+        K.intended_all(self.side, _i64(side_action, self.n), kind)
         return kind
 
     def submit(
@@ -231,217 +345,81 @@ class AccountBook:
         ``stop_dist``/``target_dist`` are price distances (exit profile ATR multiples × ATR at
         the decision bar); leverage is capped by config at fill time.
         """
-        self.p_kind[:] = self.intended_orders(side_action)
-        self.p_lev[:] = leverage
-        self.p_stop_dist[:] = stop_dist
-        self.p_target_dist[:] = target_dist
-        self.p_profile[:] = profile
+        n = self.n
+        K.submit_all(
+            self.F, self.I, _i64(side_action, n), _f64(leverage, n), _f64(stop_dist, n), _f64(target_dist, n),
+            _i64(profile, n),
+        )
 
     # ------------------------------------------------------------------ bar
     def begin_bar(self) -> None:
-        """Forget what happened in the previous bar (``process_bar`` calls it)."""
-        self.dirty = False
-        self.closed = []
-        self.liquidated_now[:] = False
-        self.turnover_now[:] = 0.0
-        self.closed_return_now[:] = 0.0
+        """Forget what happened in the previous bar (``process_bar`` does it too)."""
+        K.begin_bar_all(self.F, self.I, self.ctl)
+        self._closed = []
+        self._n_built = 0
 
     def process_bar(self, ts, o, h, l, c, v, funding_rate) -> None:  # noqa: E741
         """Run one bar for every account (arrays of shape (N,): each account's own bar)."""
-        self.begin_bar()
-        kind = self.p_kind
-        if kind.any():
-            pending = np.flatnonzero(kind)
-            k = kind[pending]
-            cl = pending[k == CLOSE]
-            cl = cl[self.side[cl] != 0]
-            if len(cl):
-                self._close(cl, o[cl], v[cl], ts[cl], R_SIGNAL, slip=True)
-            op = pending[(k == OPEN_LONG) | (k == OPEN_SHORT)]
-            op = op[self.side[op] == 0]
-            if len(op):
-                self._open(op, o[op], v[op], ts[op])
-            kind[pending] = NONE
-        held = self.side != 0
-        if held.any():
-            fr = funding_rate
-            fmask = held & (fr != 0)
-            if fmask.any():
-                fi = np.flatnonzero(fmask)
-                amount = self.side[fi] * self.qty[fi] * o[fi] * fr[fi]
-                self.margin[fi] -= amount
-                self.trade_funding[fi] += amount
-                self.funding[fi] += amount
-                self.liq[fi] = liquidation_price(
-                    self.side[fi], self.qty[fi], self.entry[fi], self.margin[fi], self.mmr[fi], self.mamt[fi]
-                )
-            self._exits(np.flatnonzero(held), ts, o, h, l, v)
-        self._mark(c)
-
-    def _mark(self, c) -> None:
-        s = self.side
-        np.multiply(s * self.qty, c - self.entry, out=self.upnl)
-        np.add(self.cash + self.margin, self.upnl, out=self.equity)
-        np.maximum(self.peak, self.equity, out=self.peak)
-        self.bars += s != 0
-
-    def _open(self, idx, o, v, ts) -> None:
-        side = np.where(self.p_kind[idx] == OPEN_LONG, 1.0, -1.0)
-        equity = self.cash[idx]  # flat accounts: equity is the cash
-        budget = self.mf * equity
-        lev = np.minimum(np.minimum(self.p_lev[idx], float(self.cfg.max_leverage)), self.allowed_leverage(budget))
-        qty = np.floor(budget * lev / o / self.step_q + _QTY_EPS) * self.step_q
-        slip = self._slip_frac(qty, v)
-        fill = o * (1.0 + side * slip)
-        fee = self.taker * qty * fill
-        margin = qty * fill / lev
-        over = margin + fee > equity
-        if over.any():  # margin_fraction near 1: shrink to what the cash can carry
-            fit = np.floor(equity / (fill * (1.0 / lev + self.taker)) / self.step_q) * self.step_q
-            qty = np.where(over, fit, qty)
-            fee = self.taker * qty * fill
-            margin = qty * fill / lev
-        ok = (qty > 0) & (qty * o >= self.min_notional)
-        if not ok.all():
-            self.n_skipped[idx[~ok]] += 1
-            if not ok.any():
-                return
-            idx, side, lev, qty, fill, fee, margin, o, ts, equity = (
-                a[ok] for a in (idx, side, lev, qty, fill, fee, margin, o, ts, equity)
-            )
-        notional = qty * fill
-        b = np.minimum(np.searchsorted(self.caps, notional, side="left"), len(self.caps) - 1)
-        mmr, ma = self.br_mmr[b], self.br_ma[b]
-        slip_usd = qty * np.abs(fill - o)
-        self.cash[idx] = equity - margin - fee
-        self.margin[idx] = margin
-        self.side[idx] = side
-        self.qty[idx] = qty
-        self.entry[idx] = fill
-        self.lev[idx] = lev
-        self.mmr[idx] = mmr
-        self.mamt[idx] = ma
-        self.liq[idx] = liquidation_price(side, qty, fill, margin, mmr, ma)
-        tick = self.tick
-        self.stop[idx] = np.maximum(np.round((fill - side * self.p_stop_dist[idx]) / tick) * tick, tick)
-        self.target[idx] = np.maximum(np.round((fill + side * self.p_target_dist[idx]) / tick) * tick, tick)
-        self.profile[idx] = self.p_profile[idx]
-        self.entry_time[idx] = ts
-        self.entry_equity[idx] = equity
-        self.bars[idx] = 0
-        self.trade_fees[idx] = fee
-        self.trade_funding[idx] = 0.0
-        self.trade_slip[idx] = slip_usd
-        self.fees[idx] += fee
-        self.slippage[idx] += slip_usd
-        self.turnover_now[idx] += notional
-        self.dirty = True
-
-    def _slip_frac(self, qty, v):
-        vol = np.asarray(v, dtype=np.float64)
-        impact = np.divide(self.impact * qty, vol, out=np.zeros_like(qty), where=vol > 0)
-        return self.slip_base + impact
-
-    def _exits(self, idx, ts, o, h, l, v) -> None:  # noqa: E741
-        s = self.side[idx]
-        oo, hh, ll = o[idx], h[idx], l[idx]
-        adverse = np.where(s > 0, ll, hh)
-        favour = np.where(s > 0, hh, ll)
-        stop, target, liq = self.stop[idx], self.target[idx], self.liq[idx]
-        stop_hit = s * (adverse - stop) <= 0
-        tgt_hit = s * (favour - target) >= 0
-        liq_valid = liq > 0
-        liq_gap = liq_valid & (s * (oo - liq) <= 0)
-        liq_hit = liq_valid & (s * (adverse - liq) <= 0)
-        stop_nearer = ~liq_valid | (s * (stop - liq) > 0)
-        liq_now = liq_gap | (liq_hit & ~(stop_hit & stop_nearer))
-        stop_now = ~liq_now & stop_hit
-        tgt_now = ~liq_now & ~stop_hit & tgt_hit
-        if liq_now.any():
-            w = liq_now
-            j = idx[w]
-            base = np.where(liq_gap[w], oo[w], liq[w])
-            self._close(j, base, v[j], ts[j], R_LIQUIDATION, slip=False)
-        if stop_now.any():
-            w = stop_now
-            j = idx[w]
-            base = np.where(s[w] * (oo[w] - stop[w]) <= 0, oo[w], stop[w])
-            self._close(j, base, v[j], ts[j], R_STOP, slip=True)
-        if tgt_now.any():
-            w = tgt_now
-            j = idx[w]
-            base = np.where(s[w] * (oo[w] - target[w]) >= 0, oo[w], target[w])
-            self._close(j, base, v[j], ts[j], R_TARGET, slip=True)
+        n = self.n
+        self._closed = []
+        self._n_built = 0
+        K.process_bar_all(
+            self.F, self.I, self.params, self.ctl, _i64(ts, n), _f64(o, n), _f64(h, n), _f64(l, n), _f64(c, n),
+            _f64(v, n), _f64(funding_rate, n), self.ev_f, self.ev_i,
+        )
 
     def close_positions(self, idx, price, v, ts, reason: int = R_END) -> None:
         """Close the open positions among ``idx`` at ``price`` (market order), e.g. at an
         episode's last close; the equity is marked again at that price."""
-        idx = np.asarray(idx, dtype=np.int64)
-        price = np.broadcast_to(np.asarray(price, dtype=np.float64), idx.shape)
-        v = np.broadcast_to(np.asarray(v, dtype=np.float64), idx.shape)
-        ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), idx.shape)
-        open_ = self.side[idx] != 0
-        if open_.any():
-            self._close(idx[open_], price[open_], v[open_], ts[open_], reason, slip=True)
-            j = idx[open_]
-            self.equity[j] = self.cash[j]
-            self.upnl[j] = 0.0
+        idx = np.ascontiguousarray(np.atleast_1d(np.asarray(idx, dtype=np.int64)))
+        m = idx.shape[0]
+        if m and (idx.min() < -self.n or idx.max() >= self.n):
+            raise IndexError(f"close_positions: account index out of range 0..{self.n - 1}")
+        idx = idx % self.n
+        K.close_at(
+            self.F, self.I, self.params, self.ctl, idx, _f64(price, m), _f64(v, m), _i64(ts, m), int(reason),
+            self.ev_f, self.ev_i,
+        )
 
-    def _close(self, idx, base, v, ts, reason: int, *, slip: bool) -> None:
-        s = self.side[idx]
-        qty = self.qty[idx]
-        if slip:
-            fill = base * (1.0 - s * self._slip_frac(qty, v))
-        else:
-            fill = np.asarray(base, dtype=np.float64)
-        gross = s * qty * (fill - self.entry[idx])
-        margin = self.margin[idx]
-        remaining = np.maximum(margin + gross, 0.0)  # isolated: never lose more than the margin
-        if reason == R_LIQUIDATION:
-            fee = np.minimum(self.liq_fee * qty * fill, remaining)
-            payout = remaining - fee
-            self.liquidations[idx] += 1
-            self.liquidated_now[idx] = True
-        else:
-            fee = self.taker * qty * fill
-            payout = remaining - fee
-        slip_usd = qty * np.abs(fill - base)
-        self.cash[idx] += payout
-        self.fees[idx] += fee
-        self.slippage[idx] += slip_usd
-        self.trade_fees[idx] += fee
-        self.trade_slip[idx] += slip_usd
-        self.turnover_now[idx] += qty * fill
-        self.n_trades[idx] += 1
-        self.dirty = True
-        pnl = self.cash[idx] - self.entry_equity[idx]
-        self.closed_return_now[idx] += pnl / self.entry_equity[idx]
-        reason_name = REASONS[reason]
-        names = self.profile_names
-        for k, i in enumerate(idx.tolist()):
-            self.closed.append(
-                (
-                    i,
-                    {
-                        "entry_time": int(self.entry_time[i]),
-                        "exit_time": int(ts[k]),
-                        "side": "long" if s[k] > 0 else "short",
-                        "leverage": float(self.lev[i]),
-                        "profile": names[int(self.profile[i])],
-                        "entry_price": float(self.entry[i]),
-                        "exit_price": float(fill[k]),
-                        "qty": float(qty[k]),
-                        "pnl_usd": float(pnl[k]),
-                        "fees_usd": float(self.trade_fees[i]),
-                        "funding_usd": float(self.trade_funding[i]),
-                        "slippage_usd": float(self.trade_slip[i]),
-                        "reason": reason_name,
-                    },
-                )
+    def step(self, ts: np.ndarray, px: np.ndarray, actions: np.ndarray, features: np.ndarray, out: np.ndarray) -> int:
+        """One env step for every account from its bar ``t_bar`` (see
+        :func:`~aster_rl.accounting_kernels.step_accounts`): ``ts`` and ``px`` are the bars
+        (timestamps and :func:`price_matrix`), ``actions`` a flat int64 array of (side, leverage
+        index, profile index) per account, ``out`` the flat float32 observations (empty for
+        none). Returns the kernel's code (``ST_*`` bits and the closed-trade count)."""
+        self._closed = []
+        self._n_built = 0
+        code = K.step_accounts(self.F, self.I, self.params, self.ctl, ts, px, actions, features, out,
+                               self.ev_f, self.ev_i)
+        if code < 0:
+            i = -code - 1
+            raise ValueError(
+                f"account {i}: action {actions[3 * i : 3 * i + 3].tolist()}: expected side in 0..2, "
+                f"leverage index in 0..{int(self.params[K.P_N_LEVERAGES]) - 1}, "
+                f"profile index in 0..{int(self.params[K.P_N_PROFILES]) - 1}"
             )
-        for arr in (self.margin, self.side, self.qty, self.entry, self.lev, self.stop, self.target, self.liq):
-            arr[idx] = 0.0
-        self.bars[idx] = 0
+        return code
+
+    def episode_stats(self, i: int = 0) -> dict:
+        """Account ``i``'s episode so far (steps counted by the step kernel)."""
+        F, I = self.F, self.I  # noqa: E741
+        eq = float(F[K.EQUITY, i])
+        return {
+            "equity": eq,
+            "return": eq / self.cfg.initial_equity_usd - 1.0,
+            "max_drawdown": float(F[K.MAX_DD, i]),
+            "n_trades": int(I[K.N_TRADES, i]),
+            "time_in_market": int(I[K.IN_MARKET, i]) / max(int(I[K.STEPS, i]), 1),
+            "fees": float(F[K.FEES, i]),
+            "funding": float(F[K.FUNDING, i]),
+            "slippage": float(F[K.SLIPPAGE, i]),
+            "liquidations": int(I[K.LIQUIDATIONS, i]),
+            "skipped_orders": int(I[K.N_SKIPPED, i]),
+        }
+
+
+_NO_FEATURES = np.zeros((1, 0), dtype=np.float32)
+_NO_OBS = np.zeros(0, dtype=np.float32)
 
 
 class SingleAccount:
@@ -460,97 +438,83 @@ class SingleAccount:
         p = prices
         self._ts, self._o, self._h, self._l, self._c = p.timestamps, p.open, p.high, p.low, p.close
         self._v, self._fr, self._atr = p.volume, p.funding_rate, p.atr
+        self._px = price_matrix(prices)
         self._lev = np.asarray(cfg.leverages, dtype=np.float64)
-        profiles = list(cfg.exit_profiles.values())
-        self._stop_atr = np.array([q.stop_atr for q in profiles])
-        self._target_atr = np.array([q.target_atr for q in profiles])
         self._bankrupt = cfg.bankruptcy_fraction * cfg.initial_equity_usd
-        self._a_side = np.zeros(1, dtype=np.int64)
-        self._a_lev = np.zeros(1)
-        self._a_stop = np.zeros(1)
-        self._a_target = np.zeros(1)
-        self._a_prof = np.zeros(1, dtype=np.int64)
+        self._act = np.zeros(3, dtype=np.int64)
         self._zero = np.zeros(1, dtype=np.int64)
-        self._flat_state = None
+        self._t_buf = np.zeros(1, dtype=np.int64)
         self.reset()
-
-    def rebind(self, prices) -> None:
-        """Read bars from ``prices`` from now on (the live runner's growing price buffer);
-        the account's state is kept. ``prices`` must hold the same bars at the same indices."""
-        self.prices = prices
-        p = prices
-        self._ts, self._o, self._h, self._l, self._c = p.timestamps, p.open, p.high, p.low, p.close
-        self._v, self._fr, self._atr = p.volume, p.funding_rate, p.atr
 
     def reset(self) -> None:
         self.book.reset()
-        self.steps = 0
-        self.max_drawdown = 0.0
-        self.in_market = 0
-        self.prev_equity = float(self.cfg.initial_equity_usd)
-        self.quiet = True
+
+    # per-episode counters live in the book's state (the step kernel keeps them)
+    @property
+    def steps(self) -> int:
+        return int(self.book.I[K.STEPS, 0])
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self.book.I[K.STEPS, 0] = value
+
+    @property
+    def in_market(self) -> int:
+        return int(self.book.I[K.IN_MARKET, 0])
+
+    @in_market.setter
+    def in_market(self, value: int) -> None:
+        self.book.I[K.IN_MARKET, 0] = value
+
+    @property
+    def max_drawdown(self) -> float:
+        return float(self.book.F[K.MAX_DD, 0])
+
+    @max_drawdown.setter
+    def max_drawdown(self, value: float) -> None:
+        self.book.F[K.MAX_DD, 0] = value
+
+    @property
+    def prev_equity(self) -> float:
+        """Equity before the last ``advance``."""
+        return float(self.book.F[K.PREV_EQUITY, 0])
+
+    @prev_equity.setter
+    def prev_equity(self, value: float) -> None:
+        self.book.F[K.PREV_EQUITY, 0] = value
+
+    @property
+    def quiet(self) -> bool:
+        """The last ``advance`` was a WAIT while flat (nothing could happen)."""
+        return bool(self.book.I[K.QUIET, 0])
 
     def advance(self, t: int, side_a: int, lev_i: int, prof_i: int, last: bool) -> bool:
-        book = self.book
-        t1 = t + 1
-        self.prev_equity = float(book.equity[0])
-        quiet = side_a == WAIT and book.side[0] == 0
-        self.quiet = quiet
-        if quiet:  # flat and waiting: nothing can happen to the account in this bar
-            if book.dirty:
-                book.begin_bar()
-        else:
-            atr = self._atr[t]
-            self._a_side[0] = side_a
-            self._a_lev[0] = self._lev[lev_i]
-            self._a_stop[0] = self._stop_atr[prof_i] * atr
-            self._a_target[0] = self._target_atr[prof_i] * atr
-            self._a_prof[0] = prof_i
-            book.submit(self._a_side, self._a_lev, self._a_stop, self._a_target, self._a_prof)
-            s = slice(t1, t1 + 1)
-            book.process_bar(self._ts[s], self._o[s], self._h[s], self._l[s], self._c[s], self._v[s], self._fr[s])
-        self.steps += 1
-        equity = float(book.equity[0])
-        bankrupt = equity < self._bankrupt
-        if (bankrupt or last) and book.side[0] != 0:
-            book.close_positions(self._zero, self._c[t1], self._v[t1], self._ts[t1], R_END)
-            equity = float(book.equity[0])
-        if book.side[0] != 0 or book.turnover_now[0] > 0:
-            self.in_market += 1
-        peak = float(book.peak[0])
-        if equity > peak:
-            book.peak[0] = peak = equity
-        dd = 1.0 - equity / peak
-        if dd > self.max_drawdown:
-            self.max_drawdown = dd
-        return bankrupt
+        a = self._act
+        a[0] = side_a
+        a[1] = lev_i
+        a[2] = prof_i
+        I = self.book.I  # noqa: E741
+        I[K.T_BAR, 0] = t
+        I[K.DONE, 0] = 1 if last else 0
+        code = self.step(a, _NO_FEATURES, _NO_OBS)
+        return bool(code & K.ST_BANKRUPT)
+
+    def step(self, action: np.ndarray, features: np.ndarray, out: np.ndarray) -> int:
+        """The step kernel for this account from bar ``book.t_bar[0]`` with ``action`` (int64,
+        shape (3,)); the observation at the next bar goes to ``out`` (float32, empty for
+        none). Returns the kernel's code (``accounting_kernels.ST_*`` bits, trade count)."""
+        return self.book.step(self._ts, self._px, action, features, out)
 
     def episode_stats(self) -> dict:
-        b = self.book
-        eq = float(b.equity[0])
-        return {
-            "equity": eq,
-            "return": eq / self.cfg.initial_equity_usd - 1.0,
-            "max_drawdown": float(self.max_drawdown),
-            "n_trades": int(b.n_trades[0]),
-            "time_in_market": self.in_market / max(self.steps, 1),
-            "fees": float(b.fees[0]),
-            "funding": float(b.funding[0]),
-            "slippage": float(b.slippage[0]),
-            "liquidations": int(b.liquidations[0]),
-            "skipped_orders": int(b.n_skipped[0]),
-        }
+        return self.book.episode_stats(0)
 
     def observation(self, features: np.ndarray, t: int) -> np.ndarray:
         """The observation at bar ``t``'s close: feature row ``t`` + this account's state."""
-        from aster_rl.observation import N_ACCOUNT, book_state, build_observation
-
-        book = self.book
-        if book.side[0] == 0 and book.equity[0] == self.cfg.initial_equity_usd:
-            if self._flat_state is None:
-                self._flat_state = np.zeros(N_ACCOUNT, dtype=np.float32)
-                self._flat_state[4] = 1.0
-            state = self._flat_state
-        else:
-            state = book_state(book, self._c[t : t + 1], self.cfg.initial_equity_usd)[0]
-        return build_observation(features[t], state)
+        row = features[t]
+        nf = row.shape[0]
+        out = np.empty(nf + K.N_ACCOUNT, dtype=np.float32)
+        out[:nf] = row
+        self._t_buf[0] = t
+        b = self.book
+        K.observe(b.F, b.I, b.params, self._px, _NO_FEATURES, self._zero, self._t_buf, out[nf:])
+        return out

@@ -10,13 +10,17 @@ Account state columns (all scale-free, float32):
 - ``account_liq_distance``: |mark − liquidation price| / mark, clipped to [0, 1]; 1 when flat
   or when the position cannot be liquidated (liquidation price <= 0);
 - ``account_equity_change``: log(equity / equity at the episode's start).
+
+The arithmetic is compiled once, in :mod:`aster_rl.accounting_kernels`: the envs' step
+kernel writes these columns straight into the observation, and :func:`account_state`
+runs the same code over plain arrays.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from aster_rl.accounting_kernels import BARS_SCALE, N_ACCOUNT, account_state_arrays
 
 ACCOUNT_COLUMNS = (
     "account_side",
@@ -26,8 +30,13 @@ ACCOUNT_COLUMNS = (
     "account_liq_distance",
     "account_equity_change",
 )
-N_ACCOUNT = len(ACCOUNT_COLUMNS)
-_BARS_SCALE = 1.0 / math.log1p(1000.0)
+if len(ACCOUNT_COLUMNS) != N_ACCOUNT:  # pragma: no cover - a layout edit missed one side
+    raise ImportError("aster_rl.observation: ACCOUNT_COLUMNS and the kernels' N_ACCOUNT differ")
+_BARS_SCALE = BARS_SCALE
+
+
+def _vec(x, n: int) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)))
 
 
 def account_state(
@@ -43,23 +52,19 @@ def account_state(
     start_equity,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Account state of N accounts as an ``(N, N_ACCOUNT)`` float32 array (inputs of shape (N,))."""
-    side = np.asarray(side, dtype=np.float64)
+    """Account state of N accounts as an ``(N, N_ACCOUNT)`` float32 array (inputs of shape (N,);
+    ``mark`` and ``start_equity`` may be scalars)."""
+    side = np.atleast_1d(np.asarray(side, dtype=np.float64))
     n = side.shape[0]
     if out is None:
         out = np.empty((n, N_ACCOUNT), dtype=np.float32)
-    held = side != 0
-    margin = np.asarray(margin, dtype=np.float64)
-    mark = np.asarray(mark, dtype=np.float64)
-    liq = np.asarray(liq_price, dtype=np.float64)
-    out[:, 0] = side
-    out[:, 1] = np.asarray(leverage, dtype=np.float64) / float(max_leverage)
-    out[:, 2] = np.divide(upnl, margin, out=np.zeros(n), where=held & (margin > 0))
-    out[:, 3] = np.log1p(np.asarray(bars_in_trade, dtype=np.float64)) * _BARS_SCALE
-    dist = np.divide(np.abs(mark - liq), mark, out=np.ones(n), where=held & (liq > 0))
-    out[:, 4] = np.clip(dist, 0.0, 1.0)
-    eq = np.maximum(np.asarray(equity, dtype=np.float64), 1e-12)
-    out[:, 5] = np.log(eq / np.asarray(start_equity, dtype=np.float64))
+    target = out if out.dtype == np.float32 and out.flags.c_contiguous else np.empty((n, N_ACCOUNT), np.float32)
+    account_state_arrays(
+        _vec(side, n), _vec(leverage, n), float(max_leverage), _vec(upnl, n), _vec(margin, n),
+        _vec(bars_in_trade, n), _vec(mark, n), _vec(liq_price, n), _vec(equity, n), _vec(start_equity, n), target,
+    )
+    if target is not out:
+        out[...] = target
     return out
 
 

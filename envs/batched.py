@@ -7,6 +7,8 @@ gives exactly what ``PerpEnv`` reset with ``seed + i`` gives for the same action
 Finished accounts are reset automatically, SB3 style: the returned observation is the
 new episode's first one and ``info["terminal_observation"]`` holds the last one.
 
+One step is one compiled kernel call for all accounts (the one ``PerpEnv`` makes with
+N = 1): orders, bars, episode ends and the observations written into a fresh array.
 ``infos`` is a lazy sequence: each env's dict (the same keys as ``PerpEnv``'s) is built
 only when it is read, so stepping 1,024 accounts does not build 1,024 dicts per step.
 """
@@ -22,12 +24,12 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
-from aster_rl.accounting import AccountBook
+from aster_rl import accounting_kernels as K
+from aster_rl.accounting import AccountBook, price_matrix, trade_records
 from aster_rl.config import EnvConfig
-from aster_rl.observation import N_ACCOUNT, book_state
+from aster_rl.observation import N_ACCOUNT
 from aster_rl.prices import PriceArrays
-from envs.perp import check_inputs
-from envs.rewards import step_rewards
+from envs.perp import as_actions, check_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -35,27 +37,53 @@ logger = logging.getLogger(__name__)
 class LazyInfos(Sequence):
     """Per-env info dicts built on access from a snapshot of the step's arrays."""
 
-    __slots__ = ("_cols", "_position", "_extra", "_n")
+    __slots__ = ("_cols", "_extra", "_n", "_events", "_names", "_by_env")
 
-    def __init__(self, cols: dict[str, np.ndarray], position: np.ndarray, extra: dict[int, dict[str, Any]]):
+    def __init__(
+        self,
+        cols: np.ndarray,
+        extra: dict[int, dict[str, Any]],
+        events: tuple[np.ndarray, np.ndarray] | None = None,
+        profile_names: tuple[str, ...] = (),
+    ):
+        """``cols``: (6, N) rows equity, position, leverage, fees, funding, slippage;
+        ``events``: the step's closed-trade records (``AccountBook.ev_i``/``ev_f`` rows)."""
         self._cols = cols
-        self._position = position
         self._extra = extra
-        self._n = len(position)
+        self._n = cols.shape[1]
+        self._events = events
+        self._names = profile_names
+        self._by_env: dict[int, list[int]] | None = None
+
+    def _closed_trades(self, i: int) -> list[dict[str, Any]] | None:
+        if self._events is None:
+            return None
+        if self._by_env is None:
+            self._by_env = {}
+            for k, env in enumerate(self._events[0][:, K.EV_ACCOUNT].tolist()):
+                self._by_env.setdefault(env, []).append(k)
+        rows = self._by_env.get(i)
+        if not rows:
+            return None
+        ev_i, ev_f = self._events
+        return [trade for _, trade in trade_records(ev_i[rows], ev_f[rows], self._names)]
 
     def __len__(self) -> int:
         return self._n
 
     def _one(self, i: int) -> dict[str, Any]:
-        c = self._cols
+        equity, position, leverage, fees, funding, slippage = self._cols[:, i].tolist()
         info = {
-            "equity": float(c["equity"][i]),
-            "position": int(self._position[i]),
-            "leverage": float(c["leverage"][i]),
-            "fees": float(c["fees"][i]),
-            "funding": float(c["funding"][i]),
-            "slippage": float(c["slippage"][i]),
+            "equity": equity,
+            "position": int(position),
+            "leverage": leverage,
+            "fees": fees,
+            "funding": funding,
+            "slippage": slippage,
         }
+        trades = self._closed_trades(i)
+        if trades:
+            info["closed_trades"] = trades
         extra = self._extra.get(i)
         if extra:
             info.update(extra)
@@ -99,29 +127,25 @@ class BatchedPerpEnv(VecEnv):
         self.random_start = bool(random_start)
         self.render_mode = None
         self.n_features = feats.shape[1]
-        # features padded with the account columns: one gather builds the whole observation
-        self._feats_ext = np.zeros((len(feats), self.n_features + N_ACCOUNT), dtype=np.float32)
-        self._feats_ext[:, : self.n_features] = feats
-        self._feats_ext[:, self.n_features + 4] = 1.0  # flat: liquidation distance 1
+        self.features = feats
+        self._obs_dim = self.n_features + N_ACCOUNT
         obs_space = spaces.Box(-np.inf, np.inf, (self.n_features + N_ACCOUNT,), np.float32)
         act_space = spaces.MultiDiscrete([3, len(cfg.leverages), len(cfg.exit_profiles)])
         super().__init__(n, obs_space, act_space)
-        self.book = AccountBook(cfg, n)
+        self.book = book = AccountBook(cfg, n)
+        book.set_episode_limits(self.episode_length, self._end)
         self._lev = np.asarray(cfg.leverages, dtype=np.float64)
-        profiles = list(cfg.exit_profiles.values())
-        self._stop_atr = np.array([p.stop_atr for p in profiles])
-        self._target_atr = np.array([p.target_atr for p in profiles])
-        self._bankrupt = cfg.bankruptcy_fraction * cfg.initial_equity_usd
-        self._t = np.full(n, self._first_t, dtype=np.int64)
-        self._steps = np.zeros(n, dtype=np.int64)
-        self._max_dd = np.zeros(n)
-        self._in_market = np.zeros(n, dtype=np.int64)
-        self._state = np.zeros((n, N_ACCOUNT), dtype=np.float32)
+        self._n_profiles = len(cfg.exit_profiles)
+        # per-env bar index and episode counters are rows of the book's state
+        self._t = book.t_bar
+        self._t[:] = self._first_t
+        self._steps = book.steps
+        self._max_dd = book.max_drawdown
+        self._in_market = book.in_market
         self._rngs: list[np.random.Generator | None] = [None] * n
-        self._actions = np.zeros((n, 3), dtype=np.int64)
-        p = prices
-        self._ts, self._o, self._h, self._l, self._c = p.timestamps, p.open, p.high, p.low, p.close
-        self._v, self._fr, self._atr = p.volume, p.funding_rate, p.atr
+        self._actions = np.zeros(3 * n, dtype=np.int64)
+        self._px = price_matrix(prices)
+        self._ts = prices.timestamps
         if seed is not None:
             self.seed(seed)
 
@@ -135,21 +159,25 @@ class BatchedPerpEnv(VecEnv):
         return self._first_t
 
     def _reset_envs(self, idx: np.ndarray, seeds: list[int | None]) -> None:
-        for i, s in zip(idx.tolist(), seeds):
-            self._t[i] = self._draw_start(i, s)
-        self.book.reset(idx)
-        self._steps[idx] = 0
-        self._max_dd[idx] = 0.0
-        self._in_market[idx] = 0
+        starts = [self._draw_start(i, s) for i, s in zip(idx.tolist(), seeds)]
+        self.book.reset(idx)  # zeroes the bar index and the episode counters too
+        self._t[idx] = starts
+
+    def _observe(self, idx: np.ndarray) -> np.ndarray:
+        """Observations (len(idx), obs_dim) of the envs ``idx`` at their current bars."""
+        b = self.book
+        idx = np.ascontiguousarray(idx, dtype=np.int64)
+        out = np.empty((len(idx), self._obs_dim), dtype=np.float32)
+        K.observe(b.F, b.I, b.params, self._px, self.features, idx, self._t[idx], out.reshape(-1))
+        return out
 
     def reset(self) -> np.ndarray:
         idx = np.arange(self.num_envs)
         self._reset_envs(idx, list(self._seeds))
         self._reset_seeds()
         self._reset_options()
-        obs = self._feats_ext[self._t]
         self.reset_infos = [self._flat_info() for _ in range(self.num_envs)]
-        return obs
+        return self._observe(idx)
 
     def _flat_info(self) -> dict[str, Any]:
         return {
@@ -163,75 +191,33 @@ class BatchedPerpEnv(VecEnv):
 
     # ------------------------------------------------------------------ step
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, 3)
+        self._actions = as_actions(actions, self.num_envs)
 
     def step_wait(self):
-        a = self._actions
         book = self.book
-        t = self._t
-        atr = self._atr[t]
-        prof = a[:, 2]
-        book.submit(a[:, 0], self._lev[a[:, 1]], self._stop_atr[prof] * atr, self._target_atr[prof] * atr, prof)
-        t1 = t + 1
-        prev_equity = book.equity.copy()
-        book.process_bar(
-            self._ts[t1], self._o[t1], self._h[t1], self._l[t1], self._c[t1], self._v[t1], self._fr[t1]
-        )
-        self._t = t1
-        self._steps += 1
-        equity = book.equity
-        terminated = equity < self._bankrupt
-        truncated = ~terminated & ((self._steps >= self.episode_length) | (t1 >= self._end - 1))
-        done = terminated | truncated
-        any_done = bool(done.any())
-        if any_done:
-            d = np.flatnonzero(done)
-            td = t1[d]
-            book.close_positions(d, self._c[td], self._v[td], self._ts[td])
-        self._in_market += (book.side != 0) | (book.turnover_now > 0)
-        np.maximum(book.peak, equity, out=book.peak)
-        np.maximum(self._max_dd, 1.0 - equity / book.peak, out=self._max_dd)
-        reward = step_rewards(
-            self.cfg, prev_equity, equity, book.peak, book.closed_return_now, book.turnover_now, book.liquidated_now
-        ).astype(np.float32)
-        obs = self._feats_ext[t1]
-        obs[:, self.n_features :] = book_state(book, self._c[t1], self.cfg.initial_equity_usd, out=self._state)
+        n = self.num_envs
+        obs = np.empty((n, self._obs_dim), dtype=np.float32)
+        code = book.step(self._ts, self._px, self._actions, self.features, obs.reshape(-1))
+        reward = book.F[K.REWARD].astype(np.float32)
+        done = book.I[K.DONE] != 0
         extra: dict[int, dict[str, Any]] = {}
-        for i, trade in book.closed:
-            extra.setdefault(i, {}).setdefault("closed_trades", []).append(trade)
-        cols = {
-            "equity": equity.copy(),
-            "leverage": book.lev.copy(),
-            "fees": book.fees.copy(),
-            "funding": book.funding.copy(),
-            "slippage": book.slippage.copy(),
-        }
-        position = book.side.copy()
-        if any_done:
+        n_ev = code >> K.ST_EVENTS_SHIFT
+        events = (book.ev_i[:n_ev].copy(), book.ev_f[:n_ev].copy()) if n_ev else None
+        cols = book.F[K.EQUITY : K.SLIPPAGE + 1].copy()
+        if code & K.ST_DONE:
+            d = np.flatnonzero(done)
+            bankrupt = book.I[K.BANKRUPT]
             for i in d.tolist():
                 e = extra.setdefault(i, {})
                 e["episode_stats"] = self._episode_stats(i)
                 e["terminal_observation"] = obs[i].copy()
-                e["TimeLimit.truncated"] = bool(truncated[i])
+                e["TimeLimit.truncated"] = not bankrupt[i]
             self._reset_envs(d, [None] * len(d))
-            obs[d] = self._feats_ext[self._t[d]]
-        return obs, reward, done, LazyInfos(cols, position, extra)
+            obs[d] = self._observe(d)
+        return obs, reward, done, LazyInfos(cols, extra, events, book.profile_names)
 
     def _episode_stats(self, i: int) -> dict[str, Any]:
-        b = self.book
-        eq = float(b.equity[i])
-        return {
-            "equity": eq,
-            "return": eq / self.cfg.initial_equity_usd - 1.0,
-            "max_drawdown": float(self._max_dd[i]),
-            "n_trades": int(b.n_trades[i]),
-            "time_in_market": int(self._in_market[i]) / max(int(self._steps[i]), 1),
-            "fees": float(b.fees[i]),
-            "funding": float(b.funding[i]),
-            "slippage": float(b.slippage[i]),
-            "liquidations": int(b.liquidations[i]),
-            "skipped_orders": int(b.n_skipped[i]),
-        }
+        return self.book.episode_stats(i)
 
     def action_masks(self) -> np.ndarray:
         """(N, 3 + n_leverage + n_profile) valid choices, as ``PerpEnv.action_masks`` per env."""
@@ -241,7 +227,7 @@ class BatchedPerpEnv(VecEnv):
         allowed = np.minimum(b.allowed_leverage(self.cfg.margin_fraction * b.equity), self.cfg.max_leverage)
         levs = self._lev[None, :] <= allowed[:, None]
         levs[:, 0] = True
-        profs = np.ones((self.num_envs, len(self._stop_atr)), dtype=bool)
+        profs = np.ones((self.num_envs, self._n_profiles), dtype=bool)
         return np.concatenate((sides, levs, profs), axis=1)
 
     # ------------------------------------------------------------------ VecEnv plumbing

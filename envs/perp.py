@@ -24,7 +24,9 @@ feature warm-up; it is moved forward to the first bar with a positive ATR), last
 ``terminated`` when equity falls below ``bankruptcy_fraction × initial_equity_usd``.
 An open position at the episode's end is closed at the last close (reason ``"end"``).
 The mechanics live in :class:`aster_rl.accounting.AccountBook` (shared with the batched
-env, the backtester and the paper broker).
+env, the backtester and the paper broker): one compiled kernel call per step advances the
+account and writes the next observation; ``info`` on a step where nothing happens (a
+WAIT while flat) is a copy of the previous one.
 """
 
 from __future__ import annotations
@@ -36,14 +38,27 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from aster_rl import accounting_kernels as K
 from aster_rl.accounting import SingleAccount, validate_env_config
 from aster_rl.config import EnvConfig
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.observation import N_ACCOUNT
 from aster_rl.prices import PriceArrays
-from envs.rewards import step_rewards
 
 logger = logging.getLogger(__name__)
+
+_INT64 = np.dtype(np.int64)
+_INFO_KEYS = ("equity", "position", "leverage", "fees", "funding", "slippage")
+
+
+def as_actions(action, n: int) -> np.ndarray:
+    """``action`` as a flat contiguous int64 array of ``3 * n`` entries (no copy when it is one)."""
+    a = action
+    if a.__class__ is not np.ndarray or a.dtype != _INT64 or a.ndim != 1:
+        a = np.ascontiguousarray(np.asarray(action).astype(np.int64, copy=False).reshape(-1))
+    if a.shape[0] != 3 * n:
+        raise ValueError(f"action {np.asarray(action).tolist()}: expected {n} × (side, leverage index, profile index)")
+    return a
 
 def check_inputs(
     features: np.ndarray,
@@ -133,7 +148,11 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         self._t0 = self._first_t
         self._done = False
         self._ts, self._c = prices.timestamps, prices.close
-        self._prev = np.zeros(1)
+        self._obs_dim = self.n_features + N_ACCOUNT
+        self.book.set_episode_limits(self.episode_length, self._end)
+        self._px = self.account._px
+        # equity, side, leverage, fees, funding, slippage and the step's reward, in one view
+        self._info_row = self.book.F[K.EQUITY : K.REWARD + 1, 0]
 
     # ------------------------------------------------------------------ helpers
     def _latest_start(self) -> int:
@@ -143,15 +162,19 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         return self.account.observation(self.features, t)
 
     def _info(self) -> dict[str, Any]:
-        b = self.book
-        return {
-            "equity": float(b.equity[0]),
-            "position": int(b.side[0]),
-            "leverage": float(b.lev[0]),
-            "fees": float(b.fees[0]),
-            "funding": float(b.funding[0]),
-            "slippage": float(b.slippage[0]),
+        return self._info_and_reward()[0]
+
+    def _info_and_reward(self) -> tuple[dict[str, Any], float]:
+        equity, position, leverage, fees, funding, slippage, reward = self._info_row.tolist()
+        info = {
+            "equity": equity,
+            "position": int(position),
+            "leverage": leverage,
+            "fees": fees,
+            "funding": funding,
+            "slippage": slippage,
         }
+        return info, reward
 
     def episode_stats(self) -> dict[str, Any]:
         return self.account.episode_stats()
@@ -171,37 +194,26 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         self._t0 = self._t = t0
         self._done = False
         self.account.reset()
+        self.book.t_bar[0] = t0
         return self._obs(t0), self._info()
 
     def step(self, action):
         if self._done:
             raise RuntimeError("PerpEnv.step called after the episode ended; call reset()")
-        acc = self.account
-        book = self.book
-        t1 = self._t + 1
-        terminated = acc.advance(
-            self._t, int(action[0]), int(action[1]), int(action[2]),
-            acc.steps + 1 >= self.episode_length or t1 >= self._end - 1,
-        )
-        self._t = t1
-        truncated = (not terminated) and (acc.steps >= self.episode_length or t1 >= self._end - 1)
-        if acc.quiet and not book.dirty and not self.cfg.drawdown_penalty and book.equity[0] == acc.prev_equity:
-            reward = 0.0
-        else:
-            self._prev[0] = acc.prev_equity
-            reward = float(
-                step_rewards(
-                    self.cfg, self._prev, book.equity, book.peak,
-                    book.closed_return_now, book.turnover_now, book.liquidated_now,
-                )[0]
-            )
-        info = self._info()
-        if book.closed:
-            info["closed_trades"] = [trade for _, trade in book.closed]
+        if action.__class__ is not np.ndarray or action.dtype != _INT64 or action.shape != (3,):
+            action = as_actions(action, 1)
+        obs = np.empty(self._obs_dim, dtype=np.float32)
+        code = self.book.step(self._ts, self._px, action, self.features, obs)
+        self._t += 1
+        info, reward = self._info_and_reward()
+        terminated = bool(code & K.ST_BANKRUPT)
+        truncated = not terminated and bool(code & K.ST_DONE)
+        if code >> K.ST_EVENTS_SHIFT:
+            info["closed_trades"] = [trade for _, trade in self.book.closed]
         if terminated or truncated:
             self._done = True
-            info["episode_stats"] = acc.episode_stats()
-        return self._obs(t1), reward, terminated, truncated, info
+            info["episode_stats"] = self.account.episode_stats()
+        return obs, reward, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
         """Valid choices, concatenated per action dimension (sb3-contrib MaskablePPO style).

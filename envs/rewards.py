@@ -11,15 +11,18 @@ Both then subtract the optional penalties:
 - ``drawdown_penalty × (1 − equity / peak equity)`` each step;
 - ``turnover_penalty × traded notional / equity before the step``;
 - ``liquidation_penalty`` on a step where a liquidation happened.
+
+The envs get the reward from their step kernel (``aster_rl.accounting_kernels``, which
+reads the choice and the penalties from ``EnvConfig``); :func:`step_rewards` runs the same
+compiled formula over plain arrays.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from aster_rl import accounting_kernels as K
 from aster_rl.config import EnvConfig
-
-_EPS = 1e-12
 
 
 def step_rewards(
@@ -31,16 +34,19 @@ def step_rewards(
     turnover: np.ndarray,
     liquidated: np.ndarray,
 ) -> np.ndarray:
-    if cfg.reward == "log_equity":
-        r = np.log(np.maximum(equity, _EPS) / np.maximum(prev_equity, _EPS))
-    elif cfg.reward == "trade_outcome":
-        r = np.array(closed_return, dtype=np.float64)
-    else:  # pragma: no cover - pydantic restricts the literal
+    """Rewards of N accounts (float64, shape (N,))."""
+    if cfg.reward not in K.REWARD_KINDS:  # pragma: no cover - pydantic restricts the literal
         raise ValueError(f"env.reward = {cfg.reward!r}: expected 'log_equity' or 'trade_outcome'")
-    if cfg.drawdown_penalty:
-        r -= cfg.drawdown_penalty * (1.0 - equity / np.maximum(peak, _EPS))
-    if cfg.turnover_penalty:
-        r -= cfg.turnover_penalty * turnover / np.maximum(prev_equity, _EPS)
-    if cfg.liquidation_penalty:
-        r -= cfg.liquidation_penalty * liquidated
-    return r
+    equity = np.ascontiguousarray(np.atleast_1d(np.asarray(equity, dtype=np.float64)))
+    n = equity.shape[0]
+
+    def vec(x, dtype=np.float64):
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=dtype), (n,)))
+
+    out = np.empty(n)
+    K.rewards_arrays(
+        K.REWARD_KINDS[cfg.reward], float(cfg.drawdown_penalty), float(cfg.turnover_penalty),
+        float(cfg.liquidation_penalty), vec(prev_equity), equity, vec(peak), vec(closed_return), vec(turnover),
+        vec(liquidated, np.int64), out,
+    )
+    return out
