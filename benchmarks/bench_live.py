@@ -1,9 +1,13 @@
 """Decision latency per bar in replay: new bar -> orders sent (target <= 50 ms).
 
-Runs the live runner with the paper broker over a replayed synthetic range, once with
-the batch feature matrix (the replay default) and once with incremental features (the
-live path: ``latest_features`` on the market known at each close), and prints the
-per-bar latency distribution. Usage: ``python benchmarks/bench_live.py [bars]``.
+Runs the live runner with the paper broker over a replayed synthetic range after
+``history_days`` of 5m history (default 180: the window the multi_timeframe tentacle
+reads), once with the batch feature matrix (the replay default) and once with
+incremental features (the live path: the runner's FeatureStream, fed the bars known at
+each close), and prints the per-bar latency distribution.
+
+Usage: ``python benchmarks/bench_live.py [bars] [history_days] [modes] [--no-gc-freeze]``,
+e.g. ``python benchmarks/bench_live.py 200 180 incremental``.
 """
 
 from __future__ import annotations
@@ -24,28 +28,45 @@ from live_helpers import DecidingPolicy, make_db, paper_runner  # noqa: E402
 
 from aster_rl.live.sources import ReplaySource  # noqa: E402
 
+LEVERAGES = 4  # 1x to 5x
+FREEZE_GC = True  # as `aster-rl live` does on the exchange: no full collections over the history mid-bar
+SEED = 37  # a synthetic path whose price stays near 1 USDT over the 180 days (others drift to 0.001 or 1e6)
 
-def run(mode: str, bars: int, market, tmp: Path) -> np.ndarray:
+
+def run(mode: str, start: int, bars: int, market, tmp: Path) -> np.ndarray:
     db = make_db(tmp, f"{mode}.db")
-    start = 1_000
-    runner = paper_runner(DecidingPolicy(n_lev=4), ReplaySource(market, start, start + bars), db, tmp, features=mode)
     t0 = time.perf_counter()
+    runner = paper_runner(DecidingPolicy(n_lev=LEVERAGES), ReplaySource(market, start, start + bars), db, tmp, features=mode,
+                          freeze_gc=FREEZE_GC)
+    runner.start()
+    setup = time.perf_counter() - t0
+    cpu0, t0 = time.process_time(), time.perf_counter()
     summary = runner.run()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     all_lat = np.array(summary.latencies_s) * 1e3
-    lat = all_lat[1:]  # the first bar also pays one-off start-up costs (compilation, caches), shown apart
+    lat = all_lat[1:]  # the first bar may still pay one-off costs (compilation, caches), shown apart
     print(f"{mode:12} {len(lat):5d} bars  median {np.median(lat):7.2f} ms  p95 {np.percentile(lat, 95):7.2f} ms  "
-          f"max {lat.max():7.2f} ms  first bar {all_lat[0]:8.1f} ms  ({wall:.1f} s incl. start-up, {len(summary.trades)} trades)")
+          f"max {lat.max():7.2f} ms  first bar {all_lat[0]:8.1f} ms  CPU {cpu / len(all_lat) * 1e3:6.2f} ms/bar  "
+          f"(start-up {setup:.1f} s, run {wall:.1f} s, {summary.bars} bars, {len(summary.trades)} trades, "
+          f"stopped by {summary.stopped_by or '-'})", flush=True)
     return lat
 
 
 def main() -> None:
-    bars = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    market = make_market(1_000 + bars + 10, seed=21)
-    print(f"replay of {bars} 5m bars after 1,000 bars of history, paper broker, SQLite file, all tentacles")
+    global FREEZE_GC
+    FREEZE_GC = "--no-gc-freeze" not in sys.argv
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    bars = int(args[0]) if len(args) > 0 else 200
+    days = float(args[1]) if len(args) > 1 else 180.0
+    modes = args[2].split(",") if len(args) > 2 else ["batch", "incremental"]
+    history = max(1_000, int(days * 288))
+    t0 = time.perf_counter()
+    market = make_market(history + bars + 10, seed=SEED)
+    print(f"replay of {bars} 5m bars after {history:,} bars ({history / 288:.0f} days) of history, paper broker, "
+          f"SQLite file, all tentacles, gc {'frozen after start-up' if FREEZE_GC else 'as is'} (market built in {time.perf_counter() - t0:.1f} s)", flush=True)
     with tempfile.TemporaryDirectory() as d:
-        run("batch", bars, market, Path(d))
-        run("incremental", min(bars, 100), market, Path(d))
+        for mode in modes:
+            run(mode, history, bars, market, Path(d))
 
 
 if __name__ == "__main__":

@@ -10,20 +10,26 @@ Per closed bar *t* (:meth:`LiveRunner.process_bar`):
    predictions that opened them (win / loss, PnL after costs, exit reason, fees, funding);
 4. the feature row of *t* (``features="batch"``: a matrix built once over the stored
    replay range, exact and fast, valid because every tentacle is causal, proven by the
-   look-ahead tests; ``"incremental"``: :func:`aster_rl.features.latest_features` on the
-   market known at *t*'s close), the observation (the env's code), the policy's decision;
+   look-ahead tests; ``"incremental"``: the runner's one
+   :class:`aster_rl.feature_stream.FeatureStream`, started at start-up from the whole
+   history known then and fed each bar only the last ``min_bars`` bars known at *t*'s
+   close, so the cost per bar does not grow with the history), the observation (the
+   env's code), the policy's decision;
 5. the risk guard (refusals and caps are stored with their reasons);
 6. ONE database transaction stores the prediction, the orders about to be sent (client
    order ids), the outcomes and the runner's state; only then are orders sent.
 
 A restart with the same ``session_id`` resumes from the stored state: bars already
-processed are not processed again, so no prediction is lost or stored twice, and an
+processed are not processed again, so no prediction is lost or stored twice (the feature
+stream is started again from the stored history up to the last processed bar, which gives
+the rows it would have given without the restart), and an
 order that was stored but maybe not sent is looked up by its client order id before it
 is sent again (see :class:`aster_rl.live.real_broker.RealBroker`).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -96,6 +102,7 @@ class LiveRunner:
         prices: LivePrices | None = None,
         store_observations: bool = True,
         after_store: Callable[[int], None] | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         if features not in ("auto", "batch", "incremental"):
             raise ValueError(f"features = {features!r}: use 'auto', 'batch' or 'incremental'")
@@ -114,6 +121,10 @@ class LiveRunner:
         self.prices = prices if prices is not None else getattr(broker, "prices", None) or LivePrices(source.timeframe)
         self.store_observations = store_observations
         self.after_store = after_store  # called after the bar is stored, before orders are sent (tests)
+        # After start-up, move every object alive then (history, model, caches) out of the garbage
+        # collector's generations: a full collection over them takes 50-100 ms and would otherwise
+        # land inside a bar now and then. Process-wide, so for a process that runs the runner.
+        self.freeze_gc = freeze_gc
         self.tf = timeframe_to_timedelta(source.timeframe)
         self.run_id = run_id(policy)
         self.model_version = model_version(policy)
@@ -122,6 +133,7 @@ class LiveRunner:
         self.schema: Any = None
         self._batch: Any = None
         self._batch_pos: dict[int, int] = {}
+        self._stream: Any = None  # the FeatureStream of the incremental mode
         self._pending_pred: tuple[int, int] | None = None  # (decision ts ms, prediction id) of the pending entry
         self._position_pred: int | None = None  # prediction id of the open position
         self._day: str | None = None
@@ -159,6 +171,9 @@ class LiveRunner:
             self._restore(state)
         else:
             self._fresh_start()
+        if self.freeze_gc:
+            gc.collect()
+            gc.freeze()
         logger.info(
             "live runner %s: %s mode, %s features, %d bars of history, run %s (%s)",
             self.session_id, self.mode, self.feature_mode, len(self.prices), self.run_id, self.model_version,
@@ -193,16 +208,26 @@ class LiveRunner:
             self._batch_pos = {int(v): i for i, v in enumerate(market.candles.index.as_unit("ns").asi8)}
             self.schema = self._batch.schema
         else:
+            from aster_rl.feature_stream import FeatureStream
+
             if not len(self.prices):
                 raise DataError("live runner: no history bars; the features need a warm-up")
             last = pd.Timestamp(int(self.prices.timestamps[-1]), tz="UTC")
             market = self.source.market_at(last)
-            recent = market.window(market.candles.index[max(0, len(market) - 600)], None)
-            self.schema = build_features(recent, self.features_cfg).schema
+            # One stream for the whole session, started from the whole history known at the last
+            # bar already seen (after a restart: the last processed bar), as the batch matrix is.
+            self._stream = FeatureStream(self.features_cfg, self.source.timeframe)
+            try:
+                self._stream.update(market)
+            except DataError as e:
+                logger.warning("features at %s not ready: %s", last, e)  # the next bar starts the stream again
+            if self._stream.columns:
+                self.schema = self._stream.schema
+            else:
+                recent = market.window(market.candles.index[max(0, len(market) - 600)], None)
+                self.schema = build_features(recent, self.features_cfg).schema
 
     def _feature_row(self, bar: Bar) -> np.ndarray | None:
-        from aster_rl.features import latest_features
-
         if self.feature_mode == "batch":
             pos = self._batch_pos.get(bar.ts_ns)
             if pos is None:
@@ -211,8 +236,13 @@ class LiveRunner:
                 return None
             row = self._batch.matrix[pos]
         else:
+            stream = self._stream
             try:
-                row = latest_features(self.source.market_at(bar.time), self.features_cfg)
+                if stream.last_time is None or stream.last_time >= bar.time:
+                    market = self.source.market_at(bar.time)  # (re)start from the whole history known now
+                else:  # the last min_bars bars, reaching back to the stream's previous bar
+                    market = self.source.recent_market(bar.time, stream.min_bars, since=stream.last_time)
+                row = stream.update(market)
             except DataError as e:
                 logger.warning("features at %s not ready: %s", bar.time, e)
                 return None

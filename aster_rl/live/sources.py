@@ -8,7 +8,9 @@
   bars it reports the last traded price about every ``poll_interval_s`` seconds, for the
   paper broker's stop / target watch.
 
-Both give the market *as known at a bar's close* (:meth:`market_at`) for the features.
+Both give the market *as known at a bar's close* for the features: the whole history
+(:meth:`market_at`, to start the runner's feature stream) or only its last bars
+(:meth:`recent_market`, bar after bar).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -69,6 +71,35 @@ def bars_from_market(market: MarketBundle, prices: PriceArrays | None = None) ->
             )
         )
     return out
+
+
+def market_slice(market: MarketBundle, first_open: pd.Timestamp, last_open: pd.Timestamp) -> MarketBundle:
+    """``market.window(first_open, last_open)`` by binary search on the sorted indexes.
+
+    Bars opening in ``[first_open, last_open]``, the events before ``last_open``'s close and
+    the companions' bars in the same range: O(log n) on a long history instead of a mask
+    over every row (a frame found out of order falls back to the mask).
+    """
+    close_time = last_open + timeframe_to_timedelta(market.timeframe)
+
+    def cut(df: pd.DataFrame | None, upper: pd.Timestamp, side: str) -> pd.DataFrame | None:
+        if df is None:
+            return None
+        idx = df.index
+        if not idx.is_monotonic_increasing:
+            keep = (idx >= first_open) & ((idx <= upper) if side == "right" else (idx < upper))
+            return df.loc[keep]
+        return df.iloc[int(idx.searchsorted(first_open, side="left")) : int(idx.searchsorted(upper, side=side))]
+
+    return replace(
+        market,
+        candles=cut(market.candles, last_open, "right"),
+        funding=cut(market.funding, close_time, "left"),
+        trades=cut(market.trades, close_time, "left"),
+        book=cut(market.book, close_time, "left"),
+        btc=cut(market.btc, last_open, "right"),
+        eth=cut(market.eth, last_open, "right"),
+    )
 
 
 class ReplaySource:
@@ -150,6 +181,19 @@ class ReplaySource:
 
     def market_at(self, last_open: pd.Timestamp) -> MarketBundle:
         return self.market.until(last_open)
+
+    def recent_market(self, last_open: pd.Timestamp, bars: int, since: pd.Timestamp | None = None) -> MarketBundle:
+        """The market known at ``last_open``'s close, cut to its last ``bars`` bars (and back to the bar
+        opening at ``since`` when that is earlier): what a :class:`~aster_rl.feature_stream.FeatureStream`
+        needs after its first update."""
+        index = self.market.candles.index
+        pos = int(index.searchsorted(last_open, side="right")) - 1
+        if pos < 0:
+            raise DataError(f"replay: no stored bar at or before {last_open}")
+        first = index[max(0, pos - max(int(bars), 1) + 1)]
+        if since is not None and since < first:
+            first = since
+        return market_slice(self.market, first, last_open)
 
     def now(self) -> pd.Timestamp:
         return self._clock
@@ -267,6 +311,13 @@ class ExchangeSource:
         hours = max(TENTACLE_WINDOW_HOURS.values(), default=0.0)
         start = last_open - max(pd.Timedelta(hours=hours), self._tf * WINDOW_BARS) - self._tf * WINDOW_BARS
         return self._load(start, last_open)
+
+    def recent_market(self, last_open: pd.Timestamp, bars: int, since: pd.Timestamp | None = None) -> MarketBundle:
+        """The stored market of the last ``bars`` bars up to ``last_open`` (and back to ``since`` when earlier)."""
+        first = last_open - self._tf * (max(int(bars), 1) - 1)
+        if since is not None and since < first:
+            first = since
+        return self._load(first, last_open)
 
     def now(self) -> pd.Timestamp:
         return self._clock()

@@ -1,0 +1,126 @@
+"""``aster-rl live --run RUN --replay`` end to end on a REALLY trained PPO checkpoint: the
+command stores its decisions (with confidence and reasoning), ``aster-rl predictions``
+lists them, and they are the run's deterministic policy through the backtester on the
+same bars, with the batch features (the replay default) and with the live feature path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aster_rl.backtest import backtest
+from aster_rl.cli import main
+from aster_rl.config import AppConfig, replace, to_toml
+from aster_rl.live.brokers import SIDE_NAMES
+from aster_rl.storage import Database, live_store
+
+BARS = 120  # decisions checked through the command with the batch features
+INCREMENTAL_BARS = 30  # and with the incremental (live) features
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny PPO run on a stored synthetic market, its config file and the market."""
+    from agents.data import build_dataset
+    from agents.train import train
+
+    tmp = tmp_path_factory.mktemp("trained")
+    cfg = replace(
+        AppConfig(),
+        data={"data_dir": str(tmp / "data")},
+        synth={"n_bars": 12 * 288, "seed": 5},
+        env={"episode_length": 64},
+        train={"total_timesteps": 256, "n_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 2, "eval_freq": 128,
+               "net_arch": [16], "checkpoint_dir": str(tmp / "checkpoints"), "progress_bar": False, "seed": 3,
+               "name": "live_e2e"},
+        eval={"random_seeds": 2, "bootstrap_samples": 50, "bootstrap_block": 16},
+        # limits that never bind, so the executed decisions are the policy's own (the guard has its own tests)
+        live={"max_leverage": 50, "max_notional_usd": 1e12, "daily_loss_limit_fraction": 1.0, "stale_after_bars": 1e9,
+              "kill_file": str(tmp / "KILL")},
+    )
+    dataset = build_dataset(cfg)  # stores the synthetic market in the database first
+    run_dir = train(cfg, dataset).run_dir
+    config_file = tmp / "config.toml"
+    config_file.write_text(to_toml(cfg))
+    return cfg, config_file, run_dir, dataset
+
+
+def _stored_actions(frame: pd.DataFrame, cfg: AppConfig) -> list[tuple[int, int, int]]:
+    side_of = {name: i for i, name in SIDE_NAMES.items()}
+    lev_of = {lev: i for i, lev in enumerate(cfg.env.leverages)}
+    prof_of = {name: i for i, name in enumerate(cfg.env.exit_profiles)}
+    return [(side_of[s], lev_of[int(lev)], prof_of[p]) for s, lev, p in zip(frame["side"], frame["leverage"], frame["profile"])]
+
+
+def _reference(run_dir, dataset, cfg, start: int, bars: int):
+    """The run's deterministic policy through the backtester: decisions on bars start .. start + bars - 1."""
+    from agents.data import fill_warmup
+    from agents.policy import load_policy
+    from aster_rl.features import build_features
+
+    policy = load_policy(run_dir)
+    features = fill_warmup(build_features(dataset.market, policy.config.features))
+    assert np.allclose(features.matrix[features.warmup :], dataset.features.matrix[features.warmup :], rtol=0, atol=0)
+    return backtest(policy.predict, features.matrix, dataset.prices, policy.config.env, start=start, end=start + bars + 1)
+
+
+def _live(config_file, run_dir, session: str, start: pd.Timestamp, bars: int, *extra: str) -> int:
+    return main(["--config", str(config_file), "live", "--run", str(run_dir), "--replay", "--start", start.isoformat(),
+                 "--max-bars", str(bars), "--session", session, *extra])
+
+
+def test_live_command_on_a_trained_run_matches_the_backtest(trained, capsys):
+    cfg, config_file, run_dir, dataset = trained
+    index = dataset.market.candles.index
+    start = len(index) - BARS - 40  # inside the held-out end of the market
+    assert start > dataset.features.warmup
+    code = _live(config_file, run_dir, "e2e-batch", index[start], BARS)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"{BARS} bars, {BARS} decisions" in out and "decision latency" in out
+
+    db = Database.from_config(cfg.data)
+    preds = live_store.predictions(db, session_id="e2e-batch")
+    assert len(preds) == BARS and preds["ts"].is_unique
+    assert (preds["run_id"] == run_dir.name).all()
+    assert preds["confidence"].between(0, 1, inclusive="right").all()
+    assert preds["value_estimate"].notna().all()
+    assert preds["reasoning"].str.len().min() > 20
+
+    ref = _reference(run_dir, dataset, cfg, start, BARS)
+    assert len(ref.actions) == BARS
+    assert len(set(map(tuple, ref.actions.to_numpy()))) > 1, "the trained policy should not be constant on these bars"
+    # decision times: each prediction is stamped with its bar's close
+    close_ms = [int((t + pd.Timedelta(cfg.data.timeframe)).value // 1_000_000) for t in ref.actions.index]
+    assert list(preds["ts"].astype("int64")) == close_ms
+    assert _stored_actions(preds, cfg) == [tuple(int(x) for x in a) for a in ref.actions.to_numpy()]
+    # trades closed during the replayed bars are the backtester's (its range has one bar more: the last
+    # decision's bar, where it may also close a trade, by stop, target or at the end)
+    closed = preds[preds["status"].isin(["win", "loss"])].sort_values("closed_at")
+    ref_closed = ref.trades[pd.to_datetime(ref.trades["exit_time"], utc=True) < index[start + BARS]]
+    assert len(ref_closed) >= 5, "the trained policy must trade for the comparison to mean something"
+    assert len(closed) == len(ref_closed)
+    assert np.array_equal(closed["pnl_usd"].to_numpy(float), ref_closed["pnl_usd"].to_numpy(float))
+    assert list(closed["exit_reason"]) == list(ref_closed["reason"])
+
+    # `aster-rl predictions` lists them, with the running win rate and PnL
+    code = main(["--config", str(config_file), "predictions", "--session", "e2e-batch", "--all", "--limit", "5"])
+    listing = capsys.readouterr().out
+    assert code == 0
+    assert f"{BARS} decisions" in listing
+    assert len([line for line in listing.splitlines() if line.startswith(str(index[0].year))]) == 5
+
+
+def test_live_command_with_incremental_features_on_a_trained_run(trained, capsys):
+    cfg, config_file, run_dir, dataset = trained
+    index = dataset.market.candles.index
+    start = len(index) - INCREMENTAL_BARS - 10
+    code = _live(config_file, run_dir, "e2e-incremental", index[start], INCREMENTAL_BARS, "--features", "incremental")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    preds = live_store.predictions(Database.from_config(cfg.data), session_id="e2e-incremental")
+    assert len(preds) == INCREMENTAL_BARS
+    assert preds["confidence"].notna().all() and preds["reasoning"].str.len().min() > 20
+    ref = _reference(run_dir, dataset, cfg, start, INCREMENTAL_BARS)
+    assert _stored_actions(preds, cfg) == [tuple(int(x) for x in a) for a in ref.actions.to_numpy()]
