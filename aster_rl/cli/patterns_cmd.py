@@ -167,5 +167,6 @@ def run_patterns(args: argparse.Namespace, config: AppConfig) -> int:
         print(f"    {t[0]}  exit {t[1]}  {t[2]:+.3%}  {t[3]}")
     print(f"  live/paper trades ({len(live)}):")
     for t in live:
-        print(f"    {pd.Timestamp(t['ts'], unit='ms', tz='UTC')}  {t['side']}  {t['status']}  pnl {t['pnl_usd']}  {t['exit_reason']}")
+        counted = f"  net {t['net_return']:+.3%}" if t.get("net_return") is not None else ""
+        print(f"    {pd.Timestamp(t['ts'], unit='ms', tz='UTC')}  {t['side']}  {t['status']}  pnl {t['pnl_usd']}{counted}  {t['exit_reason']}")
     return 0

@@ -19,6 +19,12 @@ Per closed bar *t* (:meth:`LiveRunner.process_bar`):
 6. ONE database transaction stores the prediction, the orders about to be sent (client
    order ids), the outcomes and the runner's state; only then are orders sent.
 
+Pattern library: an entry is matched against the stored library's active and promoted
+patterns (loaded once when the session starts and kept in its state; see
+:mod:`aster_rl.live.pattern_outcomes`); the best matching pattern of the entry's side is
+named on the prediction, and when that trade closes, its net return updates the
+pattern's statistics and status in the transaction that writes the outcome, exactly once.
+
 A restart with the same ``session_id`` resumes from the stored state: bars already
 processed are not processed again, so no prediction is lost or stored twice (the feature
 stream is started again from the stored history up to the last processed bar, which gives
@@ -39,10 +45,11 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.accounting import WAIT
-from aster_rl.config import EnvConfig, FeaturesConfig, LiveConfig
+from aster_rl.config import EnvConfig, FeaturesConfig, LiveConfig, PatternsConfig
 from aster_rl.errors import DataError, RiskRefusal
 from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import SIDE_NAMES, BarResult
+from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
 from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
 from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard
 from aster_rl.storage import live_store
@@ -103,6 +110,8 @@ class LiveRunner:
         store_observations: bool = True,
         after_store: Callable[[int], None] | None = None,
         freeze_gc: bool = False,
+        patterns_cfg: PatternsConfig | None = None,
+        use_patterns: bool = True,
     ) -> None:
         if features not in ("auto", "batch", "incremental"):
             raise ValueError(f"features = {features!r}: use 'auto', 'batch' or 'incremental'")
@@ -125,6 +134,9 @@ class LiveRunner:
         # collector's generations: a full collection over them takes 50-100 ms and would otherwise
         # land inside a bar now and then. Process-wide, so for a process that runs the runner.
         self.freeze_gc = freeze_gc
+        self.patterns_cfg = patterns_cfg if patterns_cfg is not None else PatternsConfig()
+        self.use_patterns = use_patterns
+        self.patterns: PatternMatcher | None = None  # the library's usable patterns, loaded at start-up
         self.tf = timeframe_to_timedelta(source.timeframe)
         self.run_id = run_id(policy)
         self.model_version = model_version(policy)
@@ -136,6 +148,8 @@ class LiveRunner:
         self._stream: Any = None  # the FeatureStream of the incremental mode
         self._pending_pred: tuple[int, int] | None = None  # (decision ts ms, prediction id) of the pending entry
         self._position_pred: int | None = None  # prediction id of the open position
+        self._pending_pattern: dict[str, Any] | None = None  # matched pattern (name, regime, phase) of the pending entry
+        self._position_pattern: dict[str, Any] | None = None  # ... of the open position
         self._day: str | None = None
         self._day_start_equity = float(env_cfg.initial_equity_usd)
         self.summary = RunSummary(session_id)
@@ -162,6 +176,12 @@ class LiveRunner:
             self.prices.append(bar)
         self._backlog = backlog
         self._setup_features()
+        if self.use_patterns and self.schema is not None:
+            kept = state.get("patterns") if state is not None else None  # the session's set, as first loaded
+            if kept is not None:
+                self.patterns = PatternMatcher.from_snapshot(kept, self.patterns_cfg, self.schema.names)
+            else:
+                self.patterns = PatternMatcher.load(self.db, self.patterns_cfg, self.schema.names)
         trained = model_trained_at(self.policy)
         problem = RiskGuard.check_model(self.live_cfg, trained, getattr(self.policy, "schema", None), self.schema)
         if problem:
@@ -190,6 +210,8 @@ class LiveRunner:
         pp = state.get("pending_prediction")
         self._pending_pred = (int(pp[0]), pp[1]) if pp else None
         self._position_pred = state.get("position_prediction")
+        self._pending_pattern = state.get("pending_pattern")
+        self._position_pattern = state.get("position_pattern")
         self._day = state.get("day")
         self._day_start_equity = float(state.get("day_start_equity", self.env_cfg.initial_equity_usd))
         if hasattr(self.broker, "reconcile_orders"):
@@ -256,6 +278,9 @@ class LiveRunner:
             "broker": self.broker.state(),
             "pending_prediction": list(self._pending_pred) if self._pending_pred else None,
             "position_prediction": self._position_pred,
+            "pending_pattern": self._pending_pattern,
+            "position_pattern": self._position_pattern,
+            "patterns": self.patterns.snapshot() if self.patterns is not None else [],
             "day": self._day,
             "day_start_equity": self._day_start_equity,
             "run_id": self.run_id,
@@ -286,20 +311,25 @@ class LiveRunner:
             pid = pending_id if same_bar else self._position_pred
             if pid is None and pending_id is not None and self._position_pred is None:
                 pid = pending_id
+            ctx = self._pending_pattern if pid is not None and pid == pending_id else self._position_pattern
             out.append({
                 "prediction_id": pid, "status": "win" if tr["pnl_usd"] > 0 else "loss", "pnl_usd": float(tr["pnl_usd"]),
                 "exit_reason": tr["reason"], "fees_usd": float(tr["fees_usd"]), "funding_usd": float(tr["funding_usd"]),
                 "closed_at": int(tr["exit_time"]) // 1_000_000, "exit_price": float(tr["exit_price"]),
+                "pattern_update": outcome_update(tr, ctx, self.patterns_cfg),
             })
             self.summary.trades.append(tr)
             if pid == self._position_pred:
                 self._position_pred = None
+                self._position_pattern = None
         if result.opened is not None and pending_id is not None:
             still_open = not any(int(tr["entry_time"]) == int(result.opened["time"]) for tr in result.closed)
             if still_open:
                 self._position_pred = pending_id
+                self._position_pattern = self._pending_pattern
         if bar_ts_ns is not None or result.opened is not None:
             self._pending_pred = None  # the decision of the bar before has been carried out
+            self._pending_pattern = None
         return out
 
     # ------------------------------------------------------------ the loop
@@ -389,10 +419,13 @@ class LiveRunner:
         side, lev_i, prof_i = verdict.side, verdict.lev_i, verdict.prof_i
         intent = self.broker.intended(side)
         prediction = self._prediction(bar, t, obs, row, d, (side, lev_i, prof_i), intent, verdict, close_ms)
+        matched = self.patterns.match(row, intent) if self.patterns is not None and intent.startswith("open") else None
+        prediction["pattern"] = matched["pattern"] if matched else None
         orders = self.broker.planned_orders(t, side, lev_i, prof_i, close_ms, self.session_id)
         self.broker.submit(t, side, lev_i, prof_i)
         if intent.startswith("open"):
             self._pending_pred = (close_ms, None)  # its id is looked up by time when the entry fills
+            self._pending_pattern = matched
         pred_id = live_store.record_bar(
             self.db, self.session_id, state=self._state(bar.ts_ms), prediction=prediction, outcomes=outcomes, orders=orders,
             risk_events=[e.as_row(close_ms) for e in verdict.events],
@@ -409,6 +442,7 @@ class LiveRunner:
             outcomes = self._outcomes(done, None)
             if done.opened is None and done.skipped is False and intent.startswith("open"):
                 self._pending_pred = None
+                self._pending_pattern = None
             if outcomes or done.opened is not None:
                 live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
         self.summary.latencies_s.append(time.perf_counter() - started)

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import func, select
 
+from aster_rl.storage import pattern_store
 from aster_rl.storage.database import Database
 from aster_rl.storage.models import LiveOrder, LiveState, Prediction, RiskEvent
 
@@ -53,7 +54,10 @@ def record_bar(
 ) -> int | None:
     """Store one bar's work atomically; returns the new prediction's id.
 
-    ``outcomes`` are ``{"prediction_id": id, ...fields}`` updates of earlier predictions;
+    ``outcomes`` are ``{"prediction_id": id, ...fields}`` updates of earlier predictions; an
+    outcome may carry ``pattern_update`` (``net_return``, ``regime``, ``phase``, ``cfg``): when it
+    closes a prediction that names a library pattern, that pattern's statistics and status
+    are updated here, once (see :func:`_update_pattern`);
     ``orders`` get the new prediction's id unless they name one. A prediction that already
     exists for (session, ts) is not stored twice: its id is returned.
     """
@@ -74,6 +78,7 @@ def record_bar(
         for out in outcomes:
             fields = dict(out)
             pid = fields.pop("prediction_id", None)
+            pattern_update = fields.pop("pattern_update", None)
             if pid is None:
                 logger.warning("session %s: a closed trade has no prediction to attach to: %s", session_id, fields)
                 continue
@@ -82,8 +87,11 @@ def record_bar(
             if row is None:
                 logger.warning("session %s: prediction %s of a closed trade is missing", session_id, pid)
                 continue
+            was_closed = row.status in CLOSED_STATUSES
             for key, value in fields.items():
                 setattr(row, key, value)
+            if pattern_update is not None and row.pattern and not was_closed and row.status in CLOSED_STATUSES:
+                _update_pattern(s, session_id, row, pattern_update)
         for order in orders:
             _check_fields(order, ORDER_FIELDS, "order")
             if s.get(LiveOrder, order["client_order_id"]) is not None:
@@ -99,6 +107,20 @@ def record_bar(
             row.state = state
             row.updated_at = now
     return pred_id
+
+
+def _update_pattern(s: Any, session_id: str, row: Prediction, update: dict[str, Any]) -> None:
+    """The closed trade of ``row`` into the statistics of the pattern it matched (same transaction).
+
+    Called only when the prediction turns from not closed into win / loss, so each trade
+    counts once however often its outcome is written (restarts, reconciliation)."""
+    entry = pattern_store.apply_outcome(
+        s, update["cfg"], row.pattern, float(update["net_return"]), update.get("regime"), update.get("phase"),
+        ts_ms=int(row.closed_at) if row.closed_at is not None else None,
+    )
+    if entry is None:
+        logger.warning("session %s: pattern %r of prediction %s is no longer in the library; its outcome is not counted",
+                       session_id, row.pattern, row.id)
 
 
 def load_state(db: Database, session_id: str) -> dict[str, Any] | None:

@@ -122,19 +122,27 @@ def load_library(db: Database, cfg: PatternsConfig) -> PatternLibrary:
 
 
 def pattern_trades(db: Database, name: str) -> tuple[list[list[Any]], list[dict[str, Any]]]:
-    """A pattern's training trades and its closed live/paper trades (``predictions`` rows naming it)."""
+    """A pattern's training trades and its live/paper trades (``predictions`` rows naming it), each
+    with the ``net_return`` its outcome added to the statistics (None while open)."""
     db.ensure_checked()
     with db.session() as session:
         row = session.scalars(select(PatternRow).where(PatternRow.name == name)).first()
         if row is None:
             raise DataError(f"no pattern named {name!r} in {db.display_url}; `aster-rl patterns` lists them")
         training = list((row.definition or {}).get("trades") or [])
+        # the net return each live outcome added to the statistics, by its close time
+        counted = {
+            int(h.ts): (h.snapshot or {}).get("net_return")
+            for h in session.scalars(select(PatternHistory).where(PatternHistory.pattern_name == name))
+            if (h.snapshot or {}).get("net_return") is not None
+        }
         live = [
             {
                 "ts": p.ts,
                 "side": p.side,
                 "status": p.status,
                 "pnl_usd": p.pnl_usd,
+                "net_return": counted.get(int(p.closed_at)) if p.closed_at is not None else None,
                 "exit_reason": p.exit_reason,
                 "closed_at": p.closed_at,
             }
@@ -156,14 +164,32 @@ def record_outcome(
     db.ensure_checked()
     try:
         with db.session() as session:
-            row = session.scalars(select(PatternRow).where(PatternRow.name == name)).first()
-            if row is None:
+            entry = apply_outcome(session, cfg, name, net_return, regime, phase, ts_ms)
+            if entry is None:
                 raise DataError(f"no pattern named {name!r} in {db.display_url}; `aster-rl patterns` lists them")
-            library = PatternLibrary(cfg, [_entry_from_row(row, [])])
-            entry = library.record_outcome(name, net_return, regime, phase, ts_ms)
-            event = entry.history[-1]
-            _fill_row(row, entry, None, event.ts_ms)
-            session.add(PatternHistory(pattern_name=name, ts=event.ts_ms, event=event.event, snapshot=_clean(event.snapshot)))
     except SQLAlchemyError as e:
         raise StorageError(f"cannot update pattern {name!r} in {db.display_url}: {e}") from None
+    return entry
+
+
+def apply_outcome(
+    session: Any,
+    cfg: PatternsConfig,
+    name: str,
+    net_return: float,
+    regime: str | None = None,
+    phase: str | None = None,
+    ts_ms: int | None = None,
+) -> LibraryEntry | None:
+    """:func:`record_outcome` inside the caller's transaction ``session`` (e.g. the live runner's
+    bar, so the prediction's outcome and the pattern's update commit together).
+    Returns the updated entry, or None when no pattern has that name."""
+    row = session.scalars(select(PatternRow).where(PatternRow.name == name)).first()
+    if row is None:
+        return None
+    library = PatternLibrary(cfg, [_entry_from_row(row, [])])
+    entry = library.record_outcome(name, net_return, regime, phase, ts_ms)
+    event = entry.history[-1]
+    _fill_row(row, entry, None, event.ts_ms)
+    session.add(PatternHistory(pattern_name=name, ts=event.ts_ms, event=event.event, snapshot=_clean(event.snapshot)))
     return entry
