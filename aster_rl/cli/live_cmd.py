@@ -108,7 +108,8 @@ def run_live(args, config: AppConfig) -> int:
     if mode == "replay" and not args.session:
         session += f":{source.market.candles.index[source.start]:%Y%m%dT%H%M}-{source.market.candles.index[source.end - 1]:%Y%m%dT%H%M}"
     runner = LiveRunner(policy, source, broker, db, env_cfg=env_cfg, live_cfg=config.live, features_cfg=feats_cfg,
-                        session_id=session, mode=mode, features=args.features, prices=prices, freeze_gc=mode != "replay")
+                        session_id=session, mode=mode, features=args.features, prices=prices, freeze_gc=mode != "replay",
+                        patterns_cfg=config.patterns)
     summary = runner.run(max_bars=args.max_bars)
     trades = summary.trades
     wins = sum(1 for t in trades if t["pnl_usd"] > 0)
