@@ -202,6 +202,7 @@ class LiveConfig(_Section):
 
     mode: Literal["paper", "real"] = "paper"
     poll_interval_s: float = Field(1.0, gt=0)
+    use_websocket: bool = True  # ccxt.pro candle stream as an early bar-close signal; REST stays the source
     max_leverage: int = Field(20, ge=1)
     max_notional_usd: float = Field(5_000.0, gt=0)
     max_open_positions: int = Field(1, ge=0)

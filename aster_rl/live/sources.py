@@ -6,7 +6,9 @@
   and :mod:`aster_rl.download` (which stores every closed candle and funding settlement
   in the database first), then reads the new closed bars back from the database. Between
   bars it reports the last traded price about every ``poll_interval_s`` seconds, for the
-  paper broker's stop / target watch.
+  paper broker's stop / target watch. With ``websocket=True`` a ccxt.pro candle stream
+  (:class:`aster_rl.exchange.CandleWatcher`) tells it sooner that a bar has closed; the
+  bar itself still comes through the same REST download, which stays the fallback.
 
 Both give the market *as known at a bar's close* for the features: the whole history
 (:meth:`market_at`, to start the runner's feature stream) or only its last bars
@@ -219,6 +221,10 @@ class ExchangeSource:
         clock: Clock = _utc_now,
         sleep: Callable[[float], None] = time.sleep,
         companions: bool = True,
+        websocket: bool = False,
+        ws_client_factory: Callable[[], Any] | None = None,
+        ws_retry_s: float = 5.0,
+        ws_max_retry_s: float = 300.0,
     ) -> None:
         self.client = client
         self.db = db
@@ -236,8 +242,23 @@ class ExchangeSource:
         self.resume_after: pd.Timestamp | None = None
         self._cfg = data_cfg.model_copy(update={"source": self.source_name})
         self._market_id: str | None = None
+        self.websocket = bool(websocket)
+        self._ws_client_factory = ws_client_factory
+        self._ws_retry_s = float(ws_retry_s)
+        self._ws_max_retry_s = float(ws_max_retry_s)
+        self.watcher: Any = None  # aster_rl.exchange.CandleWatcher while bars() runs with websocket=True
+        self.early_polls = 0  # polls started by the websocket before the clock reached the bar's close
 
     # ------------------------------------------------------------ downloading
+
+    def _exchange_now(self) -> pd.Timestamp:
+        """The clock, or later when the websocket has already shown a candle opening after it
+        (the exchange's own clock is then ahead: the candles before that one are closed)."""
+        now = self._clock()
+        seen = self.watcher.latest_open_ms if self.watcher is not None else None
+        if seen is not None:
+            now = max(now, pd.Timestamp(seen, unit="ms", tz="UTC"))
+        return now
 
     def _download(self, since: pd.Timestamp) -> None:
         from aster_rl.download import download_candles, download_funding
@@ -247,12 +268,12 @@ class ExchangeSource:
             symbols += [self.data_cfg.btc_symbol, self.data_cfg.eth_symbol]
         for sym in symbols:
             try:
-                download_candles(self.client, self.db, self.source_name, sym, self.timeframe, since, now=self._clock)
+                download_candles(self.client, self.db, self.source_name, sym, self.timeframe, since, now=self._exchange_now)
             except DataError:
                 if sym == self.symbol:
                     raise
                 logger.warning("companion %s: no candles from the exchange; macro features use neutral values", sym)
-        download_funding(self.client, self.db, self.source_name, self.symbol, since - pd.Timedelta(hours=8), now=self._clock)
+        download_funding(self.client, self.db, self.source_name, self.symbol, since - pd.Timedelta(hours=8), now=self._exchange_now)
 
     def _load(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> MarketBundle:
         from aster_rl.storage import load_market
@@ -291,19 +312,69 @@ class ExchangeSource:
 
     def bars(self, on_tick: Callable[[float, pd.Timestamp], bool] | None = None) -> Iterator[SourceBar]:
         """New closed bars as they close. Between bars ``on_tick(price, now)`` is called about
-        every ``poll_interval_s``; returning False ends the stream."""
-        while True:
-            for bar in self.poll_new_bars():
-                yield SourceBar(bar)
-            next_close = (self.last_emitted + 2 * self._tf) if self.last_emitted is not None else self._clock()
-            while self._clock() < next_close:
-                if on_tick is not None:
-                    price = self.last_price()
-                    if not on_tick(price, self._clock()):
-                        return
-                self._sleep(self.poll_interval_s)
-            if on_tick is not None and not on_tick(None, self._clock()):
-                return
+        every ``poll_interval_s``; returning False ends the stream.
+
+        With the websocket on, a candle opening at the next bar's close ends the wait at once
+        (the REST download then fetches the closed bar); a websocket poll that found nothing
+        new waits one ``poll_interval_s`` before the next, so REST is never hammered."""
+        self._start_watcher()
+        try:
+            early = hold = False
+            while True:
+                new = self.poll_new_bars()
+                for bar in new:
+                    yield SourceBar(bar)
+                hold = early and not new  # the websocket ran ahead of REST: pause once before polling again
+                early = False
+                next_close = (self.last_emitted + 2 * self._tf) if self.last_emitted is not None else self._clock()
+                next_close_ms = int(next_close.value // 1_000_000)
+                while self._clock() < next_close:
+                    if not hold and self._ws_closed(next_close_ms):
+                        early = True
+                        self.early_polls += 1
+                        break
+                    if on_tick is not None:
+                        price = self.last_price()
+                        if not on_tick(price, self._clock()):
+                            return
+                    self._pause(self.poll_interval_s, None if hold else next_close_ms)
+                    hold = False
+                if on_tick is not None and not on_tick(None, self._clock()):
+                    return
+        finally:
+            self.close()
+
+    # ------------------------------------------------------------ websocket hint
+
+    def _start_watcher(self) -> None:
+        if not self.websocket or self.watcher is not None:
+            return
+        from aster_rl.exchange import CandleWatcher, make_pro_exchange
+
+        factory = self._ws_client_factory or (lambda: make_pro_exchange(self.data_cfg))
+        self.watcher = CandleWatcher(
+            factory, self.symbol, self.timeframe, retry_s=self._ws_retry_s, max_retry_s=self._ws_max_retry_s
+        ).start()
+
+    def _ws_closed(self, close_ms: int) -> bool:
+        """The websocket has shown a candle opening at or after ``close_ms``."""
+        seen = self.watcher.latest_open_ms if self.watcher is not None else None
+        return seen is not None and seen >= close_ms
+
+    def _pause(self, seconds: float, close_ms: int | None) -> None:
+        """``sleep(seconds)``; with a live websocket and a ``close_ms``, a wall-clock wait that a
+        candle opening at ``close_ms`` (or the socket going down) ends early."""
+        watcher = self.watcher
+        if close_ms is not None and watcher is not None and watcher.live:
+            watcher.wait_for_open(close_ms, seconds)
+        else:
+            self._sleep(seconds)
+
+    def close(self) -> None:
+        """Stop the websocket watcher, if any (bars() does this when it ends)."""
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.close()
 
     def market_at(self, last_open: pd.Timestamp) -> MarketBundle:
         from aster_rl.features import TENTACLE_WINDOW_HOURS, WINDOW_BARS
