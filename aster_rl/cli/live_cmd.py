@@ -98,7 +98,7 @@ def run_live(args, config: AppConfig) -> int:
 
         client = ExchangeClient.from_config(config.data, with_secrets=args.real)
         source = ExchangeSource(client, db, config.data, history_bars=config.live.warmup_bars,
-                                poll_interval_s=config.live.poll_interval_s)
+                                poll_interval_s=config.live.poll_interval_s, websocket=config.live.use_websocket)
         mode = "real" if args.real else "paper"
     if mode == "real":
         broker = RealBroker(source.client, config.data.symbol, env_cfg, config.live, prices)
