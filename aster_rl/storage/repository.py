@@ -338,8 +338,8 @@ def load_market(
     base bar opening at ``end``: base bars opening in ``[start, end]`` and the events of those bars.
 
     With ``timeframe`` above the base, candles (and BTC/ETH) are resampled from those base bars into
-    complete higher bars only (a higher bar still open at ``end`` is absent; ``start`` is rounded up to a
-    whole higher bar). Missing parts are None.
+    complete higher bars only (a higher bar still open at ``end`` is absent; ``start``, or the first stored
+    bar when ``start`` is None, is rounded up to a whole higher bar). Missing parts are None.
     """
     source, symbol, base = data_cfg.source, data_cfg.symbol, data_cfg.timeframe
     target = timeframe or base
@@ -351,9 +351,13 @@ def load_market(
     if start_ts is not None and target != base:
         start_ts = start_ts.ceil(target_td)  # never start inside a higher bar
     base_end = end_ts  # base bars opening after ``end`` are unknown, so a higher bar they would close is dropped
+    base_candles = load_candles(db, source, symbol, base, start_ts, base_end)
+    if start_ts is None and target != base and not base_candles.empty:
+        start_ts = base_candles.index[0].ceil(target_td)  # stored bars may begin inside a higher bar
+        base_candles = base_candles.loc[start_ts:]
 
     def candles_of(sym: str) -> pd.DataFrame | None:
-        frame = load_candles(db, source, sym, base, start_ts, base_end)
+        frame = base_candles if sym == symbol else load_candles(db, source, sym, base, start_ts, base_end)
         if frame.empty:
             return None
         return frame if target == base else resample_candles(frame, base, target)

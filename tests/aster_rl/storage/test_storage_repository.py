@@ -212,3 +212,12 @@ def test_load_market_resamples_to_complete_higher_bars_only(db):
     assert late.candles.index[0] == market.candles.index[0] + pd.Timedelta("1h")
     with pytest.raises(DataError, match="whole multiple"):
         load_market(db, _cfg(), timeframe="7m")
+
+
+def test_load_market_skips_a_higher_bar_the_stored_bars_begin_inside(db):
+    candles = make_candles(36, seed=12).iloc[6:]  # stored from 00:30: the first hour lacks half its bars
+    upsert_candles(db, SOURCE, _cfg().symbol, "5m", candles)
+    hourly = load_market(db, _cfg(), timeframe="1h").candles
+    assert hourly.index[0] == candles.index[0].ceil("1h")
+    assert hourly.iloc[0]["open"] == candles.loc[hourly.index[0], "open"]
+    assert hourly.iloc[0]["volume"] == pytest.approx(candles.loc[hourly.index[0] :].iloc[:12]["volume"].sum())
