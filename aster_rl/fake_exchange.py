@@ -452,7 +452,7 @@ class FakeAsterExchange:
     def _trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
         frame = self._trade_rows(p, TRADES_MAX_LIMIT)
         out = []
-        for i, (ts, row) in enumerate(frame.iterrows()):
+        for ts, row in frame.iterrows():
             price, qty = float(row["price"]), float(row["amount"])
             out.append(
                 {
@@ -486,12 +486,7 @@ class FakeAsterExchange:
 
     def _ticker_price(self, p: dict[str, str]) -> Any:
         rows = [{"symbol": mid, "price": f"{self.last_price(mid):.8g}", "time": self.now_ms} for mid in self._frames]
-        if "symbol" in p:
-            match = [r for r in rows if r["symbol"] == p["symbol"]]
-            if not match:
-                raise FakeApiError(400, -1121, "Invalid symbol.")
-            return match[0]
-        return rows
+        return _one_or_all(rows, p)
 
     def _book_ticker(self, p: dict[str, str]) -> Any:
         rows = []
@@ -500,12 +495,7 @@ class FakeAsterExchange:
             rows.append(
                 {"symbol": mid, "bidPrice": bids[0][0], "bidQty": bids[0][1], "askPrice": asks[0][0], "askQty": asks[0][1], "time": self.now_ms}
             )
-        if "symbol" in p:
-            match = [r for r in rows if r["symbol"] == p["symbol"]]
-            if not match:
-                raise FakeApiError(400, -1121, "Invalid symbol.")
-            return match[0]
-        return rows
+        return _one_or_all(rows, p)
 
     def _premium_index(self, p: dict[str, str]) -> Any:
         rows = []
@@ -528,12 +518,7 @@ class FakeAsterExchange:
                     "time": self.now_ms,
                 }
             )
-        if "symbol" in p:
-            match = [r for r in rows if r["symbol"] == p["symbol"]]
-            if not match:
-                raise FakeApiError(400, -1121, "Invalid symbol.")
-            return match[0]
-        return rows
+        return _one_or_all(rows, p)
 
     def _exchange_info(self, p: dict[str, str]) -> dict[str, Any]:
         symbols = []
@@ -593,6 +578,16 @@ def _to_ms(when: pd.Timestamp | str | int) -> int:
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
     return int(ts.value // 1_000_000)
+
+
+def _one_or_all(rows: list[dict[str, Any]], p: dict[str, str]) -> Any:
+    """The row of the requested ``symbol``, or every row when none is asked for."""
+    if "symbol" not in p:
+        return rows
+    match = [r for r in rows if r["symbol"] == p["symbol"]]
+    if not match:
+        raise FakeApiError(400, -1121, "Invalid symbol.")
+    return match[0]
 
 
 def _required(p: dict[str, str], name: str) -> str:

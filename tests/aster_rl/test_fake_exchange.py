@@ -95,6 +95,18 @@ def test_unknown_symbol_and_interval_are_aster_errors(fake):
     assert status == 400 and body["code"] == -1120
 
 
+def test_tickers_answer_one_symbol_or_all(fake, market):
+    for path in ("ticker/price", "ticker/bookTicker", "premiumIndex"):
+        status, rows = _get(f"{fake.url}/fapi/v3/{path}")
+        assert status == 200 and {r["symbol"] for r in rows} == {"ASTERUSDT", "BTCUSDT", "ETHUSDT"}
+        status, row = _get(f"{fake.url}/fapi/v3/{path}?symbol=BTCUSDT")
+        assert status == 200 and row["symbol"] == "BTCUSDT"
+        status, body = _get(f"{fake.url}/fapi/v3/{path}?symbol=NOPEUSDT")
+        assert status == 400 and body["code"] == -1121
+    _, row = _get(f"{fake.url}/fapi/v3/ticker/price?symbol=ASTERUSDT")
+    assert float(row["price"]) == pytest.approx(market.candles["close"].iloc[-1], rel=1e-7)
+
+
 def test_funding_trades_and_book_through_ccxt(client, market):
     funding = client.fetch_funding_history(SYMBOL, int(market.candles.index[0].value // 1_000_000), limit=1000)
     expected = market.funding
