@@ -81,11 +81,17 @@ def to_timestamp(value: pd.Timestamp | str | int | None, name: str) -> pd.Timest
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _required_start(since: pd.Timestamp | str | int | None) -> pd.Timestamp:
+def _requested_span(
+    since: pd.Timestamp | str | int | None, until: pd.Timestamp | str | int | None
+) -> tuple[pd.Timestamp, pd.Timestamp | None]:
+    """``(since, until)`` as UTC timestamps; ``since`` is required and not after ``until``."""
     start = to_timestamp(since, "since")
     if start is None:
         raise DataError("since is required: the first date to download, e.g. 2025-09-19")
-    return start
+    end = to_timestamp(until, "until")
+    if end is not None and end < start:
+        raise DataError(f"until={end} is before since={start}")
+    return start, end
 
 
 def _ms(ts: pd.Timestamp) -> int:
@@ -125,10 +131,7 @@ def download_candles(
     tf_ms = timeframe_to_ms(timeframe)
     if not 1 <= page_limit <= KLINES_PAGE:
         raise ValueError(f"page_limit={page_limit}: must be within 1..{KLINES_PAGE}")
-    start = _required_start(since)
-    end = to_timestamp(until, "until")
-    if end is not None and end < start:
-        raise DataError(f"until={end} is before since={start}")
+    start, end = _requested_span(since, until)
     last_stored = last_candle_time(db, source, symbol, timeframe)
     resumed = last_stored is not None and last_stored >= start
     if resumed:
@@ -190,8 +193,7 @@ def download_funding(
     max_pages: int | None = None,
 ) -> DownloadReport:
     """Download funding settlements in ``[since, until]``, resuming after the newest stored one."""
-    start = _required_start(since)
-    end = to_timestamp(until, "until")
+    start, end = _requested_span(since, until)
     stored = load_funding(db, source, symbol, start=start)
     resumed = len(stored) > 0
     if resumed:

@@ -146,6 +146,10 @@ def test_bad_dates_are_clear_errors(client, db, fake, market):
         download_candles(client, db, SOURCE, SYMBOL, "5m", "yesterday-ish", now=fake.now)
     with pytest.raises(DataError, match="is before since"):
         download_candles(client, db, SOURCE, SYMBOL, "5m", "2025-03-02", until="2025-03-01", now=fake.now)
+    with pytest.raises(DataError, match="is before since"):
+        download_funding(client, db, SOURCE, SYMBOL, "2025-03-02", until="2025-03-01", now=fake.now)
+    with pytest.raises(DataError, match="since is required"):
+        download_funding(client, db, SOURCE, SYMBOL, None, now=fake.now)
 
 
 def test_funding_history_pages_and_resumes(client, db, fake, market):
