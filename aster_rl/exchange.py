@@ -233,6 +233,15 @@ class ExchangeClient:
     def server_time_ms(self) -> int:
         return int(self.call("fetch_time", self.exchange.fetch_time))
 
+    def now(self) -> pd.Timestamp:
+        """The exchange's clock when it reports one (``fetchTime``), else this machine's UTC clock.
+
+        Whether a candle has closed is the exchange's call: a local clock running ahead of it
+        would take the still-forming candle for a closed one."""
+        if self.exchange.has.get("fetchTime"):
+            return pd.Timestamp(self.server_time_ms(), unit="ms", tz="UTC")
+        return pd.Timestamp.now(tz="UTC")
+
     # ------------------------------------------------------------ market data
 
     def fetch_klines(

@@ -48,14 +48,14 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     db.init_schema()
     client.market(symbol)  # unknown symbols fail before anything is written
 
-    report = download_candles(client, db, source, symbol, timeframe, since, args.until, progress=None)
+    report = download_candles(client, db, source, symbol, timeframe, since, args.until, progress=None, now=client.now)
     print(
         f"{symbol} {timeframe} from {exchange_id}: {report.fetched} bars fetched, {report.new} new"
         + (f" ({report.first:%Y-%m-%d %H:%M} .. {report.last:%Y-%m-%d %H:%M} UTC)" if report.first is not None else "")
         + (", resumed after the stored bars" if report.resumed else "")
     )
     if args.funding:
-        funding = download_funding(client, db, source, symbol, since, args.until)
+        funding = download_funding(client, db, source, symbol, since, args.until, now=client.now)
         print(f"funding: {funding.fetched} settlements fetched, {funding.new} new")
     if args.snapshot:
         snap = download_snapshot(client, db, source, symbol)

@@ -194,3 +194,17 @@ def test_cli_download_twice_and_bad_symbol(fake, market, tmp_path, capsys):
     assert main([*base, "data", "download", "--symbol", "NOPE/USDT:USDT", "--since", since]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown symbol 'NOPE/USDT:USDT'" in err
+
+
+def test_cli_download_goes_by_the_exchange_clock(fake, market, tmp_path, capsys):
+    from aster_rl.cli import main
+
+    fake.set_now(market.candles.index[-1] + pd.Timedelta("2min"))  # the last bar is still forming on the exchange
+    since = f"{market.candles.index[0]:%Y-%m-%dT%H:%M}"
+    args = ["--set", f"data.api_url={fake.url}", "--set", f"data.data_dir={tmp_path.as_posix()}",
+            "--set", "data.rate_limit_ms=0", "--set", "data.retry_backoff_s=0",
+            "data", "download", "--symbol", SYMBOL, "--timeframe", "5m", "--since", since, "--no-snapshot"]
+    assert main(args) == 0
+    assert f"{N_BARS - 1} bars fetched, {N_BARS - 1} new" in capsys.readouterr().out
+    db = Database(f"sqlite:///{(tmp_path / 'aster_rl.db').as_posix()}")
+    assert load_candles(db, "aster", SYMBOL, "5m").index[-1] == market.candles.index[-2]
