@@ -21,7 +21,7 @@ from aster_rl.config import FeaturesConfig
 from aster_rl.errors import DataError
 from aster_rl.market import MarketBundle
 from aster_rl.tentacles import TENTACLES
-from aster_rl.tentacles.btc_cycle import PHASES
+from aster_rl.tentacles.btc_cycle import PHASES, days_of_row
 from aster_rl.tentacles.regime import STATE_NAMES
 from aster_rl.tentacles.strategy import PROFILES
 from aster_rl.timeframes import timeframe_to_timedelta
@@ -218,7 +218,7 @@ def brain_report(market: MarketBundle, features: Any | None, at: pd.Timestamp | 
         phase = int(round(_num(row, "btc_cycle_phase")))
         cycle = {
             "phase": PHASES[min(max(phase, 0), len(PHASES) - 1)],
-            "days_since_halving": _num(row, "btc_cycle_days"),
+            "days_since_halving": days_of_row(row) if "btc_cycle_years" in row.index else 0.0,
             "progress": _num(row, "btc_cycle_progress"),
         }
     mtf: dict[str, Any] = {}

@@ -17,6 +17,11 @@ phase                       days         aggression (leverage band)
 Each lower bound belongs to its phase (day 180.0 is bull market phase 1). Before the
 first listed halving the cycle is extrapolated one ``cycle_days`` backwards. Halving
 dates are a parameter: add the next one when it is known.
+
+The time since the halving enters the features as ``btc_cycle_years`` (days / 365.25:
+0..4 within a cycle, still of order 1 when the next halving is not listed yet), never as
+a raw day count, which would reach ~1460 in the observation; :func:`days_of_row` gives
+the day count back for readings and reports.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ logger = logging.getLogger(__name__)
 NAME = "btc_cycle"
 HALVINGS: tuple[str, ...] = ("2012-11-28", "2016-07-09", "2020-05-11", "2024-04-20")
 CYCLE_DAYS = 1460.0
+DAYS_PER_YEAR = 365.25
 
 PHASES: tuple[str, ...] = (
     "POST_HALVING_ACCUMULATION",
@@ -146,7 +152,7 @@ def features(market: MarketBundle, context: pd.DataFrame, halvings: Iterable[str
     lo = starts[phase]
     hi = np.maximum(starts[phase + 1], lo + 1.0)
     out = {
-        f"{NAME}_days": days,
+        f"{NAME}_years": days / DAYS_PER_YEAR,
         f"{NAME}_phase": phase.astype(float),
         f"{NAME}_progress": np.clip(days / cycle_days, 0.0, 1.0),
         f"{NAME}_phase_progress": np.clip((days - lo) / (hi - lo), 0.0, 1.0),
@@ -156,12 +162,17 @@ def features(market: MarketBundle, context: pd.DataFrame, halvings: Iterable[str
     return pd.DataFrame(out, index=index)
 
 
+def days_of_row(row: pd.Series) -> float:
+    """Days since the halving from a feature row's ``btc_cycle_years`` (rounded to 1e-3 days against float32 error)."""
+    return round(float(row[f"{NAME}_years"]) * DAYS_PER_YEAR, 3)
+
+
 def reading(row: pd.Series) -> str:
     """``"Day 527 of the cycle: bull market phase 1 (aggressive, 20-40x)"``."""
-    days = float(row[f"{NAME}_days"])
+    days = days_of_row(row)
     phase = int(row[f"{NAME}_phase"])
     mood, lo, hi = PHASE_AGGRESSION[phase]
     return f"Day {int(days)} of the cycle: {phase_label(phase)} ({mood}, {lo}-{hi}x)"
 
 
-TENTACLE = Tentacle(name=NAME, features=features, reading=reading, warmup=lambda p: 0, defaults=DEFAULTS)
+TENTACLE = Tentacle(name=NAME, features=features, reading=reading, warmup=lambda p: 0, defaults=DEFAULTS, version=2)

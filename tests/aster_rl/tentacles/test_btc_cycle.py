@@ -5,10 +5,14 @@ from hypothesis import given, settings, strategies as st
 
 from aster_rl.market import MarketBundle
 from aster_rl.tentacles import TENTACLES
-from aster_rl.tentacles.btc_cycle import PHASES, cycle_phase, cycle_rows, reading
+from aster_rl.tentacles.btc_cycle import DAYS_PER_YEAR, PHASES, cycle_phase, cycle_rows, reading
 from factories import make_candles
 
 TENTACLE = TENTACLES["btc_cycle"]
+
+
+def days(f: pd.DataFrame) -> pd.Series:
+    return f["btc_cycle_years"] * DAYS_PER_YEAR
 
 
 def daily_market(start: str, n: int, timeframe: str = "1d") -> MarketBundle:
@@ -20,9 +24,9 @@ def test_halving_boundary_5m_bars():
     f = TENTACLE.compute(market)
     # 23:50 closes at 23:55 (old cycle, bear); 23:55 closes exactly at the halving (new cycle, day 0).
     assert f["btc_cycle_phase"].tolist() == [4, 0, 0, 0]
-    assert f["btc_cycle_days"].iloc[0] > 1439
-    assert f["btc_cycle_days"].iloc[1] == 0.0
-    assert f["btc_cycle_days"].iloc[2] == pytest.approx(5 / 1440)
+    assert days(f).iloc[0] > 1439
+    assert days(f).iloc[1] == 0.0
+    assert days(f).iloc[2] == pytest.approx(5 / 1440)
     assert f["btc_cycle_accumulation"].tolist() == [0, 1, 1, 1]
     assert f["btc_cycle_bear"].tolist() == [1, 0, 0, 0]
 
@@ -33,8 +37,8 @@ def test_halving_day_vs_day_before_daily_bars():
     # The one of 04-18 is the old cycle's last day.
     f0 = TENTACLE.compute(daily_market("2024-04-18", 3))
     assert f0["btc_cycle_phase"].tolist() == [4, 0, 0]
-    assert f0["btc_cycle_days"].tolist() == [pytest.approx(1439.0), 0.0, 1.0]
-    assert f["btc_cycle_days"].tolist() == [0.0, 1.0]
+    assert days(f0).tolist() == [pytest.approx(1439.0), 0.0, pytest.approx(1.0)]
+    assert days(f).tolist() == [0.0, pytest.approx(1.0)]
     assert cycle_phase("2024-04-20 00:00").phase == 0
     assert cycle_phase("2024-04-19 23:59:59").phase == 4
 
@@ -63,7 +67,7 @@ def test_reading_and_one_hot_columns():
     row = TENTACLE.compute(market).iloc[0]
     assert reading(row).startswith("Day 527 of the cycle: bull market phase 1")
     assert cycle_phase("2025-09-29").reading == "Day 527 of the cycle: bull market phase 1"
-    onehot = row[[c for c in row.index if c not in ("btc_cycle_days", "btc_cycle_phase", "btc_cycle_progress", "btc_cycle_phase_progress")]]
+    onehot = row[[c for c in row.index if c not in ("btc_cycle_years", "btc_cycle_phase", "btc_cycle_progress", "btc_cycle_phase_progress")]]
     assert onehot.sum() == 1 and row["btc_cycle_bull_phase_1"] == 1
 
 
@@ -72,7 +76,22 @@ def test_custom_halvings_parameter():
     default = TENTACLE.compute(market)
     assert (default["btc_cycle_progress"] == 1.0).all()  # past 1460 days with no newer halving listed
     custom = TENTACLE.compute(market, halvings=("2024-04-20", "2028-05-02"))
-    assert custom["btc_cycle_days"].tolist() == [0.0, 1.0, 2.0]
+    assert days(custom).tolist() == [0.0, pytest.approx(1.0), pytest.approx(2.0)]
+
+
+def test_no_column_grows_with_the_day_count():
+    # 2030: six years after the last listed halving. Every column stays of order 1 (no raw day count).
+    f = TENTACLE.compute(daily_market("2024-04-18", 2200))
+    assert f.abs().to_numpy().max() <= 6.1
+    assert days(f).iloc[-1] == pytest.approx(2198.0)
+
+
+def test_reading_counts_whole_days_from_float32_rows():
+    # The feature matrix is float32: a whole day count must not read as the day before.
+    f = TENTACLE.compute(daily_market("2024-04-19", 1500))
+    for d in (1, 5, 7, 365, 527, 1000, 1460):
+        row = f.iloc[d].astype(np.float32).astype(float)
+        assert reading(row).startswith(f"Day {d} of the cycle")
 
 
 def test_cycle_rows_for_the_table():
