@@ -6,7 +6,7 @@
   expectancy) and the library status rule;
 - :mod:`aster_rl.patterns.outcomes` — trade outcomes of fixed-rule entries through the
   accounting core's arithmetic;
-- :mod:`aster_rl.patterns.miner` — bounded enumeration, permutation p-values and the
+- :mod:`aster_rl.patterns.miner` — bounded enumeration, circular-shift p-values and the
   Benjamini–Hochberg correction;
 - :mod:`aster_rl.patterns.library` — the library: patterns with statistics, updates from
   closed trades, status changes and their history.

@@ -18,20 +18,22 @@ close inside the range to count):
    A candidate trades one position at a time (:func:`~aster_rl.patterns.outcomes.entry_chain`):
    signals while a trade is open are skipped, so its trades do not overlap. Candidates
    with fewer than ``min_trades`` trades are not evaluated.
-4. **p-value: random entry times, matched in count, same range, side and profile.**
-   The null hypothesis is that the pattern's entries are no better than entries at
-   random bars of the same range: its mean net return is compared with the mean over
-   all entry bars of the range. A Monte Carlo permutation p-value cannot go below
-   ``1 / (permutations + 1)``, while Benjamini–Hochberg over *m* candidates needs
-   p-values near ``fdr / m`` (≈ 1e-5 for thousands of candidates), so the p-value uses
-   the permutation distribution's large-sample form: the Welch statistic
-   ``t = (mean_pattern − mean_all) / sqrt(s²_pattern / k + s²_all / N)`` with a normal
-   tail (one-sided). Studentizing with the pattern's own variance keeps the test valid
-   when a pattern picks volatile bars (Janssen 1997; Chung & Romano 2013), where the
-   plain permutation variance would favour them. Comparing with random entries of the
-   same range (rather than with zero) means a range that simply trended does not make
-   every long pattern look good. For the kept patterns, a Monte Carlo permutation
-   p-value (``permutations`` random entry sets) is reported beside it as a check.
+4. **p-value: random entry times, same count, range, side and profile**
+   (:func:`shift_pvalue`). The null hypothesis is that the pattern's entries are no
+   better than entries at other times of the same range. Its trades are compared with
+   ``permutations`` circular shifts of its own entry bars (every entry moved by the
+   same offset of at least ``MIN_SHIFT_BARS`` bars, or a quarter of a shorter range,
+   wrapping inside the range), which
+   keep the entry count and their clustering in time; the standard error is the larger
+   of the shifted means' spread and the pattern's own ``s / sqrt(k)``, and the one-sided
+   p-value is the normal tail of ``z = (mean_pattern - mean_shifted) / se``. A Monte
+   Carlo rank p-value cannot go below ``1 / (permutations + 1)``, while
+   Benjamini–Hochberg over *m* candidates needs p-values near ``fdr / m`` (≈ 1e-5 for
+   thousands of candidates), hence the normal tail. Comparing with other entry times of
+   the same range (rather than with zero) means a range that simply trended does not
+   make every long pattern look good. For the kept patterns, a Monte Carlo permutation
+   p-value of the Welch statistic against random entry sets of the same size
+   (:func:`permutation_pvalue`) is reported beside it as a check.
 5. **Selection.** *Naive*: p < ``NAIVE_ALPHA`` (0.05), expectancy after costs > 0.
    *Corrected*: Benjamini–Hochberg at ``fdr`` over all evaluated candidates, and
    expectancy after costs > 0. The library keeps the corrected list.
