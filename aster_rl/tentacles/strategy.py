@@ -89,12 +89,19 @@ def _pattern_columns(context: pd.DataFrame, n: int) -> tuple[np.ndarray, bool]:
     return np.clip(values.max(axis=1), 0.0, 1.0), True
 
 
+def cycle_band(phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cycle phase's aggression band (low, high leverage) per row."""
+    return (
+        np.array([a[1] for a in PHASE_AGGRESSION], dtype=float)[phase],
+        np.array([a[2] for a in PHASE_AGGRESSION], dtype=float)[phase],
+    )
+
+
 def leverage_band(profile: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Profile band ∩ cycle band; if disjoint, the profile band's edge nearest the cycle band."""
     p_lo = np.array([b[0] for b in PROFILE_BANDS], dtype=float)[profile]
     p_hi = np.array([b[1] for b in PROFILE_BANDS], dtype=float)[profile]
-    c_lo = np.array([a[1] for a in PHASE_AGGRESSION], dtype=float)[phase]
-    c_hi = np.array([a[2] for a in PHASE_AGGRESSION], dtype=float)[phase]
+    c_lo, c_hi = cycle_band(phase)
     lo = np.maximum(p_lo, c_lo)
     hi = np.minimum(p_hi, c_hi)
     disjoint = lo > hi
@@ -139,8 +146,7 @@ def features(
     profile = np.where(position, POSITION, np.where(swing, SWING, SCALP)).astype(int)
 
     lo, hi = leverage_band(profile, phase)
-    c_lo = np.array([a[1] for a in PHASE_AGGRESSION], dtype=float)[phase]
-    c_hi = np.array([a[2] for a in PHASE_AGGRESSION], dtype=float)[phase]
+    c_lo, c_hi = cycle_band(phase)
 
     out: dict[str, np.ndarray] = {
         f"{NAME}_profile": profile.astype(float),
