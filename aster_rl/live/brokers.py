@@ -59,7 +59,8 @@ class PaperBroker:
         self.prices = prices
         self.acc = SingleAccount(env_cfg, prices.snapshot())
         self._bound = len(prices)
-        self.pending: dict[str, int] | None = None  # {"t", "side", "lev_i", "prof_i"} decided at bar t's close
+        # {"ts", "side", "lev_i", "prof_i", "intent"} decided at bar t's close
+        self.pending: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ state
     @property
@@ -147,6 +148,12 @@ class PaperBroker:
         elif t == 0 or int(p["ts"]) != int(self.prices.timestamps[t - 1]):
             logger.warning("paper broker: the pending order was decided at %s, not at the previous bar; it is dropped", p["ts"])
             p = hold
+        elif p.get("intent") is not None and self.intended(int(p["side"])) != p["intent"]:
+            # the position changed since the decision (a stop or target hit between bars): a SELL
+            # meant to close the long would open a short that neither the policy nor the risk guard saw
+            logger.warning("paper broker: the pending %s no longer applies (the position changed since); it is dropped",
+                           p["intent"])
+            p = hold
         skipped_before = int(book.n_skipped[0])
         bankrupt = self.acc.advance(t - 1, int(p["side"]), int(p["lev_i"]), int(p["prof_i"]), last)
         result = BarResult(closed=[tr for _, tr in book.closed], bankrupt=bool(bankrupt))
@@ -163,8 +170,10 @@ class PaperBroker:
         return result
 
     def submit(self, t: int, side: int, lev_i: int, prof_i: int) -> None:
-        """Decide at bar ``t``'s close; the order fills at the next bar's open."""
-        self.pending = {"ts": int(self.prices.timestamps[t]), "side": int(side), "lev_i": int(lev_i), "prof_i": int(prof_i)}
+        """Decide at bar ``t``'s close; the order fills at the next bar's open, if what it would
+        do then (open / close) is still what it meant at the decision."""
+        self.pending = {"ts": int(self.prices.timestamps[t]), "side": int(side), "lev_i": int(lev_i), "prof_i": int(prof_i),
+                        "intent": self.intended(side)}
 
     def planned_orders(self, t: int, side: int, lev_i: int, prof_i: int, prediction_ts: int, ids: Any) -> list[dict[str, Any]]:
         return []  # nothing leaves the process: the pending order is part of the stored state
