@@ -75,7 +75,6 @@ class FeaturesConfig(_Section):
     )
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     whale_notional_usd: float = Field(5_000.0, gt=0)
-    clip: float = Field(10.0, gt=0)  # fitted z-scores are clipped to +-clip
 
 
 class ExitProfile(_Section):

@@ -6,8 +6,8 @@
 - :class:`FeatureSchema` (names, tentacles, resolved parameters, versions, timeframe and a
   stable hash) is saved with every checkpoint; :meth:`FeatureSchema.check_compatible`
   refuses a different one with the list of differences.
-- :class:`FeatureScaler` is a robust z-score fitted only on the rows it is given (a
-  training range), clipped at ``+-clip`` and stored as plain numbers.
+- Values are left unscaled here: the observation is normalized by statistics fitted on
+  the training split only (stable-baselines3's ``VecNormalize``, saved with each run).
 - :func:`latest_features` computes the newest row from a bounded recent window for live
   use; :data:`WINDOW_BARS` and :data:`TENTACLE_WINDOW_HOURS` are measured so that it equals
   the batch value (see ``tests/aster_rl/test_features.py`` and the module notes below).
@@ -321,72 +321,6 @@ def _check_finite(matrix: np.ndarray, names: list[str], warmup: int, index: pd.D
     raise DataError(
         f"{len(bad_cols)} feature column(s) not finite after the warm-up of {warmup} bars: " + "; ".join(details)
     )
-
-
-# ---------------------------------------------------------------- scaling
-
-@dataclass
-class FeatureScaler:
-    """Robust z-score (median / IQR, or mean / std) fitted on the rows it is given only.
-
-    Columns whose IQR is 0 (flags, rare events) fall back to their standard deviation, and
-    constant columns keep a scale of 1. Transformed values are clipped to ``+-clip``.
-    """
-
-    method: str = "robust"
-    clip: float = 10.0
-    center: np.ndarray | None = None
-    scale: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.method not in ("robust", "standard"):
-            raise ConfigError(f"FeatureScaler.method {self.method!r}: use 'robust' or 'standard'")
-
-    def fit(self, matrix_rows: np.ndarray) -> "FeatureScaler":
-        x = np.asarray(matrix_rows, dtype=np.float64)
-        if x.ndim != 2 or len(x) == 0:
-            raise DataError(f"FeatureScaler.fit: need a non-empty 2-D array of rows, got shape {x.shape}")
-        x = np.where(np.isfinite(x), x, np.nan)
-        std = np.nan_to_num(np.nanstd(x, axis=0), nan=0.0)
-        if self.method == "robust":
-            center = np.nanmedian(x, axis=0)
-            q75, q25 = np.nanpercentile(x, [75, 25], axis=0)
-            scale = (q75 - q25) / 1.349  # the IQR of a normal distribution is 1.349 sigma
-            scale = np.where(scale > 1e-12, scale, std)
-        else:
-            center = np.nanmean(x, axis=0)
-            scale = std
-        self.center = np.nan_to_num(center, nan=0.0)
-        self.scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
-        return self
-
-    def transform(self, matrix: np.ndarray) -> np.ndarray:
-        if self.center is None or self.scale is None:
-            raise DataError("FeatureScaler.transform: call fit() on the training rows first")
-        x = np.asarray(matrix, dtype=np.float64)
-        if x.shape[-1] != len(self.center):
-            raise DataError(f"FeatureScaler.transform: {x.shape[-1]} columns, fitted on {len(self.center)}")
-        z = (x - self.center) / self.scale
-        return np.clip(np.nan_to_num(z, nan=0.0), -self.clip, self.clip).astype(np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "clip": float(self.clip),
-            "center": None if self.center is None else [float(v) for v in self.center],
-            "scale": None if self.scale is None else [float(v) for v in self.scale],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureScaler":
-        center = data.get("center")
-        scale = data.get("scale")
-        return cls(
-            method=data.get("method", "robust"),
-            clip=float(data.get("clip", 10.0)),
-            center=None if center is None else np.asarray(center, dtype=np.float64),
-            scale=None if scale is None else np.asarray(scale, dtype=np.float64),
-        )
 
 
 # ---------------------------------------------------------------- incremental

@@ -9,7 +9,6 @@ from aster_rl.config import FeaturesConfig
 from aster_rl.errors import ConfigError, DataError, SchemaMismatchError
 from aster_rl.features import (
     WINDOW_BARS,
-    FeatureScaler,
     FeatureSchema,
     build_features,
     latest_features,
@@ -123,30 +122,6 @@ def test_schema_diff_and_check_compatible():
     swapped = FeatureSchema.from_dict({**d, "names": names, "hash": None})
     assert any(l.startswith("reordered columns") for l in FS.schema.diff(swapped))
     assert FS.schema.diff(replace(FS.schema, timeframe="1m")) == ["timeframe 5m -> 1m"]
-
-
-# ---------------------------------------------------------------- scaler
-
-def test_scaler_is_fitted_on_the_training_rows_only_and_round_trips():
-    train = FS.matrix[FS.warmup : 1500]
-    scaler = FeatureScaler(clip=5.0).fit(train)
-    changed = FS.matrix.copy()
-    changed[1500:] *= 1000  # later data must not move the fit
-    assert np.array_equal(FeatureScaler(clip=5.0).fit(changed[FS.warmup : 1500]).center, scaler.center)
-    z = scaler.transform(FS.matrix)
-    assert z.dtype == np.float32 and np.isfinite(z).all()
-    assert np.abs(z).max() <= 5.0
-    np.testing.assert_allclose(np.median(scaler.transform(train), axis=0)[scaler.scale != 1], 0, atol=1e-5)
-    back = FeatureScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
-    np.testing.assert_array_equal(back.transform(FS.matrix), z)
-    col = FS.columns.index("indicators_rsi_14")
-    q75, q25 = np.percentile(train[:, col], [75, 25])
-    assert scaler.center[col] == pytest.approx(np.median(train[:, col]))
-    assert scaler.scale[col] == pytest.approx((q75 - q25) / 1.349)
-    std = FeatureScaler(method="standard").fit(train)
-    assert std.center[col] == pytest.approx(train[:, col].astype(float).mean())
-    with pytest.raises(DataError, match="fit"):
-        FeatureScaler().transform(FS.matrix)
 
 
 # ---------------------------------------------------------------- incremental
