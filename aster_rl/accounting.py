@@ -220,20 +220,7 @@ class AccountBook:
             raise ValueError(f"AccountBook: n = {n}, need at least one account")
         self.cfg = cfg
         self.n = n
-        self.taker = float(cfg.taker_fee_rate)
-        self.maker = float(cfg.maker_fee_rate)
-        self.slip_base = float(cfg.slippage_bps) * 1e-4
-        self.impact = float(cfg.impact_coef)
-        self.liq_fee = float(cfg.liquidation_fee_rate)
-        self.mf = float(cfg.margin_fraction)
-        self.step_q = float(cfg.qty_step)
-        self.tick = float(cfg.price_tick)
-        self.min_notional = float(cfg.min_notional_usd)
         self.initial = float(cfg.initial_equity_usd)
-        self.caps = np.array([b.notional_cap_usd for b in cfg.brackets], dtype=np.float64)
-        self.br_lev = np.array([min(b.max_leverage, cfg.max_leverage) for b in cfg.brackets], dtype=np.float64)
-        self.br_mmr = np.array([b.maintenance_margin_rate for b in cfg.brackets], dtype=np.float64)
-        self.br_ma = np.array([b.maintenance_amount_usd for b in cfg.brackets], dtype=np.float64)
         self.profile_names = tuple(cfg.exit_profiles)
         self.params = K.pack_params(cfg)
         # the state: one row per field (the attributes are views of these rows)
@@ -429,22 +416,21 @@ class SingleAccount:
     ``advance(t, side, lev_i, prof_i, last)`` decides at bar ``t``'s close and runs bar
     ``t + 1``; with ``last`` (or on bankruptcy) an open position is closed at bar
     ``t + 1``'s close with reason ``"end"``. Returns True when the account went bankrupt.
+
+    ``book``: carry on an existing account (e.g. over a longer price buffer) instead of a
+    fresh one.
     """
 
-    def __init__(self, cfg: EnvConfig, prices) -> None:
+    def __init__(self, cfg: EnvConfig, prices, book: AccountBook | None = None) -> None:
         self.cfg = cfg
-        self.book = AccountBook(cfg, 1)
         self.prices = prices
-        p = prices
-        self._ts, self._o, self._h, self._l, self._c = p.timestamps, p.open, p.high, p.low, p.close
-        self._v, self._fr, self._atr = p.volume, p.funding_rate, p.atr
+        self._ts = prices.timestamps
         self._px = price_matrix(prices)
         self._lev = np.asarray(cfg.leverages, dtype=np.float64)
-        self._bankrupt = cfg.bankruptcy_fraction * cfg.initial_equity_usd
         self._act = np.zeros(3, dtype=np.int64)
         self._zero = np.zeros(1, dtype=np.int64)
         self._t_buf = np.zeros(1, dtype=np.int64)
-        self.reset()
+        self.book = AccountBook(cfg, 1) if book is None else book
 
     def reset(self) -> None:
         self.book.reset()
@@ -454,34 +440,18 @@ class SingleAccount:
     def steps(self) -> int:
         return int(self.book.I[K.STEPS, 0])
 
-    @steps.setter
-    def steps(self, value: int) -> None:
-        self.book.I[K.STEPS, 0] = value
-
     @property
     def in_market(self) -> int:
         return int(self.book.I[K.IN_MARKET, 0])
-
-    @in_market.setter
-    def in_market(self, value: int) -> None:
-        self.book.I[K.IN_MARKET, 0] = value
 
     @property
     def max_drawdown(self) -> float:
         return float(self.book.F[K.MAX_DD, 0])
 
-    @max_drawdown.setter
-    def max_drawdown(self, value: float) -> None:
-        self.book.F[K.MAX_DD, 0] = value
-
     @property
     def prev_equity(self) -> float:
         """Equity before the last ``advance``."""
         return float(self.book.F[K.PREV_EQUITY, 0])
-
-    @prev_equity.setter
-    def prev_equity(self, value: float) -> None:
-        self.book.F[K.PREV_EQUITY, 0] = value
 
     @property
     def quiet(self) -> bool:

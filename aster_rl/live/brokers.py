@@ -72,13 +72,7 @@ class PaperBroker:
         n = len(self.prices)
         if n == self._bound:
             return
-        old = self.acc
-        counters = {k: getattr(old, k) for k in ("steps", "max_drawdown", "in_market", "prev_equity")}
-        acc = SingleAccount(self.cfg, self.prices.snapshot())
-        acc.book = old.book
-        for key, value in counters.items():
-            setattr(acc, key, value)
-        self.acc = acc
+        self.acc = SingleAccount(self.cfg, self.prices.snapshot(), book=self.acc.book)
         self._bound = n
 
     @property
@@ -105,27 +99,16 @@ class PaperBroker:
         return INTENTS[int(self.book.intended_orders(np.array([side_action]))[0])]
 
     def state(self) -> dict[str, Any]:
-        """Everything needed to continue after a restart (JSON-able)."""
-        n = self.book.n
-        book = {k: v.tolist() for k, v in vars(self.book).items() if isinstance(v, np.ndarray) and v.ndim and v.shape[-1] == n}
-        return {
-            "book": book,
-            "account": {
-                "steps": int(self.acc.steps), "max_drawdown": float(self.acc.max_drawdown), "in_market": int(self.acc.in_market),
-                "prev_equity": float(self.acc.prev_equity), "quiet": bool(self.acc.quiet),
-            },
-            "pending": self.pending,
-        }
+        """Everything needed to continue after a restart (JSON-able): the account's two state
+        matrices (every field and counter is a row of them) and the pending order."""
+        return {"book": {"F": self.book.F.tolist(), "I": self.book.I.tolist()}, "pending": self.pending}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._sync()
-        for key, values in state["book"].items():
-            arr = getattr(self.book, key)
-            arr[...] = np.asarray(values, dtype=arr.dtype)
-        self.book.begin_bar()
-        for key, value in state["account"].items():
-            if key != "quiet":
-                setattr(self.acc, key, value)
+        book = self.book
+        book.F[...] = np.asarray(state["book"]["F"], dtype=book.F.dtype)
+        book.I[...] = np.asarray(state["book"]["I"], dtype=book.I.dtype)
+        book.begin_bar()
         self.pending = state.get("pending")
 
     # ------------------------------------------------------------ bars
