@@ -194,8 +194,9 @@ _PRICE_MATRICES: dict[int, np.ndarray] = {}
 
 
 def price_matrix(prices) -> np.ndarray:
-    """The bars of a :class:`~aster_rl.prices.PriceArrays` as one ``(bars, 8)`` float64 matrix
-    (open, high, low, close, volume, funding rate, ATR), built once per ``prices`` object."""
+    """The bars of a :class:`~aster_rl.prices.PriceArrays` as one ``(bars, PX_COLS)`` float64
+    matrix (open, high, low, close, volume, funding rate, ATR, and one spare column), built once
+    per ``prices`` object."""
     key = id(prices)
     px = _PRICE_MATRICES.get(key)
     if px is None:

@@ -1,8 +1,8 @@
 """A small backtester: any policy, bar by bar, through the same accounting core as the env.
 
 ``policy(obs) -> (side, leverage index, profile index)`` is called once per bar with the
-observation the env would give at that bar's close (built by ``aster_rl.observation``),
-and the order fills at the next bar's open. Stepping ``PerpEnv(random_start=False)`` over
+observation the env would give at that bar's close (the env's own code,
+``SingleAccount.observation``), and the order fills at the next bar's open. Stepping ``PerpEnv(random_start=False)`` over
 the same range gives the same trades and equity (tested). Deterministic.
 
 For cost sweeps pass a modified config, e.g. ``scale_costs(cfg, 2.0)`` or
