@@ -29,7 +29,7 @@ from aster_rl.accounting import AccountBook, price_matrix, trade_records
 from aster_rl.config import EnvConfig
 from aster_rl.observation import N_ACCOUNT
 from aster_rl.prices import PriceArrays
-from envs.perp import as_actions, check_inputs
+from envs.perp import as_actions, check_inputs, latest_start, step_info
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +72,7 @@ class LazyInfos(Sequence):
         return self._n
 
     def _one(self, i: int) -> dict[str, Any]:
-        equity, position, leverage, fees, funding, slippage = self._cols[:, i].tolist()
-        info = {
-            "equity": equity,
-            "position": int(position),
-            "leverage": leverage,
-            "fees": fees,
-            "funding": funding,
-            "slippage": slippage,
-        }
+        info = step_info(*self._cols[:, i].tolist())
         trades = self._closed_trades(i)
         if trades:
             info["closed_trades"] = trades
@@ -153,7 +145,7 @@ class BatchedPerpEnv(VecEnv):
     def _draw_start(self, i: int, seed: int | None) -> int:
         if seed is not None or self._rngs[i] is None:
             self._rngs[i], _ = seeding.np_random(seed)
-        latest = max(self._first_t, self._end - 1 - self.episode_length)
+        latest = latest_start(self._first_t, self._end, self.episode_length)
         if self.random_start and latest > self._first_t:
             return int(self._rngs[i].integers(self._first_t, latest + 1))
         return self._first_t
@@ -180,14 +172,7 @@ class BatchedPerpEnv(VecEnv):
         return self._observe(idx)
 
     def _flat_info(self) -> dict[str, Any]:
-        return {
-            "equity": float(self.cfg.initial_equity_usd),
-            "position": 0,
-            "leverage": 0.0,
-            "fees": 0.0,
-            "funding": 0.0,
-            "slippage": 0.0,
-        }
+        return step_info(float(self.cfg.initial_equity_usd), 0, 0.0, 0.0, 0.0, 0.0)
 
     # ------------------------------------------------------------------ step
     def step_async(self, actions: np.ndarray) -> None:

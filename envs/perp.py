@@ -51,6 +51,23 @@ _INT64 = np.dtype(np.int64)
 _INFO_KEYS = ("equity", "position", "leverage", "fees", "funding", "slippage")
 
 
+def step_info(equity: float, position: float, leverage: float, fees: float, funding: float, slippage: float) -> dict[str, Any]:
+    """The small ``info`` dict every step carries (cumulative episode costs in USD)."""
+    return {
+        "equity": equity,
+        "position": int(position),
+        "leverage": leverage,
+        "fees": fees,
+        "funding": funding,
+        "slippage": slippage,
+    }
+
+
+def latest_start(first_t: int, end: int, episode_length: int) -> int:
+    """The last bar an episode may start at so that it fits before ``end``."""
+    return max(first_t, end - 1 - episode_length)
+
+
 def as_actions(action, n: int) -> np.ndarray:
     """``action`` as a flat contiguous int64 array of ``3 * n`` entries (no copy when it is one)."""
     a = action
@@ -156,7 +173,7 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
 
     # ------------------------------------------------------------------ helpers
     def _latest_start(self) -> int:
-        return max(self._first_t, self._end - 1 - self.episode_length)
+        return latest_start(self._first_t, self._end, self.episode_length)
 
     def _obs(self, t: int) -> np.ndarray:
         return self.account.observation(self.features, t)
@@ -165,16 +182,8 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._info_and_reward()[0]
 
     def _info_and_reward(self) -> tuple[dict[str, Any], float]:
-        equity, position, leverage, fees, funding, slippage, reward = self._info_row.tolist()
-        info = {
-            "equity": equity,
-            "position": int(position),
-            "leverage": leverage,
-            "fees": fees,
-            "funding": funding,
-            "slippage": slippage,
-        }
-        return info, reward
+        *values, reward = self._info_row.tolist()
+        return step_info(*values), reward
 
     def episode_stats(self) -> dict[str, Any]:
         return self.account.episode_stats()
