@@ -18,11 +18,17 @@ from aster_rl.config import AppConfig, replace
 
 # Chosen on this machine (2 cores, CPU torch): batch 1024 keeps PPO out of the
 # gradient-bound regime of the default 64 (about 4x the frames per second), 16 batched
-# accounts x 256 steps give a 4,096-step rollout (4 minibatches), and 300k steps learn
-# the planted edge reliably (validation turns positive near 200k).
+# accounts x 256 steps give a 4,096-step rollout (4 minibatches), torch on one thread.
+# A year of bars, not 90 days: on 90 days the policy memorized the training split's path
+# (its actions followed the slow regime / cycle columns, not the volume-spike and taker-flow
+# columns that carry the planted edge) and its validation net PnL stayed negative for every
+# setting tried up to 1M steps; with a year of bars the same PPO picks up the signal and
+# validation turns positive near 250k steps (chosen on another synthetic market, seed 11).
+# The leverage ladder stops at 10x: the 20-50x rungs multiply the reward noise of every
+# exploratory position by up to 5 (and bring liquidations), which drowned the edge.
 DEMO_TRAIN = {
     "name": "demo",
-    "total_timesteps": 300_000,
+    "total_timesteps": 600_000,
     "n_envs": 16,
     "n_steps": 256,
     "batch_size": 1_024,
@@ -31,8 +37,8 @@ DEMO_TRAIN = {
     "eval_freq": 50_000,
     "torch_threads": 1,
 }
-DEMO_SYNTH = {"n_bars": 90 * 288, "edge": "planted"}
-DEMO_ENV = {"episode_length": 512}
+DEMO_SYNTH = {"n_bars": 365 * 288, "edge": "planted"}
+DEMO_ENV = {"episode_length": 512, "leverages": (1, 2, 3, 5, 10)}
 DEMO_EVAL = {"random_seeds": 5, "bootstrap_samples": 500}
 
 QUICK_TRAIN = {"name": "demo_quick", "total_timesteps": 512, "n_envs": 4, "n_steps": 32, "batch_size": 64,
@@ -46,7 +52,7 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="the whole loop on the synthetic market: synthesize, train, evaluate, report")
     p.add_argument("--quick", action="store_true", help="a tiny version (seconds; for smoke tests)")
     p.add_argument("--seed", type=int, help="training seed (default: train.seed)")
-    p.add_argument("--timesteps", type=int, help="training steps (default: 300,000; --quick: 512)")
+    p.add_argument("--timesteps", type=int, help="training steps (default: 600,000; --quick: 512)")
     p.set_defaults(func=run_demo)
 
 

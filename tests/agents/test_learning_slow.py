@@ -1,8 +1,8 @@
 """Learning runs (slow; run in CI): PPO finds the planted edge and invents none on the null market.
 
-Each run trains the demo's PPO on 90 days of synthetic 5m bars and evaluates on the test
-split (about 16 days, never seen in training or model selection). A run takes a few
-minutes on 2 cores.
+Each run trains the demo's PPO (``DEMO_TRAIN`` / ``DEMO_ENV``) on the demo's year of
+synthetic 5m bars (``DEMO_SYNTH``) and evaluates on the test split (the last ~73 days,
+never seen in training or model selection). A run takes about two minutes on 2 cores.
 """
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from agents.data import build_dataset
 from agents.evaluate import evaluate_run
 from agents.train import train
-from aster_rl.cli.demo_cmd import DEMO_ENV, DEMO_TRAIN
+from aster_rl.cli.demo_cmd import DEMO_ENV, DEMO_SYNTH, DEMO_TRAIN
 from aster_rl.config import AppConfig, replace
 from aster_rl.synthetic import synthesize
 
@@ -27,7 +27,7 @@ def _config(tmp_path, edge: str, seed: int) -> AppConfig:
     return replace(
         AppConfig(),
         features={"tentacles": LEARNING_TENTACLES},
-        synth={"n_bars": 90 * 288, "edge": edge},
+        synth={"n_bars": DEMO_SYNTH["n_bars"], "edge": edge},
         env=DEMO_ENV,
         train={**SLOW_TRAIN, "seed": seed, "checkpoint_dir": str(tmp_path)},
         eval={"random_seeds": 5, "bootstrap_samples": 500},
@@ -52,6 +52,7 @@ def test_ppo_beats_every_baseline_on_the_planted_edge(seed, tmp_path, datasets):
     cfg = _config(tmp_path, "planted", seed)
     result = train(cfg, datasets("planted"))
     report = evaluate_run(result.run_dir, cfg, dataset=datasets("planted"))
+    print(f"\nplanted market, seed {seed}: {result.metrics['train_seconds']:.0f} s training\n{report.table()}")
     agent = report.agent.metrics
     for name, base in report.baselines.items():
         assert agent["net_return"] > base.metrics["net_return"], (name, report.table())
@@ -66,6 +67,7 @@ def test_no_edge_is_invented_on_the_null_market(tmp_path, datasets):
     cfg = _config(tmp_path, "null", 0)
     result = train(cfg, datasets("null"))
     report = evaluate_run(result.run_dir, cfg, dataset=datasets("null"))
+    print(f"\nnull market, seed 0: {result.metrics['train_seconds']:.0f} s training\n{report.table()}")
     ci = report.agent.ci_return
     assert not ci.low > 0, report.table()
     assert not report.flags["edge"]
