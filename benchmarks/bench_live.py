@@ -8,6 +8,10 @@ each close), and prints the per-bar latency distribution.
 
 Usage: ``python benchmarks/bench_live.py [bars] [history_days] [modes] [--no-gc-freeze]``,
 e.g. ``python benchmarks/bench_live.py 200 180 incremental``.
+
+``python benchmarks/bench_live.py --broker [bars]`` times the paper broker alone (one bar:
+append it to the price buffer, run it, the observation, the decision's order) after a
+short and after long histories: the per-bar cost must not grow with the history.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "aster_rl" /
 from factories import make_market  # noqa: E402
 from live_helpers import DecidingPolicy, make_db, paper_runner  # noqa: E402
 
-from aster_rl.live.sources import ReplaySource  # noqa: E402
+from aster_rl.config import EnvConfig  # noqa: E402
+from aster_rl.live.bars import LivePrices  # noqa: E402
+from aster_rl.live.brokers import PaperBroker  # noqa: E402
+from aster_rl.live.sources import ReplaySource, bars_from_market  # noqa: E402
 
 LEVERAGES = 4  # 1x to 5x
 FREEZE_GC = True  # as `aster-rl live` does on the exchange: no full collections over the history mid-bar
@@ -52,8 +59,45 @@ def run(mode: str, start: int, bars: int, market, tmp: Path) -> np.ndarray:
     return lat
 
 
+def broker_per_bar(history: int, bars: int, all_bars: list, features: np.ndarray) -> np.ndarray:
+    """Per-bar paper-broker latency (ms) over ``bars`` bars after ``history`` bars of history."""
+    env = EnvConfig()
+    prices = LivePrices("5m")
+    for bar in all_bars[:history]:
+        prices.append(bar)
+    broker = PaperBroker(env, prices)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 3, bars)
+    lat = np.empty(bars)
+    for i in range(bars):
+        t0 = time.perf_counter()
+        t = prices.append(all_bars[history + i])
+        broker.on_bar(t)
+        broker.observation(features, t)
+        broker.submit(t, int(actions[i]), 1, 0)
+        lat[i] = time.perf_counter() - t0
+    return lat * 1e3
+
+
+def broker_main(bars: int) -> None:
+    histories = (1_000, 50_000, 500_000)
+    market = make_market(histories[-1] + bars + 10, seed=SEED)
+    all_bars = bars_from_market(market)
+    features = np.zeros(64, dtype=np.float32)
+    broker_per_bar(1_000, 50, all_bars, features)  # compile the kernels once
+    print(f"paper broker alone, {bars} bars (append, run the bar, observation, order) after each history length:")
+    for history in histories:
+        lat = broker_per_bar(history, bars, all_bars, features)
+        print(f"  history {history:>9,} bars: median {np.median(lat) * 1e3:7.1f} us  p95 {np.percentile(lat, 95) * 1e3:7.1f} us  "
+              f"max {lat.max() * 1e3:8.1f} us", flush=True)
+
+
 def main() -> None:
     global FREEZE_GC
+    if "--broker" in sys.argv:
+        args = [a for a in sys.argv[1:] if not a.startswith("--")]
+        broker_main(int(args[0]) if args else 2_000)
+        return
     FREEZE_GC = "--no-gc-freeze" not in sys.argv
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     bars = int(args[0]) if len(args) > 0 else 200

@@ -3,7 +3,10 @@
 :class:`LivePrices` holds the same fields as :class:`aster_rl.prices.PriceArrays` in
 arrays that grow as closed bars arrive; the Wilder ATR is updated incrementally with the
 very arithmetic of :func:`aster_rl.indicator_math.wilder_atr` (bit-for-bit equal, tested),
-so the paper broker and the backtester read identical numbers.
+so the paper broker and the backtester read identical numbers. It also keeps the
+accounting core's price matrix (:func:`aster_rl.accounting.price_matrix`'s layout), filled
+one row per appended bar, so the core steps over the buffer without copying the history:
+the work per bar does not grow with the number of bars.
 """
 
 from __future__ import annotations
@@ -14,12 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from aster_rl import accounting_kernels as K
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 ATR_PERIOD = 14
 _FIELDS = ("timestamps", "open", "high", "low", "close", "volume", "atr", "funding_rate")
+_PX_COLUMNS = (  # field -> column of the accounting core's price matrix
+    ("open", K.PX_OPEN), ("high", K.PX_HIGH), ("low", K.PX_LOW), ("close", K.PX_CLOSE),
+    ("volume", K.PX_VOLUME), ("funding_rate", K.PX_FUNDING), ("atr", K.PX_ATR),
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class LivePrices:
         self._n = 0
         self._cap = max(16, int(capacity))
         self._arrays = {f: np.zeros(self._cap, dtype=np.int64 if f == "timestamps" else np.float64) for f in _FIELDS}
+        self._px = np.zeros((self._cap, K.PX_COLS), dtype=np.float64)  # the core's price matrix, row per bar
         self._tr: list[float] = []  # first true ranges, until the ATR is seeded
 
     def __len__(self) -> int:
@@ -79,6 +88,16 @@ class LivePrices:
             new = np.zeros(self._cap, dtype=arr.dtype)
             new[: self._n] = arr[: self._n]
             self._arrays[f] = new
+        px = np.zeros((self._cap, K.PX_COLS), dtype=np.float64)
+        px[: self._n] = self._px[: self._n]
+        self._px = px
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The bars so far as the accounting core's ``(bars, PX_COLS)`` price matrix (a view, no copy;
+        equal to ``price_matrix`` of the same bars). A view taken before the buffer grows keeps the
+        old storage: take it again after appending."""
+        return self._px[: self._n]
 
     def append(self, bar: Bar) -> int:
         """Add the next closed bar; returns its index."""
@@ -111,6 +130,9 @@ class LivePrices:
             alpha = 1.0 / p
             om = 1.0 - alpha
             a["atr"][n] = (om * a["atr"][n - 1] + alpha * tr) / (om + alpha)
+        row = self._px[n]
+        for f, col in _PX_COLUMNS:
+            row[col] = a[f][n]
         self._n = n + 1
         return n
 

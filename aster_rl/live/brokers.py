@@ -2,7 +2,8 @@
 
 - :class:`PaperBroker` steps the accounting core's single-account stepper
   (:class:`aster_rl.accounting.SingleAccount`, the loop the env and the backtester use)
-  over the runner's growing price buffer: a decision at bar *t*'s close fills at bar
+  over the runner's growing price buffer, reading the buffer's own price matrix (views,
+  no copy of the history per bar): a decision at bar *t*'s close fills at bar
   *t + 1*'s open with the same fees, slippage, funding, stops, targets and liquidation.
   Between bars, :meth:`PaperBroker.watch` closes a position whose stop or target a polled
   price crossed, through the core's own close (same fill rule and costs), at once.
@@ -26,6 +27,11 @@ from aster_rl.live.bars import LivePrices
 logger = logging.getLogger(__name__)
 
 SIDE_NAMES = {WAIT: "WAIT", BUY: "BUY", SELL: "SELL"}
+# why an entry did not result in a position (a prediction's ``exit_reason``: at most 32 characters)
+BELOW_MIN_NOTIONAL = "below minimum notional"
+REJECTED = "rejected by the exchange"
+NOT_FILLED = "not filled"
+ABANDONED = "not sent before a restart"
 INTENTS = {0: "none", OPEN_LONG: "open_long", OPEN_SHORT: "open_short", CLOSE: "close"}
 
 
@@ -36,7 +42,10 @@ class BarResult:
     closed: list[dict[str, Any]] = field(default_factory=list)  # trades closed (TRADE_KEYS + slippage_usd)
     opened: dict[str, Any] | None = None  # the position opened in this bar: entry, stop, target, qty, time
     bankrupt: bool = False
-    skipped: bool = False  # an entry was not filled (below the minimum notional)
+    skipped: bool = False  # an entry did not result in a position
+    skip_reason: str = BELOW_MIN_NOTIONAL  # why: one of the reasons above
+    skip_detail: str | None = None  # more of it, e.g. the exchange's message (added to the prediction's risk note)
+    skipped_prediction_id: int | None = None  # the prediction of that entry, when the broker knows it
 
 
 class _RowAt:
@@ -49,6 +58,23 @@ class _RowAt:
         return self.row
 
 
+class _BufferAccount(SingleAccount):
+    """``SingleAccount`` over a :class:`LivePrices` buffer: the core reads views of the buffer's
+    timestamps and price matrix, taken again (O(1)) by :meth:`bind` when bars arrived, instead
+    of a price matrix built from the whole history."""
+
+    def __init__(self, cfg: EnvConfig, prices: LivePrices, book=None) -> None:
+        super().__init__(cfg, prices.snapshot(), book=book)
+        self.live_prices = prices
+        self.bind()
+
+    def bind(self) -> None:
+        p = self.live_prices
+        self.prices = p.snapshot()
+        self._ts = p.timestamps
+        self._px = p.matrix
+
+
 class PaperBroker:
     """Paper trading on the accounting core, bar by bar (see the module docstring)."""
 
@@ -57,7 +83,7 @@ class PaperBroker:
     def __init__(self, env_cfg: EnvConfig, prices: LivePrices) -> None:
         self.cfg = env_cfg
         self.prices = prices
-        self.acc = SingleAccount(env_cfg, prices.snapshot())
+        self.acc = _BufferAccount(env_cfg, prices)
         self._bound = len(prices)
         # {"ts", "side", "lev_i", "prof_i", "intent"} decided at bar t's close
         self.pending: dict[str, Any] | None = None
@@ -68,11 +94,11 @@ class PaperBroker:
         return self.acc.book
 
     def _sync(self) -> None:
-        """Step over the bars known now: a stepper over the current price buffer, carrying the account."""
+        """Step over the bars known now: the stepper's views of the price buffer taken again (no copy)."""
         n = len(self.prices)
         if n == self._bound:
             return
-        self.acc = SingleAccount(self.cfg, self.prices.snapshot(), book=self.acc.book)
+        self.acc.bind()
         self._bound = n
 
     @property
@@ -157,6 +183,9 @@ class PaperBroker:
         do then (open / close) is still what it meant at the decision."""
         self.pending = {"ts": int(self.prices.timestamps[t]), "side": int(side), "lev_i": int(lev_i), "prof_i": int(prof_i),
                         "intent": self.intended(side)}
+
+    def entry_skip_reason(self, t: int, side: int, lev_i: int) -> tuple[str, str] | None:
+        return None  # the core sizes an entry at its fill (the next bar's open) and reports a skip then
 
     def planned_orders(self, t: int, side: int, lev_i: int, prof_i: int, prediction_ts: int, ids: Any) -> list[dict[str, Any]]:
         return []  # nothing leaves the process: the pending order is part of the stored state

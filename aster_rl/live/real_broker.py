@@ -11,6 +11,11 @@
   then reads the first order back instead of placing another.
 - Every order is written to the database (by the runner) before it is sent, and its
   status, exchange id and fill are written back after the reply.
+- An entry that opens no position says why (``BarResult.skip_reason`` / ``skip_detail``):
+  below the minimum notional (known before any order: none is placed), rejected by the
+  exchange (its message), not filled (an order still resting is cancelled), or stored
+  but not sent before a restart while its decision went stale. Its stop and target are
+  then never sent.
 
 Funding paid on real positions is not read back from the exchange (it needs the income
 history); outcomes report it as 0 and the PnL as price PnL minus taker fees.
@@ -29,7 +34,7 @@ from aster_rl.accounting import BUY, SELL, WAIT
 from aster_rl.config import EnvConfig, LiveConfig, Secrets
 from aster_rl.errors import ConfigError, ExchangeError, OrderRejected
 from aster_rl.live.bars import LivePrices
-from aster_rl.live.brokers import BarResult
+from aster_rl.live.brokers import ABANDONED, BELOW_MIN_NOTIONAL, NOT_FILLED, REJECTED, BarResult
 from aster_rl.observation import account_state, build_observation
 
 logger = logging.getLogger(__name__)
@@ -137,6 +142,11 @@ class RealBroker:
     # ------------------------------------------------------------ orders
     def _send(self, order: dict[str, Any]) -> dict[str, Any] | None:
         """Place one stored order idempotently; returns the ccxt order (None when rejected)."""
+        return self._place(order)[0]
+
+    def _place(self, order: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        """Place one stored order idempotently: (the ccxt order, None), or (None, the exchange's
+        message) when the exchange rejected it."""
         cid = order["client_order_id"]
         params: dict[str, Any] = {"clientOrderId": cid}
         if order["kind"] in ("stop", "target", "exit", "kill"):
@@ -152,14 +162,14 @@ class RealBroker:
         except OrderRejected as e:
             logger.warning("order %s rejected: %s", cid, e)
             self._update(cid, status="rejected")
-            return None
+            return None, str(e)
         except ExchangeError as e:
             if "-4116" not in str(e) and "duplicated" not in str(e).lower():
                 raise
             logger.info("order %s was already placed (an earlier try reached the exchange); reading it back", cid)
             placed = self.fetch(cid)
         self._record_reply(cid, placed)
-        return placed
+        return placed, None
 
     def fetch(self, cid: str) -> dict[str, Any]:
         return self.client.call(f"fetch_order {cid}", self._ex().fetch_order, None, self.symbol, {"clientOrderId": cid})
@@ -194,14 +204,26 @@ class RealBroker:
         qty = math.floor(self.cfg.margin_fraction * equity * lev / price / step + 1e-9) * step
         return round(qty, 10)
 
+    def entry_skip_reason(self, t: int, side: int, lev_i: int) -> tuple[str, str] | None:
+        """Why an entry decided now would place no order (``(reason, detail)``), or None: sized from
+        the equity, it is below the exchange's minimum notional."""
+        if not self.intended(side).startswith("open"):
+            return None
+        price = float(self.prices.close[t])
+        notional = self._qty(self._equity, float(self.cfg.leverages[lev_i]), price) * price
+        if notional < self.cfg.min_notional_usd:
+            return BELOW_MIN_NOTIONAL, f"notional {notional:.2f} USD below the minimum {self.cfg.min_notional_usd:g} USD"
+        return None
+
     def planned_orders(self, t: int, side: int, lev_i: int, prof_i: int, ts_ms: int, session_id: str) -> list[dict[str, Any]]:
         intent = self.intended(side)
         price = float(self.prices.close[t])
         if intent.startswith("open"):
             lev = float(self.cfg.leverages[lev_i])
             qty = self._qty(self._equity, lev, price)
-            if qty * price < self.cfg.min_notional_usd:
-                logger.warning("entry skipped: notional %.2f below the minimum %.2f", qty * price, self.cfg.min_notional_usd)
+            skip = self.entry_skip_reason(t, side, lev_i)
+            if skip is not None:
+                logger.warning("entry skipped: %s", skip[1])
                 return []
             sgn = 1.0 if intent == "open_long" else -1.0
             profile = list(self.cfg.exit_profiles)[prof_i]
@@ -241,9 +263,16 @@ class RealBroker:
             lev = int(entry["trigger_price"])
             self.client.call("set_leverage", self._ex().set_leverage, lev, self.symbol)
             planned_price = float(self.prices.close[-1])
-            placed = self._send(entry)
+            placed, rejection = self._place(entry)
             if placed is None or not placed.get("filled"):
                 result.skipped = True
+                if placed is None:
+                    result.skip_reason, result.skip_detail = REJECTED, f"exchange rejected: {rejection}"
+                else:
+                    result.skip_reason, result.skip_detail = NOT_FILLED, self._not_filled(entry, placed)
+                for kind in ("stop", "target"):  # their entry never opened: they are never sent
+                    self._update(by_kind[kind]["client_order_id"], status="abandoned")
+                self.refresh()
                 return result
             fill = float(placed.get("average") or planned_price)
             sgn = 1.0 if entry["side"] == "buy" else -1.0
@@ -272,6 +301,16 @@ class RealBroker:
                 result.closed.append(self._closed(float(placed.get("average") or self.prices.close[-1]), "signal"))
         self.refresh()
         return result
+
+    def _not_filled(self, entry: dict[str, Any], placed: dict[str, Any]) -> str:
+        """An entry the exchange accepted but did not fill: cancelled if it still rests there
+        (it must not open a position later, unseen); the detail for the prediction."""
+        if placed.get("status") == "open":
+            self._cancel(entry["client_order_id"])
+        info = placed.get("info") if isinstance(placed.get("info"), dict) else {}
+        status = str(info.get("status") or placed.get("status"))  # the exchange's own word for it
+        logger.warning("entry %s not filled (status %s); no position", entry["client_order_id"], status)
+        return f"exchange not filled: order status {status}"
 
     def _closed(self, exit_price: float, reason: str) -> dict[str, Any]:
         tr = self.trade
@@ -367,7 +406,11 @@ class RealBroker:
                 found = None
             if found is not None:
                 self._record_reply(cid, found)
-                if order["kind"] == "entry" and found.get("filled") and self.trade is None:
+                if order["kind"] == "entry" and not found.get("filled"):  # it reached the exchange but opened nothing
+                    result.skipped, result.skip_reason = True, NOT_FILLED
+                    result.skip_detail = self._not_filled(order, found)
+                    result.skipped_prediction_id = order.get("prediction_id")
+                elif order["kind"] == "entry" and found.get("filled") and self.trade is None:
                     fill = float(found.get("average") or 0)
                     sid, tid = cid[:-1] + "s", cid[:-1] + "t"
                     stops = {o["client_order_id"]: o for o in unsent}
@@ -386,10 +429,15 @@ class RealBroker:
                     logger.info("order %s was stored but never sent; the decision is current, sending it now", cid)
                     done = self.execute([o for o in unsent if o["ts"] == order["ts"]], db)
                     result.opened, result.skipped = done.opened, done.skipped
+                    result.skip_reason, result.skip_detail = done.skip_reason, done.skip_detail
+                    result.skipped_prediction_id = order.get("prediction_id") if done.skipped else None
                 continue
             if order["kind"] == "entry":
                 logger.warning("order %s was stored but never reached the exchange; the stale entry is abandoned", cid)
                 self._update(cid, status="abandoned")
+                result.skipped, result.skip_reason = True, ABANDONED
+                result.skip_detail = "broker abandoned: the entry was stored but not sent before a restart; the decision was stale"
+                result.skipped_prediction_id = order.get("prediction_id")
             elif self._pos is not None:
                 logger.info("order %s was stored but never sent; sending it now", cid)
                 self._send(order)

@@ -17,7 +17,12 @@ Per closed bar *t* (:meth:`LiveRunner.process_bar`):
    env's code), the policy's decision;
 5. the risk guard (refusals and caps are stored with their reasons);
 6. ONE database transaction stores the prediction, the orders about to be sent (client
-   order ids), the outcomes and the runner's state; only then are orders sent.
+   order ids), the outcomes and the runner's state; only then are orders sent. An entry
+   that opens no position resolves its prediction as ``skipped`` with the true reason
+   (``exit_reason``; details such as the exchange's message in ``risk``): below the minimum
+   notional in that same transaction (real: no order is placed), rejected or not filled
+   in the one that follows the replies, with the state (paper: the core reports the skip
+   at the fill, the next bar).
 
 Pattern library: an entry is matched against the stored library's active and promoted
 patterns (loaded once when the session starts and kept in its state; see
@@ -304,8 +309,15 @@ class LiveRunner:
                 **({"stop_price": o["stop_price"]} if o.get("stop_price") is not None else {}),
                 **({"target_price": o["target_price"]} if o.get("target_price") is not None else {}),
             })
-        if result.skipped and pending_id is not None:
-            out.append({"prediction_id": pending_id, "status": "skipped", "exit_reason": "below minimum notional"})
+        if result.skipped:
+            pid = result.skipped_prediction_id if result.skipped_prediction_id is not None else pending_id
+            if pid is not None:
+                out.append({"prediction_id": pid, "status": "skipped", "exit_reason": result.skip_reason,
+                            **({"risk_note": result.skip_detail} if result.skip_detail else {})})
+            if pid is not None and pid == pending_id:  # that entry is resolved: nothing is pending any more
+                self._pending_pred = None
+                self._pending_pattern = None
+                pending_id = None
         for tr in result.closed:
             same_bar = result.opened is not None and int(tr["entry_time"]) == int(result.opened["time"])
             pid = pending_id if same_bar else self._position_pred
@@ -421,8 +433,15 @@ class LiveRunner:
         prediction = self._prediction(bar, t, obs, row, d, (side, lev_i, prof_i), intent, verdict, close_ms)
         matched = self.patterns.match(row, intent) if self.patterns is not None and intent.startswith("open") else None
         prediction["pattern"] = matched["pattern"] if matched else None
-        orders = self.broker.planned_orders(t, side, lev_i, prof_i, close_ms, self.session_id)
-        self.broker.submit(t, side, lev_i, prof_i)
+        skip = self.broker.entry_skip_reason(t, side, lev_i) if intent.startswith("open") and not verdict.refused else None
+        if skip is not None:  # no order can carry this entry out: the prediction is resolved here, with the bar
+            logger.warning("entry at %s skipped: %s", bar.time, skip[1])
+            prediction["status"], prediction["exit_reason"] = "skipped", skip[0]
+            prediction["risk"] = "; ".join(x for x in (prediction["risk"], f"broker skipped: {skip[1]}") if x)
+            intent = "none"
+        orders = self.broker.planned_orders(t, side, lev_i, prof_i, close_ms, self.session_id) if skip is None else []
+        if skip is None:
+            self.broker.submit(t, side, lev_i, prof_i)
         if intent.startswith("open"):
             self._pending_pred = (close_ms, None)  # its id is looked up by time when the entry fills
             self._pending_pattern = matched
@@ -439,11 +458,11 @@ class LiveRunner:
             self.after_store(t)
         if orders:
             done = self.broker.execute(orders, self.db)
-            outcomes = self._outcomes(done, None)
-            if done.opened is None and done.skipped is False and intent.startswith("open"):
+            outcomes = self._outcomes(done, None)  # a skipped entry resolves its prediction here (true reason)
+            if done.opened is None and intent.startswith("open"):
                 self._pending_pred = None
                 self._pending_pattern = None
-            if outcomes or done.opened is not None:
+            if outcomes or done.opened is not None or done.skipped:  # the outcomes and the state: one transaction
                 live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
         self.summary.latencies_s.append(time.perf_counter() - started)
 

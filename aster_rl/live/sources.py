@@ -9,6 +9,10 @@
   paper broker's stop / target watch. With ``websocket=True`` a ccxt.pro candle stream
   (:class:`aster_rl.exchange.CandleWatcher`) tells it sooner that a bar has closed; the
   bar itself still comes through the same REST download, which stays the fallback.
+  Which candle has closed is decided by the exchange's clock (:class:`ExchangeClock`: the
+  server time measured as an offset from this machine's clock, measured again now and
+  then), as ``aster-rl data download`` does: a local clock running ahead would otherwise
+  take the still-forming candle for a closed one, and stored bars are never overwritten.
 
 Both give the market *as known at a bar's close* for the features: the whole history
 (:meth:`market_at`, to start the runner's feature stream) or only its last bars
@@ -41,6 +45,56 @@ Clock = Callable[[], pd.Timestamp]
 
 def _utc_now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
+
+
+class ExchangeClock:
+    """The exchange's clock without a request per reading: this machine's UTC clock plus the
+    offset to the exchange's server time (:meth:`aster_rl.exchange.ExchangeClient.now`),
+    measured at the first reading and again every ``refresh_s`` seconds.
+
+    The offset is taken against the local time *after* the server's reply, so the estimate
+    is never ahead of the exchange (it may lag by the round trip): a candle is taken for
+    closed a few milliseconds late rather than while it still forms. A failed measurement
+    keeps the last offset (zero before the first) and is tried again at the next reading.
+    """
+
+    def __init__(
+        self,
+        client: Any,  # aster_rl.exchange.ExchangeClient
+        *,
+        refresh_s: float = 300.0,
+        local: Clock = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.refresh_s = float(refresh_s)
+        self._local = local
+        self._monotonic = monotonic
+        self.offset = pd.Timedelta(0)  # exchange minus local
+        self.measured_at: float | None = None  # monotonic time of the last measurement
+        self.measurements = 0
+
+    def measure(self) -> pd.Timedelta:
+        """Ask the exchange for its time now; returns the new offset."""
+        from aster_rl.errors import ExchangeError
+
+        try:
+            server = self.client.now()
+        except ExchangeError as e:
+            logger.warning("exchange clock: no server time (%s); keeping the offset %s", e, self.offset)
+            return self.offset
+        after = self._local()
+        self.offset = server - after
+        self.measured_at = self._monotonic()
+        self.measurements += 1
+        if abs(self.offset) > pd.Timedelta(seconds=1):
+            logger.info("exchange clock: the exchange's clock is %+.3f s from this machine's", self.offset.total_seconds())
+        return self.offset
+
+    def __call__(self) -> pd.Timestamp:
+        if self.measured_at is None or self._monotonic() - self.measured_at >= self.refresh_s:
+            self.measure()
+        return self._local() + self.offset
 
 
 @dataclass(frozen=True)
@@ -205,7 +259,10 @@ class ReplaySource:
 
 
 class ExchangeSource:
-    """Closed bars polled from the exchange and stored in the database first."""
+    """Closed bars polled from the exchange and stored in the database first.
+
+    ``clock``: what time it is on the exchange; by default an :class:`ExchangeClock` on
+    ``client`` (re-measured every ``clock_refresh_s`` seconds)."""
 
     kind = "exchange"
 
@@ -218,7 +275,8 @@ class ExchangeSource:
         source_name: str | None = None,
         history_bars: int = 1_000,
         poll_interval_s: float = 1.0,
-        clock: Clock = _utc_now,
+        clock: Clock | None = None,
+        clock_refresh_s: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
         companions: bool = True,
         websocket: bool = False,
@@ -234,7 +292,7 @@ class ExchangeSource:
         self.source_name = source_name or data_cfg.exchange_id
         self.history_bars = int(history_bars)
         self.poll_interval_s = float(poll_interval_s)
-        self._clock = clock
+        self._clock = clock if clock is not None else ExchangeClock(client, refresh_s=clock_refresh_s)
         self._sleep = sleep
         self._tf = timeframe_to_timedelta(self.timeframe)
         self.companions = companions

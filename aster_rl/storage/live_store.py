@@ -55,7 +55,8 @@ def record_bar(
     """Store one bar's work atomically; returns the new prediction's id.
 
     ``outcomes`` are ``{"prediction_id": id, ...fields}`` updates of earlier predictions; an
-    outcome may carry ``pattern_update`` (``net_return``, ``regime``, ``phase``, ``cfg``): when it
+    outcome may carry ``risk_note`` (text added once to the prediction's ``risk``, e.g. the
+    exchange's message for a rejected entry) and ``pattern_update`` (``net_return``, ``regime``, ``phase``, ``cfg``): when it
     closes a prediction that names a library pattern, that pattern's statistics and status
     are updated here, once (see :func:`_update_pattern`);
     ``orders`` get the new prediction's id unless they name one. A prediction that already
@@ -79,6 +80,7 @@ def record_bar(
             fields = dict(out)
             pid = fields.pop("prediction_id", None)
             pattern_update = fields.pop("pattern_update", None)
+            risk_note = fields.pop("risk_note", None)
             if pid is None:
                 logger.warning("session %s: a closed trade has no prediction to attach to: %s", session_id, fields)
                 continue
@@ -90,6 +92,8 @@ def record_bar(
             was_closed = row.status in CLOSED_STATUSES
             for key, value in fields.items():
                 setattr(row, key, value)
+            if risk_note and risk_note not in (row.risk or ""):
+                row.risk = f"{row.risk}; {risk_note}" if row.risk else risk_note
             if pattern_update is not None and row.pattern and not was_closed and row.status in CLOSED_STATUSES:
                 _update_pattern(s, session_id, row, pattern_update)
         for order in orders:

@@ -1,5 +1,6 @@
 """The paper broker between bars: a stop hit by a polled price, and the pending decision after it."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -37,3 +38,31 @@ def test_a_decision_overtaken_by_a_stop_between_bars_is_dropped(pending_side):
     # flat now: the same side would open a new position nobody decided on (nor reviewed)
     assert result.opened is None and result.closed == [] and broker.position_side == 0
     assert int(broker.book.n_trades[0]) == 1
+
+
+def test_the_price_buffer_is_the_core_price_matrix_and_is_not_copied_per_bar(monkeypatch):
+    """The core steps over the buffer's own price matrix (equal to ``price_matrix`` of the same
+    bars, through growth): no bar rebuilds a matrix from the whole history."""
+    from aster_rl import accounting
+    from aster_rl.live.sources import bars_from_market
+    from aster_rl.prices import PriceArrays
+    from factories import make_market
+
+    market = make_market(300, seed=3)
+    bars = bars_from_market(market)
+    prices = LivePrices("5m", capacity=16)  # small: the buffer grows several times
+    for bar in bars[:40]:
+        prices.append(bar)
+    broker = PaperBroker(EnvConfig(), prices)
+    built = []
+    real = accounting.price_matrix
+    monkeypatch.setattr(accounting, "price_matrix", lambda p: built.append(len(p)) or real(p))
+    for i, bar in enumerate(bars[40:], start=40):
+        t = prices.append(bar)
+        broker.on_bar(t)
+        broker.observation(np.zeros(4, dtype=np.float32), t)
+        broker.submit(t, (BUY, SELL, 0)[i % 3], 1, 0)
+        assert np.shares_memory(broker.acc._px, prices.matrix) and len(broker.acc._px) == len(prices)
+    assert not built  # no matrix built from the history after start-up
+    expected = accounting.price_matrix(PriceArrays.from_market(market))
+    assert np.array_equal(prices.matrix, expected)  # bit for bit, spare column included
