@@ -1,7 +1,8 @@
 """The indicators tentacle: RSI, EMA distances, MACD, Bollinger bands, ATR%, candles, wicks.
 
-RSI, EMA and MACD come from ``ta`` (called on a plain RangeIndex, where its pandas
-wrappers are causal). Bollinger bands are computed here with a two-pass std per window
+RSI, EMA and MACD are ``ta``'s formulas (``RSIIndicator``, ``EMAIndicator``, ``MACD``)
+written out on numpy arrays with the same pandas EWM calls, so the values are ``ta``'s
+bit for bit (tested) without its wrappers' Series copies. Bollinger bands are computed here with a two-pass std per window
 (``_causal.rolling_mean_std``, tested equal to ``ta.volatility.BollingerBands``): pandas'
 running-sum rolling std carries rounding from the whole history, so on flat stretches
 %B from a recent window differed from the batch value by 2e-4. ATR comes from
@@ -22,8 +23,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-from ta.momentum import RSIIndicator
-from ta.trend import MACD, EMAIndicator
 
 from aster_rl.indicator_math import wilder_atr
 from aster_rl.tentacles._causal import rolling_mean_std, safe_div
@@ -45,16 +44,38 @@ DEFAULTS = {
 }
 
 
-def rsi(close: pd.Series, period: int = 14) -> np.ndarray:
-    """Wilder RSI through ``ta``; 50 before ``period`` bars exist."""
-    values = RSIIndicator(pd.Series(close.to_numpy(dtype=float)), window=period).rsi().to_numpy()
+def _ema(values: np.ndarray, span: int) -> np.ndarray:
+    """``ta.utils._ema``: EWM(span, adjust=False) with ``span`` bars before the first value (NaN before)."""
+    return pd.Series(values).ewm(span=span, min_periods=span, adjust=False).mean().to_numpy()
+
+
+def rsi(close: pd.Series | np.ndarray, period: int = 14) -> np.ndarray:
+    """Wilder RSI as ``ta.momentum.RSIIndicator``; 50 before ``period`` bars exist."""
+    c = np.asarray(close, dtype=float)
+    diff = np.empty(len(c))
+    diff[:1] = np.nan
+    diff[1:] = c[1:] - c[:-1]
+    up = np.where(diff > 0, diff, 0.0)
+    down = -np.where(diff < 0, diff, 0.0)
+    # Both smoothed in one call: pandas' EWM runs column by column, as on two Series.
+    ema = pd.DataFrame({"up": up, "down": down}).ewm(alpha=1 / period, min_periods=period, adjust=False).mean().to_numpy()
+    emaup, emadn = ema[:, 0], ema[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.where(emadn == 0, 100.0, 100 - (100 / (1 + emaup / emadn)))
     return np.where(np.isfinite(values), values, 50.0)
 
 
 def ema_distance(close: np.ndarray, period: int) -> np.ndarray:
-    """close / EMA(period) - 1 through ``ta``; 0 before ``period`` bars exist."""
-    ema = EMAIndicator(pd.Series(close), window=period).ema_indicator().to_numpy()
+    """close / EMA(period) - 1 as ``ta.trend.EMAIndicator``; 0 before ``period`` bars exist."""
+    ema = _ema(close, period)
     return safe_div(close - ema, ema, 0.0)
+
+
+def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(MACD, signal, histogram) as ``ta.trend.MACD`` (NaN before their warm-up)."""
+    line = _ema(close, fast) - _ema(close, slow)
+    sig = _ema(line, signal)
+    return line, sig, line - sig
 
 
 def bollinger(close: np.ndarray, window: int = 20, n_std: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,13 +127,12 @@ def features(
 ) -> pd.DataFrame:
     cdl = market.candles
     o, h, l, c = (cdl[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close"))
-    close = pd.Series(c)  # a plain RangeIndex: ta's wrappers are causal and fast there
-    out: dict[str, np.ndarray] = {f"indicators_rsi_{rsi_period}": rsi(close, rsi_period)}
+    out: dict[str, np.ndarray] = {f"indicators_rsi_{rsi_period}": rsi(c, rsi_period)}
     for p in ema_periods:
         out[f"indicators_ema_dist_{p}"] = ema_distance(c, int(p))
-    macd = MACD(close, window_slow=macd_slow, window_fast=macd_fast, window_sign=macd_signal)
-    for name, series in (("macd", macd.macd()), ("macd_signal", macd.macd_signal()), ("macd_hist", macd.macd_diff())):
-        out[f"indicators_{name}"] = np.nan_to_num(safe_div(series.to_numpy(), c, 0.0), nan=0.0)
+    line, sig, hist = macd(c, macd_fast, macd_slow, macd_signal)
+    for name, values in (("macd", line), ("macd_signal", sig), ("macd_hist", hist)):
+        out[f"indicators_{name}"] = np.nan_to_num(safe_div(values, c, 0.0), nan=0.0)
     upper, lower, mid = bollinger(c, bb_window, bb_std)
     out["indicators_bb_pband"] = safe_div(c - lower, upper - lower, 0.5)
     out["indicators_bb_width"] = safe_div(upper - lower, mid, 0.0)

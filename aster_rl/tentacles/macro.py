@@ -65,6 +65,14 @@ def _aligned_close(companion: pd.DataFrame | None, index: pd.DatetimeIndex, max_
     return np.where(known, close, np.nan), fresh
 
 
+def _diff(x: np.ndarray, lag: int) -> np.ndarray:
+    """``x[t] - x[t - lag]`` (pandas' ``x - x.shift(lag)``): NaN for the first ``lag`` bars."""
+    out = np.full(len(x), np.nan)
+    if 0 < lag < len(x):
+        out[lag:] = x[lag:] - x[:-lag]
+    return out
+
+
 def features(
     market: MarketBundle,
     context: pd.DataFrame,
@@ -76,17 +84,19 @@ def features(
 ) -> pd.DataFrame:
     index = market.candles.index
     n = len(index)
-    base_ret = np.log(market.candles["close"].astype(float)).diff().to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base_ret = _diff(np.log(market.candles["close"].to_numpy(dtype=float)), 1)
     out: dict[str, np.ndarray] = {}
     any_available = np.zeros(n, dtype=bool)
     for name in COMPANIONS:
         close, fresh = _aligned_close(getattr(market, name), index, max_stale_bars)
         s = pd.Series(close)
-        logc = np.log(s)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logc = np.log(close)
         for h in horizons:
-            r = (logc - logc.shift(int(h))).to_numpy()
+            r = _diff(logc, int(h))
             out[f"{NAME}_{name}_return_{int(h)}"] = np.where(fresh & np.isfinite(r), r, 0.0)
-        valid = s.notna().cumsum().to_numpy()
+        valid = np.cumsum(~np.isnan(close))
         ema = s.ewm(span=ema_span, adjust=False, ignore_na=True).mean().to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             dist = close / ema - 1.0
@@ -94,7 +104,7 @@ def features(
         dist = np.where(ok, dist, 0.0)
         out[f"{NAME}_{name}_ema_distance"] = dist
         out[f"{NAME}_{name}_trend"] = np.where(dist > deadband, 1.0, np.where(dist < -deadband, -1.0, 0.0))
-        ret1 = logc.diff().to_numpy()
+        ret1 = _diff(logc, 1)
         corr = pd.Series(base_ret).rolling(corr_window, min_periods=max(corr_window // 2, 2)).corr(pd.Series(ret1)).to_numpy()
         out[f"{NAME}_corr_{name}"] = np.where(fresh & np.isfinite(corr), np.clip(corr, -1.0, 1.0), 0.0)
         available = fresh & (valid >= 2)

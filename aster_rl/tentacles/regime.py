@@ -68,10 +68,12 @@ def wilder_adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
     def smooth(x: np.ndarray) -> np.ndarray:
         return pd.Series(x).ewm(alpha=alpha, adjust=False).mean().to_numpy()
 
-    str_ = smooth(tr)
+    # The three inputs smoothed in one call: pandas' EWM runs column by column, as on three Series.
+    smoothed = pd.DataFrame({"tr": tr, "plus": plus_dm, "minus": minus_dm}).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+    str_, plus_s, minus_s = smoothed[:, 0], smoothed[:, 1], smoothed[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        plus_di = np.where(str_ > 0, 100.0 * smooth(plus_dm) / str_, 0.0)
-        minus_di = np.where(str_ > 0, 100.0 * smooth(minus_dm) / str_, 0.0)
+        plus_di = np.where(str_ > 0, 100.0 * plus_s / str_, 0.0)
+        minus_di = np.where(str_ > 0, 100.0 * minus_s / str_, 0.0)
         di_sum = plus_di + minus_di
         dx = np.where(di_sum > 0, 100.0 * np.abs(plus_di - minus_di) / di_sum, 0.0)
     adx = smooth(dx)

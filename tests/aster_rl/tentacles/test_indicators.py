@@ -101,3 +101,22 @@ def test_input_unchanged_and_finite():
     pd.testing.assert_frame_equal(m.candles, before)
     assert np.isfinite(df.to_numpy()).all()
     assert T.reading(df.iloc[-1]).startswith("Indicators: RSI")
+
+
+def test_rsi_ema_macd_equal_ta_bit_for_bit():
+    from aster_rl.tentacles.indicators import ema_distance, macd, rsi
+
+    c = make_candles(900, seed=11)
+    cl = c["close"].reset_index(drop=True)
+    close = cl.to_numpy()
+    ta_rsi = RSIIndicator(cl, 14).rsi().to_numpy()
+    np.testing.assert_array_equal(rsi(close, 14), np.where(np.isfinite(ta_rsi), ta_rsi, 50.0))
+    for p in (9, 50, 200):
+        ema = EMAIndicator(cl, p).ema_indicator().to_numpy()
+        expected = np.zeros(len(close))
+        ok = np.isfinite(ema)
+        expected[ok] = (close[ok] - ema[ok]) / ema[ok]
+        np.testing.assert_array_equal(ema_distance(close, p), expected)
+    ref = MACD(cl, window_slow=26, window_fast=12, window_sign=9)
+    for mine, theirs in zip(macd(close, 12, 26, 9), (ref.macd(), ref.macd_signal(), ref.macd_diff())):
+        np.testing.assert_array_equal(mine, theirs.to_numpy())
