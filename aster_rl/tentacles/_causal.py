@@ -14,6 +14,8 @@ from aster_rl.timeframes import timeframe_to_timedelta
 
 def as_ns(index: pd.Index) -> np.ndarray:
     """Int64 nanoseconds since the epoch of a DatetimeIndex, whatever its unit."""
+    if isinstance(index, pd.DatetimeIndex) and index.unit == "ns":
+        return index.asi8
     return pd.DatetimeIndex(index).as_unit("ns").asi8
 
 

@@ -75,9 +75,10 @@ def features(
     spike = volume_spikes(volume, spike_window, spike_ratio)
     ret, z = return_zscore(close, moon_window, z_clip)
     moon, dump = moon_candles(ret, z, moon_k, moon_pct)
-    roll_max = lambda a, w: pd.Series(a).rolling(w, min_periods=1).max().to_numpy()  # noqa: E731
-    roll_min = lambda a, w: pd.Series(a).rolling(w, min_periods=1).min().to_numpy()  # noqa: E731
-    support, resistance = roll_min(low, sr_window), roll_max(high, sr_window)
+    # Trailing max of high and min of low (as -max(-low)) in one rolling call per window.
+    hl = pd.DataFrame({"high": high, "neg_low": -low})
+    roll = {w: hl.rolling(w, min_periods=1).max().to_numpy() for w in {int(sr_window), int(dip_window)}}
+    support, resistance = -roll[int(sr_window)][:, 1], roll[int(sr_window)][:, 0]
     support_dist = np.clip(safe_div(close - support, close), 0, None)
     resistance_dist = np.clip(safe_div(resistance - close, close), 0, None)
     out = {
@@ -86,8 +87,8 @@ def features(
         "price_history_return_z": z,
         "price_history_moon_candle": moon,
         "price_history_dump_candle": dump,
-        f"price_history_dip_{dip_window}": np.clip(safe_div(close, roll_max(high, dip_window), 1.0) - 1.0, None, 0),
-        f"price_history_rally_{dip_window}": np.clip(safe_div(close, roll_min(low, dip_window), 1.0) - 1.0, 0, None),
+        f"price_history_dip_{dip_window}": np.clip(safe_div(close, roll[int(dip_window)][:, 0], 1.0) - 1.0, None, 0),
+        f"price_history_rally_{dip_window}": np.clip(safe_div(close, -roll[int(dip_window)][:, 1], 1.0) - 1.0, 0, None),
         f"price_history_support_dist_{sr_window}": support_dist,
         f"price_history_resistance_dist_{sr_window}": resistance_dist,
         "price_history_near_support": (support_dist <= near_pct).astype(float),
