@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
+from aster_rl.accounting import validate_env_config  # configuration checks are not what the oracle re-derives
 from aster_rl.config import EnvConfig
-from aster_rl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -99,51 +99,6 @@ TRADE_KEYS = (
     "reason",
 )
 _QTY_EPS = 1e-9
-
-
-def validate_env_config(cfg: EnvConfig) -> None:
-    """Check what pydantic may have been bypassed for (``model_copy(update=...)``)."""
-    for field in (
-        "maker_fee_rate",
-        "taker_fee_rate",
-        "slippage_bps",
-        "impact_coef",
-        "liquidation_fee_rate",
-        "min_notional_usd",
-        "drawdown_penalty",
-        "turnover_penalty",
-        "liquidation_penalty",
-        "bankruptcy_fraction",
-    ):
-        value = getattr(cfg, field)
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"env.{field} = {value}: must be a finite number >= 0")
-    for field in ("initial_equity_usd", "qty_step", "price_tick"):
-        value = getattr(cfg, field)
-        if not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"env.{field} = {value}: must be a finite number > 0")
-    if not 0 < cfg.margin_fraction <= 1:
-        raise ConfigError(f"env.margin_fraction = {cfg.margin_fraction}: must be in (0, 1]")
-    if not cfg.leverages:
-        raise ConfigError("env.leverages: the leverage ladder is empty")
-    bad = [lev for lev in cfg.leverages if lev < 1 or lev > cfg.max_leverage]
-    if bad:
-        raise ConfigError(f"env.leverages: {bad} outside 1..env.max_leverage={cfg.max_leverage}")
-    if not cfg.exit_profiles:
-        raise ConfigError("env.exit_profiles: at least one exit profile is needed")
-    for name, p in cfg.exit_profiles.items():
-        if not (p.stop_atr > 0 and p.target_atr > 0):
-            raise ConfigError(f"env.exit_profiles.{name}: stop_atr and target_atr must be > 0")
-    if not cfg.brackets:
-        raise ConfigError("env.brackets: at least one margin bracket is needed")
-    caps = [b.notional_cap_usd for b in cfg.brackets]
-    if any(b <= a for a, b in zip(caps, caps[1:])):
-        raise ConfigError(f"env.brackets: notional_cap_usd must increase from bracket to bracket, got {caps}")
-    for i, b in enumerate(cfg.brackets):
-        if not 0 <= b.maintenance_margin_rate < 1:
-            raise ConfigError(f"env.brackets[{i}].maintenance_margin_rate must be in [0, 1)")
-    if cfg.episode_length <= 0:
-        raise ConfigError(f"env.episode_length = {cfg.episode_length}: must be > 0")
 
 
 def liquidation_price(side, qty, entry_price, wallet_balance, mmr, maint_amount):
