@@ -83,3 +83,10 @@ def test_cli_reports_config_errors_in_one_line_with_exit_code(capsys):
     assert main(["--set", "env.max_leverage=0", "config", "show"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "env.max_leverage" in err[0]
+
+
+def test_shipped_example_configuration_is_valid():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml")):
+        assert isinstance(load_config(path), AppConfig), path
