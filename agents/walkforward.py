@@ -3,7 +3,8 @@
 Each fold is a contiguous block of bars with its own train / validation / test splits (and
 purge gaps inside and between blocks), so a fold's model never sees a later fold. Results
 are aggregated over every (fold, seed): the mean out-of-sample net return with a bootstrap
-confidence interval, and the share of runs where the agent beats the best baseline.
+confidence interval over folds (seeds of one fold share its test period), and the share of
+runs where the agent beats the best baseline.
 """
 
 from __future__ import annotations
@@ -46,10 +47,46 @@ class WalkForwardResult:
         ci = s["agent_net_return_ci"]
         lines.append(
             f"agent mean net return {ci['estimate']:+.2%} ({ci['confidence']:.0%} CI [{ci['low']:+.2%}, {ci['high']:+.2%}]) "
-            f"over {s['runs']} runs; beats the best baseline in {s['share_beats_best_baseline']:.0%} of runs"
+            f"over {s['folds']} folds x {s['seeds']} seeds; beats the best baseline in {s['share_beats_best_baseline']:.0%} of runs"
         )
         lines.append("verdict: " + s["verdict"])
         return "\n".join(lines)
+
+
+def summarize_runs(runs: list[dict[str, Any]], *, folds: int, seeds: int, confidence: float) -> dict[str, Any]:
+    """Aggregate (fold, seed) runs: the interval of the mean net return resamples FOLDS.
+
+    Seeds trained on the same fold share its test period, so their returns are not
+    independent draws; each fold's seeds are averaged first and the bootstrap resamples
+    the fold means. With a single fold there is no interval and no claim of an edge.
+    """
+    fold_ids = sorted({r["fold"] for r in runs})
+    fold_means = np.array([np.mean([r["agent_net_return"] for r in runs if r["fold"] == k]) for k in fold_ids])
+    ci = M.mean_ci(fold_means, confidence=confidence)
+    share = float(np.mean([r["beats_best_baseline"] for r in runs])) if runs else 0.0
+    interval = f"mean out-of-sample net return CI [{ci.low:+.2%}, {ci.high:+.2%}] over {len(fold_means)} folds"
+    if len(fold_means) < 2:
+        verdict = (f"mean out-of-sample net return {ci.estimate:+.2%} from {len(fold_means)} fold: "
+                   "too few folds for a confidence interval, so no evidence of an edge")
+    elif ci.low > 0:
+        verdict = f"{interval} lies above 0: evidence of an edge"
+    elif ci.high < 0:
+        verdict = f"{interval} lies below 0: the agent loses money"
+    else:
+        verdict = f"{interval} includes 0: no evidence of an edge"
+    verdict += f"; it beats the best baseline in {share:.0%} of {len(runs)} fold-seed runs"
+    return {
+        "folds": folds,
+        "seeds": seeds,
+        "runs": len(runs),
+        "agent_net_return_ci": ci.to_dict(),
+        "agent_fold_mean_net_returns": [float(v) for v in fold_means],
+        "share_beats_best_baseline": share,
+        "baselines_mean_net_return": {
+            n: float(np.mean([r["baselines_net_return"][n] for r in runs])) for n in runs[0]["baselines_net_return"]
+        } if runs else {},
+        "verdict": verdict,
+    }
 
 
 def walkforward(config: AppConfig, dataset, out_dir: Path | None = None) -> WalkForwardResult:
@@ -95,27 +132,8 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None) -> Walk
                 "beats_best_baseline": bool(agent_ret > base[best_name]),
                 "best_validation": trained.metrics.get("best_validation", {}),
             })
-    rets = np.array([r["agent_net_return"] for r in result.runs])
-    ci = M.mean_ci(rets, confidence=ev.confidence)
-    share = float(np.mean([r["beats_best_baseline"] for r in result.runs])) if result.runs else 0.0
-    if ci.low > 0:
-        verdict = f"mean out-of-sample net return CI [{ci.low:+.2%}, {ci.high:+.2%}] lies above 0"
-    elif ci.high < 0:
-        verdict = f"mean out-of-sample net return CI [{ci.low:+.2%}, {ci.high:+.2%}] lies below 0: the agent loses money"
-    else:
-        verdict = f"mean out-of-sample net return CI [{ci.low:+.2%}, {ci.high:+.2%}] includes 0: no evidence of an edge"
-    verdict += f"; it beats the best baseline in {share:.0%} of {len(result.runs)} fold-seed runs"
-    result.summary = {
-        "folds": len(folds),
-        "seeds": ev.walkforward_seeds,
-        "runs": len(result.runs),
-        "agent_net_return_ci": ci.to_dict(),
-        "share_beats_best_baseline": share,
-        "baselines_mean_net_return": {
-            n: float(np.mean([r["baselines_net_return"][n] for r in result.runs])) for n in result.runs[0]["baselines_net_return"]
-        } if result.runs else {},
-        "verdict": verdict,
-    }
+    result.summary = summarize_runs(result.runs, folds=len(folds), seeds=ev.walkforward_seeds, confidence=ev.confidence)
+    verdict = result.summary["verdict"]
     (out_dir / "walkforward.json").write_text(json.dumps(_jsonable({"summary": result.summary, "runs": result.runs}), indent=2))
     logger.info("walk-forward: %s", verdict)
     return result
