@@ -33,7 +33,7 @@ from agents.baselines import (
     random_policy,
     rule_brain_policy,
 )
-from agents.splits import Span, Splits
+from agents.splits import Span, Splits, load_run_splits
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ def evaluate_run(
     which: str = "best",
     save: bool = True,
 ) -> EvaluationReport:
-    """Load a run, rebuild its data (or use ``dataset``), check the schema, evaluate on its test split."""
+    """Load a run, rebuild its data (or use ``dataset``), check the schema and the split boundaries, evaluate on its test split."""
     from agents.data import build_dataset
     from agents.policy import load_policy, load_run_config, resolve_run_dir
 
@@ -395,11 +395,7 @@ def evaluate_run(
     if dataset is None:
         dataset = build_dataset(run_config)
     policy = load_policy(run_dir, schema=dataset.schema, which=which)  # type: ignore[arg-type]
-    splits = Splits.from_dict(json.loads((run_dir / "splits.json").read_text()))
-    if splits.test.end > len(dataset):
-        from aster_rl.errors import DataError
-
-        raise DataError(f"{run_dir.name}: the test split ends at bar {splits.test.end} but the data has {len(dataset)} bars")
+    splits = load_run_splits(run_dir, dataset.prices.timestamps)
     report = evaluate_policy(policy, dataset, run_config, splits, run_dir=run_dir)
     if save:
         report.save(run_dir / "eval")

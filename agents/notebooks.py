@@ -272,12 +272,12 @@ def open_run(run_dir: str | Path, which: str = "best", dataset=None) -> RunConte
     """Load a run's config, rebuild its dataset (unless given), load its splits and policy (schema checked)."""
     from agents.data import build_dataset
     from agents.policy import load_policy, load_run_config
-    from agents.splits import Splits
+    from agents.splits import load_run_splits
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     dataset = dataset if dataset is not None else build_dataset(config)
-    splits = Splits.from_dict(json.loads((run_dir / "splits.json").read_text()))
+    splits = load_run_splits(run_dir, dataset.prices.timestamps)
     policy = load_policy(run_dir, schema=dataset.schema, which=which)  # type: ignore[arg-type]
     return RunContext(run_dir, config, dataset, splits, policy)
 

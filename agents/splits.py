@@ -10,7 +10,9 @@ not yet meaningful).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -80,6 +82,42 @@ class Splits:
             purge=int(d["purge_bars"]),
             warmup=int(d["warmup_bars"]),
         )
+
+
+def load_run_splits(run_dir: str | Path, timestamps: np.ndarray | pd.DatetimeIndex | None = None) -> Splits:
+    """The splits saved with a trained run (``splits.json``).
+
+    With ``timestamps`` (bar open times of the rebuilt data), each split's recorded first and
+    last bar must sit at the same positions: if bars were added before (or removed from) the
+    stored market, the positions would shift and the "test" split could land on bars the
+    model trained on. A retrained run is refused: it trained on every bar before its
+    hold-out and the hold-out chose it, so no untouched test split is left.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "splits.json"
+    if not path.exists():
+        raise DataError(f"{run_dir}: no splits.json; the run is incomplete")
+    d = json.loads(path.read_text())
+    if "retrained_from" in d:
+        raise DataError(
+            f"{run_dir.name} was retrained from {d['retrained_from']} on every bar before its hold-out, which then chose it: "
+            "it has no untouched test split"
+        )
+    splits = Splits.from_dict(d)
+    if timestamps is None:
+        return splits
+    if splits.test.end > len(timestamps):
+        raise DataError(f"{run_dir.name}: the test split ends at bar {splits.test.end} but the data has {len(timestamps)} bars")
+    now = splits.to_dict(timestamps)
+    for name in SPLIT_NAMES:
+        for key in ("first_bar", "last_bar"):
+            saved = d[name].get(key)
+            if saved is not None and saved != now[name].get(key):
+                raise DataError(
+                    f"{run_dir.name}: the {name} split's {key.replace('_', ' ')} was {saved} when the run was trained but is "
+                    f"{now[name].get(key)} in the data now; the stored market changed, so its bar positions no longer match"
+                )
+    return splits
 
 
 def purge_bars(warmup: int, episode_length: int) -> int:

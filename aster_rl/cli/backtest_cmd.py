@@ -36,7 +36,7 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     from agents.data import build_dataset
     from agents.evaluate import baseline_policies, periods_per_year_of, run_backtest, summarize_backtest
     from agents.policy import load_policy, load_run_config, resolve_run_dir
-    from agents.splits import Span, Splits
+    from agents.splits import Span, load_run_splits
     from aster_rl.timeframes import timeframe_to_timedelta
 
     if args.policy == "agent" and not args.run:
@@ -48,7 +48,7 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     index = dataset.index
 
     if run_dir is not None:
-        default = Splits.from_dict(json.loads((run_dir / "splits.json").read_text())).test
+        default = load_run_splits(run_dir, dataset.prices.timestamps).test
     else:
         default = Span(dataset.warmup, len(dataset))
     start = _bar_position(index, args.start, "start") if args.start else default.start

@@ -1,8 +1,10 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from agents.splits import Splits, Span, make_splits, purge_bars, walkforward_splits
+from agents.splits import Splits, Span, load_run_splits, make_splits, purge_bars, walkforward_splits
 from aster_rl.errors import DataError
 
 
@@ -66,3 +68,28 @@ def test_walkforward_folds_are_chronological_and_purged(folds):
         assert s.test.start - s.validation.end >= warmup + episode
     assert ws[-1].test.end == n
     assert all(a.test.end <= b.train.start for a, b in zip(ws, ws[1:]))
+
+
+def test_load_run_splits_checks_the_recorded_bar_times(tmp_path):
+    ts = pd.date_range("2025-01-01", periods=3_000, freq="5min", tz="UTC").asi8
+    s = make_splits(len(ts), warmup=100, episode_length=50, train_fraction=0.6, validation_fraction=0.2)
+    (tmp_path / "splits.json").write_text(json.dumps(s.to_dict(ts)))
+    assert load_run_splits(tmp_path) == s
+    assert load_run_splits(tmp_path, ts) == s
+    # the same data with bars appended after it keeps every position
+    longer = pd.date_range("2025-01-01", periods=3_500, freq="5min", tz="UTC").asi8
+    assert load_run_splits(tmp_path, longer) == s
+    # bars added in front shift every position: the "test" bars would be other bars
+    earlier = pd.date_range("2024-12-31", periods=3_288, freq="5min", tz="UTC").asi8
+    with pytest.raises(DataError, match="train split's first bar"):
+        load_run_splits(tmp_path, earlier)
+    with pytest.raises(DataError, match="test split ends at bar"):
+        load_run_splits(tmp_path, ts[:2_000])
+
+
+def test_load_run_splits_refuses_a_retrained_run_and_a_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no splits.json"):
+        load_run_splits(tmp_path)
+    (tmp_path / "splits.json").write_text(json.dumps({"retrained_from": "ck/champ", "train": [100, 900], "holdout": [1000, 1200]}))
+    with pytest.raises(DataError, match="no untouched test split"):
+        load_run_splits(tmp_path)
