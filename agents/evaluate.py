@@ -247,7 +247,7 @@ class EvaluationReport:
                 d["extra"] = o.extra
             return d
 
-        return _jsonable({
+        return jsonable({
             "split": self.split,
             "agent": outcome_dict(self.agent),
             "baselines": {n: outcome_dict(o) for n, o in self.baselines.items()},
@@ -269,11 +269,12 @@ class EvaluationReport:
         return format_table(self)
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """``x`` ready for ``json.dumps``: numpy scalars as Python numbers, inf/nan as the strings "inf", "-inf", "nan"."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, (np.floating, float)):
         v = float(x)
         return v if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")

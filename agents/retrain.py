@@ -29,8 +29,9 @@ import numpy as np
 
 from aster_rl.config import AppConfig, replace, to_toml
 from aster_rl.errors import DataError, SchemaMismatchError
+from aster_rl.timeframes import timeframe_to_timedelta
 
-from agents.evaluate import periods_per_year_of, run_backtest, summarize_backtest
+from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.policy import MODEL_FILES, load_policy, load_run_config, load_schema, resolve_run_dir
 from agents.splits import Span, purge_bars
 
@@ -55,19 +56,7 @@ class RetrainDecision:
     decided_at: float
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
-
-
-def _finite(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else str(float(x))
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+        return jsonable(asdict(self))
 
 
 def resolve_champion(run: str | Path, checkpoint_dir: str | Path) -> Path:
@@ -180,7 +169,7 @@ def retrain(
     vn.close()
 
     periods = periods_per_year_of(dataset.prices.timeframe)
-    bar_ns = int(ts[1] - ts[0]) if len(ts) > 1 else 1
+    bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
 
     def score(run_dir: Path, which_model: str) -> dict[str, float]:
         policy = load_policy(run_dir, dataset.schema, which=which_model, checkpoint_dir=ckpt)

@@ -30,7 +30,7 @@ from aster_rl.errors import DataError
 from aster_rl.timeframes import timeframe_to_timedelta
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
-from agents.evaluate import periods_per_year_of, run_backtest, summarize_backtest
+from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.splits import Splits, make_splits
 
 logger = logging.getLogger(__name__)
@@ -188,17 +188,8 @@ def train(
         "last_rollout": trading_cb.history[-1] if trading_cb.history else {},
         "tensorboard_dir": tb_dir,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
+    (run_dir / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=2))
     logger.info("trained %s in %.1f s (%.0f fps); best validation net PnL %.2f USD at %s steps", run_dir.name, seconds,
                 metrics["fps"], best.get("net_pnl_usd", float("nan")), best.get("timesteps"))
     return TrainResult(run_dir=run_dir, splits=splits, metrics=metrics)
 
-
-def _finite(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    if isinstance(x, float) and not np.isfinite(x):
-        return str(x)
-    return x

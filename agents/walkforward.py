@@ -21,7 +21,7 @@ import numpy as np
 from aster_rl import metrics as M
 from aster_rl.config import AppConfig, replace
 
-from agents.evaluate import _jsonable, evaluate_policy
+from agents.evaluate import jsonable, evaluate_policy
 from agents.policy import load_policy
 from agents.splits import walkforward_splits
 from agents.train import train
@@ -134,6 +134,6 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None) -> Walk
             })
     result.summary = summarize_runs(result.runs, folds=len(folds), seeds=ev.walkforward_seeds, confidence=ev.confidence)
     verdict = result.summary["verdict"]
-    (out_dir / "walkforward.json").write_text(json.dumps(_jsonable({"summary": result.summary, "runs": result.runs}), indent=2))
+    (out_dir / "walkforward.json").write_text(json.dumps(jsonable({"summary": result.summary, "runs": result.runs}), indent=2))
     logger.info("walk-forward: %s", verdict)
     return result

@@ -34,7 +34,7 @@ def _bar_position(index: pd.DatetimeIndex, when: str, side: str) -> int:
 
 def run_backtest_cmd(args, config: AppConfig) -> int:
     from agents.data import build_dataset
-    from agents.evaluate import baseline_policies, periods_per_year_of, run_backtest, summarize_backtest
+    from agents.evaluate import baseline_policies, jsonable, periods_per_year_of, run_backtest, summarize_backtest
     from agents.policy import load_policy, load_run_config, resolve_run_dir
     from agents.splits import Span, load_run_splits
     from aster_rl.timeframes import timeframe_to_timedelta
@@ -70,6 +70,6 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
         out.mkdir(parents=True, exist_ok=True)
         result.trades.to_csv(out / "trades.csv", index=False)
         result.equity.to_csv(out / "equity.csv")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (out / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=2))
         print(f"written: {out}/trades.csv, equity.csv, metrics.json")
     return 0

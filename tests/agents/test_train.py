@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agents.callbacks import event_scalar_tags
-from agents.evaluate import evaluate_run
+from agents.evaluate import evaluate_run, jsonable
 from agents.policy import Policy, load_policy, resolve_run_dir
 from agents.train import train
 from aster_rl.errors import DataError, SchemaMismatchError
@@ -109,3 +109,12 @@ def test_latest_and_missing_runs(trained, tmp_path):
         resolve_run_dir("latest", tmp_path / "empty")
     with pytest.raises(DataError, match="does not exist"):
         resolve_run_dir(tmp_path / "nope")
+
+
+def test_jsonable_writes_strict_json():
+    import math
+
+    out = jsonable({"pf": math.inf, "loss": np.float64(-math.inf), "x": np.float32(0.5), "n": np.int64(3),
+                    "ok": np.bool_(True), "nan": float("nan"), "rows": ({1: 2.0},)})
+    assert out == {"pf": "inf", "loss": "-inf", "x": 0.5, "n": 3, "ok": True, "nan": "nan", "rows": [{"1": 2.0}]}
+    json.dumps(out, allow_nan=False)
