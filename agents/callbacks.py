@@ -122,12 +122,9 @@ class RolloutStats:
             out["env/episodes"] = float(len(self.episodes))
             for key in ("fees", "funding", "slippage", "return", "max_drawdown", "liquidations", "time_in_market"):
                 vals = [float(e[key]) for e in self.episodes if key in e]
-                if vals:
-                    out[f"env/episode_{key}"] = float(np.mean(vals))
-            for key in ("fees", "funding", "slippage"):
-                vals = [float(e[key]) for e in self.episodes if key in e]
-                if vals:
-                    out[f"env/{key}"] = float(np.mean(vals))
+                if vals:  # costs as env/fees ..., the rest as env/episode_return ...
+                    tag = f"env/{key}" if key in ("fees", "funding", "slippage") else f"env/episode_{key}"
+                    out[tag] = float(np.mean(vals))
         if self.actions:
             out.update(action_scalars(np.concatenate(self.actions), leverages, profiles))
         return out

@@ -46,6 +46,8 @@ def test_rollout_stats_aggregate_over_all_envs_not_env_zero():
     assert s["env/equity"] == pytest.approx(95.0)
     assert s["env/drawdown"] == pytest.approx(0.05)  # env 1 is 10% below its peak, env 0 at its peak
     assert s["env/fees"] == 2.0 and s["env/funding"] == 0.5 and s["env/slippage"] == 0.1
+    assert s["env/episode_return"] == pytest.approx(-0.1) and s["env/episode_max_drawdown"] == pytest.approx(0.1)
+    assert not {"env/episode_fees", "env/episode_funding", "env/episode_slippage"} & set(s)  # each cost logged once
     assert s["env/time_in_market"] == pytest.approx(0.25)
     assert s["actions/side_buy"] == pytest.approx(0.25)
     st.reset()
