@@ -104,3 +104,17 @@ def test_summarize_collects_everything():
     assert s["max_drawdown"] == pytest.approx(0.25)
     assert s["trades"] == 2 and s["win_rate"] == 0.5 and s["profit_factor"] == 2.0
     assert s["exposure"] == 0.5 and s["avg_leverage"] == 3 and s["fees_usd"] == 1.5
+
+
+def test_block_bootstrap_widens_the_interval_for_dependent_returns():
+    # AR(1) returns with phi = 0.9: the sample mean's sd is about sqrt(19) times the iid one,
+    # so an interval that ignored the dependence (blocks of 1) would be far too narrow
+    rng = np.random.default_rng(4)
+    e = rng.normal(0.0, 0.001, 4_000)
+    r = np.empty_like(e)
+    r[0] = e[0]
+    for t in range(1, len(e)):
+        r[t] = 0.9 * r[t - 1] + e[t]
+    iid = m.return_ci(r, samples=400, block=1, seed=0)
+    blocks = m.return_ci(r, samples=400, block=100, seed=0)
+    assert (blocks.high - blocks.low) > 2.5 * (iid.high - iid.low)
