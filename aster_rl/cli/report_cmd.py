@@ -45,9 +45,7 @@ def parse_params(items: list[str]) -> dict:
 
 
 def notebook_parameters(name: str, args, config: AppConfig) -> dict:
-    common = {"checkpoint_dir": str(config.train.checkpoint_dir), "data_dir": str(config.data.data_dir)}
-    if name in ("evaluate", "tentacles", "live"):
-        common["run"] = args.run
+    common = {"checkpoint_dir": str(config.train.checkpoint_dir), "data_dir": str(config.data.data_dir), "run": args.run}
     if name == "live":
         common["database_url"] = config.data.database_url
     return common

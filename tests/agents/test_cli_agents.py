@@ -34,3 +34,16 @@ def test_evaluate_missing_run_is_one_line_exit_2(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_notebook_parameters():
+    import argparse
+
+    from aster_rl.cli.report_cmd import NOTEBOOK_NAMES, notebook_parameters
+    from aster_rl.config import AppConfig
+
+    args = argparse.Namespace(run="ck/some_run")
+    for name in NOTEBOOK_NAMES:
+        params = notebook_parameters(name, args, AppConfig())
+        assert params["run"] == "ck/some_run" and "checkpoint_dir" in params and "data_dir" in params
+        assert ("database_url" in params) == (name == "live")
