@@ -229,6 +229,12 @@ def list_runs(checkpoint_dir: str | Path) -> list[Path]:
     return sorted(runs, key=lambda p: (p / "model_last.zip").stat().st_mtime, reverse=True)
 
 
+def _has_test_split(run_dir: Path) -> bool:
+    """Whether the run saved a test split (a retrained run has only its selection hold-out)."""
+    path = run_dir / "splits.json"
+    return path.exists() and "test" in json.loads(path.read_text())
+
+
 def ensure_run(
     run: str | Path | None = None,
     *,
@@ -238,13 +244,13 @@ def ensure_run(
     timesteps: int = 4_096,
     n_bars: int | None = None,
 ) -> Path:
-    """``run`` if given; else the newest run under ``checkpoint_dir``; else a tiny run trained
+    """``run`` if given; else the newest run with a test split under ``checkpoint_dir``; else a tiny run trained
     now on the configured market (the synthetic default) through :func:`agents.train.train`."""
     from agents.policy import resolve_run_dir
 
     if run:
         return resolve_run_dir(run, checkpoint_dir)
-    runs = [r for r in list_runs(checkpoint_dir) if (r / "splits.json").exists()]
+    runs = [r for r in list_runs(checkpoint_dir) if _has_test_split(r)]
     if runs:
         logger.info("newest run under %s: %s", checkpoint_dir, runs[0].name)
         return runs[0]

@@ -165,3 +165,15 @@ def test_plots_draw_from_shaped_data(tmp_path):
         P.save(fig, tmp_path / f"{i}.png")
         assert (tmp_path / f"{i}.png").read_bytes()[:8] == PNG[:8]
         matplotlib.pyplot.close(fig)
+
+
+def test_ensure_run_skips_runs_without_a_test_split(tmp_path):
+    normal, retrained = tmp_path / "a__0__1", tmp_path / "a-retrain__0__2"
+    for d in (normal, retrained):
+        d.mkdir()
+        (d / "model_last.zip").write_bytes(b"x")
+    now = time.time()
+    os.utime(normal / "model_last.zip", (now - 100, now - 100))
+    (normal / "splits.json").write_text(json.dumps({"train": {}, "validation": {}, "test": {}}))
+    (retrained / "splits.json").write_text(json.dumps({"retrained_from": str(normal), "train": [0, 1], "holdout": [2, 3]}))
+    assert N.ensure_run(checkpoint_dir=tmp_path) == normal
