@@ -115,7 +115,7 @@ class BrainReport:
             lines.append("  Decision    no policy checkpoint given")
         else:
             d = self.decision
-            parts = [f"{d.side}", f"{d.leverage:g}x", d.profile]
+            parts = [d.side] if d.side == "WAIT" else [d.side, f"{d.leverage:g}x", d.profile]
             for key in ("entry", "stop", "target"):
                 value = getattr(d, key)
                 if value is not None:
