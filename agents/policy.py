@@ -35,7 +35,7 @@ class Policy(Protocol):
 @dataclass(frozen=True)
 class Decision:
     action: np.ndarray  # (side, leverage index, profile index)
-    confidence: float  # probability of this action under the policy (product over the 3 dims)
+    confidence: float  # the policy's probability of this decision (see action_confidence)
     value: float  # the critic's estimate (in training-reward units)
     probabilities: tuple[np.ndarray, ...]  # per action dimension
 
@@ -103,8 +103,15 @@ class LoadedPolicy:
             probs = tuple(d.probs[0].cpu().numpy().astype(float) for d in dist.distribution)
             value = float(policy.predict_values(obs_t)[0, 0])
         action = np.array([int(np.argmax(p)) for p in probs], dtype=np.int64)
-        confidence = float(np.prod([p[a] for p, a in zip(probs, action)]))
-        return Decision(action=action, confidence=confidence, value=value, probabilities=probs)
+        return Decision(action=action, confidence=action_confidence(probs, action), value=value, probabilities=probs)
+
+
+def action_confidence(probs: tuple[np.ndarray, ...], action: np.ndarray) -> float:
+    """The policy's probability of the decision: for WAIT the probability of WAIT (leverage and
+    exit profile do not matter then), for BUY / SELL the product over the three dimensions."""
+    if int(action[0]) == 0:
+        return float(probs[0][0])
+    return float(np.prod([p[a] for p, a in zip(probs, action)]))
 
 
 def load_policy(

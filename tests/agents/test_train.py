@@ -89,7 +89,10 @@ def test_reloaded_run_evaluates_to_the_same_numbers(trained, tiny_dataset):
     d = pol.decide(obs)
     np.testing.assert_array_equal(d.action, pol.predict(obs))
     assert 0 < d.confidence <= 1
-    assert d.confidence == pytest.approx(np.prod([p[a] for p, a in zip(d.probabilities, d.action)]))
+    if d.action[0] == 0:  # WAIT: leverage and profile are irrelevant
+        assert d.confidence == pytest.approx(d.probabilities[0][0])
+    else:
+        assert d.confidence == pytest.approx(np.prod([p[a] for p, a in zip(d.probabilities, d.action)]))
     assert np.isfinite(d.value)
 
 
@@ -118,3 +121,11 @@ def test_jsonable_writes_strict_json():
                     "ok": np.bool_(True), "nan": float("nan"), "rows": ({1: 2.0},)})
     assert out == {"pf": "inf", "loss": "-inf", "x": 0.5, "n": 3, "ok": True, "nan": "nan", "rows": [{"1": 2.0}]}
     json.dumps(out, allow_nan=False)
+
+
+def test_confidence_of_a_wait_ignores_leverage_and_profile():
+    from agents.policy import action_confidence
+
+    probs = (np.array([0.6, 0.3, 0.1]), np.array([0.5, 0.5]), np.array([0.2, 0.8]))
+    assert action_confidence(probs, np.array([0, 1, 0])) == pytest.approx(0.6)
+    assert action_confidence(probs, np.array([1, 1, 1])) == pytest.approx(0.3 * 0.5 * 0.8)
