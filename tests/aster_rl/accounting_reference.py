@@ -12,7 +12,11 @@ import math
 
 import numpy as np
 
-from aster_rl.accounting import validate_env_config  # configuration checks are not what the oracle re-derives
+# the shared vocabulary (action and trade codes) and configuration checks are not what the oracle re-derives
+from aster_rl.accounting import (  # noqa: F401
+    BUY, CLOSE, NONE, OPEN_LONG, OPEN_SHORT, R_END, R_LIQUIDATION, R_SIGNAL, R_STOP, R_TARGET, REASONS, SELL,
+    TRADE_KEYS, WAIT, validate_env_config,
+)
 from aster_rl.config import EnvConfig
 
 logger = logging.getLogger(__name__)
@@ -80,24 +84,6 @@ def book_state(book, mark, start_equity, out: np.ndarray | None = None) -> np.nd
 
 
 
-NONE, OPEN_LONG, OPEN_SHORT, CLOSE = 0, 1, -1, 2
-WAIT, BUY, SELL = 0, 1, 2
-REASONS = ("target", "stop", "liquidation", "signal", "end")
-R_TARGET, R_STOP, R_LIQUIDATION, R_SIGNAL, R_END = range(5)
-TRADE_KEYS = (
-    "entry_time",
-    "exit_time",
-    "side",
-    "leverage",
-    "profile",
-    "entry_price",
-    "exit_price",
-    "qty",
-    "pnl_usd",
-    "fees_usd",
-    "funding_usd",
-    "reason",
-)
 _QTY_EPS = 1e-9
 
 
