@@ -1,7 +1,7 @@
 """Real-data benchmark: train on ASTER/USDT 5m (Binance perp candles) up to 2025-10-31,
 select on a validation slice of that period, evaluate on November 2025 beside the baselines.
 
-Data: ``/work/shared/data/real`` (or ``ASTER_REAL_DATA``): ``ASTERUSDT_5m.csv``,
+Data: ``../shared/data/real`` beside the project (or ``ASTER_REAL_DATA``): ``ASTERUSDT_5m.csv``,
 ``BTCUSDT_5m.csv``, ``ETHUSDT_5m.csv`` with ``timestamp`` (ms) and OHLCV. These candles
 have no taker-buy volume, trades, funding or book: those features fall back to neutral
 values with their availability flags off, and funding is taken as zero. Skipped (exit 0)
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import pandas as pd
 
 from aster_rl.config import AppConfig, replace
 from aster_rl.market import MarketBundle
+from aster_rl.paths import real_data_dir
 
 from agents.data import build_dataset
 from agents.evaluate import evaluate_policy
@@ -34,7 +34,7 @@ from agents.splits import Span, Splits
 from agents.train import train
 from aster_rl.cli.demo_cmd import DEMO_ENV, DEMO_EVAL, DEMO_TRAIN
 
-DATA = Path(os.environ.get("ASTER_REAL_DATA", "/work/shared/data/real"))
+DATA = real_data_dir()
 TEST_START = pd.Timestamp("2025-11-01", tz="UTC")
 
 

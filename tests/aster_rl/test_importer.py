@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from aster_rl.errors import DataError
+from aster_rl.paths import real_data_dir
 from aster_rl.importer import infer_symbol_timeframe, read_candle_file
 from factories import make_candles
 
-REAL = Path("/work/shared/data/real")
+REAL = real_data_dir()
 OHLCV = ["open", "high", "low", "close", "volume"]
 
 

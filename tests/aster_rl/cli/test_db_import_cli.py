@@ -12,7 +12,6 @@ from aster_rl.config import DataConfig
 from aster_rl.storage import Database, describe, load_candles
 from factories import make_candles
 
-REAL = Path("/work/shared/data/real")
 
 
 def _settings(tmp_path: Path) -> list[str]:
@@ -86,9 +85,8 @@ def test_corrupt_csv_exits_nonzero_with_one_line_and_database_unchanged(tmp_path
     assert describe(_db(tmp_path)) == before  # the good file given alongside was not stored either
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real data folder absent")
-def test_import_every_real_file(tmp_path, capsys):
-    files = sorted(str(p) for p in REAL.glob("*.csv"))
+def test_import_every_real_file(tmp_path, capsys, real_data):
+    files = sorted(str(p) for p in real_data.glob("*.csv"))
     assert main([*_settings(tmp_path), "data", "import", *files]) == 0
     series = describe(_db(tmp_path))["candles"]
     assert len(series) == len(files)
