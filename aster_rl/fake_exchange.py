@@ -610,6 +610,7 @@ def _int(p: dict[str, str], name: str, default: int | None) -> int | None:
 def _make_handler(fake: FakeAsterExchange) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (delayed ACK)
 
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
