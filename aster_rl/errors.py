@@ -36,5 +36,13 @@ class OrderRejected(ExchangeError):
     """The exchange rejected an order (insufficient margin, bad size, ...)."""
 
 
+class OrderNotFound(ExchangeError):
+    """The exchange has no order with that id: it never received it (or has forgotten it)."""
+
+
+class OrderStateUnknown(ExchangeError):
+    """An order was sent but neither its reply nor a look-up says what became of it."""
+
+
 class RiskRefusal(AsterError):
     """The risk guard refused a decision; the message is the reason."""

@@ -33,6 +33,7 @@ import numpy as np
 from aster_rl.accounting import BUY, SELL, WAIT
 from aster_rl.config import EnvConfig, LiveConfig, Secrets
 from aster_rl.errors import ConfigError, ExchangeError, OrderRejected
+from aster_rl.exchange import check_trading_keys
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.brokers import ABANDONED, BELOW_MIN_NOTIONAL, NOT_FILLED, REJECTED, BarResult
 from aster_rl.observation import account_state, build_observation
@@ -49,7 +50,8 @@ def check_real_trading_allowed(real_flag: bool, confirmation: str | None, secret
     if confirmation != CONFIRMATION:
         raise ConfigError(f"real trading needs the confirmation {CONFIRMATION!r} (type it when asked, or pass --confirm {CONFIRMATION})")
     if not secrets.has_trading_keys:
-        raise ConfigError("real trading needs ASTER_PRIVATE_KEY (and ASTER_WALLET_ADDRESS) in the environment; none was found")
+        raise ConfigError("real trading needs ASTER_PRIVATE_KEY in the environment; none was found")
+    check_trading_keys(secrets)  # a malformed key or a wallet address of another key: one line, before any download
 
 
 def client_order_id(session_id: str, ts_ms: int, kind: str) -> str:
