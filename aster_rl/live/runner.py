@@ -51,7 +51,7 @@ import pandas as pd
 
 from aster_rl.accounting import WAIT
 from aster_rl.config import EnvConfig, FeaturesConfig, LiveConfig, PatternsConfig
-from aster_rl.errors import DataError, RiskRefusal
+from aster_rl.errors import DataError, ExchangeError, RiskRefusal
 from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import SIDE_NAMES, BarResult
 from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
@@ -207,6 +207,10 @@ class LiveRunner:
     def _fresh_start(self) -> None:
         if hasattr(self.broker, "prepare"):
             self.broker.prepare()
+        if hasattr(self.broker, "reconcile_orders"):  # a position already on the exchange is tracked and protected first
+            outcomes = self._outcomes(self.broker.reconcile_orders(self.db, self.session_id, None), None)
+            if outcomes:
+                live_store.record_bar(self.db, self.session_id, state=self._state(None), outcomes=outcomes)
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
@@ -301,10 +305,11 @@ class LiveRunner:
             pending_id = self._pending_pred[1]
             if pending_id is None:
                 pending_id = live_store.prediction_id_at(self.db, self.session_id, self._pending_pred[0])
-        if result.opened is not None and pending_id is not None:
+        opened_id = (result.opened or {}).get("prediction_id") or pending_id  # a broker that adopted a position names it
+        if result.opened is not None and opened_id is not None:
             o = result.opened
             out.append({
-                "prediction_id": pending_id, "status": "open", "entry_price": o["entry_price"],
+                "prediction_id": opened_id, "status": "open", "entry_price": o["entry_price"],
                 "entry_time": int(o["time"]) // 1_000_000,
                 **({"stop_price": o["stop_price"]} if o.get("stop_price") is not None else {}),
                 **({"target_price": o["target_price"]} if o.get("target_price") is not None else {}),
@@ -320,7 +325,7 @@ class LiveRunner:
                 pending_id = None
         for tr in result.closed:
             same_bar = result.opened is not None and int(tr["entry_time"]) == int(result.opened["time"])
-            pid = pending_id if same_bar else self._position_pred
+            pid = (opened_id if same_bar else self._position_pred) if tr.get("prediction_id") is None else tr["prediction_id"]
             if pid is None and pending_id is not None and self._position_pred is None:
                 pid = pending_id
             ctx = self._pending_pattern if pid is not None and pid == pending_id else self._position_pattern
@@ -334,10 +339,10 @@ class LiveRunner:
             if pid == self._position_pred:
                 self._position_pred = None
                 self._position_pattern = None
-        if result.opened is not None and pending_id is not None:
+        if result.opened is not None and opened_id is not None:
             still_open = not any(int(tr["entry_time"]) == int(result.opened["time"]) for tr in result.closed)
             if still_open:
-                self._position_pred = pending_id
+                self._position_pred = opened_id
                 self._position_pattern = self._pending_pattern
         if bar_ts_ns is not None or result.opened is not None:
             self._pending_pred = None  # the decision of the bar before has been carried out
@@ -384,10 +389,14 @@ class LiveRunner:
 
     def _kill(self, t: int | None) -> None:
         t = len(self.prices) - 1 if t is None else t
-        closed = self.broker.flatten(t, "kill")
+        try:
+            closed, failure = self.broker.flatten(t, "kill"), None
+        except ExchangeError as e:  # the close did not fill: the broker left the stop and target resting
+            closed, failure = [], str(e)
         outcomes = self._outcomes(BarResult(closed=closed), None)
         ts_ms = self._last_ts() or 0
-        event = RiskEvent("kill", "stopped", f"kill file {self.live_cfg.kill_file} exists: flattened and stopped")
+        done = "flattened and stopped" if failure is None else f"flatten FAILED ({failure}); stopped"
+        event = RiskEvent("kill", "stopped", f"kill file {self.live_cfg.kill_file} exists: {done}")
         logger.warning("%s", event.reason)
         live_store.record_bar(
             self.db, self.session_id, state=self._state(self._last_ts()), outcomes=outcomes, risk_events=[event.as_row(ts_ms)]
