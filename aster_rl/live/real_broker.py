@@ -282,7 +282,7 @@ class RealBroker:
         try:
             self.client.call(f"cancel_order {cid}", self._ex().cancel_order, None, self.symbol, {"clientOrderId": cid})
             self._update(cid, status="canceled")
-        except ExchangeError as e:  # already filled or gone
+        except OrderNotFound as e:  # already filled or gone (a failed cancel raises: the next check cancels again)
             logger.info("cancel %s: %s", cid, e)
 
     def _cancel_orders(self, orders: list[dict[str, Any]]) -> None:
@@ -444,6 +444,7 @@ class RealBroker:
         if self._pos is None:
             if self.trade is not None:
                 result.closed.extend(self._closed_on_exchange())
+                self.flattening = None
             self._cancel_orders(protective + [o for o in mine if not _reduce_only(o)])
             return
         side = 1.0 if self.position_side > 0 else -1.0
@@ -551,10 +552,7 @@ class RealBroker:
         if self.flattening is not None:
             reason = self.flattening["reason"]
         for kind in ("stop", "target"):
-            try:
-                o = self._lookup(tr[f"{kind}_id"])
-            except TemporaryExchangeError:
-                continue
+            o = self._lookup(tr[f"{kind}_id"])
             if o is not None and o.get("status") == "closed" and o.get("filled"):
                 reason = kind
                 self._record_reply(tr[f"{kind}_id"], o)
@@ -576,13 +574,14 @@ class RealBroker:
             self.flattening = None
             why = f"rejected: {rejection}" if placed is None else f"{self.position_qty:g} still open"
             raise FlattenFailed(f"close {order['client_order_id']} did not flatten ({why}); the stop and target stay on the exchange")
-        self.flattening = None
         self._cancel_orders([o for o in self._open_orders() if _protective_type(o)])
-        if self.trade is None:
-            return []
-        if placed is None or not placed.get("filled"):  # flat before the close arrived: a stop, a target, someone else
-            return self._closed_on_exchange()
-        return [self._closed(reason)]
+        closed: list[dict[str, Any]] = []
+        if self.trade is not None and (placed is None or not placed.get("filled")):
+            closed = self._closed_on_exchange()  # flat before the close arrived: a stop, a target, someone else
+        elif self.trade is not None:
+            closed = [self._closed(reason)]
+        self.flattening = None
+        return closed
 
     def _flatten(self, reason: str) -> list[dict[str, Any]]:
         tr = self.trade
@@ -601,8 +600,8 @@ class RealBroker:
         """The closed trade's record: PnL and fees from the exchange's own fills when they can
         be read, else from the fill prices and the taker fee."""
         tr = self.trade
+        realized = self._realized(tr)  # read before the trade is let go: a failed read leaves it tracked
         self.trade = None
-        realized = self._realized(tr)
         if realized is not None:
             pnl, fees, exit_price = realized
         else:
@@ -618,11 +617,18 @@ class RealBroker:
 
     def _realized(self, tr: dict[str, Any]) -> tuple[float, float, float] | None:
         """(PnL after fees, fees, average exit price) from the account's fills, from the entry
-        order's first fill until the position is flat again; None when they cannot be read."""
+        order's first fill until the position is flat again; None when they do not show it
+        (a temporary failure to read them raises)."""
+        if not tr.get("entry_oid") and tr.get("entry_id"):
+            entry = self._lookup(tr["entry_id"])
+            if entry is not None and entry.get("filled"):
+                tr["entry_oid"], tr["opened_ms"] = str(entry.get("id")), int(entry.get("timestamp") or 0)
         if not tr.get("entry_oid"):
             return None
         try:
             fills = self.client.call("fetch_my_trades", self._ex().fetch_my_trades, self.symbol, max(int(tr["opened_ms"]) - 1, 0))
+        except TemporaryExchangeError:
+            raise
         except ExchangeError as e:
             logger.warning("fills not readable (%s): PnL estimated from prices", e)
             return None
@@ -700,11 +706,12 @@ class RealBroker:
 
     # ------------------------------------------------------------ restart
     def state(self) -> dict[str, Any]:
-        return {"trade": self.trade, "start_equity": self.start_equity}
+        return {"trade": self.trade, "start_equity": self.start_equity, "flattening": self.flattening}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.trade = state.get("trade")
         self.start_equity = state.get("start_equity")
+        self.flattening = state.get("flattening")
 
     def reconcile_orders(self, db: Any, session_id: str, fresh_after_ms: int | None = None) -> BarResult:
         """Before the first decision (invariant 5): every stored order without a known
