@@ -654,12 +654,15 @@ def _make_handler(fake: FakeAsterExchange) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length).decode() if length else ""
             status, text = fake._handle(method, self.path, body)
             payload = text.encode()
-            self.send_response(status)
             is_json = text[:1] in "[{" if text else False
-            self.send_header("Content-Type", "application/json" if is_json else "text/plain")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if is_json else "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+                self.close_connection = True
 
         def do_GET(self) -> None:  # noqa: N802
             self._serve("GET")

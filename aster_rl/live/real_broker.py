@@ -101,6 +101,8 @@ class RealBroker:
         self._n_positions = 0
         self._db: Any = None
         self._session: str | None = None
+        self._flat_checked = False  # flat, no trade, and no order of ours rested at the last look
+        self._unknown = False  # an order of unknown state is stored: look it up on the next bar
 
     def bind(self, db: Any, session_id: str) -> None:
         """Where the orders this broker makes up itself and its risk events are stored."""
@@ -198,6 +200,7 @@ class RealBroker:
         elif order["kind"] == "target":
             params["takeProfitPrice"] = order["trigger_price"]
         last: Exception | None = None
+        self._flat_checked = False
         for _ in range(RESOLVE_ROUNDS):
             try:
                 placed = self.client.call(
@@ -229,6 +232,7 @@ class RealBroker:
             self._record_reply(cid, placed)
             return placed, None
         self._update(cid, status="unknown")
+        self._unknown = True
         raise OrderStateUnknown(f"order {cid}: sent, but its state is still unknown after {RESOLVE_ROUNDS} look-ups ({last})")
 
     def fetch(self, cid: str) -> dict[str, Any]:
@@ -351,13 +355,13 @@ class RealBroker:
         result = BarResult()
         by_kind = {o["kind"]: o for o in orders}
         if "entry" in by_kind:
-            self._enter(by_kind, result)
+            self._enter(by_kind, result)  # ends with the account read again
         if "exit" in by_kind and self._pos is not None:
             try:
                 result.closed.extend(self._close(by_kind["exit"], "signal"))
             except FlattenFailed as e:  # the position stays open and protected; the policy decides again next bar
                 logger.warning("exit not carried out: %s", e)
-        self.refresh()
+                self.refresh()
         return result
 
     def _enter(self, by_kind: dict[str, dict[str, Any]], result: BarResult) -> None:
@@ -438,7 +442,10 @@ class RealBroker:
         - a stop that cannot be placed (rejected, or its state unknown) means flatten, with a
           risk event.
         """
+        if self._pos is None and self.trade is None and self._flat_checked:
+            return  # flat, and nothing was sent since the last look found no order resting
         opens = self._open_orders()
+        self._flat_checked = False
         mine = [o for o in opens if str(o.get("clientOrderId") or "").startswith("ar")]
         protective = [o for o in opens if _protective_type(o)]
         if self._pos is None:
@@ -446,6 +453,7 @@ class RealBroker:
                 result.closed.extend(self._closed_on_exchange())
                 self.flattening = None
             self._cancel_orders(protective + [o for o in mine if not _reduce_only(o)])
+            self._flat_checked = True
             return
         side = 1.0 if self.position_side > 0 else -1.0
         if self.trade is None or self.trade["side"] != side:
@@ -662,14 +670,16 @@ class RealBroker:
     def _resolve_unknown(self, result: BarResult) -> None:
         """Orders stored as ``unknown`` (sent, no reply) are looked up until the exchange says;
         an entry it never received resolves its prediction as not sent."""
-        if self._db is None or self._session is None:
+        if self._db is None or self._session is None or not self._unknown:
             return
+        self._unknown = False
         for order in live_store.orders(self._db, self._session, statuses=("unknown",)):
             cid = order["client_order_id"]
             try:
                 found = self._lookup(cid)
             except TemporaryExchangeError as e:
                 logger.warning("order %s: state still unknown (%s)", cid, e)
+                self._unknown = True
                 continue
             if found is not None:
                 self._record_reply(cid, found)
@@ -739,6 +749,7 @@ class RealBroker:
                     logger.warning("order %s: look-up failed (%s); trying again", cid, e)
             if not known:
                 self._update(cid, status="unknown")  # never assumed unsent: looked up again on the next bars
+                self._unknown = True
                 continue
             if found is not None:
                 self._record_reply(cid, found)
@@ -759,9 +770,27 @@ class RealBroker:
                 logger.warning("order %s was stored but never reached the exchange; the stale entry is abandoned", cid)
                 self._skip(result, order, ABANDONED,
                            "broker abandoned: the entry was stored but not sent before a restart; the decision was stale")
+        self._resolve_pending(db, session_id, result)
         self.refresh()
         self._protect(result)
         return result
+
+    def _resolve_pending(self, db: Any, session_id: str, result: BarResult) -> None:
+        """A prediction still ``pending`` whose entry's fate is known (the runner died before
+        it stored it): rejected or never filled -> skipped; filled, and its position already
+        gone -> opened and closed."""
+        preds = live_store.predictions(db, session_id=session_id)
+        pending = set(preds.loc[preds["status"] == "pending", "id"].astype(int))
+        for order in live_store.orders(db, session_id):
+            if order["kind"] != "entry" or order.get("prediction_id") not in pending:
+                continue
+            if order["status"] in ("rejected", "abandoned", "canceled") and not order.get("filled_qty"):
+                reason = {"rejected": REJECTED, "abandoned": ABANDONED}.get(order["status"], NOT_FILLED)
+                self._skip(result, order, reason, f"broker: the entry was {order['status']} before a restart")
+            elif order["status"] in ("filled", "open") and self._pos is None and self.trade is None and result.opened is None:
+                found = self._lookup(order["client_order_id"])
+                if found is not None and found.get("filled"):
+                    self._closed_while_down(order, found, result)
 
     def _closed_while_down(self, order: dict[str, Any], found: dict[str, Any], result: BarResult) -> None:
         """An entry that filled, and whose position is gone again, while the runner was down."""
