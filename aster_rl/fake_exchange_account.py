@@ -391,9 +391,10 @@ class FakeAccount:
         rows = rows[: int(p.get("limit") or 500)]
         return [
             {
-                "id": f["id"], "symbol": mid, "orderId": f["orderId"], "side": f["side"], "price": f"{f['price']:.8g}",
-                "qty": f"{f['qty']:.8g}", "realizedPnl": f"{f['realized']:.8f}", "quoteQty": f"{f['qty'] * f['price']:.8f}",
-                "commission": f"{f['fee']:.8f}", "commissionAsset": "USDT", "time": f["time"], "positionSide": "BOTH",
+                # full float precision (repr): the sum of the fills is the wallet to the last bit
+                "id": f["id"], "symbol": mid, "orderId": f["orderId"], "side": f["side"], "price": repr(f["price"]),
+                "qty": f"{f['qty']:.8g}", "realizedPnl": repr(f["realized"]), "quoteQty": repr(f["qty"] * f["price"]),
+                "commission": repr(f["fee"]), "commissionAsset": "USDT", "time": f["time"], "positionSide": "BOTH",
                 "buyer": f["side"] == "BUY", "maker": False,
             }
             for f in rows

@@ -388,10 +388,12 @@ class RealBroker:
             return
         fill = float(placed.get("average") or planned_price)
         shift = fill - planned_price  # stops and targets keep their ATR distances from the actual fill
+        pid = entry.get("prediction_id")
+        if pid is None and self._db is not None and self._session is not None:
+            pid = live_store.prediction_id_at(self._db, self._session, int(entry["ts"]))
         self.trade = self._new_trade(
             entry, placed, stop_price=self._tick(by_kind["stop"]["trigger_price"] + shift),
-            target_price=self._tick(by_kind["target"]["trigger_price"] + shift),
-            prediction_id=entry.get("prediction_id"),
+            target_price=self._tick(by_kind["target"]["trigger_price"] + shift), prediction_id=pid,
         )
         self.refresh()
         self._protect(result)  # stop and target sized to what the exchange holds
