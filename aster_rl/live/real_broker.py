@@ -206,10 +206,17 @@ class RealBroker:
                 placed = self.client.call(
                     f"create_order {cid}", self._ex().create_order, self.symbol, "market", order["side"], order["qty"], None, params
                 )
-            except OrderRejected as e:
-                logger.warning("order %s rejected: %s", cid, e)
-                self._update(cid, status="rejected")
-                return None, str(e)
+            except OrderRejected as e:  # maybe only a retry was: an earlier try without a reply may have placed it
+                try:
+                    placed = self._lookup(cid)
+                except TemporaryExchangeError as e2:
+                    last = e2
+                    continue
+                if placed is None:
+                    logger.warning("order %s rejected: %s", cid, e)
+                    self._update(cid, status="rejected")
+                    return None, str(e)
+                logger.warning("order %s: a retry was rejected (%s), but an earlier try had placed it", cid, e)
             except TemporaryExchangeError as e:
                 last = e
                 logger.warning("order %s: no reply (%s); its state is unknown, looking it up", cid, e)
@@ -561,6 +568,11 @@ class RealBroker:
         reason = "external"
         if self.flattening is not None:
             reason = self.flattening["reason"]
+        elif self._db is not None and self._session is not None and any(
+            o["client_order_id"].startswith(tr["base"] + "k") and o["filled_qty"]
+            for o in live_store.orders(self._db, self._session, statuses=("filled",))
+        ):
+            reason = "flatten"  # this runner's own close, its reason lost with the process that sent it
         for kind in ("stop", "target"):
             o = self._lookup(tr[f"{kind}_id"])
             if o is not None and o.get("status") == "closed" and o.get("filled"):
@@ -634,6 +646,7 @@ class RealBroker:
             if entry is not None and entry.get("filled"):
                 tr["entry_oid"], tr["opened_ms"] = str(entry.get("id")), int(entry.get("timestamp") or 0)
         if not tr.get("entry_oid"):
+            logger.debug("trade %s: no entry order id", tr.get("entry_id"))
             return None
         try:
             fills = self.client.call("fetch_my_trades", self._ex().fetch_my_trades, self.symbol, max(int(tr["opened_ms"]) - 1, 0))
@@ -642,8 +655,10 @@ class RealBroker:
         except ExchangeError as e:
             logger.warning("fills not readable (%s): PnL estimated from prices", e)
             return None
+        fills = sorted(fills, key=lambda f: (int(f.get("timestamp") or 0), int(f["id"]) if str(f.get("id")).isdigit() else 0))
         start = next((i for i, f in enumerate(fills) if str(f.get("order")) == tr["entry_oid"]), None)
         if start is None:
+            logger.debug("trade %s: entry %s not among the fills %s", tr["entry_id"], tr["entry_oid"], [f.get("order") for f in fills])
             return None
         pos = pnl = fees = exit_qty = exit_cost = 0.0
         for f in fills[start:]:
@@ -651,12 +666,14 @@ class RealBroker:
             amount = float(f.get("amount") or 0)
             pos += sgn * amount
             pnl += float((f.get("info") or {}).get("realizedPnl") or 0)
-            fees += float((f.get("fee") or {}).get("cost") or 0)
+            info = f.get("info") or {}  # the exchange's own figures (ccxt's fee is re-formatted)
+            fees += float(info["commission"]) if info.get("commission") is not None else float((f.get("fee") or {}).get("cost") or 0)
             if sgn != tr["side"]:
                 exit_qty += amount
                 exit_cost += amount * float(f.get("price") or 0)
             if abs(pos) < 1e-9:
                 return pnl - fees, fees, exit_cost / exit_qty if exit_qty else float(self.prices.close[-1])
+        logger.debug("trade %s: the fills do not end flat", tr["entry_id"])
         return None
 
     # ------------------------------------------------------------ each bar
@@ -789,7 +806,8 @@ class RealBroker:
             if order["status"] in ("rejected", "abandoned", "canceled") and not order.get("filled_qty"):
                 reason = {"rejected": REJECTED, "abandoned": ABANDONED}.get(order["status"], NOT_FILLED)
                 self._skip(result, order, reason, f"broker: the entry was {order['status']} before a restart")
-            elif order["status"] in ("filled", "open") and self._pos is None and self.trade is None and result.opened is None:
+            elif (order.get("filled_qty") or order["status"] in ("filled", "open")) and self._pos is None and self.trade is None \
+                    and result.opened is None:  # (a partly filled entry whose rest was cancelled is 'canceled')
                 found = self._lookup(order["client_order_id"])
                 if found is not None and found.get("filled"):
                     self._closed_while_down(order, found, result)
