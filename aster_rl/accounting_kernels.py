@@ -116,7 +116,6 @@ def pack_params(cfg) -> np.ndarray:
     head[P_TAKER] = cfg.taker_fee_rate
     head[P_SLIP_BASE] = float(cfg.slippage_bps) * 1e-4
     head[P_IMPACT] = cfg.impact_coef
-    head[P_LIQ_FEE] = cfg.liquidation_fee_rate
     head[P_MARGIN_FRACTION] = cfg.margin_fraction
     head[P_QTY_STEP] = cfg.qty_step
     head[P_TICK] = cfg.price_tick
@@ -268,7 +267,7 @@ def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa:
     gross = s * qty * (fill - F[ENTRY, i])
     remaining = max(F[MARGIN, i] + gross, 0.0)  # isolated: never lose more than the margin
     if reason == R_LIQUIDATION:
-        fee = min(par[P_LIQ_FEE] * qty * fill, remaining)
+        fee = remaining  # the venue keeps what margin is left: the trader gets nothing back
         I[LIQUIDATIONS, i] += 1
         I[LIQUIDATED_NOW, i] = 1
     else:
@@ -317,6 +316,8 @@ def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa:
 
 @jit(inline=True)
 def _exits_one(F, I, par, ctl, i, ts, o, h, l, v, EVF, EVI):  # noqa: E741
+    """Liquidation / target / stop of account ``i`` in one bar: the open decides first (rules
+    in :mod:`aster_rl.accounting`)."""
     s = F[SIDE, i]
     adverse = l if s > 0 else h
     favour = h if s > 0 else l
@@ -329,14 +330,17 @@ def _exits_one(F, I, par, ctl, i, ts, o, h, l, v, EVF, EVI):  # noqa: E741
     liq_gap = liq_valid and s * (o - liq) <= 0
     liq_hit = liq_valid and s * (adverse - liq) <= 0
     stop_nearer = (not liq_valid) or s * (stop - liq) > 0
-    if liq_gap or (liq_hit and not (stop_hit and stop_nearer)):
-        _close_one(F, I, par, ctl, i, o if liq_gap else liq, v, ts, R_LIQUIDATION, False, EVF, EVI)
+    if liq_gap:
+        _close_one(F, I, par, ctl, i, o, v, ts, R_LIQUIDATION, False, EVF, EVI)
+    elif s * (o - target) >= 0:  # opened at or past the target: it fills there, whatever follows
+        _close_one(F, I, par, ctl, i, o, v, ts, R_TARGET, True, EVF, EVI)
+    elif liq_hit and not (stop_hit and stop_nearer):
+        _close_one(F, I, par, ctl, i, liq, v, ts, R_LIQUIDATION, False, EVF, EVI)
     elif stop_hit:
         base = o if s * (o - stop) <= 0 else stop
         _close_one(F, I, par, ctl, i, base, v, ts, R_STOP, True, EVF, EVI)
     elif tgt_hit:
-        base = o if s * (o - target) >= 0 else target
-        _close_one(F, I, par, ctl, i, base, v, ts, R_TARGET, True, EVF, EVI)
+        _close_one(F, I, par, ctl, i, target, v, ts, R_TARGET, True, EVF, EVI)
 
 
 @jit(inline=True)

@@ -143,6 +143,14 @@ def last_candle_time(db: Target, source: str, symbol: str, timeframe: str) -> pd
     return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC")
 
 
+def first_candle_time(db: Target, source: str, symbol: str, timeframe: str) -> pd.Timestamp | None:
+    """Open time of the oldest stored bar, or None."""
+    with _connection(db) as conn:
+        series = _series_id(conn, source, symbol, timeframe)
+        ms = None if series is None else conn.execute(select(func.min(Candle.ts)).where(Candle.series_id == series)).scalar_one()
+    return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC")
+
+
 def load_candles(
     db: Target, source: str, symbol: str, timeframe: str, start: TimeLike = None, end: TimeLike = None
 ) -> pd.DataFrame:
