@@ -9,7 +9,8 @@ When the observation includes the ``pattern_library`` tentacle, its snapshot is
 ``features.params.pattern_library`` if given (a trained run's config always gives it),
 else the library stored in the database (:func:`with_pattern_library`). A run binds the
 snapshot into its saved config and refuses one that learned from a bar after its
-training split (:func:`bind_pattern_library`, :func:`check_run_pattern_library`).
+training split (:func:`bind_pattern_library`, :func:`check_run_pattern_library`); each
+walk-forward fold mines its own on its training bars (:func:`fold_dataset`).
 """
 
 from __future__ import annotations
@@ -198,3 +199,16 @@ def build_dataset(config: AppConfig, market: MarketBundle | None = None, *, prog
     features = fill_warmup(features)
     logger.info("dataset: %d bars x %d features, warm-up %d bars", len(prices), features.matrix.shape[1], features.warmup)
     return Dataset(market=market, features=features, prices=prices)
+
+
+def fold_dataset(config: AppConfig, dataset, splits) -> tuple[AppConfig, Any, dict[str, Any]]:
+    """A walk-forward fold's config and data: when the observation includes the pattern library, one
+    mined on the fold's training bars (the features rebuilt with it), and the figures of that library."""
+    if PATTERN_LIBRARY not in config.features.tentacles:
+        return config, dataset, {}
+    library, mined = mine_library(config, dataset, splits.train.start, splits.train.end)
+    fold_config = with_pattern_library(config, library.tentacle_params())
+    logger.info("walk-forward: %d patterns mined on %s .. %s", len(library), mined.start, mined.end)
+    figures = {"patterns": len(library), "patterns_mined_from": str(mined.start), "patterns_mined_until": str(mined.end),
+               "patterns_outcomes_until": str(mined.outcomes_until)}
+    return fold_config, build_dataset(fold_config, market=dataset.market), figures
