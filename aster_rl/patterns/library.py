@@ -57,11 +57,6 @@ class MinedRange:
     last_bar: pd.Timestamp
     outcomes_until: pd.Timestamp
 
-    @property
-    def end(self) -> pd.Timestamp:
-        """The latest bar the library learned from."""
-        return max(self.last_bar, self.outcomes_until)
-
     def to_meta(self) -> dict[str, str]:
         return {"trained_from": str(self.first_bar), "trained_until": str(self.last_bar), "outcomes_until": str(self.outcomes_until)}
 
