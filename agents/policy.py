@@ -22,6 +22,8 @@ import numpy as np
 from aster_rl.config import AppConfig, load_config
 from aster_rl.errors import DataError, SchemaMismatchError
 
+from agents.data import check_run_pattern_library
+
 logger = logging.getLogger(__name__)
 
 MODEL_FILES = {"best": ("model_best.zip", "vecnormalize_best.pkl"), "last": ("model_last.zip", "vecnormalize.pkl")}
@@ -130,6 +132,7 @@ def load_policy(
 
     run_dir = resolve_run_dir(run, checkpoint_dir)
     saved = load_schema(run_dir)
+    check_run_pattern_library(run_dir, saved)
     if schema is not None:
         try:
             saved.check_compatible(schema)

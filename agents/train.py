@@ -30,6 +30,7 @@ from aster_rl.errors import DataError
 from aster_rl.timeframes import timeframe_to_timedelta
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
+from agents.data import bind_pattern_library
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.splits import Splits, make_splits
 
@@ -126,6 +127,7 @@ def train(
             f"the training split has {len(splits.train)} bars, not more than one episode ({config.env.episode_length}); "
             "use more data or a shorter env.episode_length"
         )
+    config = bind_pattern_library(config, dataset, splits)  # the run's config holds the library snapshot it trains with
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(to_toml(config))
