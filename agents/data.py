@@ -20,6 +20,7 @@ from aster_rl.config import AppConfig
 from aster_rl.errors import DataError
 from aster_rl.market import MarketBundle
 from aster_rl.prices import PriceArrays
+from aster_rl.support import ObservationSupport
 
 logger = logging.getLogger(__name__)
 
@@ -115,3 +116,19 @@ def build_dataset(config: AppConfig, market: MarketBundle | None = None, *, prog
     features = fill_warmup(features)
     logger.info("dataset: %d bars x %d features, warm-up %d bars", len(prices), features.matrix.shape[1], features.warmup)
     return Dataset(market=market, features=features, prices=prices)
+
+
+def observation_support(dataset: Dataset, train_span: Any) -> ObservationSupport:
+    """The observation's columns and their training ranges, fitted on ``train_span`` only:
+    columns constant (or near-constant) over it, and time-index columns, are left out with a
+    one-line notice (logged)."""
+    rows = dataset.matrix[train_span.start : train_span.end]
+    support = ObservationSupport.fit(rows, dataset.columns)
+    if not support.kept:
+        raise DataError(
+            f"every one of the {len(dataset.columns)} feature columns is constant over the {len(rows)} training bars; "
+            "use a longer training split"
+        )
+    if support.dropped:
+        logger.warning("%s", support.notice())
+    return support

@@ -22,6 +22,13 @@ The time since the halving enters the features as ``btc_cycle_years`` (days / 36
 0..4 within a cycle, still of order 1 when the next halving is not listed yet), never as
 a raw day count, which would reach ~1460 in the observation; :func:`days_of_row` gives
 the day count back for readings and reports.
+
+``btc_cycle_years`` and ``btc_cycle_progress`` grow with the calendar for four years: on
+any history shorter than a cycle they are a time index (every test bar lies beyond the
+training range), so they are listed in :data:`TIME_INDEX_COLUMNS` and left out of the
+policy's default observation (``aster_rl.support``); they stay in the feature matrix for
+the readings and the brain report. The phase columns are bounded and restart each phase;
+columns constant over a training split (one phase) are left out by the support check.
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ PHASE_AGGRESSION: tuple[tuple[str, int, int], ...] = (
 BULL_PHASES = (1, 2)
 
 DEFAULTS: dict[str, Any] = {"halvings": HALVINGS, "cycle_days": CYCLE_DAYS}
+# Columns that grow with the calendar (see the module notes): kept out of the observation.
+TIME_INDEX_COLUMNS: tuple[str, ...] = (f"{NAME}_years", f"{NAME}_progress")
 
 
 @dataclass(frozen=True)
