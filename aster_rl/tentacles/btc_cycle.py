@@ -23,12 +23,14 @@ The time since the halving enters the features as ``btc_cycle_years`` (days / 36
 a raw day count, which would reach ~1460 in the observation; :func:`days_of_row` gives
 the day count back for readings and reports.
 
-``btc_cycle_years`` and ``btc_cycle_progress`` grow with the calendar for four years: on
-any history shorter than a cycle they are a time index (every test bar lies beyond the
-training range), so they are listed in :data:`TIME_INDEX_COLUMNS` and left out of the
-policy's default observation (``aster_rl.support``); they stay in the feature matrix for
-the readings and the brain report. The phase columns are bounded and restart each phase;
-columns constant over a training split (one phase) are left out by the support check.
+``btc_cycle_years`` and ``btc_cycle_progress`` grow with the calendar for four years, and
+``btc_cycle_phase_progress`` for the 180-370 days of a phase: on any history shorter than
+that they are a clock (the test bars, later than the training bars, lie beyond the
+training range on every bar), so they are listed in :data:`TIME_INDEX_COLUMNS` and left
+out of the policy's default observation (``aster_rl.support``); they stay in the feature
+matrix for the readings and the brain report. What the policy may see of the cycle is the
+phase and its one-hot columns: bounded, and not ordered in time within a phase; over a
+training split inside one phase they are constant and the support check leaves them out.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ BULL_PHASES = (1, 2)
 
 DEFAULTS: dict[str, Any] = {"halvings": HALVINGS, "cycle_days": CYCLE_DAYS}
 # Columns that grow with the calendar (see the module notes): kept out of the observation.
-TIME_INDEX_COLUMNS: tuple[str, ...] = (f"{NAME}_years", f"{NAME}_progress")
+TIME_INDEX_COLUMNS: tuple[str, ...] = (f"{NAME}_years", f"{NAME}_progress", f"{NAME}_phase_progress")
 
 
 @dataclass(frozen=True)
