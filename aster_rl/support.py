@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class ColumnStats:
                 "mode_share": self.mode_share, "kept": self.kept, "reason": self.reason}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ColumnStats":
+    def from_dict(cls, d: dict[str, Any]) -> ColumnStats:
         return cls(name=str(d["name"]), low=float(d["min"]), high=float(d["max"]), var=float(d["var"]),
                    mode_share=float(d["mode_share"]), kept=bool(d["kept"]), reason=str(d.get("reason", "")))
 
@@ -139,7 +140,7 @@ class ObservationSupport:
         *,
         exclude: Iterable[str] = TIME_INDEX_COLUMNS,
         near_constant_share: float = NEAR_CONSTANT_SHARE,
-    ) -> "ObservationSupport":
+    ) -> ObservationSupport:
         """Statistics of the training rows ``matrix`` (bars × columns); constant, near-constant
         and ``exclude``-d columns are left out."""
         m = np.asarray(matrix, dtype=np.float64)
@@ -244,7 +245,7 @@ class ObservationSupport:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ObservationSupport":
+    def from_dict(cls, d: dict[str, Any]) -> ObservationSupport:
         try:
             stats = tuple(ColumnStats.from_dict(c) for c in d["columns"])
             return cls(columns=tuple(s.name for s in stats), stats=stats, train_bars=int(d["train_bars"]),
@@ -258,7 +259,7 @@ class ObservationSupport:
         return path
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "ObservationSupport | None":
+    def load(cls, run_dir: str | Path) -> ObservationSupport | None:
         """The run's support statistics, or None for a run saved without them."""
         path = Path(run_dir) / SUPPORT_FILE
         if not path.exists():

@@ -37,6 +37,17 @@ def test_run_directory_layout(trained):
     assert metrics["timesteps"] >= 256
     assert [h["timesteps"] for h in metrics["validation_history"]] == [128.0, 256.0]
     assert "net_pnl_usd" in metrics["best_validation"]
+    # 12 days inside one BTC-cycle phase: the phase columns are constant over training and left
+    # out by name, with the time-index columns; the model sees only the kept columns
+    support = json.loads((d / "support.json").read_text())
+    dropped = [c["name"] for c in support["columns"] if not c["kept"]]
+    for name in ("btc_cycle_years", "btc_cycle_progress", "btc_cycle_phase", "btc_cycle_bull_phase_1"):
+        assert name in dropped and name in metrics["support_notice"], name
+    kept = [c for c in support["columns"] if c["kept"]]
+    assert all(c["min"] < c["max"] and c["var"] > 0 for c in kept)
+    assert metrics["observation_columns"] == len(kept)
+    pol = load_policy(d)
+    assert pol.model.observation_space.shape == (len(kept) + 6,)
 
 
 def test_tensorboard_has_trading_scalars(trained):
@@ -80,6 +91,8 @@ def test_reloaded_run_evaluates_to_the_same_numbers(trained, tiny_dataset):
         assert (result.run_dir / "eval" / f"equity_{name}.csv").exists()
         assert (result.run_dir / "eval" / f"trades_{name}.csv").exists()
     assert set(saved["cost_sweep"]) == {"x0", "x1", "x2"}
+    assert saved["support"]["bars"] == first.split["bars"] and 0 <= saved["support"]["share"] <= 1
+    assert "out of training support:" in first.table()
     assert saved["verdict"]
     # the best model's policy, loaded fresh, acts the same on the same observation
     pol = load_policy(result.run_dir, schema=tiny_dataset.schema)

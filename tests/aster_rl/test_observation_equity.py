@@ -3,13 +3,12 @@
 
 import numpy as np
 import pytest
+from test_backtest import fixed_policy, synthetic
 
 from aster_rl.backtest import backtest
 from aster_rl.config import EnvConfig
 from aster_rl.observation import ACCOUNT_COLUMNS
 from envs import BatchedPerpEnv, PerpEnv
-
-from test_backtest import fixed_policy, synthetic
 
 EQ = ACCOUNT_COLUMNS.index("account_equity_change") - len(ACCOUNT_COLUMNS)
 
@@ -40,7 +39,7 @@ def test_env_and_batched_env_measure_from_the_episode_start():
     obs, _ = env.reset()
     assert obs[EQ] == 0.0
     for _ in range(40):
-        obs, _, te, tr, info = env.step(fixed_policy(obs))
+        obs, _, _, _, info = env.step(fixed_policy(obs))
         assert obs[EQ] == pytest.approx(np.log(info["equity"] / cfg.initial_equity_usd), abs=1e-6)
     venv = BatchedPerpEnv(features, prices, cfg, 2, start=20, end=380, random_start=False, seed=0)
     obs = venv.reset()

@@ -9,9 +9,9 @@ from aster_rl.errors import SchemaMismatchError
 from aster_rl.observation import N_ACCOUNT
 from aster_rl.support import (
     NEAR_CONSTANT_SHARE,
+    TIME_INDEX_COLUMNS,
     ObservationSupport,
     SupportTally,
-    TIME_INDEX_COLUMNS,
     policy_support_report,
 )
 
