@@ -21,6 +21,7 @@ import pandas as pd
 
 from aster_rl.observation import account_state, build_observation
 from aster_rl.prices import PriceArrays
+from aster_rl.support import support_of
 
 from agents.policy import load_policy
 
@@ -89,7 +90,7 @@ def training_end(run_dir: str | Path) -> pd.Timestamp | None:
 def support_summary(policy: Any, features: Any, row: int) -> dict[str, Any] | None:
     """The support check for the brain report: the bar's columns outside the training range, and
     the share of bars out of support from the end of the training split up to this bar."""
-    support = getattr(policy, "support", None)
+    support = support_of(policy)
     if support is None:
         return None
     end = training_end(policy.run_dir) if policy.run_dir is not None else None
