@@ -286,6 +286,7 @@ class SupportTally:
         self.bars = 0
         self.outside_bars = 0
         self.per_column = np.zeros(len(support.kept), dtype=np.int64)
+        self._last: list[str] = []
 
     def update(self, row: np.ndarray) -> list[str]:
         """Count one bar (a full feature row or observation); the kept columns outside their range."""
@@ -298,6 +299,18 @@ class SupportTally:
 
     def report(self, top: int = TOP_COLUMNS) -> SupportReport:
         return report_from_counts(self.bars, self.outside_bars, self.per_column, self.support.kept, top)
+
+    def check(self, row: np.ndarray, when: Any) -> list[str]:
+        """:meth:`update`, logged: a warning when the set of columns outside their training range
+        changes (a bar leaves or enters the support), with the share so far; debug otherwise."""
+        before = self._last
+        outside = self._last = self.update(row)
+        if outside != before:
+            what = "outside the training support: " + ", ".join(outside[:TOP_COLUMNS]) if outside else "back inside the training support"
+            logger.warning("bar %s: %s; %s", when, what, self.report().line())
+        elif outside:
+            logger.debug("bar %s: outside the training support: %s", when, ", ".join(outside[:TOP_COLUMNS]))
+        return outside
 
 
 def support_of(policy: Any) -> ObservationSupport | None:

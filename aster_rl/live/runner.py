@@ -423,8 +423,8 @@ class LiveRunner:
             live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
             return
         obs = self.broker.observation(row, t)
-        if self.support is not None and (outside := self.support.update(row)):
-            logger.info("bar %s: outside the training support: %s; %s", bar.time, ", ".join(outside[:5]), self.support.report().line())
+        if self.support is not None:
+            self.support.check(row, bar.time)
         d = decide(self.policy, obs)
         side, lev_i, prof_i = d.action
         if not (0 <= side <= 2 and 0 <= lev_i < len(self.env_cfg.leverages) and 0 <= prof_i < len(self.profile_names)):

@@ -77,6 +77,19 @@ def test_out_of_support_share_by_hand():
     assert tally.report() == rep
 
 
+def test_the_tally_warns_when_the_bar_leaves_or_reenters_the_support(caplog):
+    s = ObservationSupport.fit(np.array([[0.0], [1.0]]), ["x"], exclude=())
+    tally = SupportTally(s)
+    with caplog.at_level("WARNING", logger="aster_rl.support"):
+        for i, x in enumerate([0.5, 2.0, 3.0, 0.5, 0.2]):
+            tally.check(np.array([x]), i)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "bar 1: outside the training support: x; out of training support: 50.0% of 2 bars (x 50.0%)",
+        "bar 3: back inside the training support; out of training support: 50.0% of 4 bars (x 50.0%)",
+    ]
+
+
 def test_select_drops_the_left_out_columns_and_keeps_the_account_state():
     s = ObservationSupport.fit(_train_matrix(), COLUMNS)
     obs = np.arange(len(COLUMNS) + N_ACCOUNT, dtype=np.float32)
