@@ -7,7 +7,7 @@ from test_backtest import fixed_policy, synthetic
 
 from aster_rl.backtest import backtest
 from aster_rl.config import EnvConfig
-from aster_rl.observation import ACCOUNT_COLUMNS
+from aster_rl.observation import ACCOUNT_COLUMNS, EquityReference
 from envs import BatchedPerpEnv, PerpEnv
 
 EQ = ACCOUNT_COLUMNS.index("account_equity_change") - len(ACCOUNT_COLUMNS)
@@ -30,6 +30,10 @@ def test_backtest_equity_change_restarts_every_episode_length_steps():
     assert len(res.trades) > 5 and abs(np.log(equity[-1] / equity[0])) > 1e-3  # the equity did move
     assert max(abs(v) for v in seen) < abs(np.log(equity / equity[0])).max() + 1e-9
     assert seen[16] == 0.0 and seen[32] == 0.0
+    # the same rule outside the accounting core
+    ref_keeper = EquityReference(16, equity[0])
+    refs = [equity[0]] + [ref_keeper.step(e) for e in equity[1 : len(seen)]]
+    np.testing.assert_allclose(seen, np.log(equity[: len(seen)] / np.array(refs)), atol=1e-6)
 
 
 def test_env_and_batched_env_measure_from_the_episode_start():
