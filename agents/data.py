@@ -27,6 +27,7 @@ from aster_rl.config import AppConfig, replace
 from aster_rl.errors import DataError
 from aster_rl.market import MarketBundle
 from aster_rl.prices import PriceArrays
+from aster_rl.support import ObservationSupport
 
 logger = logging.getLogger(__name__)
 
@@ -212,3 +213,19 @@ def fold_dataset(config: AppConfig, dataset, splits) -> tuple[AppConfig, Any, di
     figures = {"patterns": len(library), "patterns_mined_from": str(mined.start), "patterns_mined_until": str(mined.end),
                "patterns_outcomes_until": str(mined.outcomes_until)}
     return fold_config, build_dataset(fold_config, market=dataset.market), figures
+
+
+def observation_support(dataset: Dataset, train_span: Any) -> ObservationSupport:
+    """The observation's columns and their training ranges, fitted on ``train_span`` only:
+    columns constant (or near-constant) over it, and time-index columns, are left out with a
+    one-line notice (logged)."""
+    rows = dataset.matrix[train_span.start : train_span.end]
+    support = ObservationSupport.fit(rows, dataset.columns)
+    if not support.kept:
+        raise DataError(
+            f"every one of the {len(dataset.columns)} feature columns is constant over the {len(rows)} training bars; "
+            "use a longer training split"
+        )
+    if support.dropped:
+        logger.warning("%s", support.notice())
+    return support

@@ -97,7 +97,7 @@ _FLOAT_ROWS = {
     "trade_slip": K.TRADE_SLIP, "p_lev": K.P_LEV, "p_stop_dist": K.P_STOP_DIST, "p_target_dist": K.P_TARGET_DIST,
     "equity": K.EQUITY, "upnl": K.UPNL, "peak": K.PEAK, "fees": K.FEES, "funding": K.FUNDING,
     "slippage": K.SLIPPAGE, "turnover_now": K.TURNOVER_NOW, "closed_return_now": K.CLOSED_RETURN_NOW,
-    "prev_equity": K.PREV_EQUITY, "max_drawdown": K.MAX_DD,
+    "prev_equity": K.PREV_EQUITY, "max_drawdown": K.MAX_DD, "ref_equity": K.REF_EQUITY,
 }
 _INT_ROWS = {
     "entry_time": K.ENTRY_TIME, "bars": K.BARS, "profile": K.PROFILE, "p_kind": K.P_KIND,
@@ -266,7 +266,7 @@ class AccountBook:
                 acc[(acc >= 0) & gone[np.maximum(acc, 0)]] = -1  # records of reset accounts are skipped
         self.F[:, idx] = 0.0
         self.I[:, idx] = 0
-        for row in (K.CASH, K.EQUITY, K.PEAK, K.PREV_EQUITY):
+        for row in (K.CASH, K.EQUITY, K.PEAK, K.PREV_EQUITY, K.REF_EQUITY):
             self.F[row, idx] = self.initial
 
     @property

@@ -63,9 +63,9 @@ def jit(fn=None, *, inline: bool = False):
     CASH, MARGIN, QTY, ENTRY, STOP, TARGET, LIQ, MMR, MAMT, UPNL, PEAK,
     ENTRY_EQUITY, TRADE_FEES, TRADE_FUNDING, TRADE_SLIP,
     P_LEV, P_STOP_DIST, P_TARGET_DIST,
-    TURNOVER_NOW, CLOSED_RETURN_NOW, PREV_EQUITY, MAX_DD,
-) = range(29)
-NF = 29
+    TURNOVER_NOW, CLOSED_RETURN_NOW, PREV_EQUITY, MAX_DD, REF_EQUITY,
+) = range(30)
+NF = 30
 # int rows
 (
     ENTRY_TIME, BARS, PROFILE, P_KIND, P_PROFILE, LIQUIDATIONS, N_TRADES, N_SKIPPED,
@@ -88,8 +88,8 @@ PX_COLS = 8
 (
     P_TAKER, P_SLIP_BASE, P_IMPACT, P_LIQ_FEE, P_MARGIN_FRACTION, P_QTY_STEP, P_TICK, P_MIN_NOTIONAL,
     P_INITIAL, P_MAX_LEV, P_BANKRUPT, P_N_BRACKETS, P_N_LEVERAGES, P_N_PROFILES,
-    P_REWARD_KIND, P_DRAWDOWN_PENALTY, P_TURNOVER_PENALTY, P_LIQUIDATION_PENALTY,
-) = range(18)
+    P_REWARD_KIND, P_DRAWDOWN_PENALTY, P_TURNOVER_PENALTY, P_LIQUIDATION_PENALTY, P_EQUITY_BLOCK,
+) = range(19)
 P_TABLES = 20
 REWARD_LOG_EQUITY, REWARD_TRADE_OUTCOME = 0, 1
 REWARD_KINDS = {"log_equity": REWARD_LOG_EQUITY, "trade_outcome": REWARD_TRADE_OUTCOME}
@@ -132,6 +132,7 @@ def pack_params(cfg) -> np.ndarray:
     head[P_DRAWDOWN_PENALTY] = cfg.drawdown_penalty
     head[P_TURNOVER_PENALTY] = cfg.turnover_penalty
     head[P_LIQUIDATION_PENALTY] = cfg.liquidation_penalty
+    head[P_EQUITY_BLOCK] = cfg.episode_length  # the equity-change observation's reference restarts every block
     tables = (
         [b.notional_cap_usd for b in brackets],
         [min(b.max_leverage, cfg.max_leverage) for b in brackets],
@@ -401,7 +402,7 @@ def _state_into(F, I, par, i, mark, out, o):  # noqa: E741
     out[o + 3] = np.log1p(float(I[BARS, i])) * BARS_SCALE
     dist = abs(mark - liq) / mark if held and liq > 0 else 1.0
     out[o + 4] = min(max(dist, 0.0), 1.0)
-    out[o + 5] = np.log(max(F[EQUITY, i], 1e-12) / par[P_INITIAL])
+    out[o + 5] = np.log(max(F[EQUITY, i], 1e-12) / F[REF_EQUITY, i])
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -527,6 +528,7 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
     dd_pen = par[P_DRAWDOWN_PENALTY]
     to_pen = par[P_TURNOVER_PENALTY]
     liq_pen = par[P_LIQUIDATION_PENALTY]
+    block = max(int(par[P_EQUITY_BLOCK]), 1)
     nf = feats.shape[1]
     width = nf + N_ACCOUNT
     write_obs = obs.shape[0] > 0
@@ -574,6 +576,8 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
             kind, dd_pen, to_pen, liq_pen, F[PREV_EQUITY, i], equity, F[PEAK, i], F[CLOSED_RETURN_NOW, i],
             F[TURNOVER_NOW, i], I[LIQUIDATED_NOW, i],
         )
+        if I[STEPS, i] % block == 0:  # a new block of episode_length steps: the equity reference moves here
+            F[REF_EQUITY, i] = equity
         I[BANKRUPT, i] = 1 if bankrupt else 0
         I[DONE, i] = 1 if (bankrupt or last) else 0
         if bankrupt:

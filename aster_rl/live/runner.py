@@ -56,6 +56,7 @@ from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import SIDE_NAMES, BarResult
 from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
 from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
+from aster_rl.support import SupportTally, support_of
 from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard
 from aster_rl.storage import live_store
 from aster_rl.timeframes import timeframe_to_timedelta
@@ -158,6 +159,8 @@ class LiveRunner:
         self._day: str | None = None
         self._day_start_equity = float(env_cfg.initial_equity_usd)
         self.summary = RunSummary(session_id)
+        support = support_of(policy)
+        self.support = SupportTally(support) if support is not None else None  # out-of-support share so far
         self._stop = False
 
     # ------------------------------------------------------------ start-up
@@ -420,6 +423,8 @@ class LiveRunner:
             live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
             return
         obs = self.broker.observation(row, t)
+        if self.support is not None:
+            self.support.check(row, bar.time)
         d = decide(self.policy, obs)
         side, lev_i, prof_i = d.action
         if not (0 <= side <= 2 and 0 <= lev_i < len(self.env_cfg.leverages) and 0 <= prof_i < len(self.profile_names)):
