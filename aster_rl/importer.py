@@ -18,9 +18,12 @@ one DataError naming the file, the row and the problem. Gaps are reported, never
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import re
+import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,13 @@ import pandas as pd
 
 from aster_rl.errors import DataError
 from aster_rl.market import CANDLE_COLUMNS, OPTIONAL_CANDLE_COLUMNS, find_gaps, validate_candles
-from aster_rl.timeframes import timeframe_to_timedelta
+from aster_rl.timeframes import (
+    LONGEST_TIMEFRAME,
+    grid_origin,
+    off_grid,
+    timedelta_to_timeframe,
+    timeframe_to_timedelta,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,7 @@ class ImportedCandles:
     timeframe: str
     candles: pd.DataFrame
     gaps: pd.DataFrame  # first_missing, missing_bars (find_gaps)
+    rows: _Rows  # names a row of the file: rows(position) -> "row 57 (line 58)"
 
     @property
     def missing_bars(self) -> int:
@@ -128,10 +138,37 @@ class _Rows:
         return DataError(f"{self.path}: {self(position)}: {problem}")
 
 
-def _open_text(path: Path):
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig")
-    return open(path, encoding="utf-8-sig")
+_BINARY_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")  # control bytes no text file holds (tab, CR, LF pass)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.name.lower().endswith((".gz", ".jsongz")):
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a valid gzip file ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text (a BOM is allowed); binary or otherwise encoded files are refused by line."""
+    data = _read_bytes(path)
+    binary = _BINARY_CONTROL.search(data)
+    if binary is not None:
+        line = data.count(b"\n", 0, binary.start()) + 1
+        raise DataError(
+            f"{path}: line {line}: byte 0x{data[binary.start()]:02x} is not text; this is a binary file, not CSV"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(
+            f"{path}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8; save the file as UTF-8 text"
+        ) from None
 
 
 def _is_number(text: str) -> bool:
@@ -142,19 +179,37 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _first_long_line(text: str, fields: int) -> int | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.count(",") + 1 > fields:
+            return number
+    return None
+
+
 def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
-    with _open_text(path) as fh:
-        first = fh.readline().strip()
+    text = _read_text(path)
+    body = text.lstrip()
+    skipped = text[: len(text) - len(body)].count("\n")  # blank lines before the first row
+    body = body.rstrip() + "\n"
+    first = body.split("\n", 1)[0].strip()
     if not first:
         raise DataError(f"{path}: the file is empty")
     fields = [f.strip().strip('"') for f in first.split(",")]
     has_header = not all(_is_number(f) for f in fields[1:6] if f)
     try:
-        frame = pd.read_csv(
-            path, header=0 if has_header else None, encoding="utf-8-sig", skipinitialspace=True, low_memory=False
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.StringIO(body), header=0 if has_header else None, index_col=False,
+                skipinitialspace=True, skip_blank_lines=False, low_memory=False,
+            )
+    except pd.errors.ParserWarning:
+        line = _first_long_line(body, len(fields))
+        line = None if line is None else line + skipped
+        where = f"line {line}" if line is not None else "a line"
+        raise DataError(f"{path}: {where} has more fields than the {len(fields)} columns of the header") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as e:
+        raise DataError(f"{path}: not a readable CSV ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})") from None
     if not has_header:
         if frame.shape[1] == len(PLAIN_COLUMNS):
             frame.columns = list(PLAIN_COLUMNS)
@@ -165,14 +220,13 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
                 f"{path}: {frame.shape[1]} columns and no header; expected 6 (timestamp,open,high,low,close,volume) "
                 f"or Binance's 12 kline columns, or a header naming the columns"
             )
-    return frame, _Rows(path, 2 if has_header else 1)
+    return frame, _Rows(path, skipped + (2 if has_header else 1))
 
 
 def _read_json(path: Path) -> pd.DataFrame:
     try:
-        with _open_text(path) as fh:
-            payload = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        payload = json.loads(_read_text(path))
+    except (json.JSONDecodeError, RecursionError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
     if isinstance(payload, list) and payload and isinstance(payload[0], list):
         width = len(payload[0])
@@ -232,37 +286,90 @@ def _canonical_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame[keep]
 
 
-_UNIT_FACTORS_MS = ((1e17, 1e-6), (1e14, 1e-3), (1e11, 1.0), (0.0, 1e3))  # ns, µs, ms, s -> ms
+EARLIEST_BAR = pd.Timestamp("2009-01-01", tz="UTC")
+_UNIT_NAMES = ("seconds", "milliseconds", "microseconds", "nanoseconds")
+_UNIT_NS = (10**9, 10**6, 10**3, 1)
+_UNIT_BOUNDS = (1e11, 1e14, 1e17)  # epoch numbers below 1e11 are seconds, below 1e14 ms, below 1e17 µs, else ns
 
 
-def _numeric_timestamps(values: np.ndarray) -> np.ndarray:
-    """Epoch numbers of any unit (s, ms, µs, ns, told apart by size) -> epoch ms."""
-    magnitude = np.abs(values)
-    factor = np.select([magnitude >= lo for lo, _ in _UNIT_FACTORS_MS], [f for _, f in _UNIT_FACTORS_MS])
-    return np.round(values * factor).astype(np.int64)
+def _as_date(ns: float) -> str:
+    if not np.isfinite(ns) or not pd.Timestamp.min.value <= ns <= pd.Timestamp.max.value:
+        return "beyond the calendar"
+    return f"{pd.Timestamp(int(ns), tz='UTC'):%Y-%m-%d %H:%M:%S} UTC"
 
 
-def _parse_timestamps(series: pd.Series, rows: _Rows) -> pd.DatetimeIndex:
+def _range_error(rows: _Rows, position: int, shown: object, ns: float, latest: pd.Timestamp) -> DataError:
+    when = "before 2009-01-01" if ns < EARLIEST_BAR.value else f"after {latest:%Y-%m-%d %H:%M} UTC (now plus one bar)"
+    return rows.error(position, f"timestamp {shown} ({_as_date(ns)}) is {when}; no real bar opens then")
+
+
+def _check_range(ns: np.ndarray, raw: pd.Series, latest: pd.Timestamp, rows: _Rows) -> None:
+    bad = ~((ns >= EARLIEST_BAR.value) & (ns <= latest.value))
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise _range_error(rows, r, raw.iloc[r], float(ns[r]), latest)
+
+
+def _numeric_ns(numbers: pd.Series, raw: pd.Series, latest: pd.Timestamp, rows: _Rows) -> np.ndarray:
+    """Epoch numbers -> epoch ns; the unit (s, ms, µs or ns, told apart by size) is the same for every row."""
+    values = numbers.to_numpy()
+    floats = values.astype(float)
+    units = np.searchsorted(_UNIT_BOUNDS, np.abs(floats), side="right")
+    unit = int(np.bincount(units, minlength=len(_UNIT_NS)).argmax())
+    scaled = floats * _UNIT_NS[unit]
+    bad = ~((scaled >= EARLIEST_BAR.value) & (scaled <= latest.value))
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        if units[r] != unit:
+            raise rows.error(
+                r, f"timestamp {raw.iloc[r]} is in {_UNIT_NAMES[units[r]]} while the file's timestamps are in "
+                f"{_UNIT_NAMES[unit]}; use one unit for the whole file",
+            )
+        raise _range_error(rows, r, raw.iloc[r], float(scaled[r]), latest)
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype(np.int64) * _UNIT_NS[unit]
+    ms = floats * 1e3 if unit == 0 else floats / (_UNIT_NS[unit] / _UNIT_NS[1])
+    whole_ms = np.rint(ms)
+    return whole_ms.astype(np.int64) * _UNIT_NS[1] + np.rint((ms - whole_ms) * _UNIT_NS[1]).astype(np.int64)
+
+
+def _parse_timestamps(series: pd.Series, rows: _Rows, latest: pd.Timestamp) -> np.ndarray:
+    """Bar open times as epoch ns, each between 2009-01-01 and ``latest``."""
     if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype):
         stamps = pd.DatetimeIndex(series)
-        stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
-        if stamps.hasnans:
-            raise rows.error(int(np.flatnonzero(stamps.isna())[0]), "timestamp is missing")
-        return stamps.as_unit("us")
-    numbers = pd.to_numeric(series, errors="coerce")
-    if numbers.notna().all():
-        ms = _numeric_timestamps(numbers.to_numpy(dtype=float))
-        return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True)).as_unit("us")
-    if series.isna().any():
-        raise rows.error(int(np.flatnonzero(series.isna().to_numpy())[0]), "timestamp is missing")
-    if pd.notna(numbers.iloc[0]):
-        bad = int(np.flatnonzero(numbers.isna().to_numpy())[0])
-        raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is not a number like the rows before it")
-    parsed = pd.to_datetime(series.astype(str).str.strip(), utc=True, format="ISO8601", errors="coerce")
-    if parsed.isna().any():
-        bad = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is neither an epoch number nor an ISO date")
-    return pd.DatetimeIndex(parsed).as_unit("us")
+    else:
+        numbers = pd.to_numeric(series, errors="coerce")
+        if numbers.notna().all():
+            return _numeric_ns(numbers, series, latest, rows)
+        if series.isna().any():
+            raise rows.error(int(np.flatnonzero(series.isna().to_numpy())[0]), "timestamp is missing")
+        if pd.notna(numbers.iloc[0]):
+            bad = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is not a number like the rows before it")
+        try:
+            parsed = pd.to_datetime(series.astype(str).str.strip(), utc=True, format="ISO8601", errors="coerce")
+        except (ValueError, OverflowError):  # pandas still raises for some inputs despite errors="coerce"
+            parsed = pd.Series([_iso_or_nat(v) for v in series.astype(str)], dtype="datetime64[ns, UTC]")
+        if parsed.isna().any():
+            bad = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+            raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is neither an epoch number nor an ISO date")
+        stamps = pd.DatetimeIndex(parsed)
+    stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
+    if stamps.hasnans:
+        raise rows.error(int(np.flatnonzero(stamps.isna())[0]), "timestamp is missing")
+    bad = ~((stamps >= EARLIEST_BAR) & (stamps <= latest))
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        when = "before 2009-01-01" if stamps[r] < EARLIEST_BAR else f"after {latest:%Y-%m-%d %H:%M} UTC (now plus one bar)"
+        raise rows.error(r, f"timestamp {stamps[r]:%Y-%m-%d %H:%M:%S} UTC is {when}; no real bar opens then")
+    return stamps.as_unit("ns").asi8
+
+
+def _iso_or_nat(text: str) -> pd.Timestamp:
+    try:
+        return pd.to_datetime(text.strip(), utc=True, format="ISO8601")
+    except (ValueError, OverflowError):
+        return pd.NaT
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, rows: _Rows, required: bool) -> np.ndarray | None:
@@ -287,23 +394,65 @@ def _numeric_column(frame: pd.DataFrame, column: str, rows: _Rows, required: boo
 
 # ---------------------------------------------------------------- checks
 
-def _check_order(index: pd.DatetimeIndex, timeframe: str, rows: _Rows) -> None:
-    ms = index.as_unit("ms").asi8
-    if len(ms) < 2:
+def _check_order(ns: np.ndarray, rows: _Rows) -> None:
+    if len(ns) < 2:
         return
-    deltas = np.diff(ms)
+    deltas = np.diff(ns)
     if (deltas < 0).any():
         r = int(np.flatnonzero(deltas < 0)[0]) + 1
-        raise rows.error(r, f"timestamp {index[r]} is earlier than the row before it ({index[r - 1]}); sort the file")
+        raise rows.error(r, f"timestamp {_as_date(ns[r])} is earlier than the row before it ({_as_date(ns[r - 1])}); sort the file")
     if (deltas == 0).any():
         r = int(np.flatnonzero(deltas == 0)[0]) + 1
-        raise rows.error(r, f"repeats the timestamp {index[r]} of {rows(r - 1)}; remove the duplicate")
-    step_ms = int(timeframe_to_timedelta(timeframe) / pd.Timedelta(milliseconds=1))
-    if (deltas < step_ms).any():
-        r = int(np.flatnonzero(deltas < step_ms)[0]) + 1
+        raise rows.error(r, f"repeats the timestamp {_as_date(ns[r])} of {rows(r - 1)}; remove the duplicate")
+
+
+def _spacing(ns: np.ndarray) -> tuple[pd.Timedelta, float] | None:
+    """The most common distance between consecutive bars (the shortest on a tie) and its share of all steps."""
+    if len(ns) < 2:
+        return None
+    steps, counts = np.unique(np.diff(ns), return_counts=True)
+    i = int(np.argmax(counts))
+    return pd.Timedelta(int(steps[i]), unit="ns"), float(counts[i] / counts.sum())
+
+
+def _describe_step(step: pd.Timedelta) -> str:
+    return timedelta_to_timeframe(step) or str(step).removeprefix("0 days ")
+
+
+def _settle_timeframe(ns: np.ndarray, stated: str | None, said_by: str, path: Path) -> str:
+    """The stated timeframe when the bars' spacing agrees with it; inferred from the spacing when none is stated."""
+    spacing = _spacing(ns)
+    if spacing is None:
+        if stated is None:
+            raise DataError(f"{path}: one bar cannot tell the timeframe; pass --timeframe, e.g. 5m")
+        return stated
+    step, share = spacing
+    inferred = timedelta_to_timeframe(step)
+    if stated is None:
+        if inferred is None:
+            raise DataError(
+                f"{path}: the bars are mostly {_describe_step(step)} apart ({share:.0%} of steps), which is no "
+                f"timeframe (whole minutes, hours, days or weeks up to {LONGEST_TIMEFRAME})"
+            )
+        return inferred
+    if step != timeframe_to_timedelta(stated):
+        hint = f"; pass --timeframe {inferred}" if inferred else ""
+        raise DataError(
+            f"{path}: {said_by} says {stated} but the bars are mostly {_describe_step(step)} apart "
+            f"({share:.0%} of steps){hint}"
+        )
+    return stated
+
+
+def _check_grid(ns: np.ndarray, timeframe: str, rows: _Rows) -> None:
+    bad = off_grid(ns, timeframe)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        step = timeframe_to_timedelta(timeframe).value
+        offset = pd.Timedelta(int((ns[r] - grid_origin(timeframe).value) % step), unit="ns")
         raise rows.error(
-            r, f"bar at {index[r]} opens {pd.Timedelta(milliseconds=int(deltas[r - 1]))} after the previous one, "
-            f"less than the {timeframe} timeframe; pass the right --timeframe"
+            r, f"bar at {_as_date(ns[r])} is not on the {timeframe} grid ({_describe_step(offset)} past a bar "
+            f"boundary); {int(bad.sum())} such bars",
         )
 
 
@@ -329,35 +478,49 @@ def _check_ohlc(values: dict[str, np.ndarray], index: pd.DatetimeIndex, rows: _R
 
 # ---------------------------------------------------------------- entry point
 
-def read_candle_file(path: str | Path, symbol: str | None = None, timeframe: str | None = None) -> ImportedCandles:
-    """Parse and fully validate one candle file; symbol/timeframe come from the name unless given."""
+def read_candle_file(
+    path: str | Path, symbol: str | None = None, timeframe: str | None = None, now: pd.Timestamp | None = None
+) -> ImportedCandles:
+    """Parse and fully validate one candle file.
+
+    The symbol comes from the name unless given; the timeframe from ``timeframe``, else the name, else the
+    bars' spacing, and a stated timeframe must match that spacing. Bars open between 2009-01-01 and
+    ``now`` (default: the clock) plus one bar, on the timeframe's grid.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     inferred_symbol, inferred_tf = infer_symbol_timeframe(path)
+    said_by = "--timeframe" if timeframe else "the file name"
     symbol = symbol or inferred_symbol
     timeframe = timeframe or inferred_tf
     if symbol is None:
         raise DataError(f"{path}: cannot tell the symbol from the file name; pass --symbol, e.g. ASTER/USDT:USDT")
-    if timeframe is None:
-        raise DataError(f"{path}: cannot tell the timeframe from the file name; pass --timeframe, e.g. 5m")
-    try:
-        timeframe_to_timedelta(timeframe)
-    except DataError as e:
-        raise DataError(f"{path}: {e}") from None
+    if re.search(r"funding", _stem(path), re.IGNORECASE):
+        raise DataError(f"{path}: the name says funding rates; data import stores candles only")
+    if timeframe is not None:
+        try:
+            timeframe_to_timedelta(timeframe)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
 
     raw, rows = _read_any(path)
     if raw.empty:
         raise DataError(f"{path}: the file holds no candles")
     frame = _canonical_columns(raw, path)
-    index = _parse_timestamps(frame["ts"], rows)
+    ns = _parse_timestamps(frame["ts"], rows, latest=now + timeframe_to_timedelta(LONGEST_TIMEFRAME))
     values: dict[str, np.ndarray] = {}
     for column in (*CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS):
         if column in frame.columns:
             parsed = _numeric_column(frame, column, rows, required=column in CANDLE_COLUMNS)
             if parsed is not None:
                 values[column] = parsed
-    _check_order(index, timeframe, rows)
+    _check_order(ns, rows)
+    timeframe = _settle_timeframe(ns, timeframe, said_by, path)
+    _check_range(ns, frame["ts"], now + timeframe_to_timedelta(timeframe), rows)
+    _check_grid(ns, timeframe, rows)
+    index = pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True)).as_unit("us")
     _check_ohlc(values, index, rows)
     candles = validate_candles(pd.DataFrame(values, index=index), str(path))
     gaps = find_gaps(candles, timeframe)
@@ -367,4 +530,4 @@ def read_candle_file(path: str | Path, symbol: str | None = None, timeframe: str
             path, len(gaps), int(gaps["missing_bars"].sum()), timeframe, gaps["first_missing"].iloc[0],
         )
     logger.info("%s: %d %s bars of %s, %s .. %s", path, len(candles), timeframe, symbol, index[0], index[-1])
-    return ImportedCandles(path=path, symbol=symbol, timeframe=timeframe, candles=candles, gaps=gaps)
+    return ImportedCandles(path=path, symbol=symbol, timeframe=timeframe, candles=candles, gaps=gaps, rows=rows)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -110,6 +111,17 @@ def _series_id(conn: Connection, source: str, symbol: str, timeframe: str, creat
     return None if found is None else int(found)
 
 
+def _candle_columns(candles: pd.DataFrame, where: str) -> dict[str, list[Any]]:
+    """The bars column-wise as stored: ``ts`` (epoch ms), OHLCV, and the optional columns present."""
+    columns: dict[str, list[Any]] = {"ts": _index_ms(candles, where)}
+    for col in CANDLE_COLUMNS:
+        columns[col] = _floats(candles, col, where)
+    for col in OPTIONAL_CANDLE_COLUMNS:
+        if col in candles.columns:
+            columns[col] = _floats(candles, col, where, nullable=True)
+    return columns
+
+
 def _insert_candles(conn: Connection, source: str, symbol: str, timeframe: str, candles: pd.DataFrame) -> int:
     where = f"candles {source} {symbol} {timeframe}"
     timeframe_to_timedelta(timeframe)
@@ -118,21 +130,119 @@ def _insert_candles(conn: Connection, source: str, symbol: str, timeframe: str, 
     if n == 0:
         return 0
     series = _series_id(conn, source, symbol, timeframe, create=True)
-    columns: dict[str, list[Any]] = {"series_id": [series] * n, "ts": _index_ms(candles, where)}
-    for col in CANDLE_COLUMNS:
-        columns[col] = _floats(candles, col, where)
-    for col in OPTIONAL_CANDLE_COLUMNS:
-        if col in candles.columns:
-            columns[col] = _floats(candles, col, where, nullable=True)
+    columns = {"series_id": [series] * n, **_candle_columns(candles, where)}
     new = bulk_insert_new(conn, Candle.__table__, columns, ("series_id", "ts"))
     logger.debug("%s: %d bars, %d new", where, n, new)
     return new
 
 
 def upsert_candles(db: Target, source: str, symbol: str, timeframe: str, candles: pd.DataFrame) -> int:
-    """Store bars keyed by (source, symbol, timeframe, open time); existing bars are kept."""
+    """Store bars keyed by (source, symbol, timeframe, open time); existing bars are kept as they are.
+
+    For files a user imports, :func:`merge_candles` refuses (or replaces) a stored bar with other values.
+    """
     with _connection(db) as conn:
         return _insert_candles(conn, source, symbol, timeframe, candles)
+
+
+class ChangedBar(DataError):
+    """A bar to store differs from the stored bar with the same open time."""
+
+    def __init__(self, message: str, ts: pd.Timestamp, column: str, stored: float | None, new: float | None, bars: int):
+        super().__init__(message)
+        self.ts, self.column, self.stored, self.new, self.bars = ts, column, stored, new, bars
+
+
+@dataclass(frozen=True)
+class CandleMerge:
+    """What :func:`merge_candles` did: bars added, and stored bars overwritten (only with ``replace``)."""
+
+    new: int
+    changed: int
+
+
+_SAME_RTOL = 1e-12  # values this close are the same number read by another parser
+
+
+def _changed_bars(conn: Connection, series: int, candles: pd.DataFrame, columns: dict[str, list[Any]]) -> tuple[np.ndarray, list[str]]:
+    """Positions (in ``candles``) of bars stored with other values, and the first differing column of each."""
+    table = Candle.__table__
+    names = [c for c in (*CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS) if c in columns]
+    ts = np.asarray(columns["ts"], dtype=np.int64)
+    stmt = (
+        select(table.c.ts, *(table.c[c] for c in names))
+        .where(table.c.series_id == series, table.c.ts >= int(ts.min()), table.c.ts <= int(ts.max()))
+    )
+    stored = pd.DataFrame.from_records([tuple(r) for r in conn.execute(stmt).all()], columns=["ts", *names])
+    if stored.empty:
+        return np.empty(0, dtype=np.int64), []
+    positions = pd.Index(ts).get_indexer(stored["ts"].to_numpy(dtype=np.int64))
+    stored, positions = stored[positions >= 0], positions[positions >= 0]
+    differs = np.zeros((len(positions), len(names)), dtype=bool)
+    for j, name in enumerate(names):
+        old = pd.to_numeric(stored[name], errors="coerce").to_numpy(dtype=float)
+        new = np.array([np.nan if v is None else v for v in np.asarray(columns[name], dtype=object)[positions]], dtype=float)
+        same = np.isclose(old, new, rtol=_SAME_RTOL, atol=0.0, equal_nan=True)
+        differs[:, j] = ~same
+    hit = differs.any(axis=1)
+    order = np.argsort(positions[hit], kind="stable")
+    rows = positions[hit][order]
+    first_columns = [names[int(np.argmax(r))] for r in differs[hit][order]]
+    return rows, first_columns
+
+
+def merge_candles(
+    db: Target, source: str, symbol: str, timeframe: str, candles: pd.DataFrame, replace: bool = False
+) -> CandleMerge:
+    """Store bars; a stored bar with other values raises :class:`ChangedBar` (nothing written), or is overwritten
+    with ``replace``. Identical bars are left alone, so importing the same file twice adds nothing."""
+    where = f"candles {source} {symbol} {timeframe}"
+    with _connection(db) as conn:
+        timeframe_to_timedelta(timeframe)
+        validate_candles(candles, where)
+        if len(candles) == 0:
+            return CandleMerge(0, 0)
+        columns = _candle_columns(candles, where)
+        series = _series_id(conn, source, symbol, timeframe, create=True)
+        changed, first_columns = _changed_bars(conn, series, candles, columns)
+        if len(changed) and not replace:
+            r, column = int(changed[0]), first_columns[0]
+            ts = candles.index[r]
+            old = _stored_value(conn, series, columns["ts"][r], column)
+            new = columns[column][r]
+            raise ChangedBar(
+                f"bar {ts:%Y-%m-%d %H:%M} UTC differs from the one stored for {symbol} {timeframe} "
+                f"(source {source!r}): {column} {old} stored, {new} now; {len(changed)} bars differ; "
+                f"pass --replace to overwrite them",
+                ts, column, old, new, len(changed),
+            )
+        if len(changed):
+            _update_candles(conn, series, columns, changed)
+        columns["series_id"] = [series] * len(candles)
+        new_bars = bulk_insert_new(conn, Candle.__table__, columns, ("series_id", "ts"))
+    logger.debug("%s: %d bars, %d new, %d replaced", where, len(candles), new_bars, len(changed))
+    return CandleMerge(new_bars, len(changed))
+
+
+def _stored_value(conn: Connection, series: int, ts: int, column: str) -> float | None:
+    table = Candle.__table__
+    stmt = select(table.c[column]).where(table.c.series_id == series, table.c.ts == ts)
+    return conn.execute(stmt).scalar_one()
+
+
+def _update_candles(conn: Connection, series: int, columns: dict[str, list[Any]], positions: np.ndarray) -> None:
+    table = Candle.__table__
+    names = [c for c in columns if c not in ("ts", "series_id")]
+    stmt = (
+        update(table)
+        .where(table.c.series_id == bindparam("b_series"), table.c.ts == bindparam("b_ts"))
+        .values({c: bindparam(f"b_{c}") for c in names})
+    )
+    rows = [
+        {"b_series": series, "b_ts": columns["ts"][p], **{f"b_{c}": columns[c][p] for c in names}}
+        for p in positions.tolist()
+    ]
+    conn.execute(stmt, rows)
 
 
 def last_candle_time(db: Target, source: str, symbol: str, timeframe: str) -> pd.Timestamp | None:

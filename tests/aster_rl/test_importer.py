@@ -138,7 +138,7 @@ def test_corrupt_csv_names_file_row_and_problem(tmp_path, reference, problem):
 def test_wrong_timeframe_is_caught(tmp_path, reference):
     path = tmp_path / "ASTERUSDT_15m.csv"
     WRITERS["ms_header.csv"](reference, path)
-    with pytest.raises(DataError, match="row 2 .*less than the 15m timeframe"):
+    with pytest.raises(DataError, match="the file name says 15m but the bars are mostly 5m apart .*--timeframe 5m"):
         read_candle_file(path)
 
 
