@@ -160,7 +160,7 @@ def _read_text(path: Path) -> str:
     if binary is not None:
         line = data.count(b"\n", 0, binary.start()) + 1
         raise DataError(
-            f"{path}: line {line}: byte 0x{data[binary.start()]:02x} is not text; this is a binary file, not CSV"
+            f"{path}: line {line}: byte 0x{data[binary.start()]:02x} is a control character; this is a binary file, not text"
         )
     try:
         return data.decode("utf-8-sig")
@@ -195,7 +195,7 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
     if not first:
         raise DataError(f"{path}: the file is empty")
     fields = [f.strip().strip('"') for f in first.split(",")]
-    has_header = not all(_is_number(f) for f in fields[1:6] if f)
+    has_header = len(fields) < 2 or not all(_is_number(f) for f in fields[1:6] if f)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -281,7 +281,8 @@ def _canonical_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     missing = [c for c in PLAIN_COLUMNS if c not in frame.columns]
     if missing:
         names = "timestamp" if missing == ["ts"] else ", ".join("timestamp" if m == "ts" else m for m in missing)
-        raise DataError(f"{path}: no {names} column among {list(map(str, frame.columns))}")
+        hint = "; separate the columns with commas" if frame.shape[1] == 1 and re.search(r"[;\t|]", str(frame.columns[0])) else ""
+        raise DataError(f"{path}: no {names} column among {list(map(str, frame.columns))}{hint}")
     keep = [c for c in (*PLAIN_COLUMNS, *OPTIONAL_CANDLE_COLUMNS) if c in frame.columns]
     return frame[keep]
 
@@ -315,12 +316,16 @@ def _numeric_ns(numbers: pd.Series, raw: pd.Series, latest: pd.Timestamp, rows: 
     values = numbers.to_numpy()
     floats = values.astype(float)
     units = np.searchsorted(_UNIT_BOUNDS, np.abs(floats), side="right")
-    unit = int(np.bincount(units, minlength=len(_UNIT_NS)).argmax())
+    counts = np.bincount(units, minlength=len(_UNIT_NS))
+    unit = int(units[0]) if counts[units[0]] == counts.max() else int(counts.argmax())  # ties: the first row's
     scaled = floats * _UNIT_NS[unit]
     bad = ~((scaled >= EARLIEST_BAR.value) & (scaled <= latest.value))
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
-        if units[r] != unit:
+        if not np.isfinite(floats[r]):
+            raise rows.error(r, f"timestamp {raw.iloc[r]} is not a finite number")
+        own = floats[r] * _UNIT_NS[units[r]]
+        if units[r] != unit and EARLIEST_BAR.value <= own <= latest.value:
             raise rows.error(
                 r, f"timestamp {raw.iloc[r]} is in {_UNIT_NAMES[units[r]]} while the file's timestamps are in "
                 f"{_UNIT_NAMES[unit]}; use one unit for the whole file",
@@ -388,7 +393,8 @@ def _numeric_column(frame: pd.DataFrame, column: str, rows: _Rows, required: boo
     if missing.any():
         bad = int(np.flatnonzero(missing)[0])
         what = "missing" if np.isnan(values[bad]) else f"{values[bad]} (not finite)"
-        raise rows.error(bad, f"{column} is {what}; {int(missing.sum())} such rows")
+        count = int(missing.sum())
+        raise rows.error(bad, f"{column} is {what}; {count} such row{'s' if count > 1 else ''}")
     return values
 
 
@@ -452,7 +458,7 @@ def _check_grid(ns: np.ndarray, timeframe: str, rows: _Rows) -> None:
         offset = pd.Timedelta(int((ns[r] - grid_origin(timeframe).value) % step), unit="ns")
         raise rows.error(
             r, f"bar at {_as_date(ns[r])} is not on the {timeframe} grid ({_describe_step(offset)} past a bar "
-            f"boundary); {int(bad.sum())} such bars",
+            f"boundary); {int(bad.sum())} such bar{'s' if bad.sum() > 1 else ''}",
         )
 
 

@@ -212,8 +212,8 @@ def merge_candles(
             new = columns[column][r]
             raise ChangedBar(
                 f"bar {ts:%Y-%m-%d %H:%M} UTC differs from the one stored for {symbol} {timeframe} "
-                f"(source {source!r}): {column} {old} stored, {new} now; {len(changed)} bars differ; "
-                f"pass --replace to overwrite them",
+                f"(source {source!r}): {column} stored {old}, new {new}; "
+                f"{_bars(len(changed))} differ{'s' if len(changed) == 1 else ''}; pass --replace to overwrite",
                 ts, column, old, new, len(changed),
             )
         if len(changed):
@@ -222,6 +222,10 @@ def merge_candles(
         new_bars = bulk_insert_new(conn, Candle.__table__, columns, ("series_id", "ts"))
     logger.debug("%s: %d bars, %d new, %d replaced", where, len(candles), new_bars, len(changed))
     return CandleMerge(new_bars, len(changed))
+
+
+def _bars(n: int) -> str:
+    return f"{n:,} bar" if n == 1 else f"{n:,} bars"
 
 
 def _stored_value(conn: Connection, series: int, ts: int, column: str) -> float | None:
