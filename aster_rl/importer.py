@@ -209,6 +209,10 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
         where = f"line {line}" if line is not None else "a line"
         raise DataError(f"{path}: {where} has more fields than the {len(fields)} columns of the header") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as e:
+        fields_error = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if fields_error:
+            expected, line, seen = map(int, fields_error.groups())
+            raise DataError(f"{path}: line {line + skipped}: {seen} fields, but {expected} columns before it") from None
         raise DataError(f"{path}: not a readable CSV ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})") from None
     if not has_header:
         if frame.shape[1] == len(PLAIN_COLUMNS):
