@@ -17,6 +17,7 @@ one DataError naming the file, the row and the problem. Gaps are reported, never
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
@@ -138,7 +139,8 @@ class _Rows:
         return DataError(f"{self.path}: {self(position)}: {problem}")
 
 
-_BINARY_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")  # control bytes no text file holds (tab, CR, LF pass)
+_SNIFF_BYTES = 1 << 16
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x20), 0x7F])  # no text file holds these; tab, CR, LF pass
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -153,22 +155,30 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def _read_text(path: Path) -> str:
-    """The file as UTF-8 text (a BOM is allowed); binary or otherwise encoded files are refused by line."""
-    data = _read_bytes(path)
-    binary = _BINARY_CONTROL.search(data)
-    if binary is not None:
-        line = data.count(b"\n", 0, binary.start()) + 1
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _text_bytes(path: Path) -> bytes:
+    """The file's bytes, checked to be UTF-8 text (a BOM is dropped); binary or otherwise encoded files are
+    refused naming the line."""
+    data = _read_bytes(path).removeprefix(codecs.BOM_UTF8)
+    head = data[:_SNIFF_BYTES]  # a binary file shows itself early; a stray control byte later fails as a bad value
+    if len(head.translate(None, _CONTROL_BYTES)) != len(head):
+        at = re.search(b"[" + re.escape(_CONTROL_BYTES) + b"]", head).start()
         raise DataError(
-            f"{path}: line {line}: byte 0x{data[binary.start()]:02x} is a control character; this is a binary file, not text"
+            f"{path}: line {_line_of(data, at)}: byte 0x{data[at]:02x} is a control character; "
+            f"this is a binary file, not text"
         )
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(
-            f"{path}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8; save the file as UTF-8 text"
-        ) from None
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{path}: line {_line_of(data, e.start)}: byte 0x{data[e.start]:02x} is not UTF-8; "
+                f"save the file as UTF-8 text"
+            ) from None
+    return data
 
 
 def _is_number(text: str) -> bool:
@@ -187,11 +197,15 @@ def _first_long_line(text: str, fields: int) -> int | None:
 
 
 def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
-    text = _read_text(path)
-    body = text.lstrip()
-    skipped = text[: len(text) - len(body)].count("\n")  # blank lines before the first row
-    body = body.rstrip() + "\n"
-    first = body.split("\n", 1)[0].strip()
+    data = _text_bytes(path)
+    start = re.match(rb"\s*", data).end()
+    skipped = data.count(b"\n", 0, start)  # blank lines before the first row
+    end = len(data)
+    while end > start and data[end - 1] in b" \t\r\n\x0b\x0c":  # trailing blank lines are no rows (bytes.rstrip copies)
+        end -= 1
+    body = data[start:end]
+    newline = body.find(b"\n")
+    first = body[: newline if newline >= 0 else len(body)].decode("utf-8").strip()
     if not first:
         raise DataError(f"{path}: the file is empty")
     fields = [f.strip().strip('"') for f in first.split(",")]
@@ -200,11 +214,11 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(
-                io.StringIO(body), header=0 if has_header else None, index_col=False,
+                io.BytesIO(body), header=0 if has_header else None, index_col=False, encoding="utf-8",
                 skipinitialspace=True, skip_blank_lines=False, low_memory=False,
             )
     except pd.errors.ParserWarning:
-        line = _first_long_line(body, len(fields))
+        line = _first_long_line(body.decode("utf-8"), len(fields))
         line = None if line is None else line + skipped
         where = f"line {line}" if line is not None else "a line"
         raise DataError(f"{path}: {where} has more fields than the {len(fields)} columns of the header") from None
@@ -229,7 +243,7 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
 
 def _read_json(path: Path) -> pd.DataFrame:
     try:
-        payload = json.loads(_read_text(path))
+        payload = json.loads(_text_bytes(path).decode("utf-8"))
     except (json.JSONDecodeError, RecursionError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
     if isinstance(payload, list) and payload and isinstance(payload[0], list):

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from aster_rl.config import DataConfig
 from aster_rl.errors import DataError, StorageError
 from aster_rl.market import BOOK_COLUMNS, CANDLE_COLUMNS, OPTIONAL_CANDLE_COLUMNS, MarketBundle, validate_candles
-from aster_rl.storage.bulk import bulk_insert_new
+from aster_rl.storage.bulk import bulk_insert_new, fetch_rows
 from aster_rl.storage.database import Database
 from aster_rl.storage.models import Base, Candle, CandleSeries, FundingRate, OrderBookSnapshot, Trade
 from aster_rl.timeframes import resample_candles, timeframe_to_timedelta
@@ -164,31 +164,36 @@ class CandleMerge:
 _SAME_RTOL = 1e-12  # values this close are the same number read by another parser
 
 
-def _changed_bars(conn: Connection, series: int, candles: pd.DataFrame, columns: dict[str, list[Any]]) -> tuple[np.ndarray, list[str]]:
-    """Positions (in ``candles``) of bars stored with other values, and the first differing column of each."""
+@dataclass(frozen=True)
+class _Comparison:
+    """Which of the bars to store are stored already, and which of those differ (first differing column each)."""
+
+    stored: np.ndarray  # bool per bar
+    changed: np.ndarray  # positions of bars stored with other values, in time order
+    columns: list[str]  # the first differing column of each changed bar
+    old: np.ndarray  # stored values of that column, per changed bar
+
+
+def _compare_stored(conn: Connection, series: int, candles: pd.DataFrame, ts: np.ndarray) -> _Comparison:
     table = Candle.__table__
-    names = [c for c in (*CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS) if c in columns]
-    ts = np.asarray(columns["ts"], dtype=np.int64)
-    stmt = (
-        select(table.c.ts, *(table.c[c] for c in names))
-        .where(table.c.series_id == series, table.c.ts >= int(ts.min()), table.c.ts <= int(ts.max()))
+    names = [c for c in (*CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS) if c in candles.columns]
+    stmt = select(table.c.ts, *(table.c[c] for c in names)).where(
+        table.c.series_id == series, table.c.ts >= int(ts.min()), table.c.ts <= int(ts.max())
     )
-    stored = pd.DataFrame.from_records([tuple(r) for r in conn.execute(stmt).all()], columns=["ts", *names])
-    if stored.empty:
-        return np.empty(0, dtype=np.int64), []
-    positions = pd.Index(ts).get_indexer(stored["ts"].to_numpy(dtype=np.int64))
-    stored, positions = stored[positions >= 0], positions[positions >= 0]
-    differs = np.zeros((len(positions), len(names)), dtype=bool)
-    for j, name in enumerate(names):
-        old = pd.to_numeric(stored[name], errors="coerce").to_numpy(dtype=float)
-        new = np.array([np.nan if v is None else v for v in np.asarray(columns[name], dtype=object)[positions]], dtype=float)
-        same = np.isclose(old, new, rtol=_SAME_RTOL, atol=0.0, equal_nan=True)
-        differs[:, j] = ~same
-    hit = differs.any(axis=1)
-    order = np.argsort(positions[hit], kind="stable")
-    rows = positions[hit][order]
-    first_columns = [names[int(np.argmax(r))] for r in differs[hit][order]]
-    return rows, first_columns
+    rows = fetch_rows(conn, stmt)
+    stored = np.zeros(len(ts), dtype=bool)
+    if not rows:
+        return _Comparison(stored, np.empty(0, dtype=np.int64), [], np.empty(0))
+    found = np.array(rows, dtype=float).reshape(len(rows), len(names) + 1)
+    positions = pd.Index(ts).get_indexer(found[:, 0].astype(np.int64))
+    found, positions = found[positions >= 0], positions[positions >= 0]
+    stored[positions] = True
+    new = candles[names].to_numpy(dtype=float)[positions]
+    differs = ~np.isclose(found[:, 1:], new, rtol=_SAME_RTOL, atol=0.0, equal_nan=True)
+    hit = np.flatnonzero(differs.any(axis=1))
+    hit = hit[np.argsort(positions[hit], kind="stable")]
+    first = differs[hit].argmax(axis=1)
+    return _Comparison(stored, positions[hit], [names[j] for j in first], found[hit, 1 + first])
 
 
 def merge_candles(
@@ -197,54 +202,51 @@ def merge_candles(
     """Store bars; a stored bar with other values raises :class:`ChangedBar` (nothing written), or is overwritten
     with ``replace``. Identical bars are left alone, so importing the same file twice adds nothing."""
     where = f"candles {source} {symbol} {timeframe}"
+    timeframe_to_timedelta(timeframe)
+    validate_candles(candles, where)
+    if len(candles) == 0:
+        return CandleMerge(0, 0)
+    ts = np.asarray(_index_ms(candles, where), dtype=np.int64)
     with _connection(db) as conn:
-        timeframe_to_timedelta(timeframe)
-        validate_candles(candles, where)
-        if len(candles) == 0:
-            return CandleMerge(0, 0)
-        columns = _candle_columns(candles, where)
         series = _series_id(conn, source, symbol, timeframe, create=True)
-        changed, first_columns = _changed_bars(conn, series, candles, columns)
-        if len(changed) and not replace:
-            r, column = int(changed[0]), first_columns[0]
-            ts = candles.index[r]
-            old = _stored_value(conn, series, columns["ts"][r], column)
-            new = columns[column][r]
+        seen = _compare_stored(conn, series, candles, ts)
+        changed = len(seen.changed)
+        if changed and not replace:
+            r, column = int(seen.changed[0]), seen.columns[0]
+            old = None if np.isnan(seen.old[0]) else float(seen.old[0])
+            new = float(candles[column].iloc[r])
+            new = None if np.isnan(new) else new
             raise ChangedBar(
-                f"bar {ts:%Y-%m-%d %H:%M} UTC differs from the one stored for {symbol} {timeframe} "
+                f"bar {candles.index[r]:%Y-%m-%d %H:%M} UTC differs from the one stored for {symbol} {timeframe} "
                 f"(source {source!r}): {column} stored {old}, new {new}; "
-                f"{_bars(len(changed))} differ{'s' if len(changed) == 1 else ''}; pass --replace to overwrite",
-                ts, column, old, new, len(changed),
+                f"{_bars(changed)} differ{'s' if changed == 1 else ''}; pass --replace to overwrite",
+                candles.index[r], column, old, new, changed,
             )
-        if len(changed):
-            _update_candles(conn, series, columns, changed)
-        columns["series_id"] = [series] * len(candles)
-        new_bars = bulk_insert_new(conn, Candle.__table__, columns, ("series_id", "ts"))
-    logger.debug("%s: %d bars, %d new, %d replaced", where, len(candles), new_bars, len(changed))
-    return CandleMerge(new_bars, len(changed))
+        if changed:
+            _update_candles(conn, series, _candle_columns(candles.iloc[seen.changed], where))
+        fresh = candles[~seen.stored]
+        columns = {"series_id": [series] * len(fresh), **_candle_columns(fresh, where)}
+        new_bars = bulk_insert_new(conn, Candle.__table__, columns, ("series_id", "ts")) if len(fresh) else 0
+    logger.debug("%s: %d bars, %d new, %d replaced", where, len(candles), new_bars, changed)
+    return CandleMerge(new_bars, changed)
 
 
 def _bars(n: int) -> str:
     return f"{n:,} bar" if n == 1 else f"{n:,} bars"
 
 
-def _stored_value(conn: Connection, series: int, ts: int, column: str) -> float | None:
+def _update_candles(conn: Connection, series: int, columns: dict[str, list[Any]]) -> None:
+    """Overwrite stored bars (given column-wise with ``ts``) with new values."""
     table = Candle.__table__
-    stmt = select(table.c[column]).where(table.c.series_id == series, table.c.ts == ts)
-    return conn.execute(stmt).scalar_one()
-
-
-def _update_candles(conn: Connection, series: int, columns: dict[str, list[Any]], positions: np.ndarray) -> None:
-    table = Candle.__table__
-    names = [c for c in columns if c not in ("ts", "series_id")]
+    names = [c for c in columns if c != "ts"]
     stmt = (
         update(table)
         .where(table.c.series_id == bindparam("b_series"), table.c.ts == bindparam("b_ts"))
         .values({c: bindparam(f"b_{c}") for c in names})
     )
     rows = [
-        {"b_series": series, "b_ts": columns["ts"][p], **{f"b_{c}": columns[c][p] for c in names}}
-        for p in positions.tolist()
+        {"b_series": series, "b_ts": ts, **{f"b_{c}": columns[c][i] for c in names}}
+        for i, ts in enumerate(columns["ts"])
     ]
     conn.execute(stmt, rows)
 
