@@ -163,6 +163,8 @@ def _text_bytes(path: Path) -> bytes:
     """The file's bytes, checked to be UTF-8 text (a BOM is dropped); binary or otherwise encoded files are
     refused naming the line."""
     data = _read_bytes(path).removeprefix(codecs.BOM_UTF8)
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: line 1: the file is UTF-16 text; save it as UTF-8")
     head = data[:_SNIFF_BYTES]  # a binary file shows itself early; a stray control byte later fails as a bad value
     if len(head.translate(None, _CONTROL_BYTES)) != len(head):
         at = re.search(b"[" + re.escape(_CONTROL_BYTES) + b"]", head).start()
@@ -244,22 +246,26 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
 def _read_json(path: Path) -> pd.DataFrame:
     try:
         payload = json.loads(_text_bytes(path).decode("utf-8"))
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError, as is an over-long number
         raise DataError(f"{path}: not valid JSON ({e})") from None
-    if isinstance(payload, list) and payload and isinstance(payload[0], list):
-        width = len(payload[0])
-        if width < 6:
-            raise DataError(f"{path}: rows have {width} values; expected [timestamp, open, high, low, close, volume]")
-        names = BINANCE_KLINE_COLUMNS if width == len(BINANCE_KLINE_COLUMNS) else PLAIN_COLUMNS
-        try:
-            return pd.DataFrame([row[: len(names)] for row in payload], columns=list(names))
-        except (ValueError, TypeError) as e:
-            raise DataError(f"{path}: rows of unequal length ({e})") from None
-    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
-        return pd.DataFrame.from_records(payload)
     if isinstance(payload, list) and not payload:
         raise DataError(f"{path}: the file holds no candles")
-    raise DataError(f"{path}: expected a list of [timestamp, open, high, low, close, volume] rows")
+    if not isinstance(payload, list) or not isinstance(payload[0], (list, dict)):
+        raise DataError(f"{path}: expected a list of [timestamp, open, high, low, close, volume] rows")
+    kind = type(payload[0])
+    odd = next((i for i, row in enumerate(payload) if type(row) is not kind), None)
+    if odd is not None:
+        raise DataError(f"{path}: row {odd + 1} is not a {kind.__name__} like the rows before it")
+    if kind is dict:
+        return pd.DataFrame.from_records(payload)
+    width = len(payload[0])
+    if width < len(PLAIN_COLUMNS):
+        raise DataError(f"{path}: rows have {width} values; expected [timestamp, open, high, low, close, volume]")
+    short = next((i for i, row in enumerate(payload) if len(row) < len(PLAIN_COLUMNS)), None)
+    if short is not None:
+        raise DataError(f"{path}: row {short + 1} has {len(payload[short])} values; expected at least 6")
+    names = BINANCE_KLINE_COLUMNS if width == len(BINANCE_KLINE_COLUMNS) else PLAIN_COLUMNS
+    return pd.DataFrame([row[: len(names)] for row in payload], columns=list(names))
 
 
 def _read_table(path: Path, reader: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
@@ -351,7 +357,7 @@ def _numeric_ns(numbers: pd.Series, raw: pd.Series, latest: pd.Timestamp, rows: 
         raise _range_error(rows, r, raw.iloc[r], float(scaled[r]), latest)
     if pd.api.types.is_integer_dtype(values.dtype):
         return values.astype(np.int64) * _UNIT_NS[unit]
-    ms = floats * 1e3 if unit == 0 else floats / (_UNIT_NS[unit] / _UNIT_NS[1])
+    ms = floats * 1e3 if unit == 0 else floats / (_UNIT_NS[1] // _UNIT_NS[unit])  # dividing keeps whole ms exact
     whole_ms = np.rint(ms)
     return whole_ms.astype(np.int64) * _UNIT_NS[1] + np.rint((ms - whole_ms) * _UNIT_NS[1]).astype(np.int64)
 

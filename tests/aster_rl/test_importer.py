@@ -55,6 +55,8 @@ WRITERS = {
     "us_header.csv": lambda r, p: _plain(r, _ms(r.index) * 1000).to_csv(p, index=False),
     "ns_header.csv": lambda r, p: _plain(r, _ms(r.index) * 1_000_000).to_csv(p, index=False),
     "s_float.csv": lambda r, p: _plain(r, _ms(r.index) / 1000.0).to_csv(p, index=False),
+    "us_float.parquet": lambda r, p: _plain(r, _ms(r.index) * 1000.0).to_parquet(p),
+    "ns_float.feather": lambda r, p: _plain(r, _ms(r.index) * 1e6).to_feather(p),
     "iso_header.csv": lambda r, p: _plain(r, r.index.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(p, index=False),
     "iso_noheader.csv": lambda r, p: _plain(r, r.index.strftime("%Y-%m-%d %H:%M:%S")).to_csv(p, index=False, header=False),
     "gzip.csv.gz": lambda r, p: _plain(r, _ms(r.index)).to_csv(p, index=False),
