@@ -263,3 +263,16 @@ def test_absurd_timeframes_end_in_one_line(tmp_path, capsys, stored, timeframe, 
     path = _write(tmp_path / "bars.csv", stored)
     _refused(tmp_path, capsys, [str(path), "--symbol", "ASTER/USDT:USDT", f"--timeframe={timeframe}"],
              f"--timeframe: timeframe {timeframe!r}", fragment)
+
+
+def test_import_real_freqtrade_feather_files(tmp_path, capsys, real_data):
+    files = sorted((real_data / "binance-futures").glob("*-5m-futures.feather"))
+    assert len(files) == 3
+    assert main([*_settings(tmp_path), "data", "import", *map(str, files), "--source", "freqtrade"]) == 0
+    series = describe(_db(tmp_path))["candles"]
+    assert {(s["symbol"], s["timeframe"]) for s in series} == {
+        ("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "5m"), ("LTC/USDT:USDT", "5m")
+    }
+    assert sum(s["bars"] for s in series) == sum(len(pd.read_feather(f)) for f in files)
+    funding = real_data / "binance-futures" / "BTC_USDT_USDT-8h-funding_rate.feather"
+    _refused(tmp_path, capsys, [str(funding)], str(funding), "funding rates")

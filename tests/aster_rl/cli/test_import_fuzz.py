@@ -70,8 +70,8 @@ def mutated_csv(draw) -> bytes:
             fields[draw(st.integers(0, len(fields) - 1))] = draw(st.sampled_from(BAD_VALUES))
             rows[i] = ",".join(fields)
         elif edit == "seconds row":
-            ts, rest = rows[i].split(",", 1)
-            rows[i] = f"{int(ts) // 1000},{rest}" if ts.isdigit() else rows[i]
+            ts, comma, rest = rows[i].partition(",")
+            rows[i] = f"{int(ts) // 1000}{comma}{rest}" if ts.isdigit() else rows[i]
         elif edit == "duplicate":
             rows.insert(i, rows[i])
         elif edit == "drop header":
