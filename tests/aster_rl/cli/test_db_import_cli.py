@@ -269,6 +269,7 @@ def test_import_real_freqtrade_feather_files(tmp_path, capsys, real_data):
     files = sorted((real_data / "binance-futures").glob("*-5m-futures.feather"))
     assert len(files) == 3
     assert main([*_settings(tmp_path), "data", "import", *map(str, files), "--source", "freqtrade"]) == 0
+    assert capsys.readouterr().out.count("gaps: none") == 3
     series = describe(_db(tmp_path))["candles"]
     assert {(s["symbol"], s["timeframe"]) for s in series} == {
         ("BTC/USDT:USDT", "5m"), ("ETH/USDT:USDT", "5m"), ("LTC/USDT:USDT", "5m")
