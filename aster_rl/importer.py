@@ -10,9 +10,12 @@ Accepted layouts:
   DatetimeIndex) and OHLCV.
 - freqtrade json: a list of ``[ms, open, high, low, close, volume]``.
 
-Every file is parsed and checked completely before anything is stored: sorted, unique,
-OHLC-consistent, no missing values, bars at least one timeframe apart. A bad file raises
-one DataError naming the file, the row and the problem. Gaps are reported, never filled.
+Every file is parsed and checked completely before anything is stored: UTF-8 text (or a
+readable table), sorted, unique, no missing or infinite values, OHLC-consistent, one epoch
+unit for every row, bars opening between 2009-01-01 and now plus one bar, on the
+timeframe's grid, and mostly one timeframe apart (the timeframe stated, or else inferred
+from that spacing). A bad file raises one DataError naming the file, the row (and line)
+and the problem. Gaps are reported, never filled.
 """
 
 from __future__ import annotations
@@ -320,12 +323,24 @@ _UNIT_BOUNDS = (1e11, 1e14, 1e17)  # epoch numbers below 1e11 are seconds, below
 def _as_date(ns: float) -> str:
     if not np.isfinite(ns) or not pd.Timestamp.min.value <= ns <= pd.Timestamp.max.value:
         return "beyond the calendar"
-    return f"{pd.Timestamp(int(ns), tz='UTC'):%Y-%m-%d %H:%M:%S} UTC"
+    return _show(pd.Timestamp(int(ns), tz="UTC"))
+
+
+def _show(ts: pd.Timestamp) -> str:
+    try:
+        return f"{ts:%Y-%m-%d %H:%M:%S} UTC"
+    except (ValueError, NotImplementedError):  # years before 1 or after 9999 have no strftime
+        return str(ts)
+
+
+def _out_of_range(stamp: pd.Timestamp | float, latest: pd.Timestamp) -> str:
+    early = stamp < (EARLIEST_BAR.value if isinstance(stamp, float) else EARLIEST_BAR)
+    when = "before 2009-01-01" if early else f"after {latest:%Y-%m-%d %H:%M} UTC (now plus one bar)"
+    return f"is {when}; no real bar opens then"
 
 
 def _range_error(rows: _Rows, position: int, shown: object, ns: float, latest: pd.Timestamp) -> DataError:
-    when = "before 2009-01-01" if ns < EARLIEST_BAR.value else f"after {latest:%Y-%m-%d %H:%M} UTC (now plus one bar)"
-    return rows.error(position, f"timestamp {shown} ({_as_date(ns)}) is {when}; no real bar opens then")
+    return rows.error(position, f"timestamp {shown} ({_as_date(ns)}) {_out_of_range(ns, latest)}")
 
 
 def _check_range(ns: np.ndarray, raw: pd.Series, latest: pd.Timestamp, rows: _Rows) -> None:
@@ -375,10 +390,7 @@ def _parse_timestamps(series: pd.Series, rows: _Rows, latest: pd.Timestamp) -> n
         if pd.notna(numbers.iloc[0]):
             bad = int(np.flatnonzero(numbers.isna().to_numpy())[0])
             raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is not a number like the rows before it")
-        try:
-            parsed = pd.to_datetime(series.astype(str).str.strip(), utc=True, format="ISO8601", errors="coerce")
-        except (ValueError, OverflowError):  # pandas still raises for some inputs despite errors="coerce"
-            parsed = pd.Series([_iso_or_nat(v) for v in series.astype(str)], dtype="datetime64[ns, UTC]")
+        parsed = pd.to_datetime(series.astype(str).str.strip(), utc=True, format="ISO8601", errors="coerce")
         if parsed.isna().any():
             bad = int(np.flatnonzero(parsed.isna().to_numpy())[0])
             raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is neither an epoch number nor an ISO date")
@@ -389,16 +401,8 @@ def _parse_timestamps(series: pd.Series, rows: _Rows, latest: pd.Timestamp) -> n
     bad = ~((stamps >= EARLIEST_BAR) & (stamps <= latest))
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
-        when = "before 2009-01-01" if stamps[r] < EARLIEST_BAR else f"after {latest:%Y-%m-%d %H:%M} UTC (now plus one bar)"
-        raise rows.error(r, f"timestamp {stamps[r]:%Y-%m-%d %H:%M:%S} UTC is {when}; no real bar opens then")
+        raise rows.error(r, f"timestamp {_show(stamps[r])} {_out_of_range(stamps[r], latest)}")
     return stamps.as_unit("ns").asi8
-
-
-def _iso_or_nat(text: str) -> pd.Timestamp:
-    try:
-        return pd.to_datetime(text.strip(), utc=True, format="ISO8601")
-    except (ValueError, OverflowError):
-        return pd.NaT
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, rows: _Rows, required: bool) -> np.ndarray | None:

@@ -294,3 +294,19 @@ def test_real_freqtrade_feather_files_import(name):
     assert result.symbol.endswith("/USDT:USDT") and result.timeframe in name
     assert len(result.candles) > 1000 and result.candles.index.is_unique
     assert result.candles.index[0] == pd.Timestamp("2023-01-01", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    "first, pattern",
+    [
+        ("-2025-01-01", r"row 1 \(line 2\): timestamp -2025-01-01 .* is before 2009-01-01"),
+        ("0001-01-01", r"row 1 \(line 2\): timestamp 1-01-01 00:00:00 UTC is before 2009-01-01"),
+        ("99999-01-01", r"row 1 \(line 2\): timestamp '99999-01-01' is neither"),
+        ("2300-01-01T00:00:00Z", r"row 1 \(line 2\): timestamp 2300-01-01 00:00:00 UTC is after"),
+    ],
+)
+def test_odd_iso_dates_are_named_by_row(tmp_path, first, pattern):
+    path = tmp_path / "ASTERUSDT_5m.csv"
+    path.write_text(f"timestamp,open,high,low,close,volume\n{first},1,2,0.5,1.5,10\n2025-01-01T00:05:00Z,1,2,0.5,1.5,10\n")
+    with pytest.raises(DataError, match=pattern):
+        read_candle_file(path)

@@ -28,7 +28,8 @@ ROWS = [
 BAD_TIMESTAMPS = [
     "-5", "0", "9000000000000000000", "99999999999999999999", str(MS[0] // 1000), str(MS[0] * 1000),
     str(MS[0] * 1_000_000), str(MS[0] + 17_000), str(MS[0] + 1), "nan", "", "yesterday", "1e400", "2025-03-01",
-    "2255-03-14T00:00:00Z", "1969-12-31", "0x10", str(MS[-1] + 3_600_000),
+    "2255-03-14T00:00:00Z", "1969-12-31", "0x10", str(MS[-1] + 3_600_000), "-2025-01-01", "0001-01-01",
+    "99999-01-01", "2025-03-01T00:00:00+99:00", "2025-03-01T00:00:00.0000000001",
 ]
 BAD_VALUES = ["nan", "inf", "-inf", "-1", "0", "", "abc", "1e400", "1e-300", "  ", '"1"', "1,2"]
 
@@ -47,6 +48,11 @@ def _dump(db_file: Path) -> list[tuple]:
         ]
 
 
+def _as_iso(row: str) -> str:
+    ts, comma, rest = row.partition(",")
+    return f"{pd.Timestamp(int(ts), unit='ms'):%Y-%m-%dT%H:%M:%SZ}{comma}{rest}" if ts.isdigit() else row
+
+
 @st.composite
 def mutated_csv(draw) -> bytes:
     """The valid file with a few edits: shuffled or repeated rows, bad timestamps and values, bad columns, cut lines."""
@@ -54,7 +60,7 @@ def mutated_csv(draw) -> bytes:
     for _ in range(draw(st.integers(1, 3))):
         edit = draw(st.sampled_from(
             ["shuffle", "swap", "timestamp", "value", "seconds row", "duplicate", "drop header", "rename column",
-             "drop column", "extra field", "truncate line", "truncate file", "blank line", "latin-1", "nul"]
+             "drop column", "extra field", "truncate line", "truncate file", "blank line", "latin-1", "nul", "iso"]
         ))
         i = draw(st.integers(0, len(rows) - 1))
         if edit == "shuffle":
@@ -91,6 +97,8 @@ def mutated_csv(draw) -> bytes:
             rows.insert(i, "")
         elif edit == "latin-1":
             rows[i] += ",caf\xe9"
+        elif edit == "iso":
+            rows = [_as_iso(r) for r in rows]
         elif edit == "nul":
             rows[i] = rows[i].replace(",", "\x00", 1)
         text = "\n".join([header, *rows] if header else rows) + "\n"
