@@ -36,7 +36,12 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.errors import DataError
-from aster_rl.market import CANDLE_COLUMNS, OPTIONAL_CANDLE_COLUMNS, find_gaps, validate_candles
+from aster_rl.market import (
+    CANDLE_COLUMNS,
+    OPTIONAL_CANDLE_COLUMNS,
+    find_gaps,
+    validate_candles,
+)
 from aster_rl.timeframes import (
     LONGEST_TIMEFRAME,
     grid_origin,
@@ -143,7 +148,7 @@ class _Rows:
 
 
 _SNIFF_BYTES = 1 << 16
-_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x20), 0x7F])  # no text file holds these; tab, CR, LF pass
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])  # no text file holds these; tab, CR, LF pass
 
 
 def _read_bytes(path: Path) -> bytes:

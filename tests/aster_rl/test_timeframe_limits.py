@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from aster_rl.errors import DataError
-from aster_rl.timeframes import grid_origin, off_grid, timedelta_to_timeframe, timeframe_to_timedelta
+from aster_rl.timeframes import (
+    grid_origin,
+    off_grid,
+    timedelta_to_timeframe,
+    timeframe_to_timedelta,
+)
 
 
 @pytest.mark.parametrize(

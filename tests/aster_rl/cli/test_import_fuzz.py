@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
+from factories import make_candles
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
 
 from aster_rl.cli import main
-from factories import make_candles
 
 BASE = make_candles(40, seed=11)
 HEADER = "timestamp,open,high,low,close,volume"
