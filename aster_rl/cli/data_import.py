@@ -19,7 +19,9 @@ def register(dsub) -> None:
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="candle file(s) to import")
     p.add_argument("--symbol", help="market symbol, e.g. ASTER/USDT:USDT (default: from the file name)")
-    p.add_argument("--timeframe", help="bar length, e.g. 5m (default: from the file name)")
+    p.add_argument(
+        "--timeframe", help="bar length, e.g. 5m (default: from the file name, else from the bars' spacing)"
+    )
     p.add_argument("--source", default="import", help="source label stored with the bars (default: import)")
     p.add_argument(
         "--replace", action="store_true",
