@@ -340,8 +340,9 @@ def _show(ts: pd.Timestamp) -> str:
 
 def _out_of_range(stamp: pd.Timestamp | float, latest: pd.Timestamp) -> str:
     early = stamp < (EARLIEST_BAR.value if isinstance(stamp, float) else EARLIEST_BAR)
-    when = "before 2009-01-01" if early else f"after {latest:%Y-%m-%d %H:%M} UTC (now plus one bar)"
-    return f"is {when}; no real bar opens then"
+    if early:
+        return "is before 2009-01-01; no real bar opens then"
+    return f"is after {latest:%Y-%m-%d %H:%M} UTC, later than a bar can open now"
 
 
 def _range_error(rows: _Rows, position: int, shown: object, ns: float, latest: pd.Timestamp) -> DataError:
@@ -548,7 +549,7 @@ def read_candle_file(
     if raw.empty:
         raise DataError(f"{path}: the file holds no candles")
     frame = _canonical_columns(raw, path)
-    ns = _parse_timestamps(frame["ts"], rows, latest=now + timeframe_to_timedelta(LONGEST_TIMEFRAME))
+    ns = _parse_timestamps(frame["ts"], rows, latest=now + timeframe_to_timedelta(timeframe or LONGEST_TIMEFRAME))
     values: dict[str, np.ndarray] = {}
     for column in (*CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS):
         if column in frame.columns:

@@ -215,7 +215,7 @@ def test_bars_may_open_until_now_plus_one_bar(tmp_path, reference):
     WRITERS["ms_header.csv"](reference, path)
     last = reference.index[-1]
     assert len(read_candle_file(path, now=last - pd.Timedelta(minutes=5)).candles) == len(reference)
-    with pytest.raises(DataError, match=r"row 200 \(line 201\): .* is after .* \(now plus one bar\)"):
+    with pytest.raises(DataError, match=r"row 200 \(line 201\): .* is after .* UTC, later than a bar can open now"):
         read_candle_file(path, now=last - pd.Timedelta(minutes=6))
 
 

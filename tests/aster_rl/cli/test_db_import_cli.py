@@ -155,7 +155,7 @@ def test_bar_in_2255_is_refused(tmp_path, capsys, stored):
     ms = stored.index.as_unit("ms").asi8
     ns = _csv(tmp_path / "A_5m.csv", [*(ms[:-1] * 1_000_000), 9_000_000_000_000_000_000], stored)
     _refused(tmp_path, capsys, [str(ns), "--symbol", "ASTER/USDT:USDT"],
-             "row 300 (line 301)", "9000000000000000000", "2255-03-14", "now plus one bar")
+             "row 300 (line 301)", "9000000000000000000", "2255-03-14", "later than a bar can open now")
     alone = _csv(tmp_path / "B_5m.csv", [9_000_000_000_000_000_000], stored.iloc[:1])
     _refused(tmp_path, capsys, [str(alone), "--symbol", "ASTER/USDT:USDT"], "row 1 (line 2)", "2255-03-14")
 
