@@ -184,6 +184,10 @@ class PaperBroker:
         self.pending = {"ts": int(self.prices.timestamps[t]), "side": int(side), "lev_i": int(lev_i), "prof_i": int(prof_i),
                         "intent": self.intended(side)}
 
+    def withdraw(self) -> None:
+        """Take back the order submitted at this bar (its decision could not be stored)."""
+        self.pending = None
+
     def entry_skip_reason(self, t: int, side: int, lev_i: int) -> tuple[str, str] | None:
         return None  # the core sizes an entry at its fill (the next bar's open) and reports a skip then
 
