@@ -15,28 +15,8 @@ from sqlalchemy import text
 from aster_rl.errors import StorageError
 from aster_rl.storage import Database, live_store
 
-HOLD_LOCK = """
-import sqlite3, sys, time
-con = sqlite3.connect(sys.argv[1], isolation_level=None)
-con.execute("BEGIN IMMEDIATE")
-con.execute("CREATE TABLE IF NOT EXISTS other_writer (x INTEGER)")
-con.execute("INSERT INTO other_writer VALUES (1)")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-con.execute("COMMIT")
-"""
-
-
-class LockHolder:
-    """Another process holding a write transaction on ``path`` for ``seconds`` (as a large import does)."""
-
-    def __init__(self, path, seconds: float) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "locked"
-        self.since = time.monotonic()
-
-    def wait(self) -> None:
-        assert self.proc.wait(timeout=60) == 0
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
+from live_helpers import LockHolder  # noqa: E402
 
 
 def _db(tmp_path, **kw) -> Database:
