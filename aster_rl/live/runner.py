@@ -63,13 +63,13 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from aster_rl.accounting import WAIT
 from aster_rl.config import EnvConfig, FeaturesConfig, LiveConfig, PatternsConfig
 from aster_rl.errors import DataError, ExchangeError, RiskRefusal, StorageError
 from aster_rl.live.bars import Bar, LivePrices
@@ -249,6 +249,7 @@ class LiveRunner:
         if self.freeze_gc:
             gc.collect()
             gc.freeze()
+        self._renew_lease()  # a long warm-up must not let the lease lapse
         logger.info(
             "live runner %s: %s mode, %s features, %d bars of history, run %s (%s)",
             self.session_id, self.mode, self.feature_mode, len(self.prices), self.run_id, self.model_version,

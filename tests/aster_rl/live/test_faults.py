@@ -196,7 +196,7 @@ def test_stale_data_flattens_through_the_broker_and_waits_for_fresh_bars(tmp_pat
         runner.broker.flatten = flatten
         runner.after_store = lambda t: seen.append((pd.Timestamp(int(runner.prices.timestamps[t]), tz="UTC"), runner.source.now(),
                                                     runner._pending_pred is not None))
-        summary = runner.run(max_bars=40)
+        summary = runner.run(max_bars=24)
     assert outage.done and summary.lost_decisions == 0
     assert flattens and flattens[0][0] == "stale"
     outage_start = pd.Timestamp(outage.start_ms, unit="ms", tz="UTC")

@@ -16,7 +16,7 @@ from aster_rl.errors import StorageError
 from aster_rl.storage import Database, live_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
-from live_helpers import LockHolder  # noqa: E402
+from live_helpers import LockHolder
 
 
 def _db(tmp_path, **kw) -> Database:
