@@ -148,6 +148,35 @@ class Outage:
             self.on, self.done = False, True
 
 
+def test_a_failed_poll_is_retried_with_a_doubling_backoff_and_the_runner_called_meanwhile(replay_market):
+    now = [pd.Timestamp("2025-01-01", tz="UTC")]
+
+    def sleep(s):
+        now[0] += pd.Timedelta(seconds=s)
+
+    source = ExchangeSource(None, None, DataConfig(), poll_interval_s=1.0, clock=lambda: now[0], sleep=sleep,
+                            retry_backoff_s=2.0, max_backoff_s=10.0, companions=False)
+    source.last_price = lambda: None  # no exchange behind it: the polls are replaced below
+    polls: list[pd.Timestamp] = []
+
+    def poll():
+        polls.append(now[0])
+        if len(polls) <= 5:
+            raise TemporaryExchangeError("aster fetch_ohlcv: 503 Service Unavailable (after 3 retries)")
+        idx = replay_market.candles.index
+        return ReplaySource(replay_market).bars_between(idx[10], idx[11])  # one bar: idx[11]
+
+    source.poll_new_bars = poll
+    errors, ticks = [], []
+    stream = source.bars(on_tick=lambda price, t: ticks.append(t) or True, on_error=lambda e, n: errors.append(n))
+    first = next(stream)
+    stream.close()
+    assert first.bar.time == replay_market.candles.index[11]
+    assert [(b - a).total_seconds() for a, b in zip(polls, polls[1:])] == [2, 4, 8, 10, 10]
+    assert errors == [1, 2, 3, 4, 5] and source.failed_polls == 5
+    assert len(ticks) >= 2 + 4 + 8 + 10 + 10  # the runner was called every poll interval while the source waited
+
+
 def test_a_60s_exchange_outage_delays_bars_and_the_ledger_is_the_undisturbed_one(tmp_path, fake_market):
     live = permissive_live(tmp_path, stale_after_bars=3)
     start = fake_market.candles.index[900]
