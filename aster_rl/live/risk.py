@@ -37,6 +37,16 @@ from aster_rl.timeframes import timeframe_to_timedelta
 logger = logging.getLogger(__name__)
 
 
+MESSAGE_CHARS = 200
+
+
+def brief(e: BaseException) -> str:
+    """An error as one short line (its first, cut to ``MESSAGE_CHARS``) for the log and the risk events."""
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
+
+
 def kill_file_path(live: LiveConfig, data_dir: Path) -> Path:
     """Where the kill file is: ``live.kill_file``, under ``data_dir`` when relative, made absolute
     (so ``aster-rl live stop`` from any directory reaches the runner)."""

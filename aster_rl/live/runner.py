@@ -76,7 +76,7 @@ from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import SIDE_NAMES, BarResult
 from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
 from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
-from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard
+from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard, brief
 from aster_rl.storage import live_store
 from aster_rl.timeframes import timeframe_to_timedelta
 
@@ -84,14 +84,6 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 TRANSIENT = (ExchangeError, StorageError)  # failures that cost a decision, never the runner
-MESSAGE_CHARS = 200
-
-
-def brief(e: BaseException) -> str:
-    """An error as one short line for the log and the risk events."""
-    lines = str(e).strip().splitlines()
-    text = lines[0] if lines else type(e).__name__
-    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
 
 
 @dataclass

@@ -37,6 +37,7 @@ import pandas as pd
 from aster_rl.config import DataConfig
 from aster_rl.errors import DataError, ExchangeError, StorageError
 from aster_rl.live.bars import Bar
+from aster_rl.live.risk import brief
 from aster_rl.market import OPTIONAL_CANDLE_COLUMNS, MarketBundle
 from aster_rl.prices import PriceArrays
 from aster_rl.timeframes import timeframe_to_timedelta
@@ -401,8 +402,7 @@ class ExchangeSource:
                     failures += 1
                     self.failed_polls += 1
                     delay = min(self.max_backoff_s, self.retry_backoff_s * 2 ** (failures - 1))
-                    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                    logger.warning("exchange source: no new bars (%s); try %d failed, next in %.0f s", first, failures, delay)
+                    logger.warning("exchange source: no new bars (%s); try %d failed, next in %.0f s", brief(e), failures, delay)
                     if on_error is not None:
                         on_error(e, failures)
                     if not self._wait_until(self._clock() + pd.Timedelta(seconds=delay), on_tick):
