@@ -220,15 +220,15 @@ class LiveState(Base):
 
 
 class RiskEvent(Base):
-    """A risk-guard refusal (or cap) with its reason."""
+    """A risk-guard refusal (or cap), a flatten or stop, or a failure that cost a decision, with its reason."""
 
     __tablename__ = "risk_events"
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(String(128), index=True)
     ts: Mapped[int] = mapped_column(BigInteger)
-    rule: Mapped[str] = mapped_column(String(32))
-    action: Mapped[str] = mapped_column(String(16))  # refused / capped / stopped
+    rule: Mapped[str] = mapped_column(String(32))  # a guard rule, or fault / data (a failure the runner survived)
+    action: Mapped[str] = mapped_column(String(16))  # refused / capped / stopped / flattened / skipped / waiting
     reason: Mapped[str] = mapped_column(Text)
 
 

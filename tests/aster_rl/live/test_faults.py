@@ -398,7 +398,7 @@ from factories import make_market
 from live_helpers import FixedPolicy, paper_runner
 from aster_rl.storage import Database
 db = Database({f"sqlite:///{dbfile}"!r})
-runner = paper_runner(FixedPolicy(n_lev=4), ReplaySource(make_market(900, seed=4), 700, 890, pace_s=0.05), db,
+runner = paper_runner(FixedPolicy(n_lev=4), ReplaySource(make_market(900, seed=4), 700, 890, pace_s=0.1), db,
                       Path({str(tmp_path)!r}), features="batch")
 print(runner.run().stopped_by, flush=True)
 """
