@@ -4,6 +4,13 @@ The market comes from the database named by ``config.data`` (``data.source`` pic
 stored source). When the source is ``"synthetic"`` and nothing is stored yet, the
 synthetic market of ``config.synth`` is generated and stored first, so the embedded
 default works with no download.
+
+When the observation includes the ``pattern_library`` tentacle, its snapshot is
+``features.params.pattern_library`` if given (a trained run's config always gives it),
+else the library stored in the database (:func:`with_pattern_library`). A run binds the
+snapshot into its saved config and refuses one that learned from a bar after its
+training split (:func:`bind_pattern_library`, :func:`check_run_pattern_library`); each
+walk-forward fold mines its own on its training bars (:func:`fold_dataset`).
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aster_rl.config import AppConfig
+from aster_rl.config import AppConfig, replace
 from aster_rl.errors import DataError
 from aster_rl.market import MarketBundle
 from aster_rl.prices import PriceArrays
+from aster_rl.support import ObservationSupport
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +107,87 @@ def fill_warmup(features: Any) -> Any:
     return dataclasses.replace(features, matrix=matrix)
 
 
+PATTERN_LIBRARY = "pattern_library"
+
+
+def with_pattern_library(config: AppConfig, params: dict[str, Any] | None = None) -> AppConfig:
+    """``config`` with the pattern-library snapshot ``params`` (default: the stored library's, when the
+    observation includes the tentacle and the config gives no snapshot)."""
+    if PATTERN_LIBRARY not in config.features.tentacles:
+        return config
+    if params is None:
+        if "patterns" in config.features.params.get(PATTERN_LIBRARY, {}):
+            return config
+        from aster_rl.storage import Database
+        from aster_rl.storage.pattern_store import load_library
+
+        db = Database.from_config(config.data)
+        db.init_schema()
+        library = load_library(db, config.patterns)
+        params = library.tentacle_params()
+        logger.info("pattern library: %d patterns from %s, mined %s .. %s", len(params["patterns"]), db.display_url,
+                    params["mined_from"] or "?", params["mined_until"] or "?")
+    return replace(config, features={"params": {PATTERN_LIBRARY: params}})
+
+
+def bind_pattern_library(config: AppConfig, dataset: Dataset, splits: Any) -> AppConfig:
+    """The config a run trained on ``splits`` saves: its dataset's pattern-library snapshot written in,
+    refused when the snapshot learned from a bar after the training split's last bar."""
+    from aster_rl.patterns.library import check_mined_before
+
+    if PATTERN_LIBRARY not in dataset.schema.tentacles:
+        return config
+    params = dataset.schema.params[PATTERN_LIBRARY]
+    check_mined_before(params, dataset.index[splits.train.end - 1], f"training {config.train.name}")
+    return with_pattern_library(config, params)
+
+
+def check_run_pattern_library(run_dir: Any, schema: Any) -> None:
+    """Refuse a trained run whose feature schema holds a pattern library that learned from a bar after
+    its training bars (``splits.json``: the training split's last bar, or a retrained run's hold-out start)."""
+    import json
+    from pathlib import Path
+
+    from aster_rl.patterns.library import check_mined_before
+
+    if PATTERN_LIBRARY not in schema.tentacles:
+        return
+    path = Path(run_dir) / "splits.json"
+    if not path.exists():
+        raise DataError(f"{run_dir}: no splits.json; the run is incomplete")
+    d = json.loads(path.read_text())
+    train = d.get("train")
+    if isinstance(train, dict) and train.get("last_bar"):
+        last = pd.Timestamp(train["last_bar"])
+    elif d.get("holdout_from"):  # a retrained run: every bar before its hold-out
+        last = pd.Timestamp(d["holdout_from"], tz="UTC") - pd.Timedelta(1, "ns")
+    else:
+        raise DataError(f"{Path(run_dir).name}: splits.json records no training split times; the run is incomplete")
+    check_mined_before(schema.params[PATTERN_LIBRARY], last, f"run {Path(run_dir).name}")
+
+
+def mine_library(config: AppConfig, dataset: Dataset, start: int, end: int, *, naive: bool = False,
+                 max_candidates: int = 20_000, progress: Any = None) -> tuple[Any, Any]:
+    """Mine the pattern library on bars ``[start, end)`` of ``dataset`` (a training range): trades must
+    close inside it. Returns the library and the mining result."""
+    from aster_rl.patterns.library import PatternLibrary
+    from aster_rl.patterns.miner import mine
+
+    first_bar = max(dataset.warmup - start, 0)
+    if end - start - first_bar < 2 * config.patterns.min_trades:
+        raise DataError(f"the mining range {dataset.index[min(start, len(dataset) - 1)]} .. "
+                        f"{dataset.index[max(end - 1, 0)]} has too few bars ({end - start})")
+    frame = dataset.features.frame().iloc[start:end]
+    result = mine(frame, dataset.prices.slice(start, end), config.patterns, config.env, first_bar=first_bar,
+                  max_candidates=max_candidates, seed=config.train.seed, progress=progress)
+    return PatternLibrary.from_mining(result, config.patterns, naive=naive), result
+
+
 def build_dataset(config: AppConfig, market: MarketBundle | None = None, *, progress: bool = False) -> Dataset:
     """Features and prices for ``market`` (default: :func:`load_market_for`)."""
     from aster_rl.features import build_features
 
+    config = with_pattern_library(config)
     if market is None:
         market = load_market_for(config)
     features = build_features(market, config.features, progress=progress)
@@ -115,3 +200,32 @@ def build_dataset(config: AppConfig, market: MarketBundle | None = None, *, prog
     features = fill_warmup(features)
     logger.info("dataset: %d bars x %d features, warm-up %d bars", len(prices), features.matrix.shape[1], features.warmup)
     return Dataset(market=market, features=features, prices=prices)
+
+
+def fold_dataset(config: AppConfig, dataset, splits) -> tuple[AppConfig, Any, dict[str, Any]]:
+    """A walk-forward fold's config and data: when the observation includes the pattern library, one
+    mined on the fold's training bars (the features rebuilt with it), and the figures of that library."""
+    if PATTERN_LIBRARY not in config.features.tentacles:
+        return config, dataset, {}
+    library, mined = mine_library(config, dataset, splits.train.start, splits.train.end)
+    fold_config = with_pattern_library(config, library.tentacle_params())
+    logger.info("walk-forward: %d patterns mined on %s .. %s", len(library), mined.start, mined.end)
+    figures = {"patterns": len(library), "patterns_mined_from": str(mined.start), "patterns_mined_until": str(mined.end),
+               "patterns_outcomes_until": str(mined.outcomes_until)}
+    return fold_config, build_dataset(fold_config, market=dataset.market), figures
+
+
+def observation_support(dataset: Dataset, train_span: Any) -> ObservationSupport:
+    """The observation's columns and their training ranges, fitted on ``train_span`` only:
+    columns constant (or near-constant) over it, and time-index columns, are left out with a
+    one-line notice (logged)."""
+    rows = dataset.matrix[train_span.start : train_span.end]
+    support = ObservationSupport.fit(rows, dataset.columns)
+    if not support.kept:
+        raise DataError(
+            f"every one of the {len(dataset.columns)} feature columns is constant over the {len(rows)} training bars; "
+            "use a longer training split"
+        )
+    if support.dropped:
+        logger.warning("%s", support.notice())
+    return support

@@ -3,19 +3,25 @@
 The observation is the bar's feature row plus the account state of a flat account (the
 report asks "what would the policy do now, with no position"). Entry is the bar's close
 (the order fills at the next open); stop and target are the chosen exit profile's ATR
-multiples around it. Confidence is the policy's probability of the chosen action.
+multiples around it. Confidence is P(side), the side head's probability of the chosen
+side; the leverage and profile heads' probabilities and the policy's entropy come beside it.
+The support check says whether the bar's inputs lie inside the policy's training ranges,
+and on what share of the bars since the training split ended they did not.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from aster_rl.observation import account_state, build_observation
 from aster_rl.prices import PriceArrays
+from aster_rl.support import support_of
 
 from agents.policy import load_policy
 
@@ -51,7 +57,7 @@ def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position
         stop, target = price + profile.stop_atr * atr, price - profile.target_atr * atr
     readings = features.readings(row)
     reasons = [readings[t] for t in REASONING_TENTACLES if t in readings]
-    reasoning = f"policy {Path(policy.run_dir).name}: {side} with p={d.confidence:.2f}; " + "; ".join(reasons[:4])
+    reasoning = f"policy {Path(policy.run_dir).name}: {side} with P(side)={d.confidence:.2f}; " + "; ".join(reasons[:4])
     return {
         "side": side,
         "leverage": leverage if side != "WAIT" else 0.0,
@@ -62,4 +68,34 @@ def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position
         "confidence": d.confidence,
         "value": d.value,
         "reasoning": reasoning,
+        "side_probabilities": tuple(float(p) for p in d.probabilities[0]),
+        "leverage_probability": d.leverage_probability,
+        "profile_probability": d.profile_probability,
+        "entropy": d.entropy,
+        "support": support_summary(policy, features, row),
     }
+
+
+def training_end(run_dir: str | Path) -> pd.Timestamp | None:
+    """Open time of the run's last training bar (from ``splits.json``), when known."""
+    path = Path(run_dir) / "splits.json"
+    try:
+        last = json.loads(path.read_text())["train"]["last_bar"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    ts = pd.Timestamp(last)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def support_summary(policy: Any, features: Any, row: int) -> dict[str, Any] | None:
+    """The support check for the brain report: the bar's columns outside the training range, and
+    the share of bars out of support from the end of the training split up to this bar."""
+    support = support_of(policy)
+    if support is None:
+        return None
+    end = training_end(policy.run_dir) if policy.run_dir is not None else None
+    first = int(features.index.searchsorted(end, side="right")) if end is not None else row
+    first = min(max(first, features.warmup), row)
+    rep = support.report(features.matrix[first : row + 1])
+    return {"bar_outside": support.outside_columns(features.matrix[row]), **rep.to_dict(),
+            "since": features.index[first].isoformat()}

@@ -25,6 +25,7 @@ import pandas as pd
 from aster_rl import metrics as M
 from aster_rl.backtest import backtest
 from aster_rl.config import AppConfig, EnvConfig, EvalConfig
+from aster_rl.support import policy_support_report
 from aster_rl.timeframes import timeframe_to_timedelta
 
 from agents.baselines import (
@@ -232,6 +233,8 @@ class EvaluationReport:
     verdict: str
     flags: dict[str, bool]
     actions: dict[str, Any]
+    support: dict[str, Any] | None = None  # out-of-support share of the test bars (aster_rl.support)
+    support_line: str = ""
 
     def outcomes(self) -> dict[str, Outcome]:
         return {"agent": self.agent, **self.baselines}
@@ -256,6 +259,7 @@ class EvaluationReport:
             "actions": self.actions,
             "verdict": self.verdict,
             "flags": self.flags,
+            "support": self.support,
         })
 
     def save(self, out_dir: Path) -> None:
@@ -372,6 +376,10 @@ def evaluate_policy(
         flags=flags,
         actions=action_mix(agent_res, cfg),
     )
+    support = policy_support_report(policy, dataset.matrix[span.start : span.end])
+    if support is not None:
+        report.support, report.support_line = support.to_dict(), support.line()
+        logger.info("evaluation: %s", report.support_line)
     logger.info("evaluation: %s", text)
     return report
 
@@ -436,5 +444,7 @@ def format_table(report: EvaluationReport) -> str:
     if report.breakdown.get("exit_profile"):
         lines.append("agent by exit profile: " + ", ".join(
             f"{k} {v['trades']:.0f} trades {v['pnl_usd']:+.0f}$" for k, v in report.breakdown["exit_profile"].items()))
+    if report.support_line:
+        lines.append(report.support_line)
     lines.append("verdict: " + report.verdict)
     return "\n".join(lines)

@@ -312,7 +312,8 @@ def decisions_over_time(predictions: pd.DataFrame, per_period: pd.DataFrame, tit
     return fig
 
 
-def calibration(table: pd.DataFrame, title: str = "Confidence calibration"):
+def calibration(table: pd.DataFrame, title: str = "Calibration of P(side)"):
+    """Reliability diagram of :func:`aster_rl.reporting.calibration_table` (P(side) vs the realized win rate)."""
     fig, axes = _figure(1, 2, height=3.8, width=11.0)
     ax = axes[0, 0]
     used = table[table["decisions"] > 0]
@@ -321,14 +322,15 @@ def calibration(table: pd.DataFrame, title: str = "Confidence calibration"):
     ax.errorbar(used["mean_confidence"], used["win_rate"], yerr=err, fmt="o-", capsize=3, label="realized win rate")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (policy probability)")
+    ax.set_xlabel("P(side): the side head's probability")
     ax.set_ylabel("win rate")
     ece = table.attrs.get("expected_calibration_error", float("nan"))
-    ax.set_title(f"{title} (ECE {ece:.3f})", fontsize=10)
+    brier = table.attrs.get("brier_score", float("nan"))
+    ax.set_title(f"{title} (ECE {ece:.3f}, Brier {brier:.3f})", fontsize=10)
     ax.legend(fontsize=8)
     ax2 = axes[0, 1]
     ax2.bar((table["low"] + table["high"]) / 2, table["decisions"], width=(table["high"] - table["low"]) * 0.9)
-    ax2.set_xlabel("confidence bin")
+    ax2.set_xlabel("P(side) bin")
     ax2.set_ylabel("closed decisions")
     fig.tight_layout()
     return fig

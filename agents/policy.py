@@ -2,10 +2,18 @@
 
 A run directory holds ``model_best.zip`` / ``model_last.zip`` (SB3 PPO),
 ``vecnormalize_best.pkl`` / ``vecnormalize.pkl`` (the observation statistics fitted on
-the training split), ``feature_schema.json``, ``config.toml`` and ``splits.json``.
+the training split), ``feature_schema.json``, ``config.toml``, ``splits.json`` and ``support.json`` (the
+observation's columns and their training ranges, :mod:`aster_rl.support`).
 :class:`LoadedPolicy` satisfies the :class:`Policy` protocol the live runner and the
-backtester use: ``predict(obs) -> action``; ``decide`` adds the confidence (the policy's
-probability of the chosen action) and its value estimate.
+backtester use: ``predict(obs) -> action`` on a full observation (every feature column +
+the account state; the columns left out at training are dropped here); ``decide`` adds the
+confidence, P(side) from the side head, the leverage and profile heads' probabilities,
+the policy's entropy and its value estimate.
+
+SB3's distribution for a ``MultiDiscrete`` action is a product of independent categoricals
+(``MultiCategoricalDistribution``: one ``Categorical`` per head, log-probabilities and
+entropies summed), so P(side) is the side head's probability itself, the marginal over
+leverage and profile.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ import numpy as np
 
 from aster_rl.config import AppConfig, load_config
 from aster_rl.errors import DataError, SchemaMismatchError
+from aster_rl.support import ObservationSupport
+
+from agents.data import check_run_pattern_library
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +46,20 @@ class Policy(Protocol):
 @dataclass(frozen=True)
 class Decision:
     action: np.ndarray  # (side, leverage index, profile index)
-    confidence: float  # the policy's probability of this decision (see action_confidence)
+    confidence: float  # P(side): the side head's probability of the chosen side (see action_confidence)
     value: float  # the critic's estimate (in training-reward units)
-    probabilities: tuple[np.ndarray, ...]  # per action dimension
+    probabilities: tuple[np.ndarray, ...]  # per action head: side, leverage, profile
+    entropy: float = float("nan")  # of the whole action distribution (nats; the sum over the heads)
+
+    @property
+    def leverage_probability(self) -> float:
+        """The leverage head's probability of the chosen rung."""
+        return float(self.probabilities[1][int(self.action[1])])
+
+    @property
+    def profile_probability(self) -> float:
+        """The exit-profile head's probability of the chosen profile."""
+        return float(self.probabilities[2][int(self.action[2])])
 
 
 def resolve_run_dir(run: str | Path, checkpoint_dir: str | Path = "checkpoints") -> Path:
@@ -72,15 +94,20 @@ def load_run_config(run_dir: Path) -> AppConfig:
 class LoadedPolicy:
     """A trained PPO policy with its observation normalization, ready for raw observations."""
 
-    def __init__(self, model: Any, obs_normalizer: Any | None, schema: Any, config: AppConfig, run_dir: Path | None):
+    def __init__(self, model: Any, obs_normalizer: Any | None, schema: Any, config: AppConfig, run_dir: Path | None,
+                 support: ObservationSupport | None = None):
         self.model = model
         self.obs_normalizer = obs_normalizer
         self.schema = schema
         self.config = config
         self.run_dir = run_dir
+        self.support = support
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """A full observation, reduced to the run's columns (when it left some out) and normalized."""
         obs = np.asarray(obs, dtype=np.float32)
+        if self.support is not None:
+            obs = self.support.select(obs)
         if self.obs_normalizer is None:
             return obs
         return self.obs_normalizer.normalize_obs(obs).astype(np.float32)
@@ -101,17 +128,20 @@ class LoadedPolicy:
             obs_t, _ = policy.obs_to_tensor(norm)
             dist = policy.get_distribution(obs_t)
             probs = tuple(d.probs[0].cpu().numpy().astype(float) for d in dist.distribution)
+            entropy = float(dist.entropy()[0])
             value = float(policy.predict_values(obs_t)[0, 0])
         action = np.array([int(np.argmax(p)) for p in probs], dtype=np.int64)
-        return Decision(action=action, confidence=action_confidence(probs, action), value=value, probabilities=probs)
+        return Decision(action=action, confidence=action_confidence(probs, action), value=value, probabilities=probs,
+                        entropy=entropy)
 
 
 def action_confidence(probs: tuple[np.ndarray, ...], action: np.ndarray) -> float:
-    """The policy's probability of the decision: for WAIT the probability of WAIT (leverage and
-    exit profile do not matter then), for BUY / SELL the product over the three dimensions."""
-    if int(action[0]) == 0:
-        return float(probs[0][0])
-    return float(np.prod([p[a] for p, a in zip(probs, action)]))
+    """P(side): the side head's probability of the chosen side (WAIT, BUY or SELL).
+
+    The heads are independent, so this is the marginal of the joint distribution over
+    leverage and profile; the joint probability of one (side, leverage, profile) triple is
+    mostly the spread over the ladders and says little about whether the trade wins."""
+    return float(probs[0][int(action[0])])
 
 
 def load_policy(
@@ -130,6 +160,7 @@ def load_policy(
 
     run_dir = resolve_run_dir(run, checkpoint_dir)
     saved = load_schema(run_dir)
+    check_run_pattern_library(run_dir, saved)
     if schema is not None:
         try:
             saved.check_compatible(schema)
@@ -147,4 +178,7 @@ def load_policy(
         with open(run_dir / norm_file, "rb") as fh:
             normalizer = pickle.load(fh)
         normalizer.training = False
-    return LoadedPolicy(model, normalizer, saved, config, run_dir)
+    support = ObservationSupport.load(run_dir)
+    if support is not None and tuple(support.columns) != tuple(saved.names):
+        raise SchemaMismatchError(f"run {run_dir.name}: support.json lists other columns than feature_schema.json")
+    return LoadedPolicy(model, normalizer, saved, config, run_dir, support)

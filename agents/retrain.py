@@ -29,6 +29,7 @@ import numpy as np
 
 from aster_rl.config import AppConfig, replace, to_toml
 from aster_rl.errors import DataError, SchemaMismatchError
+from aster_rl.support import ObservationSupport
 from aster_rl.timeframes import timeframe_to_timedelta
 
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
@@ -143,7 +144,9 @@ def retrain(
     model_file, norm_file = MODEL_FILES[which]
     if not (champion_dir / model_file).exists():
         model_file, norm_file = MODEL_FILES["last"]
-    venv = BatchedPerpEnv(dataset.matrix, dataset.prices, env_cfg, t.n_envs, start=train_span.start, end=train_span.end,
+    support = ObservationSupport.load(champion_dir)  # the champion's observation columns (and training ranges)
+    matrix = support.select_features(dataset.matrix) if support is not None else dataset.matrix
+    venv = BatchedPerpEnv(matrix, dataset.prices, env_cfg, t.n_envs, start=train_span.start, end=train_span.end,
                           random_start=True, seed=t.seed + 1)
     if (champion_dir / norm_file).exists():
         vn = VecNormalize.load(str(champion_dir / norm_file), venv)
@@ -163,6 +166,8 @@ def retrain(
         "retrained_from": str(champion_dir), "train": [train_span.start, train_span.end], "holdout": [holdout.start, holdout.end],
         "holdout_from": str(np.datetime64(int(ts[holdout.start]), "ns")), "holdout_to": str(np.datetime64(int(ts[holdout.end - 1]), "ns")),
     }, indent=2))
+    if support is not None:
+        support.save(challenger_dir)
     model.save(challenger_dir / "model_last.zip")
     vn.training = False
     vn.save(str(challenger_dir / "vecnormalize.pkl"))

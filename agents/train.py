@@ -11,7 +11,9 @@
 
 A run directory ``<checkpoint_dir>/<name>__<seed>__<unix_time>/`` holds ``model_last.zip``,
 ``model_best.zip``, ``vecnormalize.pkl`` / ``vecnormalize_best.pkl``, ``config.toml``,
-``feature_schema.json``, ``splits.json``, ``metrics.json`` and the TensorBoard logs in ``tb/``.
+``feature_schema.json``, ``splits.json``, ``support.json`` (each feature column's training
+range and variance, and which columns the observation leaves out: see
+:mod:`aster_rl.support`), ``metrics.json`` and the TensorBoard logs in ``tb/``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aster_rl.errors import DataError
 from aster_rl.timeframes import timeframe_to_timedelta
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
+from agents.data import bind_pattern_library, observation_support
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.splits import Splits, make_splits
 
@@ -126,14 +129,17 @@ def train(
             f"the training split has {len(splits.train)} bars, not more than one episode ({config.env.episode_length}); "
             "use more data or a shorter env.episode_length"
         )
+    config = bind_pattern_library(config, dataset, splits)  # the run's config holds the library snapshot it trains with
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(to_toml(config))
     (run_dir / "feature_schema.json").write_text(json.dumps(dataset.schema.to_dict(), indent=2))
     (run_dir / "splits.json").write_text(json.dumps(splits.to_dict(dataset.prices.timestamps), indent=2))
+    support = observation_support(dataset, splits.train)
+    support.save(run_dir)
 
     venv = BatchedPerpEnv(
-        dataset.matrix, dataset.prices, config.env, t.n_envs,
+        support.select_features(dataset.matrix), dataset.prices, config.env, t.n_envs,
         start=splits.train.start, end=splits.train.end, random_start=True, seed=t.seed,
     )
     vn = VecNormalize(venv, norm_obs=t.normalize_observations, norm_reward=True, gamma=t.gamma, clip_obs=10.0)
@@ -146,7 +152,7 @@ def train(
 
     def evaluate_validation(m) -> dict[str, float]:
         def policy(obs: np.ndarray) -> np.ndarray:
-            action, _ = m.predict(vn.normalize_obs(np.asarray(obs, dtype=np.float32)), deterministic=True)
+            action, _ = m.predict(vn.normalize_obs(support.select(np.asarray(obs, dtype=np.float32))), deterministic=True)
             return action
 
         res = run_backtest(policy, dataset, config.env, splits.validation)
@@ -187,6 +193,8 @@ def train(
         "validation_history": val_cb.history,
         "last_rollout": trading_cb.history[-1] if trading_cb.history else {},
         "tensorboard_dir": tb_dir,
+        "support_notice": support.notice(),
+        "observation_columns": len(support.kept),
     }
     (run_dir / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=2))
     logger.info("trained %s in %.1f s (%.0f fps); best validation net PnL %.2f USD at %s steps", run_dir.name, seconds,

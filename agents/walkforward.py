@@ -21,6 +21,7 @@ import numpy as np
 from aster_rl import metrics as M
 from aster_rl.config import AppConfig, replace
 
+from agents.data import fold_dataset
 from agents.evaluate import jsonable, evaluate_policy
 from agents.policy import load_policy
 from agents.splits import walkforward_splits
@@ -104,14 +105,15 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None) -> Walk
     out_dir.mkdir(parents=True, exist_ok=True)
     result = WalkForwardResult(out_dir=out_dir)
     for k, splits in enumerate(folds):
+        fold_config, fold_data, mined = fold_dataset(config, dataset, splits)
         for s in range(ev.walkforward_seeds):
             seed = config.train.seed + s
-            cfg = replace(config, train={"seed": seed, "name": f"{config.train.name}_fold{k}"})
+            cfg = replace(fold_config, train={"seed": seed, "name": f"{config.train.name}_fold{k}"})
             run_dir = out_dir / f"fold{k}__seed{seed}"
             logger.info("walk-forward fold %d/%d, seed %d", k + 1, len(folds), seed)
-            trained = train(cfg, dataset, splits=splits, run_dir=run_dir)
-            policy = load_policy(run_dir, schema=dataset.schema)
-            report = evaluate_policy(policy, dataset, cfg, splits, run_dir=run_dir)
+            trained = train(cfg, fold_data, splits=splits, run_dir=run_dir)
+            policy = load_policy(run_dir, schema=fold_data.schema)
+            report = evaluate_policy(policy, fold_data, cfg, splits, run_dir=run_dir)
             report.save(run_dir / "eval")
             base = {n: o.metrics["net_return"] for n, o in report.baselines.items()}
             best_name = max(base, key=base.get)
@@ -131,6 +133,7 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None) -> Walk
                 "best_baseline_net_return": base[best_name],
                 "beats_best_baseline": bool(agent_ret > base[best_name]),
                 "best_validation": trained.metrics.get("best_validation", {}),
+                **mined,
             })
     result.summary = summarize_runs(result.runs, folds=len(folds), seeds=ev.walkforward_seeds, confidence=ev.confidence)
     verdict = result.summary["verdict"]

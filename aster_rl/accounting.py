@@ -12,7 +12,8 @@ the backtester and the paper broker.
    b. funding settling inside the bar is charged or paid on the position held after the
       open, at the open price (the mark; settlements coincide with bar opens), out of the
       isolated margin, which moves the liquidation price;
-   c. liquidation, stop-loss and take-profit are checked against the bar's high and low;
+   c. liquidation, take-profit and stop-loss are checked against the bar's open, then its
+      high and low (the rules below);
    d. the account is marked to market at the close (the mark price is the close).
 
 The arithmetic runs in compiled per-account loops (:mod:`aster_rl.accounting_kernels`,
@@ -38,13 +39,20 @@ Rules (documented choices):
   ``LP = (WB − side·Q·EP + MA) / (Q·MMR − side·Q)`` with WB the isolated margin, MA the
   bracket's maintenance amount, side +1 long / −1 short; the bracket is chosen by the
   entry notional. A liquidation fills at LP (or at the open when the bar gaps through
-  it), without slippage, and the ``liquidation_fee_rate`` × notional is taken from what
-  margin remains (never more).
-- Inside a bar: a gap through the liquidation price liquidates at the open; when the
-  stop is nearer than the liquidation price and the adverse extreme reaches it, the stop
-  fills; else an adverse extreme reaching LP liquidates; else the target fills. So when
-  stop and target could both hit in one bar, the stop counts. A gap through the stop
-  fills at the open (worse); a gap through the target also fills at the open (better).
+  it), without slippage, and costs the whole isolated margin, as on the venue: the trader
+  gets nothing back from that position's margin. What margin is left at the fill (about
+  the maintenance margin at LP) goes to the venue (clearance fee and insurance fund) and
+  is booked as the trade's liquidation fee, so ``pnl = gross − fees − funding`` still
+  holds; ``liquidation_fee_rate`` therefore changes nothing (the venue's clearance fee is
+  a part of that forfeited margin, not a charge on top of it).
+- Exits, the open first: a bar opening at or beyond the liquidation price liquidates at
+  the open; else one opening at or beyond the target fills the target at the open (the
+  better price), whatever the rest of the bar does; else one opening at or beyond the
+  stop fills the stop at the open (the worse price). Inside the bar: when the stop is
+  nearer than the liquidation price and the adverse extreme reaches it, the stop fills at
+  the stop price; else an adverse extreme reaching LP liquidates at LP; else a favourable
+  extreme reaching the target fills it at the target price. So when stop and target could
+  both hit inside one bar (neither at the open), the stop counts.
 - Isolated margin: a position never loses more than its margin.
 """
 
@@ -89,7 +97,7 @@ _FLOAT_ROWS = {
     "trade_slip": K.TRADE_SLIP, "p_lev": K.P_LEV, "p_stop_dist": K.P_STOP_DIST, "p_target_dist": K.P_TARGET_DIST,
     "equity": K.EQUITY, "upnl": K.UPNL, "peak": K.PEAK, "fees": K.FEES, "funding": K.FUNDING,
     "slippage": K.SLIPPAGE, "turnover_now": K.TURNOVER_NOW, "closed_return_now": K.CLOSED_RETURN_NOW,
-    "prev_equity": K.PREV_EQUITY, "max_drawdown": K.MAX_DD,
+    "prev_equity": K.PREV_EQUITY, "max_drawdown": K.MAX_DD, "ref_equity": K.REF_EQUITY,
 }
 _INT_ROWS = {
     "entry_time": K.ENTRY_TIME, "bars": K.BARS, "profile": K.PROFILE, "p_kind": K.P_KIND,
@@ -258,7 +266,7 @@ class AccountBook:
                 acc[(acc >= 0) & gone[np.maximum(acc, 0)]] = -1  # records of reset accounts are skipped
         self.F[:, idx] = 0.0
         self.I[:, idx] = 0
-        for row in (K.CASH, K.EQUITY, K.PEAK, K.PREV_EQUITY):
+        for row in (K.CASH, K.EQUITY, K.PEAK, K.PREV_EQUITY, K.REF_EQUITY):
             self.F[row, idx] = self.initial
 
     @property

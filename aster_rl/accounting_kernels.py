@@ -63,9 +63,9 @@ def jit(fn=None, *, inline: bool = False):
     CASH, MARGIN, QTY, ENTRY, STOP, TARGET, LIQ, MMR, MAMT, UPNL, PEAK,
     ENTRY_EQUITY, TRADE_FEES, TRADE_FUNDING, TRADE_SLIP,
     P_LEV, P_STOP_DIST, P_TARGET_DIST,
-    TURNOVER_NOW, CLOSED_RETURN_NOW, PREV_EQUITY, MAX_DD,
-) = range(29)
-NF = 29
+    TURNOVER_NOW, CLOSED_RETURN_NOW, PREV_EQUITY, MAX_DD, REF_EQUITY,
+) = range(30)
+NF = 30
 # int rows
 (
     ENTRY_TIME, BARS, PROFILE, P_KIND, P_PROFILE, LIQUIDATIONS, N_TRADES, N_SKIPPED,
@@ -88,8 +88,8 @@ PX_COLS = 8
 (
     P_TAKER, P_SLIP_BASE, P_IMPACT, P_LIQ_FEE, P_MARGIN_FRACTION, P_QTY_STEP, P_TICK, P_MIN_NOTIONAL,
     P_INITIAL, P_MAX_LEV, P_BANKRUPT, P_N_BRACKETS, P_N_LEVERAGES, P_N_PROFILES,
-    P_REWARD_KIND, P_DRAWDOWN_PENALTY, P_TURNOVER_PENALTY, P_LIQUIDATION_PENALTY,
-) = range(18)
+    P_REWARD_KIND, P_DRAWDOWN_PENALTY, P_TURNOVER_PENALTY, P_LIQUIDATION_PENALTY, P_EQUITY_BLOCK,
+) = range(19)
 P_TABLES = 20
 REWARD_LOG_EQUITY, REWARD_TRADE_OUTCOME = 0, 1
 REWARD_KINDS = {"log_equity": REWARD_LOG_EQUITY, "trade_outcome": REWARD_TRADE_OUTCOME}
@@ -116,7 +116,6 @@ def pack_params(cfg) -> np.ndarray:
     head[P_TAKER] = cfg.taker_fee_rate
     head[P_SLIP_BASE] = float(cfg.slippage_bps) * 1e-4
     head[P_IMPACT] = cfg.impact_coef
-    head[P_LIQ_FEE] = cfg.liquidation_fee_rate
     head[P_MARGIN_FRACTION] = cfg.margin_fraction
     head[P_QTY_STEP] = cfg.qty_step
     head[P_TICK] = cfg.price_tick
@@ -133,6 +132,7 @@ def pack_params(cfg) -> np.ndarray:
     head[P_DRAWDOWN_PENALTY] = cfg.drawdown_penalty
     head[P_TURNOVER_PENALTY] = cfg.turnover_penalty
     head[P_LIQUIDATION_PENALTY] = cfg.liquidation_penalty
+    head[P_EQUITY_BLOCK] = cfg.episode_length  # the equity-change observation's reference restarts every block
     tables = (
         [b.notional_cap_usd for b in brackets],
         [min(b.max_leverage, cfg.max_leverage) for b in brackets],
@@ -268,7 +268,7 @@ def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa:
     gross = s * qty * (fill - F[ENTRY, i])
     remaining = max(F[MARGIN, i] + gross, 0.0)  # isolated: never lose more than the margin
     if reason == R_LIQUIDATION:
-        fee = min(par[P_LIQ_FEE] * qty * fill, remaining)
+        fee = remaining  # the venue keeps what margin is left: the trader gets nothing back
         I[LIQUIDATIONS, i] += 1
         I[LIQUIDATED_NOW, i] = 1
     else:
@@ -317,6 +317,8 @@ def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa:
 
 @jit(inline=True)
 def _exits_one(F, I, par, ctl, i, ts, o, h, l, v, EVF, EVI):  # noqa: E741
+    """Liquidation / target / stop of account ``i`` in one bar: the open decides first (rules
+    in :mod:`aster_rl.accounting`)."""
     s = F[SIDE, i]
     adverse = l if s > 0 else h
     favour = h if s > 0 else l
@@ -329,14 +331,17 @@ def _exits_one(F, I, par, ctl, i, ts, o, h, l, v, EVF, EVI):  # noqa: E741
     liq_gap = liq_valid and s * (o - liq) <= 0
     liq_hit = liq_valid and s * (adverse - liq) <= 0
     stop_nearer = (not liq_valid) or s * (stop - liq) > 0
-    if liq_gap or (liq_hit and not (stop_hit and stop_nearer)):
-        _close_one(F, I, par, ctl, i, o if liq_gap else liq, v, ts, R_LIQUIDATION, False, EVF, EVI)
+    if liq_gap:
+        _close_one(F, I, par, ctl, i, o, v, ts, R_LIQUIDATION, False, EVF, EVI)
+    elif s * (o - target) >= 0:  # opened at or past the target: it fills there, whatever follows
+        _close_one(F, I, par, ctl, i, o, v, ts, R_TARGET, True, EVF, EVI)
+    elif liq_hit and not (stop_hit and stop_nearer):
+        _close_one(F, I, par, ctl, i, liq, v, ts, R_LIQUIDATION, False, EVF, EVI)
     elif stop_hit:
         base = o if s * (o - stop) <= 0 else stop
         _close_one(F, I, par, ctl, i, base, v, ts, R_STOP, True, EVF, EVI)
     elif tgt_hit:
-        base = o if s * (o - target) >= 0 else target
-        _close_one(F, I, par, ctl, i, base, v, ts, R_TARGET, True, EVF, EVI)
+        _close_one(F, I, par, ctl, i, target, v, ts, R_TARGET, True, EVF, EVI)
 
 
 @jit(inline=True)
@@ -397,7 +402,7 @@ def _state_into(F, I, par, i, mark, out, o):  # noqa: E741
     out[o + 3] = np.log1p(float(I[BARS, i])) * BARS_SCALE
     dist = abs(mark - liq) / mark if held and liq > 0 else 1.0
     out[o + 4] = min(max(dist, 0.0), 1.0)
-    out[o + 5] = np.log(max(F[EQUITY, i], 1e-12) / par[P_INITIAL])
+    out[o + 5] = np.log(max(F[EQUITY, i], 1e-12) / F[REF_EQUITY, i])
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -523,6 +528,7 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
     dd_pen = par[P_DRAWDOWN_PENALTY]
     to_pen = par[P_TURNOVER_PENALTY]
     liq_pen = par[P_LIQUIDATION_PENALTY]
+    block = max(int(par[P_EQUITY_BLOCK]), 1)
     nf = feats.shape[1]
     width = nf + N_ACCOUNT
     write_obs = obs.shape[0] > 0
@@ -570,6 +576,8 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
             kind, dd_pen, to_pen, liq_pen, F[PREV_EQUITY, i], equity, F[PEAK, i], F[CLOSED_RETURN_NOW, i],
             F[TURNOVER_NOW, i], I[LIQUIDATED_NOW, i],
         )
+        if I[STEPS, i] % block == 0:  # a new block of episode_length steps: the equity reference moves here
+            F[REF_EQUITY, i] = equity
         I[BANKRUPT, i] = 1 if bankrupt else 0
         I[DONE, i] = 1 if (bankrupt or last) else 0
         if bankrupt:

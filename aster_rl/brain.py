@@ -2,8 +2,10 @@
 
 Pure: market and features in, a :class:`BrainReport` out. ``to_dict()`` is JSON-ready
 (the machine-readable context file); ``to_text()`` is the human report. The ``decision``
-slot holds a policy's decision (side, leverage, profile, entry, stop, target, confidence,
-reasoning) when one is attached; the report itself never decides.
+slot holds a policy's decision (side, leverage, profile, entry, stop, target, confidence =
+P(side), the leverage and profile heads' probabilities, the policy's entropy, reasoning, and
+whether the bar's inputs lie inside the policy's training support) when one is attached;
+the report itself never decides.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from aster_rl.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 
+SIDE_NAMES = ("WAIT", "BUY", "SELL")
+
 
 @dataclass(frozen=True)
 class BrainDecision:
@@ -39,8 +43,45 @@ class BrainDecision:
     entry: float | None = None
     stop: float | None = None
     target: float | None = None
-    confidence: float | None = None  # the policy's probability of the chosen action
+    confidence: float | None = None  # P(side): the side head's probability of the chosen side
     reasoning: str = ""
+    side_probabilities: tuple[float, ...] | None = None  # P(WAIT), P(BUY), P(SELL)
+    leverage_probability: float | None = None  # the leverage head's probability of the chosen rung
+    profile_probability: float | None = None  # the profile head's probability of the chosen profile
+    entropy: float | None = None  # of the policy's whole action distribution, in nats
+    # {"bar_outside": [columns of this bar outside the training range], "bars": n, "share": s,
+    #  "top_columns": {column: share}, "since": ISO time}: the support check (aster_rl.support)
+    support: dict[str, Any] | None = None
+
+    def policy_text(self) -> str:
+        """``P(side) WAIT 30% / BUY 61% / SELL 9%; leverage 20x p=40%; profile swing p=55%; entropy 2.10 nats``."""
+        parts = []
+        if self.side_probabilities is not None:
+            parts.append("P(side) " + " / ".join(f"{n} {100 * p:.0f}%" for n, p in zip(SIDE_NAMES, self.side_probabilities)))
+        if self.side != "WAIT":
+            if self.leverage_probability is not None:
+                parts.append(f"leverage {self.leverage:g}x p={100 * self.leverage_probability:.0f}%")
+            if self.profile_probability is not None:
+                parts.append(f"profile {self.profile} p={100 * self.profile_probability:.0f}%")
+        if self.entropy is not None:
+            parts.append(f"entropy {self.entropy:.2f} nats")
+        return "; ".join(parts)
+
+    def support_text(self) -> str:
+        """``this bar: 2 columns outside the training range (a, b); since 2025-10-01: 37.2% of 8,640 bars (a 30.1%)``."""
+        s = self.support
+        if not s:
+            return ""
+        outside = list(s.get("bar_outside") or [])
+        head = (f"this bar: {len(outside)} column{'s' if len(outside) != 1 else ''} outside the training range"
+                + (f" ({', '.join(outside[:5])}{', …' if len(outside) > 5 else ''})" if outside else ""))
+        bars = int(s.get("bars") or 0)
+        if bars:
+            top = s.get("top_columns") or {}
+            since = f" since {str(s['since'])[:16]}" if s.get("since") else ""
+            head += (f"; bars{since}: {100 * float(s['share']):.1f}% of {bars:,} out of support"
+                     + (" (" + ", ".join(f"{k} {100 * float(v):.1f}%" for k, v in top.items()) + ")" if top else ""))
+        return head
 
 
 @dataclass(frozen=True)
@@ -92,7 +133,7 @@ class BrainReport:
             regime=dict(data.get("regime", {})),
             cycle=dict(data.get("cycle", {})),
             multi_timeframe=dict(data.get("multi_timeframe", {})),
-            decision=None if decision is None else BrainDecision(**decision),
+            decision=None if decision is None else _decision_from_dict(decision),
         )
 
     def to_text(self) -> str:
@@ -121,11 +162,22 @@ class BrainReport:
                 if value is not None:
                     parts.append(f"{key} {value:.6g}")
             if d.confidence is not None:
-                parts.append(f"confidence {100 * d.confidence:.0f}%")
+                parts.append(f"P(side) {100 * d.confidence:.0f}%")
             lines.append("  Decision    " + ", ".join(parts))
+            if d.policy_text():
+                lines.append(f"  Policy      {d.policy_text()}")
+            if d.support_text():
+                lines.append(f"  Support     {d.support_text()}")
             if d.reasoning:
                 lines.append(f"              {d.reasoning}")
         return "\n".join(lines)
+
+
+def _decision_from_dict(data: dict[str, Any]) -> BrainDecision:
+    d = dict(data)
+    if d.get("side_probabilities") is not None:
+        d["side_probabilities"] = tuple(float(p) for p in d["side_probabilities"])
+    return BrainDecision(**d)
 
 
 def _feature_frame(features: Any) -> tuple[pd.DataFrame, Any]:

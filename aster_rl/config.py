@@ -208,8 +208,11 @@ class LiveConfig(_Section):
     daily_loss_limit_fraction: float = Field(0.05, gt=0, le=1)
     stale_after_bars: float = Field(3.0, gt=0)
     max_model_age_days: float = Field(30.0, gt=0)
-    kill_file: Path = Path("data/KILL")
+    kill_file: Path = Path("KILL")  # a relative path is under data.data_dir
     warmup_bars: int = Field(1_000, gt=0)
+    retry_backoff_s: float = Field(2.0, gt=0)  # first wait after a failed fetch of new bars; doubles per failure
+    max_backoff_s: float = Field(60.0, gt=0)  # ... up to this
+    lease_timeout_s: float = Field(120.0, gt=0)  # a session whose runner renewed nothing for this long may be taken over
 
 
 class AppConfig(_Section):

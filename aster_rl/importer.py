@@ -10,17 +10,24 @@ Accepted layouts:
   DatetimeIndex) and OHLCV.
 - freqtrade json: a list of ``[ms, open, high, low, close, volume]``.
 
-Every file is parsed and checked completely before anything is stored: sorted, unique,
-OHLC-consistent, no missing values, bars at least one timeframe apart. A bad file raises
-one DataError naming the file, the row and the problem. Gaps are reported, never filled.
+Every file is parsed and checked completely before anything is stored: UTF-8 text (or a
+readable table), sorted, unique, no missing or infinite values, OHLC-consistent, one epoch
+unit for every row, bars opening between 2009-01-01 and now plus one bar, on the
+timeframe's grid, and mostly one timeframe apart (the timeframe stated, or else inferred
+from that spacing). A bad file raises one DataError naming the file, the row (and line)
+and the problem. Gaps are reported, never filled.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import io
 import json
 import logging
 import re
+import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +36,19 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.errors import DataError
-from aster_rl.market import CANDLE_COLUMNS, OPTIONAL_CANDLE_COLUMNS, find_gaps, validate_candles
-from aster_rl.timeframes import timeframe_to_timedelta
+from aster_rl.market import (
+    CANDLE_COLUMNS,
+    OPTIONAL_CANDLE_COLUMNS,
+    find_gaps,
+    validate_candles,
+)
+from aster_rl.timeframes import (
+    LONGEST_TIMEFRAME,
+    grid_origin,
+    off_grid,
+    timedelta_to_timeframe,
+    timeframe_to_timedelta,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +83,7 @@ class ImportedCandles:
     timeframe: str
     candles: pd.DataFrame
     gaps: pd.DataFrame  # first_missing, missing_bars (find_gaps)
+    rows: _Rows  # names a row of the file: rows(position) -> "row 57 (line 58)"
 
     @property
     def missing_bars(self) -> int:
@@ -128,10 +147,48 @@ class _Rows:
         return DataError(f"{self.path}: {self(position)}: {problem}")
 
 
-def _open_text(path: Path):
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig")
-    return open(path, encoding="utf-8-sig")
+_SNIFF_BYTES = 1 << 16
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])  # no text file holds these; tab, CR, LF pass
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.name.lower().endswith((".gz", ".jsongz")):
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a valid gzip file ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _text_bytes(path: Path) -> bytes:
+    """The file's bytes, checked to be UTF-8 text (a BOM is dropped); binary or otherwise encoded files are
+    refused naming the line."""
+    data = _read_bytes(path).removeprefix(codecs.BOM_UTF8)
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: line 1: the file is UTF-16 text; save it as UTF-8")
+    head = data[:_SNIFF_BYTES]  # a binary file shows itself early; a stray control byte later fails as a bad value
+    if len(head.translate(None, _CONTROL_BYTES)) != len(head):
+        at = re.search(b"[" + re.escape(_CONTROL_BYTES) + b"]", head).start()
+        raise DataError(
+            f"{path}: line {_line_of(data, at)}: byte 0x{data[at]:02x} is a control character; "
+            f"this is a binary file, not text"
+        )
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{path}: line {_line_of(data, e.start)}: byte 0x{data[e.start]:02x} is not UTF-8; "
+                f"save the file as UTF-8 text"
+            ) from None
+    return data
 
 
 def _is_number(text: str) -> bool:
@@ -142,19 +199,45 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _first_long_line(text: str, fields: int) -> int | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.count(",") + 1 > fields:
+            return number
+    return None
+
+
 def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
-    with _open_text(path) as fh:
-        first = fh.readline().strip()
+    data = _text_bytes(path)
+    start = re.match(rb"\s*", data).end()
+    skipped = data.count(b"\n", 0, start)  # blank lines before the first row
+    end = len(data)
+    while end > start and data[end - 1] in b" \t\r\n\x0b\x0c":  # trailing blank lines are no rows (bytes.rstrip copies)
+        end -= 1
+    body = data[start:end]
+    newline = body.find(b"\n")
+    first = body[: newline if newline >= 0 else len(body)].decode("utf-8").strip()
     if not first:
         raise DataError(f"{path}: the file is empty")
     fields = [f.strip().strip('"') for f in first.split(",")]
-    has_header = not all(_is_number(f) for f in fields[1:6] if f)
+    has_header = len(fields) < 2 or not all(_is_number(f) for f in fields[1:6] if f)
     try:
-        frame = pd.read_csv(
-            path, header=0 if has_header else None, encoding="utf-8-sig", skipinitialspace=True, low_memory=False
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.BytesIO(body), header=0 if has_header else None, index_col=False, encoding="utf-8",
+                skipinitialspace=True, skip_blank_lines=False, low_memory=False,
+            )
+    except pd.errors.ParserWarning:
+        line = _first_long_line(body.decode("utf-8"), len(fields))
+        line = None if line is None else line + skipped
+        where = f"line {line}" if line is not None else "a line"
+        raise DataError(f"{path}: {where} has more fields than the {len(fields)} columns of the header") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as e:
+        fields_error = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if fields_error:
+            expected, line, seen = map(int, fields_error.groups())
+            raise DataError(f"{path}: line {line + skipped}: {seen} fields, but {expected} columns before it") from None
+        raise DataError(f"{path}: not a readable CSV ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})") from None
     if not has_header:
         if frame.shape[1] == len(PLAIN_COLUMNS):
             frame.columns = list(PLAIN_COLUMNS)
@@ -165,29 +248,32 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
                 f"{path}: {frame.shape[1]} columns and no header; expected 6 (timestamp,open,high,low,close,volume) "
                 f"or Binance's 12 kline columns, or a header naming the columns"
             )
-    return frame, _Rows(path, 2 if has_header else 1)
+    return frame, _Rows(path, skipped + (2 if has_header else 1))
 
 
 def _read_json(path: Path) -> pd.DataFrame:
     try:
-        with _open_text(path) as fh:
-            payload = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        payload = json.loads(_text_bytes(path).decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError, as is an over-long number
         raise DataError(f"{path}: not valid JSON ({e})") from None
-    if isinstance(payload, list) and payload and isinstance(payload[0], list):
-        width = len(payload[0])
-        if width < 6:
-            raise DataError(f"{path}: rows have {width} values; expected [timestamp, open, high, low, close, volume]")
-        names = BINANCE_KLINE_COLUMNS if width == len(BINANCE_KLINE_COLUMNS) else PLAIN_COLUMNS
-        try:
-            return pd.DataFrame([row[: len(names)] for row in payload], columns=list(names))
-        except (ValueError, TypeError) as e:
-            raise DataError(f"{path}: rows of unequal length ({e})") from None
-    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
-        return pd.DataFrame.from_records(payload)
     if isinstance(payload, list) and not payload:
         raise DataError(f"{path}: the file holds no candles")
-    raise DataError(f"{path}: expected a list of [timestamp, open, high, low, close, volume] rows")
+    if not isinstance(payload, list) or not isinstance(payload[0], (list, dict)):
+        raise DataError(f"{path}: expected a list of [timestamp, open, high, low, close, volume] rows")
+    kind = type(payload[0])
+    odd = next((i for i, row in enumerate(payload) if type(row) is not kind), None)
+    if odd is not None:
+        raise DataError(f"{path}: row {odd + 1} is not a {kind.__name__} like the rows before it")
+    if kind is dict:
+        return pd.DataFrame.from_records(payload)
+    width = len(payload[0])
+    if width < len(PLAIN_COLUMNS):
+        raise DataError(f"{path}: rows have {width} values; expected [timestamp, open, high, low, close, volume]")
+    short = next((i for i, row in enumerate(payload) if len(row) < len(PLAIN_COLUMNS)), None)
+    if short is not None:
+        raise DataError(f"{path}: row {short + 1} has {len(payload[short])} values; expected at least 6")
+    names = BINANCE_KLINE_COLUMNS if width == len(BINANCE_KLINE_COLUMNS) else PLAIN_COLUMNS
+    return pd.DataFrame([row[: len(names)] for row in payload], columns=list(names))
 
 
 def _read_table(path: Path, reader: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
@@ -227,42 +313,102 @@ def _canonical_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     missing = [c for c in PLAIN_COLUMNS if c not in frame.columns]
     if missing:
         names = "timestamp" if missing == ["ts"] else ", ".join("timestamp" if m == "ts" else m for m in missing)
-        raise DataError(f"{path}: no {names} column among {list(map(str, frame.columns))}")
+        hint = "; separate the columns with commas" if frame.shape[1] == 1 and re.search(r"[;\t|]", str(frame.columns[0])) else ""
+        raise DataError(f"{path}: no {names} column among {list(map(str, frame.columns))}{hint}")
     keep = [c for c in (*PLAIN_COLUMNS, *OPTIONAL_CANDLE_COLUMNS) if c in frame.columns]
     return frame[keep]
 
 
-_UNIT_FACTORS_MS = ((1e17, 1e-6), (1e14, 1e-3), (1e11, 1.0), (0.0, 1e3))  # ns, µs, ms, s -> ms
+EARLIEST_BAR = pd.Timestamp("2009-01-01", tz="UTC")
+_UNIT_NAMES = ("seconds", "milliseconds", "microseconds", "nanoseconds")
+_UNIT_NS = (10**9, 10**6, 10**3, 1)
+_UNIT_BOUNDS = (1e11, 1e14, 1e17)  # epoch numbers below 1e11 are seconds, below 1e14 ms, below 1e17 µs, else ns
 
 
-def _numeric_timestamps(values: np.ndarray) -> np.ndarray:
-    """Epoch numbers of any unit (s, ms, µs, ns, told apart by size) -> epoch ms."""
-    magnitude = np.abs(values)
-    factor = np.select([magnitude >= lo for lo, _ in _UNIT_FACTORS_MS], [f for _, f in _UNIT_FACTORS_MS])
-    return np.round(values * factor).astype(np.int64)
+def _as_date(ns: float) -> str:
+    if not np.isfinite(ns) or not pd.Timestamp.min.value <= ns <= pd.Timestamp.max.value:
+        return "beyond the calendar"
+    return _show(pd.Timestamp(int(ns), tz="UTC"))
 
 
-def _parse_timestamps(series: pd.Series, rows: _Rows) -> pd.DatetimeIndex:
+def _show(ts: pd.Timestamp) -> str:
+    try:
+        return f"{ts:%Y-%m-%d %H:%M:%S} UTC"
+    except (ValueError, NotImplementedError):  # years before 1 or after 9999 have no strftime
+        return str(ts)
+
+
+def _out_of_range(stamp: pd.Timestamp | float, latest: pd.Timestamp) -> str:
+    early = stamp < (EARLIEST_BAR.value if isinstance(stamp, float) else EARLIEST_BAR)
+    if early:
+        return "is before 2009-01-01; no real bar opens then"
+    return f"is after {latest:%Y-%m-%d %H:%M} UTC, later than a bar can open now"
+
+
+def _range_error(rows: _Rows, position: int, shown: object, ns: float, latest: pd.Timestamp) -> DataError:
+    return rows.error(position, f"timestamp {shown} ({_as_date(ns)}) {_out_of_range(ns, latest)}")
+
+
+def _check_range(ns: np.ndarray, raw: pd.Series, latest: pd.Timestamp, rows: _Rows) -> None:
+    bad = ~((ns >= EARLIEST_BAR.value) & (ns <= latest.value))
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise _range_error(rows, r, raw.iloc[r], float(ns[r]), latest)
+
+
+def _numeric_ns(numbers: pd.Series, raw: pd.Series, latest: pd.Timestamp, rows: _Rows) -> np.ndarray:
+    """Epoch numbers -> epoch ns; the unit (s, ms, µs or ns, told apart by size) is the same for every row."""
+    values = numbers.to_numpy()
+    floats = values.astype(float)
+    units = np.searchsorted(_UNIT_BOUNDS, np.abs(floats), side="right")
+    counts = np.bincount(units, minlength=len(_UNIT_NS))
+    unit = int(units[0]) if counts[units[0]] == counts.max() else int(counts.argmax())  # ties: the first row's
+    scaled = floats * _UNIT_NS[unit]
+    bad = ~((scaled >= EARLIEST_BAR.value) & (scaled <= latest.value))
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        if not np.isfinite(floats[r]):
+            raise rows.error(r, f"timestamp {raw.iloc[r]} is not a finite number")
+        own = floats[r] * _UNIT_NS[units[r]]
+        if units[r] != unit and EARLIEST_BAR.value <= own <= latest.value:
+            raise rows.error(
+                r, f"timestamp {raw.iloc[r]} is in {_UNIT_NAMES[units[r]]} while the file's timestamps are in "
+                f"{_UNIT_NAMES[unit]}; use one unit for the whole file",
+            )
+        raise _range_error(rows, r, raw.iloc[r], float(scaled[r]), latest)
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype(np.int64) * _UNIT_NS[unit]
+    ms = floats * 1e3 if unit == 0 else floats / (_UNIT_NS[1] // _UNIT_NS[unit])  # dividing keeps whole ms exact
+    whole_ms = np.rint(ms)
+    return whole_ms.astype(np.int64) * _UNIT_NS[1] + np.rint((ms - whole_ms) * _UNIT_NS[1]).astype(np.int64)
+
+
+def _parse_timestamps(series: pd.Series, rows: _Rows, latest: pd.Timestamp) -> np.ndarray:
+    """Bar open times as epoch ns, each between 2009-01-01 and ``latest``."""
     if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype):
         stamps = pd.DatetimeIndex(series)
-        stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
-        if stamps.hasnans:
-            raise rows.error(int(np.flatnonzero(stamps.isna())[0]), "timestamp is missing")
-        return stamps.as_unit("us")
-    numbers = pd.to_numeric(series, errors="coerce")
-    if numbers.notna().all():
-        ms = _numeric_timestamps(numbers.to_numpy(dtype=float))
-        return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True)).as_unit("us")
-    if series.isna().any():
-        raise rows.error(int(np.flatnonzero(series.isna().to_numpy())[0]), "timestamp is missing")
-    if pd.notna(numbers.iloc[0]):
-        bad = int(np.flatnonzero(numbers.isna().to_numpy())[0])
-        raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is not a number like the rows before it")
-    parsed = pd.to_datetime(series.astype(str).str.strip(), utc=True, format="ISO8601", errors="coerce")
-    if parsed.isna().any():
-        bad = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is neither an epoch number nor an ISO date")
-    return pd.DatetimeIndex(parsed).as_unit("us")
+    else:
+        numbers = pd.to_numeric(series, errors="coerce")
+        if numbers.notna().all():
+            return _numeric_ns(numbers, series, latest, rows)
+        if series.isna().any():
+            raise rows.error(int(np.flatnonzero(series.isna().to_numpy())[0]), "timestamp is missing")
+        if pd.notna(numbers.iloc[0]):
+            bad = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is not a number like the rows before it")
+        parsed = pd.to_datetime(series.astype(str).str.strip(), utc=True, format="ISO8601", errors="coerce")
+        if parsed.isna().any():
+            bad = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+            raise rows.error(bad, f"timestamp {series.iloc[bad]!r} is neither an epoch number nor an ISO date")
+        stamps = pd.DatetimeIndex(parsed)
+    stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
+    if stamps.hasnans:
+        raise rows.error(int(np.flatnonzero(stamps.isna())[0]), "timestamp is missing")
+    bad = ~((stamps >= EARLIEST_BAR) & (stamps <= latest))
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise rows.error(r, f"timestamp {_show(stamps[r])} {_out_of_range(stamps[r], latest)}")
+    return stamps.as_unit("ns").asi8
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, rows: _Rows, required: bool) -> np.ndarray | None:
@@ -281,29 +427,72 @@ def _numeric_column(frame: pd.DataFrame, column: str, rows: _Rows, required: boo
     if missing.any():
         bad = int(np.flatnonzero(missing)[0])
         what = "missing" if np.isnan(values[bad]) else f"{values[bad]} (not finite)"
-        raise rows.error(bad, f"{column} is {what}; {int(missing.sum())} such rows")
+        count = int(missing.sum())
+        raise rows.error(bad, f"{column} is {what}; {count} such row{'s' if count > 1 else ''}")
     return values
 
 
 # ---------------------------------------------------------------- checks
 
-def _check_order(index: pd.DatetimeIndex, timeframe: str, rows: _Rows) -> None:
-    ms = index.as_unit("ms").asi8
-    if len(ms) < 2:
+def _check_order(ns: np.ndarray, rows: _Rows) -> None:
+    if len(ns) < 2:
         return
-    deltas = np.diff(ms)
+    deltas = np.diff(ns)
     if (deltas < 0).any():
         r = int(np.flatnonzero(deltas < 0)[0]) + 1
-        raise rows.error(r, f"timestamp {index[r]} is earlier than the row before it ({index[r - 1]}); sort the file")
+        raise rows.error(r, f"timestamp {_as_date(ns[r])} is earlier than the row before it ({_as_date(ns[r - 1])}); sort the file")
     if (deltas == 0).any():
         r = int(np.flatnonzero(deltas == 0)[0]) + 1
-        raise rows.error(r, f"repeats the timestamp {index[r]} of {rows(r - 1)}; remove the duplicate")
-    step_ms = int(timeframe_to_timedelta(timeframe) / pd.Timedelta(milliseconds=1))
-    if (deltas < step_ms).any():
-        r = int(np.flatnonzero(deltas < step_ms)[0]) + 1
+        raise rows.error(r, f"repeats the timestamp {_as_date(ns[r])} of {rows(r - 1)}; remove the duplicate")
+
+
+def _spacing(ns: np.ndarray) -> tuple[pd.Timedelta, float] | None:
+    """The most common distance between consecutive bars (the shortest on a tie) and its share of all steps."""
+    if len(ns) < 2:
+        return None
+    steps, counts = np.unique(np.diff(ns), return_counts=True)
+    i = int(np.argmax(counts))
+    return pd.Timedelta(int(steps[i]), unit="ns"), float(counts[i] / counts.sum())
+
+
+def _describe_step(step: pd.Timedelta) -> str:
+    return timedelta_to_timeframe(step) or str(step).removeprefix("0 days ")
+
+
+def _settle_timeframe(ns: np.ndarray, stated: str | None, said_by: str, path: Path) -> str:
+    """The stated timeframe when the bars' spacing agrees with it; inferred from the spacing when none is stated."""
+    spacing = _spacing(ns)
+    if spacing is None:
+        if stated is None:
+            raise DataError(f"{path}: one bar cannot tell the timeframe; pass --timeframe, e.g. 5m")
+        return stated
+    step, share = spacing
+    inferred = timedelta_to_timeframe(step)
+    if stated is None:
+        if inferred is None:
+            raise DataError(
+                f"{path}: the bars are mostly {_describe_step(step)} apart ({share:.0%} of steps), which is no "
+                f"timeframe (whole minutes, hours, days or weeks up to {LONGEST_TIMEFRAME})"
+            )
+        return inferred
+    if step != timeframe_to_timedelta(stated):
+        hint = f"; pass --timeframe {inferred}" if inferred else ""
+        raise DataError(
+            f"{path}: {said_by} says {stated} but the bars are mostly {_describe_step(step)} apart "
+            f"({share:.0%} of steps){hint}"
+        )
+    return stated
+
+
+def _check_grid(ns: np.ndarray, timeframe: str, rows: _Rows) -> None:
+    bad = off_grid(ns, timeframe)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        step = timeframe_to_timedelta(timeframe).value
+        offset = pd.Timedelta(int((ns[r] - grid_origin(timeframe).value) % step), unit="ns")
         raise rows.error(
-            r, f"bar at {index[r]} opens {pd.Timedelta(milliseconds=int(deltas[r - 1]))} after the previous one, "
-            f"less than the {timeframe} timeframe; pass the right --timeframe"
+            r, f"bar at {_as_date(ns[r])} is not on the {timeframe} grid ({_describe_step(offset)} past a bar "
+            f"boundary); {int(bad.sum())} such bar{'s' if bad.sum() > 1 else ''}",
         )
 
 
@@ -329,35 +518,49 @@ def _check_ohlc(values: dict[str, np.ndarray], index: pd.DatetimeIndex, rows: _R
 
 # ---------------------------------------------------------------- entry point
 
-def read_candle_file(path: str | Path, symbol: str | None = None, timeframe: str | None = None) -> ImportedCandles:
-    """Parse and fully validate one candle file; symbol/timeframe come from the name unless given."""
+def read_candle_file(
+    path: str | Path, symbol: str | None = None, timeframe: str | None = None, now: pd.Timestamp | None = None
+) -> ImportedCandles:
+    """Parse and fully validate one candle file.
+
+    The symbol comes from the name unless given; the timeframe from ``timeframe``, else the name, else the
+    bars' spacing, and a stated timeframe must match that spacing. Bars open between 2009-01-01 and
+    ``now`` (default: the clock) plus one bar, on the timeframe's grid.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     inferred_symbol, inferred_tf = infer_symbol_timeframe(path)
+    said_by = "--timeframe" if timeframe else "the file name"
     symbol = symbol or inferred_symbol
     timeframe = timeframe or inferred_tf
     if symbol is None:
         raise DataError(f"{path}: cannot tell the symbol from the file name; pass --symbol, e.g. ASTER/USDT:USDT")
-    if timeframe is None:
-        raise DataError(f"{path}: cannot tell the timeframe from the file name; pass --timeframe, e.g. 5m")
-    try:
-        timeframe_to_timedelta(timeframe)
-    except DataError as e:
-        raise DataError(f"{path}: {e}") from None
+    if re.search(r"funding", _stem(path), re.IGNORECASE):
+        raise DataError(f"{path}: the name says funding rates; data import stores candles only")
+    if timeframe is not None:
+        try:
+            timeframe_to_timedelta(timeframe)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
 
     raw, rows = _read_any(path)
     if raw.empty:
         raise DataError(f"{path}: the file holds no candles")
     frame = _canonical_columns(raw, path)
-    index = _parse_timestamps(frame["ts"], rows)
+    ns = _parse_timestamps(frame["ts"], rows, latest=now + timeframe_to_timedelta(timeframe or LONGEST_TIMEFRAME))
     values: dict[str, np.ndarray] = {}
     for column in (*CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS):
         if column in frame.columns:
             parsed = _numeric_column(frame, column, rows, required=column in CANDLE_COLUMNS)
             if parsed is not None:
                 values[column] = parsed
-    _check_order(index, timeframe, rows)
+    _check_order(ns, rows)
+    timeframe = _settle_timeframe(ns, timeframe, said_by, path)
+    _check_range(ns, frame["ts"], now + timeframe_to_timedelta(timeframe), rows)
+    _check_grid(ns, timeframe, rows)
+    index = pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True)).as_unit("us")
     _check_ohlc(values, index, rows)
     candles = validate_candles(pd.DataFrame(values, index=index), str(path))
     gaps = find_gaps(candles, timeframe)
@@ -367,4 +570,4 @@ def read_candle_file(path: str | Path, symbol: str | None = None, timeframe: str
             path, len(gaps), int(gaps["missing_bars"].sum()), timeframe, gaps["first_missing"].iloc[0],
         )
     logger.info("%s: %d %s bars of %s, %s .. %s", path, len(candles), timeframe, symbol, index[0], index[-1])
-    return ImportedCandles(path=path, symbol=symbol, timeframe=timeframe, candles=candles, gaps=gaps)
+    return ImportedCandles(path=path, symbol=symbol, timeframe=timeframe, candles=candles, gaps=gaps, rows=rows)

@@ -9,7 +9,14 @@ Account state columns (all scale-free, float32):
 - ``account_bars_in_trade``: ``log1p(bars) / log1p(1000)`` (about 1 after 1,000 bars);
 - ``account_liq_distance``: |mark − liquidation price| / mark, clipped to [0, 1]; 1 when flat
   or when the position cannot be liquidated (liquidation price <= 0);
-- ``account_equity_change``: log(equity / equity at the episode's start).
+- ``account_equity_change``: log(equity / reference equity), the reference being the
+  equity at the start of the current block of ``env.episode_length`` steps (the episode's
+  start in training; every ``episode_length`` bars in a backtest or a paper session). A
+  fixed reference (the first bar's equity) would drift over a long backtest or a live
+  session far beyond anything a training episode showed; the block keeps the column on
+  the horizon the policy was trained on. :func:`account_state` takes that reference as
+  ``start_equity``; :class:`EquityReference` keeps it for code outside the accounting
+  core (a broker that reads its equity from the exchange).
 
 The arithmetic is compiled once, in :mod:`aster_rl.accounting_kernels`: the envs' step
 kernel writes these columns straight into the observation, and :func:`account_state`
@@ -83,6 +90,23 @@ def book_state(book, mark, start_equity, out: np.ndarray | None = None) -> np.nd
         start_equity,
         out=out,
     )
+
+
+class EquityReference:
+    """The equity-change reference outside the accounting core, by the step kernel's rule: the
+    equity at the start of the current block of ``block`` (= ``env.episode_length``) bars."""
+
+    def __init__(self, block: int, equity: float) -> None:
+        self.block = max(int(block), 1)
+        self.steps = 0
+        self.value = float(equity)
+
+    def step(self, equity: float) -> float:
+        """Count one bar, run to its end at ``equity``; the reference of the next observation."""
+        self.steps += 1
+        if self.steps % self.block == 0:
+            self.value = float(equity)
+        return self.value
 
 
 def build_observation(features_row: np.ndarray, account_state_row: np.ndarray) -> np.ndarray:

@@ -296,9 +296,11 @@ def outcomes_over_time(predictions: pd.DataFrame, freq: str = "1D") -> pd.DataFr
 def calibration_table(confidence: np.ndarray | pd.Series, won: np.ndarray | pd.Series, bins: int = 5) -> pd.DataFrame:
     """Binned confidence against the realized win rate (a reliability diagram's data).
 
-    Bins are equal-width on [0, 1]; each row: bin edges, decisions, mean confidence, realized
-    win rate, and a Wilson 95% interval of the win rate. ``expected_calibration_error`` is in
-    ``attrs`` (the decision-weighted mean |confidence - win rate|).
+    ``confidence`` is the policy's P(side) logged with each closed BUY / SELL decision, ``won``
+    whether that trade won. Bins are equal-width on [0, 1]; each row: bin edges, decisions,
+    mean confidence, realized win rate, and a Wilson 95% interval of the win rate. ``attrs``
+    holds ``expected_calibration_error`` (the decision-weighted mean |confidence - win rate|)
+    and ``brier_score`` (the mean of (confidence - won)², 0 is perfect, 0.25 a constant 0.5).
     """
     c = np.asarray(confidence, dtype=float)
     w = np.asarray(won, dtype=float)
@@ -323,6 +325,7 @@ def calibration_table(confidence: np.ndarray | pd.Series, won: np.ndarray | pd.S
     table.attrs["expected_calibration_error"] = float(
         (table.loc[used, "decisions"] * (table.loc[used, "mean_confidence"] - table.loc[used, "win_rate"]).abs()).sum() / total
     ) if total else float("nan")
+    table.attrs["brier_score"] = float(np.mean((c - w) ** 2)) if len(c) else float("nan")
     return table
 
 

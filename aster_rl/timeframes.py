@@ -7,32 +7,61 @@ only when the base bar closes at or after the higher bar's close.
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pandas as pd
 
 from aster_rl.errors import DataError
 
-_UNITS = {"m": "min", "h": "h", "d": "D", "w": "W"}
+_MINUTES = {"m": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
 TIMEFRAME_LADDER = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
+LONGEST_TIMEFRAME = "4w"
+_LONGEST_MINUTES = 4 * _MINUTES["w"]
+_FORM = "a whole number and one of m/h/d/w, e.g. '5m'"
+_WEEK_ORIGIN = pd.Timestamp("1970-01-05", tz="UTC")  # a Monday: weekly bars open on Mondays
+_EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 def timeframe_to_timedelta(timeframe: str) -> pd.Timedelta:
-    """``"5m"`` -> ``Timedelta("5min")``; raises DataError on anything else."""
-    if not isinstance(timeframe, str) or len(timeframe) < 2 or timeframe[-1] not in _UNITS:
-        raise DataError(f"timeframe {timeframe!r}: expected a number and one of m/h/d/w, e.g. '5m'")
-    try:
-        count = int(timeframe[:-1])
-    except ValueError:
-        raise DataError(f"timeframe {timeframe!r}: expected a number and one of m/h/d/w, e.g. '5m'") from None
-    if count <= 0:
+    """``"5m"`` -> ``Timedelta("5min")``: whole minutes, hours, days or weeks from 1m to 4w; DataError otherwise."""
+    match = re.fullmatch(r"([0-9]+)([mhdw])", timeframe) if isinstance(timeframe, str) else None
+    if match is None:
+        raise DataError(f"timeframe {timeframe!r}: expected {_FORM}")
+    digits, unit = match.groups()
+    if int(digits) == 0:
         raise DataError(f"timeframe {timeframe!r}: must be positive")
-    unit = timeframe[-1]
-    if unit == "w":
-        return pd.Timedelta(weeks=count)
-    return pd.Timedelta(count, unit=_UNITS[unit])
+    if digits.startswith("0"):
+        raise DataError(f"timeframe {timeframe!r}: write it without leading zeros, e.g. '{int(digits)}{unit}'")
+    if len(digits) > 6 or int(digits) * _MINUTES[unit] > _LONGEST_MINUTES:
+        raise DataError(f"timeframe {timeframe!r}: longer than {LONGEST_TIMEFRAME}, the longest bar supported")
+    return pd.Timedelta(minutes=int(digits) * _MINUTES[unit])
 
 
 def timeframe_to_ms(timeframe: str) -> int:
     return int(timeframe_to_timedelta(timeframe) / pd.Timedelta(milliseconds=1))
+
+
+def timedelta_to_timeframe(step: pd.Timedelta) -> str | None:
+    """``Timedelta("1h")`` -> ``"1h"`` (the largest whole unit); None when no timeframe is that long."""
+    minutes, rest = divmod(step, pd.Timedelta(minutes=1))
+    if rest != pd.Timedelta(0) or not 0 < minutes <= _LONGEST_MINUTES:
+        return None
+    for unit in ("w", "d", "h", "m"):
+        if minutes % _MINUTES[unit] == 0:
+            return f"{minutes // _MINUTES[unit]}{unit}"
+    return None  # pragma: no cover - every whole minute count matches "m"
+
+
+def grid_origin(timeframe: str) -> pd.Timestamp:
+    """Where the timeframe's bars are counted from: the epoch, or a Monday for weekly bars."""
+    return _WEEK_ORIGIN if timeframe_to_timedelta(timeframe) % pd.Timedelta(weeks=1) == pd.Timedelta(0) else _EPOCH
+
+
+def off_grid(open_times_ns: np.ndarray, timeframe: str) -> np.ndarray:
+    """True where an open time (epoch ns) is not a whole number of bars from :func:`grid_origin`."""
+    step = timeframe_to_timedelta(timeframe).value
+    return (np.asarray(open_times_ns, dtype=np.int64) - grid_origin(timeframe).value) % step != 0
 
 
 def higher_timeframes(base: str, ladder: tuple[str, ...] = TIMEFRAME_LADDER) -> list[str]:

@@ -37,6 +37,7 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     from agents.evaluate import baseline_policies, jsonable, periods_per_year_of, run_backtest, summarize_backtest
     from agents.policy import load_policy, load_run_config, resolve_run_dir
     from agents.splits import Span, load_run_splits
+    from aster_rl.support import policy_support_report
     from aster_rl.timeframes import timeframe_to_timedelta
 
     if args.policy == "agent" and not args.run:
@@ -65,6 +66,9 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     print(f"{args.policy} over {index[start]} .. {index[end - 1]} ({end - start} bars), net of fees, funding and slippage")
     for key, value in metrics.items():
         print(f"  {key:<16} {value:,.4f}")
+    support = policy_support_report(policy, dataset.matrix[start:end])
+    if support is not None:
+        print(support.line())
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

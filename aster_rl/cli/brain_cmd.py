@@ -53,8 +53,9 @@ def policy_decision(run_dir: Path | None, market: Any, features: Any, report: An
 
     row = int(features.index.get_loc(report.time))
     d = brain_decision(run_dir, market, features, row)
-    return BrainDecision(side=d["side"], leverage=d["leverage"], profile=d["profile"], entry=d["entry"], stop=d["stop"],
-                         target=d["target"], confidence=d["confidence"], reasoning=d["reasoning"])
+    keys = ("side", "leverage", "profile", "entry", "stop", "target", "confidence", "reasoning", "side_probabilities",
+            "leverage_probability", "profile_probability", "entropy", "support")
+    return BrainDecision(**{k: d[k] for k in keys})
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:

@@ -15,7 +15,8 @@ def register(sub) -> None:
         "download",
         help="download candles, funding, book and trades from an exchange (ccxt)",
         description="Download closed candles through ccxt (Aster's raw klines keep trade counts and taker-buy volume), "
-        "paged with since, resuming after the newest stored bar; then funding history and a book/trades snapshot. "
+        "paged with since: a --since before the stored bars backfills them, then it resumes after the newest stored "
+        "bar; then funding history (settlement times snapped to the funding grid) and a book/trades snapshot. "
         "Other ccxt exchange ids work too, e.g. --exchange binanceusdm --symbol BTC/USDT:USDT.",
     )
     p.add_argument("--symbol", help="unified ccxt symbol (default: data.symbol, e.g. ASTER/USDT:USDT)")
@@ -52,11 +53,15 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     print(
         f"{symbol} {timeframe} from {exchange_id}: {report.fetched} bars fetched, {report.new} new"
         + (f" ({report.first:%Y-%m-%d %H:%M} .. {report.last:%Y-%m-%d %H:%M} UTC)" if report.first is not None else "")
+        + (f", {report.backfilled} of them before the stored bars" if report.backfilled else "")
         + (", resumed after the stored bars" if report.resumed else "")
     )
     if args.funding:
         funding = download_funding(client, db, source, symbol, since, args.until, now=client.now)
-        print(f"funding: {funding.fetched} settlements fetched, {funding.new} new")
+        print(
+            f"funding: {funding.fetched} settlements fetched, {funding.new} new"
+            + (f", {funding.backfilled} of them before the stored ones" if funding.backfilled else "")
+        )
     if args.snapshot:
         snap = download_snapshot(client, db, source, symbol)
         print(f"snapshot: {snap.book_rows} book row, {snap.trades_fetched} recent trades ({snap.trades_new} new)")

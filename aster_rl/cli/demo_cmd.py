@@ -95,6 +95,8 @@ def run_demo(args, config: AppConfig) -> int:
     best = m.get("best_validation", {})
     print(f"    {m['train_seconds']:.0f} s, {m['fps']:.0f} fps; best validation net PnL {best.get('net_pnl_usd', 0):+.2f} USD "
           f"at {best.get('timesteps', 0):.0f} steps")
+    if m.get("support_notice"):
+        print(f"    {m['support_notice']}")
     print("4/4 evaluation on the test split (never seen in training or model selection):")
     report = evaluate_run(result.run_dir, cfg, dataset=dataset)
     print(report.table())

@@ -1,5 +1,6 @@
 """``aster-rl live``: run a trained policy on live or replayed bars (paper by default);
-``aster-rl live stop``: ask a running runner to flatten and stop (writes the kill file)."""
+``aster-rl live stop``: ask a running runner to flatten and stop (writes the kill file,
+``live.kill_file`` under ``data.data_dir``, so it works from any directory)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from aster_rl.config import AppConfig
+from aster_rl.config import AppConfig, LiveConfig
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,15 @@ def register(sub) -> None:
     p.set_defaults(func=run_live)
 
 
+def live_config(config: AppConfig) -> LiveConfig:
+    """The ``live`` section with the kill file resolved (a relative one is under ``data.data_dir``)."""
+    from aster_rl.live.risk import kill_file_path
+
+    return config.live.model_copy(update={"kill_file": kill_file_path(config.live, config.data.data_dir)})
+
+
 def stop_live(config: AppConfig) -> int:
-    path = Path(config.live.kill_file)
+    path = Path(live_config(config).kill_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("stop requested by `aster-rl live stop`\n")
     print(f"kill file written: {path} (the runner flattens and stops at its next check; remove the file to start again)")
@@ -63,6 +71,7 @@ def run_live(args, config: AppConfig) -> int:
 
     if args.action == "stop":
         return stop_live(config)
+    live_cfg = live_config(config)
     if args.real or args.confirm is not None:
         check_real_trading_allowed(args.real, _confirmation(args), load_secrets())
         if args.replay:
@@ -98,16 +107,17 @@ def run_live(args, config: AppConfig) -> int:
 
         client = ExchangeClient.from_config(config.data, with_secrets=args.real)
         source = ExchangeSource(client, db, config.data, history_bars=config.live.warmup_bars,
-                                poll_interval_s=config.live.poll_interval_s, websocket=config.live.use_websocket)
+                                poll_interval_s=live_cfg.poll_interval_s, websocket=live_cfg.use_websocket,
+                                retry_backoff_s=live_cfg.retry_backoff_s, max_backoff_s=live_cfg.max_backoff_s)
         mode = "real" if args.real else "paper"
     if mode == "real":
-        broker = RealBroker(source.client, config.data.symbol, env_cfg, config.live, prices)
+        broker = RealBroker(source.client, config.data.symbol, env_cfg, live_cfg, prices)
     else:
         broker = PaperBroker(env_cfg, prices)
     session = args.session or f"{mode}:{run_dir.name}:{config.data.symbol}:{config.data.timeframe}"
     if mode == "replay" and not args.session:
         session += f":{source.market.candles.index[source.start]:%Y%m%dT%H%M}-{source.market.candles.index[source.end - 1]:%Y%m%dT%H%M}"
-    runner = LiveRunner(policy, source, broker, db, env_cfg=env_cfg, live_cfg=config.live, features_cfg=feats_cfg,
+    runner = LiveRunner(policy, source, broker, db, env_cfg=env_cfg, live_cfg=live_cfg, features_cfg=feats_cfg,
                         session_id=session, mode=mode, features=args.features, prices=prices, freeze_gc=mode != "replay",
                         patterns_cfg=config.patterns)
     summary = runner.run(max_bars=args.max_bars)
@@ -118,6 +128,8 @@ def run_live(args, config: AppConfig) -> int:
           + (f" ({wins / len(trades):.0%} won)" if trades else ""))
     if summary.final_equity is not None:
         print(f"equity {summary.final_equity:.2f} USD; stopped by: {summary.stopped_by or 'the bar limit'}")
+    if summary.lost_decisions:
+        print(f"{summary.lost_decisions} decisions lost to exchange or database failures (see the risk events)")
     if lat:
         print(f"decision latency (new bar -> orders sent): median {lat[len(lat) // 2] * 1e3:.1f} ms, max {lat[-1] * 1e3:.1f} ms")
     print("predictions: aster-rl predictions --session " + repr(session))

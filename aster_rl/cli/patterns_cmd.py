@@ -23,11 +23,12 @@ def register(sub) -> None:
         description="Enumerate candidate patterns (conjunctions of feature conditions, with a side and an exit "
         "profile), backtest each on the training range through the accounting core, and keep those that hold "
         "up after a Benjamini-Hochberg correction at patterns.fdr. Prints how many pass the naive test "
-        "(p < 0.05) and how many survive the correction. The range defaults to the training split "
-        "(the first train.train_fraction of the stored bars).",
+        "(p < 0.05) and how many survive the correction. The range defaults to the training split a "
+        "`train` run with this configuration uses (after the feature warm-up, train.train_fraction of the "
+        "usable bars); --end may not pass its last bar, and a trade must close inside the range.",
     )
-    p.add_argument("--start", metavar="TIME", help="first bar of the training range (UTC)")
-    p.add_argument("--end", metavar="TIME", help="last bar of the training range (UTC)")
+    p.add_argument("--start", metavar="TIME", help="first bar of the range (UTC; default: the training split's first)")
+    p.add_argument("--end", metavar="TIME", help="last bar of the range (UTC; default and latest: the training split's last)")
     p.add_argument("--naive", action="store_true", help="store the uncorrected (p < 0.05) list instead (for comparison only)")
     p.add_argument("--max-candidates", type=int, default=20_000, help="bound on the condition conjunctions tried")
     p.set_defaults(func=run_mine)
@@ -62,34 +63,31 @@ def _fmt(x: float | None, pct: bool = False) -> str:
 
 
 def run_mine(args: argparse.Namespace, config: AppConfig) -> int:
-    from aster_rl.features import build_features
-    from aster_rl.patterns.library import PatternLibrary
-    from aster_rl.patterns.miner import mine
-    from aster_rl.prices import PriceArrays
+    from agents.data import PATTERN_LIBRARY, build_dataset, mine_library
+    from agents.train import default_splits
+    from aster_rl.config import replace
     from aster_rl.progress import progress
-    from aster_rl.storage import Database, load_market
+    from aster_rl.storage import Database
     from aster_rl.storage.pattern_store import save_library
 
     start, end = _time(args.start, "--start"), _time(args.end, "--end")
+    # the training run's dataset and splits; the library's own columns play no part in mining
+    mining = replace(config, features={"tentacles": [t for t in config.features.tentacles if t != PATTERN_LIBRARY]})
+    dataset = build_dataset(mining)
+    splits = default_splits(config, dataset)
+    index = dataset.index
+    last_train = index[splits.train.end - 1]
+    lo = splits.train.start if start is None else int(index.searchsorted(start, side="left"))
+    hi = splits.train.end if end is None else int(index.searchsorted(end, side="right"))
+    if end is not None and end > last_train:
+        raise DataError(
+            f"--end {args.end}: past the training split's last bar {last_train} (train.train_fraction="
+            f"{config.train.train_fraction:g}); a library mined past it would learn from validation and test bars"
+        )
+    if lo >= hi:
+        raise DataError(f"--start {args.start}: not before the end of the mining range {index[hi - 1] if hi else end}")
     db = Database.from_config(config.data)
     db.init_schema()
-    market = load_market(db, config.data, end=end)
-    if len(market.candles) == 0:
-        raise DataError(
-            f"no {config.data.symbol} {config.data.timeframe} candles from source {config.data.source!r} in "
-            f"{db.display_url}; run `aster-rl data synth` or `aster-rl data download` first"
-        )
-    index = market.candles.index
-    if end is None:
-        end = index[max(int(len(index) * config.train.train_fraction) - 1, 0)]
-    features = build_features(market, config.features)  # causal: row t uses bars <= t only
-    frame = features.frame()
-    lo = 0 if start is None else int(index.searchsorted(start, side="left"))
-    hi = int(index.searchsorted(end, side="right"))
-    first_bar = max(features.warmup - lo, 0)
-    if hi - lo - first_bar < 2 * config.patterns.min_trades:
-        raise DataError(f"the training range {index[lo] if lo < len(index) else start} .. {end} has too few bars ({hi - lo})")
-    prices = PriceArrays.from_market(market).slice(lo, hi)  # trades must close inside the range
     bar = progress(total=1, desc="mining")
 
     def tick(done: int, total: int) -> None:
@@ -98,19 +96,12 @@ def run_mine(args: argparse.Namespace, config: AppConfig) -> int:
         if done % 50 == 0 or done == total:
             bar.refresh()
 
-    result = mine(
-        frame.iloc[lo:hi], prices, config.patterns, config.env,
-        first_bar=first_bar, max_candidates=args.max_candidates, seed=config.train.seed, progress=tick,
-    )
+    library, result = mine_library(config, dataset, lo, hi, naive=args.naive, max_candidates=args.max_candidates, progress=tick)
     bar.close()
-    library = PatternLibrary.from_mining(result, config.patterns, naive=args.naive)
     chosen = result.naive if args.naive else result.corrected
-    trades = {
-        m.name: [[str(t.signal_time), str(t.exit_time), float(t.net_return), t.reason] for t in result.trades_frame(m).itertuples()]
-        for m in chosen
-    }
-    save_library(db, library, trades, replace_all=True)
-    print(f"training range {result.start} .. {result.end}: {result.enumerated} conjunctions, {result.evaluated} candidates "
+    save_library(db, library, replace_all=True)
+    print(f"training range {result.start} .. {result.end} (outcomes closed by {result.outcomes_until}; the training split "
+          f"ends {last_train}): {result.enumerated} conjunctions, {result.evaluated} candidates "
           f"backtested in {result.seconds:.1f} s ({result.candidates_per_second:.0f}/s)")
     print(f"naive (p < 0.05, expectancy > 0): {len(result.naive)} patterns")
     print(f"corrected (Benjamini-Hochberg at {config.patterns.fdr:g}): {len(result.corrected)} patterns")
@@ -157,7 +148,7 @@ def run_patterns(args: argparse.Namespace, config: AppConfig) -> int:
     print(f"  avg win {s.avg_win:.3%}, avg loss {s.avg_loss:.3%}, profit factor {_fmt(s.profit_factor)}, "
           f"expectancy {s.expectancy:.3%} per trade after costs")
     print(f"  best regime {s.best_regime or '-'}; best cycle phase {s.best_cycle_phase or '-'}")
-    for key in ("selection", "p_value", "p_permutation", "trained_from", "trained_until"):
+    for key in ("selection", "p_value", "p_permutation", "trained_from", "trained_until", "outcomes_until"):
         if e.meta.get(key) is not None:
             print(f"  {key.replace('_', ' ')}: {e.meta[key]}")
     print(f"  history: " + ", ".join(f"{pd.Timestamp(h.ts_ms, unit='ms', tz='UTC'):%Y-%m-%d %H:%M} {h.event}" for h in e.history))

@@ -37,6 +37,8 @@ def run_train(args, config: AppConfig) -> int:
     m = result.metrics
     best = m.get("best_validation", {})
     print(f"run: {result.run_dir}")
+    if m.get("support_notice"):
+        print(m["support_notice"])
     print(f"trained {m['timesteps']} steps in {m['train_seconds']:.0f} s ({m['fps']:.0f} fps)")
     if best:
         print(f"best validation net PnL {best['net_pnl_usd']:+.2f} USD ({best['net_return']:+.2%}, {best['trades']:.0f} trades) "

@@ -32,6 +32,7 @@ BELOW_MIN_NOTIONAL = "below minimum notional"
 REJECTED = "rejected by the exchange"
 NOT_FILLED = "not filled"
 ABANDONED = "not sent before a restart"
+EXPIRED = "expired: not filled at next bar"  # paper: a bar between the decision and its fill was lost
 INTENTS = {0: "none", OPEN_LONG: "open_long", OPEN_SHORT: "open_short", CLOSE: "close"}
 
 
@@ -150,12 +151,15 @@ class PaperBroker:
         p = self.pending
         self.pending = None
         hold = {"ts": None, "side": WAIT, "lev_i": 0, "prof_i": 0}
+        dropped_entry = None
         if p is None:
             if book.side[0] == 0:
                 return BarResult()
             p = hold
         elif t == 0 or int(p["ts"]) != int(self.prices.timestamps[t - 1]):
             logger.warning("paper broker: the pending order was decided at %s, not at the previous bar; it is dropped", p["ts"])
+            if str(p.get("intent") or "").startswith("open"):
+                dropped_entry = p
             p = hold
         elif p.get("intent") is not None and self.intended(int(p["side"])) != p["intent"]:
             # the position changed since the decision (a stop or target hit between bars): a SELL
@@ -167,6 +171,9 @@ class PaperBroker:
         bankrupt = self.acc.advance(t - 1, int(p["side"]), int(p["lev_i"]), int(p["prof_i"]), last)
         result = BarResult(closed=[tr for _, tr in book.closed], bankrupt=bool(bankrupt))
         result.skipped = int(book.n_skipped[0]) > skipped_before
+        if dropped_entry is not None:
+            result.skipped, result.skip_reason = True, EXPIRED
+            result.skip_detail = "paper broker: the entry was not filled at the bar after its decision (that bar was not run)"
         ts = int(self.prices.timestamps[t])
         if book.side[0] != 0 and int(book.entry_time[0]) == ts:
             result.opened = {**self.position(), "time": ts}
@@ -183,6 +190,10 @@ class PaperBroker:
         do then (open / close) is still what it meant at the decision."""
         self.pending = {"ts": int(self.prices.timestamps[t]), "side": int(side), "lev_i": int(lev_i), "prof_i": int(prof_i),
                         "intent": self.intended(side)}
+
+    def withdraw(self) -> None:
+        """Take back the order submitted at this bar (its decision could not be stored)."""
+        self.pending = None
 
     def entry_skip_reason(self, t: int, side: int, lev_i: int) -> tuple[str, str] | None:
         return None  # the core sizes an entry at its fill (the next bar's open) and reports a skip then

@@ -1,10 +1,13 @@
 """What the live runner needs from a policy: any object with ``predict(obs) -> action``.
 
 A trained PPO run (``agents.policy.LoadedPolicy``) satisfies it and also offers
-``decide(obs)`` with the policy's probability of the chosen action and its value
+``decide(obs)`` with the confidence P(side) (the side head's probability of the chosen
+side), the leverage and profile heads' probabilities, the policy's entropy and its value
 estimate; plain objects with only ``predict`` work too (confidence and value are then
 unknown). Optional attributes describe the model for the prediction log and the risk
-guard: ``schema`` (its feature schema), ``run_dir`` (a path), ``model_version``.
+guard: ``schema`` (its feature schema), ``run_dir`` (a path), ``model_version``, and
+``support`` (an :class:`aster_rl.support.ObservationSupport`: the runner counts the bars
+whose features lie outside the training ranges).
 """
 
 from __future__ import annotations
@@ -28,18 +31,24 @@ class Policy(Protocol):
 @dataclass(frozen=True)
 class PolicyDecision:
     action: tuple[int, int, int]  # side (WAIT/BUY/SELL), leverage index, profile index
-    confidence: float | None
+    confidence: float | None  # P(side)
     value: float | None
+    leverage_probability: float | None = None
+    profile_probability: float | None = None
+    entropy: float | None = None  # nats, of the whole action distribution
 
 
 def decide(policy: Any, obs: np.ndarray) -> PolicyDecision:
     """Ask ``policy``: its ``decide`` when it has one (object with ``action``/``confidence``/``value``
     or a tuple ``(action, confidence, value)``), else ``predict``."""
     conf = value = None
+    extra: dict[str, float | None] = {}
     if hasattr(policy, "decide"):
         out = policy.decide(obs)
         if hasattr(out, "action"):
             raw, conf, value = out.action, getattr(out, "confidence", None), getattr(out, "value", None)
+            extra = {k: _float_or_none(getattr(out, k, None))
+                     for k in ("leverage_probability", "profile_probability", "entropy")}
         else:
             raw, conf, value = out
     elif hasattr(policy, "predict"):
@@ -55,7 +64,12 @@ def decide(policy: Any, obs: np.ndarray) -> PolicyDecision:
         action=(int(a[0]), int(a[1]), int(a[2])),
         confidence=None if conf is None else float(conf),
         value=None if value is None else float(value),
+        **extra,
     )
+
+
+def _float_or_none(x: Any) -> float | None:
+    return None if x is None else float(x)
 
 
 def model_version(policy: Any) -> str:

@@ -117,7 +117,9 @@ class RealBroker:
         try:
             self.client.call("set_margin_mode", self._ex().set_margin_mode, "isolated", self.symbol)
         except ExchangeError as e:
-            if "NoChange" not in str(e) and "No need to change" not in str(e):
+            if "-4048" in str(e):  # a position is open (reconciliation adopts it): the mode stays as it is for now
+                logger.warning("margin mode not set: %s", e)
+            elif "NoChange" not in str(e) and "No need to change" not in str(e):
                 raise
         self.refresh()
         if self.start_equity is None:
@@ -483,7 +485,7 @@ class RealBroker:
             except OrderStateUnknown as e:
                 problem = str(e)
             if problem is not None:
-                self._event("stop", "flatten", f"the stop for {qty:g} could not be placed ({problem}); flattening")
+                self._event("stop", "flattened", f"the stop for {qty:g} could not be placed ({problem}); flattening")
                 result.closed.extend(self._flatten("unprotected"))
                 return
         if not _covers(targets, qty) and tr.get("target_refused") != qty:
@@ -607,7 +609,9 @@ class RealBroker:
 
     def _flatten(self, reason: str) -> list[dict[str, Any]]:
         tr = self.trade
-        if tr is not None:
+        if self.flattening is not None:  # a close whose state is unknown: the same order again (a duplicate is refused)
+            cid = self.flattening["cid"]
+        elif tr is not None:
             tr["closes"] = int(tr.get("closes", 0)) + 1
             cid = f"{tr['base']}k{tr['closes']}"
         else:
@@ -706,6 +710,8 @@ class RealBroker:
                     self._skip(result, order, NOT_FILLED, self._not_filled(order, found))
             else:
                 self._update(cid, status="abandoned")
+                if self.flattening is not None and self.flattening["cid"] == cid:
+                    self.flattening = None  # that close never reached the exchange: nothing is in flight
                 if order["kind"] == "entry":
                     self._skip(result, order, ABANDONED, "broker abandoned: the exchange never received the entry")
 
@@ -785,6 +791,8 @@ class RealBroker:
                     self._skip(result, order, done.skip_reason, done.skip_detail or "")
                 continue
             self._update(cid, status="abandoned")
+            if self.flattening is not None and self.flattening["cid"] == cid:
+                self.flattening = None  # that close never reached the exchange: nothing is in flight
             if order["kind"] == "entry":
                 logger.warning("order %s was stored but never reached the exchange; the stale entry is abandoned", cid)
                 self._skip(result, order, ABANDONED,
@@ -803,11 +811,14 @@ class RealBroker:
         for order in live_store.orders(db, session_id):
             if order["kind"] != "entry" or order.get("prediction_id") not in pending:
                 continue
-            if order["status"] in ("rejected", "abandoned", "canceled") and not order.get("filled_qty"):
+            filled = order.get("filled_qty") or order["status"] in ("filled", "open")  # partly filled, rest cancelled: 'canceled'
+            if order["status"] in ("rejected", "abandoned", "canceled") and not filled:
                 reason = {"rejected": REJECTED, "abandoned": ABANDONED}.get(order["status"], NOT_FILLED)
                 self._skip(result, order, reason, f"broker: the entry was {order['status']} before a restart")
-            elif (order.get("filled_qty") or order["status"] in ("filled", "open")) and self._pos is None and self.trade is None \
-                    and result.opened is None:  # (a partly filled entry whose rest was cancelled is 'canceled')
+            elif filled and self.trade is not None and self.trade.get("entry_id") == order["client_order_id"]:
+                self.trade["prediction_id"] = order["prediction_id"]  # tracked, but its opening was never stored
+                result.opened = self._opened()
+            elif filled and self._pos is None and self.trade is None and result.opened is None:
                 found = self._lookup(order["client_order_id"])
                 if found is not None and found.get("filled"):
                     self._closed_while_down(order, found, result)

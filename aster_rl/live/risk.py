@@ -2,11 +2,12 @@
 
 Rules (``LiveConfig``):
 
-- ``kill``: the kill file exists (``aster-rl live stop`` writes it) -> flatten and stop;
+- ``kill``: the kill file exists (``aster-rl live stop`` writes it; a relative
+  ``live.kill_file`` is under ``data.data_dir``, see :func:`kill_file_path`) -> flatten and stop;
 - ``model``: the model is older than ``max_model_age_days``, or its feature schema differs
   from the runner's -> no new positions;
 - ``stale``: the newest closed bar closed more than ``stale_after_bars`` bars ago -> no
-  new positions;
+  new positions (and the runner flattens: :meth:`RiskGuard.stale_reason`);
 - ``daily_loss``: equity fell ``daily_loss_limit_fraction`` below the day's starting
   equity (UTC day) -> no new positions until the next day;
 - ``open_positions``: ``max_open_positions`` already open -> no new position;
@@ -34,6 +35,23 @@ from aster_rl.config import EnvConfig, LiveConfig
 from aster_rl.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
+
+
+MESSAGE_CHARS = 200
+
+
+def brief(e: BaseException) -> str:
+    """An error as one short line (its first, cut to ``MESSAGE_CHARS``) for the log and the risk events."""
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
+
+
+def kill_file_path(live: LiveConfig, data_dir: Path) -> Path:
+    """Where the kill file is: ``live.kill_file``, under ``data_dir`` when relative, made absolute
+    (so ``aster-rl live stop`` from any directory reaches the runner)."""
+    path = Path(live.kill_file)
+    return (path if path.is_absolute() else Path(data_dir) / path).absolute()
 
 
 @dataclass(frozen=True)

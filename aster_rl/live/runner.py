@@ -24,6 +24,26 @@ Per closed bar *t* (:meth:`LiveRunner.process_bar`):
    in the one that follows the replies, with the state (paper: the core reports the skip
    at the fill, the next bar).
 
+Faults: an exchange or database failure during a bar (after the client's own retries and
+the database's busy timeout) costs that bar's decision, never the runner: one short line
+is logged (the error's first line: never an SQL statement or an observation), a ``fault``
+risk event is stored when the database is reachable, and what the bar produced (closed
+trades) is kept in memory and stored with the next transaction that succeeds. An entry
+whose decision could not be stored is never sent. The exchange source retries a failed
+poll with a growing backoff (``live.retry_backoff_s`` doubling up to ``live.max_backoff_s``)
+and keeps calling the runner between tries: data stale past ``live.stale_after_bars``
+flattens the position (through the broker's flatten) once, and no position is opened
+until fresh bars arrive. The kill switch also flattens through the broker, resolves every
+pending entry with the reason, and stops.
+
+One runner per session: a lease in the database (:func:`live_store.acquire_lease`) is
+taken at start-up (a second runner is refused, named by pid and host), renewed in every
+bar's transaction and between bars, released when :meth:`LiveRunner.run` returns; a
+crashed runner's lease expires after ``live.lease_timeout_s``. A runner whose lease was
+taken over stops (:class:`live_store.LeaseLost`). A restart reconciles the broker with the
+exchange (``reconcile_orders``) before its first decision, and decides nothing until that
+succeeded; so does a runner whose orders may have been sent when a failure struck.
+
 Pattern library: an entry is matched against the stored library's active and promoted
 patterns (loaded once when the session starts and kept in its state; see
 :mod:`aster_rl.live.pattern_outcomes`); the best matching pattern of the entry's side is
@@ -43,26 +63,28 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from aster_rl.accounting import WAIT
 from aster_rl.config import EnvConfig, FeaturesConfig, LiveConfig, PatternsConfig
-from aster_rl.errors import DataError, ExchangeError, RiskRefusal
+from aster_rl.errors import DataError, ExchangeError, RiskRefusal, StorageError
 from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import SIDE_NAMES, BarResult
 from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
 from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
-from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard
+from aster_rl.support import SupportTally, support_of
+from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard, brief
 from aster_rl.storage import live_store
 from aster_rl.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+TRANSIENT = (ExchangeError, StorageError)  # failures that cost a decision, never the runner
 
 
 @dataclass
@@ -77,6 +99,8 @@ class RunSummary:
     latencies_s: list[float] = field(default_factory=list)  # new bar -> orders sent
     stopped_by: str | None = None
     final_equity: float | None = None
+    lost_decisions: int = 0  # bars whose decision an exchange or database failure cost
+    faults: list[str] = field(default_factory=list)  # one line per such failure
 
 
 def reasoning_from_row(schema: Any, row: np.ndarray) -> str:
@@ -117,6 +141,7 @@ class LiveRunner:
         freeze_gc: bool = False,
         patterns_cfg: PatternsConfig | None = None,
         use_patterns: bool = True,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if features not in ("auto", "batch", "incremental"):
             raise ValueError(f"features = {features!r}: use 'auto', 'batch' or 'incremental'")
@@ -158,13 +183,34 @@ class LiveRunner:
         self._day: str | None = None
         self._day_start_equity = float(env_cfg.initial_equity_usd)
         self.summary = RunSummary(session_id)
+        support = support_of(policy)
+        self.support = SupportTally(support) if support is not None else None  # out-of-support share so far
         self._stop = False
+        self.wall_clock = wall_clock  # the lease's clock (seconds), not the source's
+        self.lease: live_store.Lease | None = None
+        self._lease_renewed_s = 0.0
+        self._unsaved_outcomes: list[dict[str, Any]] = []  # produced, not yet stored (a failed transaction)
+        self._unsaved_events: list[dict[str, Any]] = []
+        self._needs_reconcile = False  # no decision until the broker was reconciled with the exchange
+        self._stale_flattened = False  # flattened for the current stretch of stale data
+        self._kill_failed = False  # a failed kill flatten was recorded (once per stretch of failures)
+        self._backlog: list[Bar] = []
 
     # ------------------------------------------------------------ start-up
     def start(self) -> None:
         """Check the kill switch, rebuild the state (price buffer, broker, open trade) from the database."""
         if RiskGuard(self.live_cfg, self.env_cfg, self.source.timeframe).kill_requested():
             raise RiskRefusal(f"kill file {self.live_cfg.kill_file} exists: the runner was stopped; remove the file to start again")
+        self.lease = live_store.acquire_lease(self.db, self.session_id, timeout_s=self.live_cfg.lease_timeout_s,
+                                              now_ms=self._wall_ms())
+        self._lease_renewed_s = self.wall_clock()
+        try:
+            self._start()
+        except BaseException:
+            self.release()
+            raise
+
+    def _start(self) -> None:
         state = live_store.load_state(self.db, self.session_id)
         history = self.source.history()
         backlog: list[Bar] = []
@@ -199,6 +245,7 @@ class LiveRunner:
         if self.freeze_gc:
             gc.collect()
             gc.freeze()
+        self._renew_lease()  # a long warm-up must not let the lease lapse
         logger.info(
             "live runner %s: %s mode, %s features, %d bars of history, run %s (%s)",
             self.session_id, self.mode, self.feature_mode, len(self.prices), self.run_id, self.model_version,
@@ -207,10 +254,8 @@ class LiveRunner:
     def _fresh_start(self) -> None:
         if hasattr(self.broker, "prepare"):
             self.broker.prepare()
-        if hasattr(self.broker, "reconcile_orders"):  # a position already on the exchange is tracked and protected first
-            outcomes = self._outcomes(self.broker.reconcile_orders(self.db, self.session_id, None), None)
-            if outcomes:
-                live_store.record_bar(self.db, self.session_id, state=self._state(None), outcomes=outcomes)
+        self._needs_reconcile = hasattr(self.broker, "reconcile_orders")  # a position already there is tracked and protected first
+        self._reconcile(None)
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
@@ -218,16 +263,33 @@ class LiveRunner:
         self.broker.restore(state["broker"])
         pp = state.get("pending_prediction")
         self._pending_pred = (int(pp[0]), pp[1]) if pp else None
+        if self._pending_pred is not None and self._pending_pred[1] is None:  # stored with its decision: look it up now
+            ts = self._pending_pred[0]
+            self._pending_pred = (ts, live_store.prediction_id_at(self.db, self.session_id, ts))
         self._position_pred = state.get("position_prediction")
         self._pending_pattern = state.get("pending_pattern")
         self._position_pattern = state.get("position_pattern")
         self._day = state.get("day")
         self._day_start_equity = float(state.get("day_start_equity", self.env_cfg.initial_equity_usd))
-        if hasattr(self.broker, "reconcile_orders"):
-            fresh_after_ms = int((self.source.now() - self.tf).value // 1_000_000)
-            outcomes = self._outcomes(self.broker.reconcile_orders(self.db, self.session_id, fresh_after_ms), None)
-            live_store.record_bar(self.db, self.session_id, state=self._state(state.get("last_bar_ts")), outcomes=outcomes)
+        self._needs_reconcile = hasattr(self.broker, "reconcile_orders")
+        self._reconcile(state.get("last_bar_ts"))
         logger.info("session %s resumed after bar %s", self.session_id, state.get("last_bar_ts"))
+
+    def _reconcile(self, last_bar_ts: int | None) -> bool:
+        """Reconcile the broker with the exchange if needed; False (logged) while that fails."""
+        if not self._needs_reconcile:
+            return True
+        try:
+            fresh_after_ms = int((self.source.now() - self.tf).value // 1_000_000)
+            result = self.broker.reconcile_orders(self.db, self.session_id, fresh_after_ms)
+            self._needs_reconcile = False
+            self._unsaved_outcomes += self._outcomes(result, None)
+            self._save(last_bar_ts)
+        except TRANSIENT as e:
+            logger.warning("session %s: reconciliation with the exchange failed (%s); no decision until it succeeds",
+                           self.session_id, brief(e))
+            return not self._needs_reconcile
+        return True
 
     def _setup_features(self) -> None:
         from aster_rl.features import build_features
@@ -280,6 +342,45 @@ class LiveRunner:
         return row if np.isfinite(row).all() else None
 
     # ------------------------------------------------------------ state
+    def _wall_ms(self) -> int:
+        return int(self.wall_clock() * 1000)
+
+    def _save(self, last_bar_ts: int | None, *, prediction: dict[str, Any] | None = None,
+              orders: list[dict[str, Any]] = (), events: list[dict[str, Any]] = ()) -> int | None:
+        """ONE transaction: the state, ``prediction``, ``orders``, ``events`` and everything an earlier
+        failed transaction left unsaved; the lease is renewed in it. On failure the outcomes and
+        events stay queued for the next one (the prediction and orders do not: that decision is lost)."""
+        outcomes = self._unsaved_outcomes
+        risk_events = self._unsaved_events + list(events)
+        pred_id = live_store.record_bar(
+            self.db, self.session_id, state=self._state(last_bar_ts), prediction=prediction, outcomes=outcomes,
+            orders=orders, risk_events=risk_events, lease=self.lease, now_ms=self._wall_ms(),
+        )
+        self._unsaved_outcomes, self._unsaved_events = [], []
+        self._lease_renewed_s = self.wall_clock()
+        return pred_id
+
+    def release(self) -> None:
+        """Give the session's lease up (when this runner still holds it)."""
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        try:
+            live_store.release_lease(self.db, lease)
+        except StorageError as e:
+            logger.warning("session %s: lease not released (%s); it expires after %g s", self.session_id, brief(e),
+                           lease.timeout_s)
+
+    def _renew_lease(self) -> None:
+        """Between bars: renew the lease now and then (each bar's transaction renews it too)."""
+        if self.lease is None or self.wall_clock() - self._lease_renewed_s < self.lease.timeout_s / 4:
+            return
+        try:
+            live_store.renew_lease(self.db, self.lease, self._wall_ms())
+            self._lease_renewed_s = self.wall_clock()
+        except StorageError as e:
+            logger.warning("session %s: lease not renewed (%s)", self.session_id, brief(e))
+
     def _state(self, last_bar_ts: int | None) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
@@ -351,84 +452,179 @@ class LiveRunner:
 
     # ------------------------------------------------------------ the loop
     def run(self, max_bars: int | None = None) -> RunSummary:
-        """Process bars until the source ends, the kill switch, bankruptcy or ``max_bars``."""
-        if self.guard is None:
-            self.start()
-        stream = self._backlog_then_source()
-        for bar, last in stream:
-            self.process_bar(bar, last)
-            if self._stop or (max_bars is not None and self.summary.bars >= max_bars):
-                break
-        self.summary.final_equity = float(self.broker.equity)
-        return self.summary
+        """Process bars until the source ends, the kill switch, bankruptcy or ``max_bars``; the
+        lease is released however this returns."""
+        try:
+            if self.guard is None:
+                self.start()
+            for bar, last in self._backlog_then_source():
+                self.process_bar(bar, last)
+                if self._stop or (max_bars is not None and self.summary.bars >= max_bars):
+                    break
+            self.summary.final_equity = float(self.broker.equity)
+            if self._unsaved_outcomes or self._unsaved_events:
+                try:
+                    self._save(self._last_ts())
+                except StorageError as e:
+                    logger.error("session %s: the last outcomes and events were not stored (%s)", self.session_id, brief(e))
+            return self.summary
+        finally:
+            self.release()
 
     def _backlog_then_source(self):
-        for bar in getattr(self, "_backlog", []):
+        for bar in self._backlog:
             yield bar, False
         if self.source.kind == "replay":
             for sb in self.source.bars():
                 yield sb.bar, sb.last
         else:
-            for sb in self.source.bars(on_tick=self._on_tick):
+            for sb in self.source.bars(on_tick=self._on_tick, on_error=self._on_source_error):
                 yield sb.bar, sb.last
 
     def _on_tick(self, price: float | None, now: pd.Timestamp) -> bool:
-        """Between bars (exchange source): kill switch, and the paper broker's stop / target watch."""
+        """Between bars (exchange source, also while it retries): kill switch, lease, stale data,
+        and the paper broker's stop / target watch."""
         if self.guard.kill_requested():
             self._kill(None)
-            return False
-        if price is not None and hasattr(self.broker, "watch"):
-            closed = self.broker.watch(price, int(now.value))
-            if closed:
-                outcomes = self._outcomes(BarResult(closed=closed), None)
-                live_store.record_bar(self.db, self.session_id, state=self._state(self._last_ts()), outcomes=outcomes)
+            return not self._stop
+        self._renew_lease()
+        if not len(self.prices):
+            return True
+        t = len(self.prices) - 1
+        try:
+            if not self._stale_flattened:
+                stale = self.guard.stale_reason(pd.Timestamp(int(self.prices.timestamps[t]), tz="UTC"), now)
+                if stale is not None:
+                    self._flatten(t, "stale", RiskEvent("stale", "flattened", f"{stale}: flattened until fresh bars"),
+                                  ts_ms=int(now.value // 1_000_000))
+                    self._stale_flattened = True
+            if price is not None and hasattr(self.broker, "watch"):
+                closed = self.broker.watch(price, int(now.value))
+                if closed:
+                    self._unsaved_outcomes += self._outcomes(BarResult(closed=closed), None)
+            if self._unsaved_outcomes or self._unsaved_events:
+                self._save(self._last_ts())
+        except TRANSIENT as e:
+            logger.warning("session %s: between bars: %s", self.session_id, brief(e))
         return not self._stop
+
+    def _on_source_error(self, error: BaseException, attempt: int) -> None:
+        """The source failed to fetch new bars (it retries): a risk event at the first failure of a stretch."""
+        if attempt != 1:
+            return
+        now_ms = int(self.source.now().value // 1_000_000)
+        self._unsaved_events.append(RiskEvent("data", "waiting", f"no new bars: {brief(error)}").as_row(now_ms))
+        try:
+            self._save(self._last_ts())
+        except StorageError as e:
+            logger.warning("session %s: risk event not stored yet (%s)", self.session_id, brief(e))
 
     def _last_ts(self) -> int | None:
         return int(self.prices.timestamps[-1]) // 1_000_000 if len(self.prices) else None
 
-    def _kill(self, t: int | None) -> None:
-        t = len(self.prices) - 1 if t is None else t
-        try:
-            closed, failure = self.broker.flatten(t, "kill"), None
-        except ExchangeError as e:  # the close did not fill: the broker left the stop and target resting
-            closed, failure = [], str(e)
+    def _flatten(self, t: int, reason: str, event: RiskEvent, *, ts_ms: int, all_pending: bool = False) -> None:
+        """Close the position through the broker and resolve the pending entry (``all_pending``: every
+        entry of the session still pending in the database) as skipped with ``reason``; the outcomes
+        and ``event`` are queued for the next transaction. Raises (nothing queued) if the broker fails."""
+        closed = self.broker.flatten(t, reason)
         outcomes = self._outcomes(BarResult(closed=closed), None)
-        ts_ms = self._last_ts() or 0
-        done = "flattened and stopped" if failure is None else f"flatten FAILED ({failure}); stopped"
-        event = RiskEvent("kill", "stopped", f"kill file {self.live_cfg.kill_file} exists: {done}")
-        logger.warning("%s", event.reason)
-        live_store.record_bar(
-            self.db, self.session_id, state=self._state(self._last_ts()), outcomes=outcomes, risk_events=[event.as_row(ts_ms)]
-        )
+        resolved = {o["prediction_id"] for o in outcomes}
+        pending = [self._pending_pred[1]] if self._pending_pred is not None else []
+        self._pending_pred = None
+        self._pending_pattern = None
+        if all_pending:
+            try:
+                pending += live_store.pending_prediction_ids(self.db, self.session_id)
+            except StorageError as e:
+                logger.warning("session %s: pending entries not read (%s)", self.session_id, brief(e))
+        note = f"{event.rule} {event.action}: {event.reason}; the entry was not carried out"
+        for pid in dict.fromkeys(pending):
+            if pid is not None and pid not in resolved:
+                outcomes.append({"prediction_id": pid, "status": "skipped", "exit_reason": reason, "risk_note": note})
+        self._unsaved_outcomes += outcomes
+        self._unsaved_events.append(event.as_row(ts_ms))
+        logger.warning("session %s: %s %s: %s", self.session_id, event.rule, event.action, event.reason)
+
+    def _kill(self, t: int | None) -> None:
+        """Flatten, resolve every pending entry, record, stop; a failing broker is tried again at the next check."""
+        t = len(self.prices) - 1 if t is None else t
+        reason = f"kill file {self.live_cfg.kill_file} exists: flattened and stopped"
+        try:
+            self._flatten(t, "kill", RiskEvent("kill", "stopped", reason), ts_ms=self._last_ts() or 0, all_pending=True)
+        except TRANSIENT as e:  # the broker left the stop and target resting: the position stays protected
+            logger.warning("session %s: kill: flatten failed (%s); trying again at the next check", self.session_id, brief(e))
+            if not self._kill_failed:  # recorded once per stretch of failures
+                self._kill_failed = True
+                self._unsaved_events.append(RiskEvent("kill", "waiting", f"kill file {self.live_cfg.kill_file} exists: flatten "
+                                                      f"FAILED ({brief(e)}); the stop stays; trying again").as_row(self._last_ts() or 0))
+                try:
+                    self._save(self._last_ts())
+                except StorageError as e2:
+                    logger.warning("session %s: risk event not stored yet (%s)", self.session_id, brief(e2))
+            return
         self.summary.stopped_by = "kill"
         self._stop = True
+        try:
+            self._save(self._last_ts())
+        except StorageError as e:
+            logger.warning("session %s: kill not stored yet (%s)", self.session_id, brief(e))
 
     def process_bar(self, bar: Bar, last: bool = False) -> None:
+        """One closed bar (see the module docstring); an exchange or database failure costs its decision."""
         started = time.perf_counter()
         t = self.prices.append(bar)
         self.summary.bars += 1
         if self.guard.kill_requested():
             self._kill(t)
             return
+        close_ms = (bar.ts_ns + int(self.tf.value)) // 1_000_000
+        try:
+            self._process(bar, t, last, close_ms, started)
+        except TRANSIENT as e:
+            self._lost(bar, t, close_ms, e)
+
+    def _lost(self, bar: Bar, t: int, close_ms: int, error: BaseException) -> None:
+        """The bar's decision is lost to ``error``: one line, a risk event (stored if the database answers)."""
+        what = "database" if isinstance(error, StorageError) else "exchange"
+        line = f"bar {bar.time:%Y-%m-%d %H:%M}: decision lost to a {what} failure: {brief(error)}"
+        logger.warning("session %s: %s", self.session_id, line)
+        self.summary.lost_decisions += 1
+        self.summary.faults.append(line)
+        self._unsaved_events.append(RiskEvent("fault", "skipped", line).as_row(close_ms))
+        try:
+            self._save(bar.ts_ms)
+        except StorageError as e:
+            logger.warning("session %s: risk event not stored yet (%s)", self.session_id, brief(e))
+
+    def _process(self, bar: Bar, t: int, last: bool, close_ms: int, started: float) -> None:
+        if not self._reconcile(self._last_ts()):
+            raise ExchangeError("not reconciled with the exchange yet")
         result = self.broker.on_bar(t, last=last)
-        outcomes = self._outcomes(result, bar.ts_ns)
+        self._unsaved_outcomes += self._outcomes(result, bar.ts_ns)
         equity = float(self.broker.equity)
         self.summary.equity.append(equity)
-        close_ms = (bar.ts_ns + int(self.tf.value)) // 1_000_000
         day = str(pd.Timestamp(close_ms, unit="ms", tz="UTC").date())
         if day != self._day:
             self._day, self._day_start_equity = day, equity
         if result.bankrupt or last:
             self.summary.stopped_by = "bankrupt" if result.bankrupt else "end"
-            live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
             self._stop = True
+            self._save(bar.ts_ms)
             return
+        now = self.source.now()
+        stale = self.guard.stale_reason(bar.time, now)
+        if stale is None:
+            self._stale_flattened = False
+        elif not self._stale_flattened:
+            self._flatten(t, "stale", RiskEvent("stale", "flattened", f"{stale}: flattened until fresh bars"), ts_ms=close_ms)
+            self._stale_flattened = True
         row = self._feature_row(bar) if self.prices.atr[t] > 0 else None
         if row is None:  # warm-up: no decision, the account only runs
-            live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
+            self._save(bar.ts_ms)
             return
         obs = self.broker.observation(row, t)
+        if self.support is not None:
+            self.support.check(row, bar.time)
         d = decide(self.policy, obs)
         side, lev_i, prof_i = d.action
         if not (0 <= side <= 2 and 0 <= lev_i < len(self.env_cfg.leverages) and 0 <= prof_i < len(self.profile_names)):
@@ -436,7 +632,7 @@ class LiveRunner:
         intent = self.broker.intended(side)
         view = AccountView(equity=equity, day_start_equity=self._day_start_equity, open_positions=self.broker.open_positions(),
                            opening=intent.startswith("open"))
-        verdict = self.guard.review(side, lev_i, prof_i, view, last_bar_open=bar.time, now=self.source.now())
+        verdict = self.guard.review(side, lev_i, prof_i, view, last_bar_open=bar.time, now=now)
         side, lev_i, prof_i = verdict.side, verdict.lev_i, verdict.prof_i
         intent = self.broker.intended(side)
         prediction = self._prediction(bar, t, obs, row, d, (side, lev_i, prof_i), intent, verdict, close_ms)
@@ -454,10 +650,15 @@ class LiveRunner:
         if intent.startswith("open"):
             self._pending_pred = (close_ms, None)  # its id is looked up by time when the entry fills
             self._pending_pattern = matched
-        pred_id = live_store.record_bar(
-            self.db, self.session_id, state=self._state(bar.ts_ms), prediction=prediction, outcomes=outcomes, orders=orders,
-            risk_events=[e.as_row(close_ms) for e in verdict.events],
-        )
+        try:
+            pred_id = self._save(bar.ts_ms, prediction=prediction, orders=orders,
+                                 events=[e.as_row(close_ms) for e in verdict.events])
+        except StorageError:  # not stored: the decision is not carried out
+            self._pending_pred = None
+            self._pending_pattern = None
+            if hasattr(self.broker, "withdraw"):
+                self.broker.withdraw()
+            raise
         if intent.startswith("open"):
             self._pending_pred = (close_ms, pred_id)
         self.summary.decisions += 1
@@ -466,13 +667,15 @@ class LiveRunner:
         if self.after_store is not None:
             self.after_store(t)
         if orders:
+            self._needs_reconcile = hasattr(self.broker, "reconcile_orders")  # until the replies are in
             done = self.broker.execute(orders, self.db)
-            outcomes = self._outcomes(done, None)  # a skipped entry resolves its prediction here (true reason)
+            self._needs_reconcile = False
+            self._unsaved_outcomes += self._outcomes(done, None)  # a skipped entry resolves its prediction here (true reason)
             if done.opened is None and intent.startswith("open"):
                 self._pending_pred = None
                 self._pending_pattern = None
-            if outcomes or done.opened is not None or done.skipped:  # the outcomes and the state: one transaction
-                live_store.record_bar(self.db, self.session_id, state=self._state(bar.ts_ms), outcomes=outcomes)
+            if self._unsaved_outcomes or done.opened is not None or done.skipped:  # the outcomes and the state: one transaction
+                self._save(bar.ts_ms)
         self.summary.latencies_s.append(time.perf_counter() - started)
 
     def _prediction(self, bar, t, obs, row, d, action, intent, verdict, close_ms) -> dict[str, Any]:

@@ -13,6 +13,9 @@
   server time measured as an offset from this machine's clock, measured again now and
   then), as ``aster-rl data download`` does: a local clock running ahead would otherwise
   take the still-forming candle for a closed one, and stored bars are never overwritten.
+  A poll that fails (the exchange after its client's retries, or the database) is tried
+  again after ``retry_backoff_s``, doubling per failure up to ``max_backoff_s``; the runner
+  is still called between tries (kill switch, stale data) and told of the failure.
 
 Both give the market *as known at a bar's close* for the features: the whole history
 (:meth:`market_at`, to start the runner's feature stream) or only its last bars
@@ -32,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.config import DataConfig
-from aster_rl.errors import DataError
+from aster_rl.errors import DataError, ExchangeError, StorageError
 from aster_rl.live.bars import Bar
+from aster_rl.live.risk import brief
 from aster_rl.market import OPTIONAL_CANDLE_COLUMNS, MarketBundle
 from aster_rl.prices import PriceArrays
 from aster_rl.timeframes import timeframe_to_timedelta
@@ -283,6 +287,8 @@ class ExchangeSource:
         ws_client_factory: Callable[[], Any] | None = None,
         ws_retry_s: float = 5.0,
         ws_max_retry_s: float = 300.0,
+        retry_backoff_s: float = 2.0,
+        max_backoff_s: float = 60.0,
     ) -> None:
         self.client = client
         self.db = db
@@ -306,6 +312,9 @@ class ExchangeSource:
         self._ws_max_retry_s = float(ws_max_retry_s)
         self.watcher: Any = None  # aster_rl.exchange.CandleWatcher while bars() runs with websocket=True
         self.early_polls = 0  # polls started by the websocket before the clock reached the bar's close
+        self.retry_backoff_s = float(retry_backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self.failed_polls = 0  # polls that failed (each retried after a backoff)
 
     # ------------------------------------------------------------ downloading
 
@@ -368,9 +377,16 @@ class ExchangeSource:
             self.last_emitted = bars[-1].time
         return bars
 
-    def bars(self, on_tick: Callable[[float, pd.Timestamp], bool] | None = None) -> Iterator[SourceBar]:
+    def bars(
+        self,
+        on_tick: Callable[[float | None, pd.Timestamp], bool] | None = None,
+        on_error: Callable[[BaseException, int], None] | None = None,
+    ) -> Iterator[SourceBar]:
         """New closed bars as they close. Between bars ``on_tick(price, now)`` is called about
         every ``poll_interval_s``; returning False ends the stream.
+
+        A failed poll is logged in one line, reported as ``on_error(error, attempt)`` and tried
+        again after a backoff, with ``on_tick`` called while waiting.
 
         With the websocket on, a candle opening at the next bar's close ends the wait at once
         (the REST download then fetches the closed bar); a websocket poll that found nothing
@@ -378,8 +394,23 @@ class ExchangeSource:
         self._start_watcher()
         try:
             early = hold = False
+            failures = 0
             while True:
-                new = self.poll_new_bars()
+                try:
+                    new = self.poll_new_bars()
+                except (ExchangeError, StorageError, DataError) as e:
+                    failures += 1
+                    self.failed_polls += 1
+                    delay = min(self.max_backoff_s, self.retry_backoff_s * 2 ** (failures - 1))
+                    logger.warning("exchange source: no new bars (%s); try %d failed, next in %.0f s", brief(e), failures, delay)
+                    if on_error is not None:
+                        on_error(e, failures)
+                    if not self._wait_until(self._clock() + pd.Timedelta(seconds=delay), on_tick):
+                        return
+                    continue
+                if failures:
+                    logger.warning("exchange source: bars again after %d failed tries", failures)
+                    failures = 0
                 for bar in new:
                     yield SourceBar(bar)
                 hold = early and not new  # the websocket ran ahead of REST: pause once before polling again
@@ -401,6 +432,16 @@ class ExchangeSource:
                     return
         finally:
             self.close()
+
+    def _wait_until(self, until: pd.Timestamp, on_tick: Callable[[float | None, pd.Timestamp], bool] | None) -> bool:
+        """Wait (ticking) until the clock reaches ``until``; False when ``on_tick`` ended the stream."""
+        while True:
+            if on_tick is not None and not on_tick(self.last_price(), self._clock()):
+                return False
+            left = (until - self._clock()).total_seconds()
+            if left <= 0:
+                return True
+            self._sleep(min(self.poll_interval_s, left))
 
     # ------------------------------------------------------------ websocket hint
 

@@ -15,8 +15,9 @@ close inside the range to count):
 3. **Backtest.** The outcome of entering after every bar is simulated once per (side,
    profile) by :func:`~aster_rl.patterns.outcomes.simulate_entries` (the accounting core:
    next-open entries, taker fees, slippage, funding, ATR stop/target, ``max_hold_bars``).
-   A candidate trades one position at a time (:func:`~aster_rl.patterns.outcomes.entry_chain`):
-   signals while a trade is open are skipped, so its trades do not overlap. Candidates
+   A candidate trades one position at a time (:func:`~aster_rl.patterns.outcomes.pattern_entries`):
+   signals while a trade is open are skipped, so its trades do not overlap, and a trade
+   still open at the range's end takes the position to the end. Candidates
    with fewer than ``min_trades`` trades are not evaluated.
 4. **p-value: random entry times, same count, range, side and profile**
    (:func:`shift_pvalue`). The null hypothesis is that the pattern's entries are no
@@ -54,7 +55,7 @@ import pandas as pd
 from aster_rl.config import EnvConfig, PatternsConfig
 from aster_rl.errors import DataError
 from aster_rl.patterns.language import Condition, Pattern
-from aster_rl.patterns.outcomes import Outcomes, entry_chain, simulate_entries
+from aster_rl.patterns.outcomes import Outcomes, pattern_entries, simulate_entries
 from aster_rl.patterns.stats import PatternStats, compute_stats
 from aster_rl.prices import PriceArrays
 
@@ -109,6 +110,7 @@ class MiningResult:
     bh_threshold: float = 0.0  # the largest p-value BH accepted (0 when none)
     seconds: float = 0.0
     index: pd.DatetimeIndex | None = None  # the bars of the mined range
+    outcomes_until: pd.Timestamp | None = None  # the bar in which the latest outcome used closed
 
     @property
     def candidates_per_second(self) -> float:
@@ -364,10 +366,9 @@ def mine(
     total = len(combos)
     for done, (combo, mask) in enumerate(combos, 1):
         for (side, prof), o in outcomes.items():
-            s = np.flatnonzero(mask & o.valid)
-            if len(s) < cfg.min_trades:
+            if int((mask & o.valid).sum()) < cfg.min_trades:
                 continue
-            taken = s[entry_chain(s, o.exit_bar)]
+            taken = pattern_entries(mask, o)
             if len(taken) < cfg.min_trades:
                 continue
             r = o.net_return[taken]
@@ -403,6 +404,8 @@ def mine(
             naive.append(mined)
     naive.sort(key=lambda m: -m.t_stat)
     corrected.sort(key=lambda m: -m.t_stat)
+    last_exit = max((int(o.exit_bar.max()) for o in outcomes.values()), default=-1)
+    dated = isinstance(frame.index, pd.DatetimeIndex)
     result = MiningResult(
         start=frame.index[first_bar] if isinstance(frame.index, pd.DatetimeIndex) else None,
         end=frame.index[-1] if isinstance(frame.index, pd.DatetimeIndex) else None,
@@ -412,10 +415,32 @@ def mine(
         corrected=corrected,
         bh_threshold=cutoff,
         seconds=time.perf_counter() - t0,
-        index=frame.index if isinstance(frame.index, pd.DatetimeIndex) else None,
+        index=frame.index if dated else None,
+        outcomes_until=frame.index[last_exit] if dated and last_exit >= 0 else None,
     )
     logger.info(
         "mined %d candidates in %.1f s: %d naive (p < %.2f), %d after Benjamini-Hochberg at %.2f",
         evaluated, result.seconds, len(naive), NAIVE_ALPHA, len(corrected), cfg.fdr,
     )
     return result
+
+
+def replay(
+    patterns: Sequence[Pattern], frame: pd.DataFrame, prices: PriceArrays, cfg: PatternsConfig, env: EnvConfig, *, first_bar: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The trades known patterns take on ``frame`` / ``prices`` (one range, as :func:`mine` backtests
+    them): per pattern name, its signal bars, exit bars and net returns (positions in the range)."""
+    if len(frame) != len(prices):
+        raise DataError(f"replay: {len(frame)} feature rows but {len(prices)} price bars; pass the same range")
+    eligible = np.zeros(len(frame), dtype=bool)
+    eligible[first_bar:] = True
+    cache: dict[tuple[str, str], Outcomes] = {}
+    out = {}
+    for p in patterns:
+        key = (p.side, p.profile)
+        if key not in cache:
+            cache[key] = simulate_entries(prices, np.flatnonzero(eligible), p.side, p.profile, env, cfg.max_hold_bars)
+        o = cache[key]
+        taken = pattern_entries(p.matches(frame) & eligible, o)
+        out[p.name] = (taken, o.exit_bar[taken], o.net_return[taken])
+    return out

@@ -16,7 +16,9 @@ fills are exactly the backtester's:
 - funding settled while the position is held;
 - after ``max_hold`` bars still open: a market close decided at that bar's close and
   filled at the next open (reason ``signal``);
-- an entry whose trade has not closed by the last bar given is dropped (no outcome).
+- an entry whose trade has not closed by the last bar given has no outcome; it is
+  ``pending`` (the position is still open, so a pattern takes no later entry:
+  :func:`pattern_entries`).
 
 The **net return** of a trade is its PnL in USD (after fees, slippage and funding) over
 the entry notional.
@@ -46,6 +48,7 @@ class Outcomes:
     net_return: np.ndarray  # float64, NaN = no closed trade from this bar
     exit_bar: np.ndarray  # int64: the bar in which the trade closed (-1 = none)
     reason: np.ndarray  # int8 index into aster_rl.accounting.REASONS (-1 = none)
+    pending: np.ndarray | None = None  # bool: entered, still open at the last bar (None = none)
 
     @property
     def valid(self) -> np.ndarray:
@@ -78,7 +81,7 @@ def simulate_entries(
     bars = np.asarray(signal_bars, dtype=np.int64)
     bars = bars[(bars >= 0) & (bars + 1 < n) & (prices.atr[np.clip(bars, 0, max(n - 1, 0))] > 0)] if n else bars[:0]
     if len(bars) == 0:
-        return Outcomes(side, profile, net, exit_bar, reason)
+        return Outcomes(side, profile, net, exit_bar, reason, np.zeros(n, dtype=bool))
 
     ex = env.exit_profiles[profile]
     profile_index = list(env.exit_profiles).index(profile)
@@ -122,7 +125,9 @@ def simulate_entries(
     bad = ~np.isfinite(net) & (exit_bar >= 0)
     exit_bar[bad] = -1
     reason[bad] = -1
-    return Outcomes(side, profile, net, exit_bar, reason)
+    pending = np.zeros(n, dtype=bool)
+    pending[bars[beyond & (book.n_skipped == 0)]] = True
+    return Outcomes(side, profile, net, exit_bar, reason, pending)
 
 
 def entry_chain(signal_bars: np.ndarray, exit_bar: np.ndarray) -> np.ndarray:
@@ -142,3 +147,19 @@ def entry_chain(signal_bars: np.ndarray, exit_bar: np.ndarray) -> np.ndarray:
         out.append(i)
         i = nxt[i]
     return np.asarray(out, dtype=np.int64)
+
+
+def pattern_entries(signals: np.ndarray, outcomes: Outcomes) -> np.ndarray:
+    """The bars whose trades a pattern signalling at ``signals`` (a boolean mask) takes and closes.
+
+    One position at a time (:func:`entry_chain`); a trade still open at the last bar
+    (``pending``) keeps the position until the end, so no later signal is taken. The
+    trades that closed by any bar *t* are therefore the same whatever follows *t*.
+    """
+    pending = outcomes.pending if outcomes.pending is not None else np.zeros(len(outcomes.exit_bar), dtype=bool)
+    s = np.flatnonzero(np.asarray(signals, dtype=bool) & (outcomes.valid | pending))
+    if len(s) == 0:
+        return s
+    exit_bar = np.where(pending, len(outcomes.exit_bar), outcomes.exit_bar)
+    taken = s[entry_chain(s, exit_bar)]
+    return taken[outcomes.valid[taken]]

@@ -65,14 +65,18 @@ def wilson_lower_bound(wins: int, trades: int, confidence: float = CONFIDENCE) -
     """Lower end of the Wilson score interval for ``wins`` successes in ``trades`` trials."""
     if trades < 0 or wins < 0 or wins > trades:
         raise ValueError(f"wilson_lower_bound: need 0 <= wins <= trades, got wins={wins}, trades={trades}")
-    if trades == 0:
-        return 0.0
+    return float(wilson_lower_bounds(np.array([wins]), np.array([trades]), confidence)[0])
+
+
+def wilson_lower_bounds(wins: np.ndarray, trades: np.ndarray, confidence: float = CONFIDENCE) -> np.ndarray:
+    """:func:`wilson_lower_bound` element-wise (0 where there are no trades)."""
     z = z_value(confidence)
-    n = float(trades)
-    p = wins / n
-    centre = p + z * z / (2 * n)
-    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - margin) / (1 + z * z / n))
+    n = np.asarray(trades, dtype=float)
+    safe = np.maximum(n, 1.0)
+    p = np.asarray(wins, dtype=float) / safe
+    centre = p + z * z / (2 * safe)
+    margin = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe))
+    return np.where(n > 0, np.maximum(0.0, (centre - margin) / (1 + z * z / safe)), 0.0)
 
 
 @dataclass(frozen=True)
@@ -255,11 +259,26 @@ def _finite_or_none(x: float) -> float | None:
 
 def status_of(stats: PatternStats, min_trades: int, promote_win_rate: float, demote_win_rate: float) -> Status:
     """The library status of a pattern with these statistics (see the module docstring)."""
-    if stats.trades < min_trades:
-        return Status.CANDIDATE
-    bound = stats.win_rate_lower_bound
-    if stats.expectancy <= 0 or bound < demote_win_rate:
-        return Status.DEMOTED
-    if bound >= promote_win_rate:
-        return Status.PROMOTED
-    return Status.ACTIVE
+    code = status_codes(np.array([stats.trades]), np.array([stats.win_rate_lower_bound]), np.array([stats.expectancy]),
+                        min_trades, promote_win_rate, demote_win_rate)
+    return STATUS_ORDER[int(code[0])]
+
+
+STATUS_ORDER = (Status.CANDIDATE, Status.ACTIVE, Status.PROMOTED, Status.DEMOTED)  # the codes of status_codes
+
+
+def status_codes(
+    trades: np.ndarray, bound: np.ndarray, expectancy: np.ndarray, min_trades: int, promote_win_rate: float, demote_win_rate: float
+) -> np.ndarray:
+    """The status rule element-wise, as indices into :data:`STATUS_ORDER`."""
+    trades, bound, expectancy = (np.asarray(a, dtype=float) for a in (trades, bound, expectancy))
+    code = np.where(bound >= promote_win_rate, 2, 1)
+    code = np.where((expectancy <= 0) | (bound < demote_win_rate), 3, code)
+    return np.where(trades < min_trades, 0, code)
+
+
+def usable_mask(trades: np.ndarray, bound: np.ndarray, expectancy: np.ndarray, min_trades: int, promote_win_rate: float,
+                demote_win_rate: float) -> np.ndarray:
+    """Where the status is active or promoted (:data:`USABLE`)."""
+    code = status_codes(trades, bound, expectancy, min_trades, promote_win_rate, demote_win_rate)
+    return (code == 1) | (code == 2)

@@ -6,6 +6,8 @@ This package is the only part of the project that imports SQLAlchemy.
 from aster_rl.storage.database import Database
 from aster_rl.storage.models import SCHEMA_VERSION
 from aster_rl.storage.repository import (
+    CandleMerge,
+    ChangedBar,
     describe,
     last_candle_time,
     load_book,
@@ -13,6 +15,7 @@ from aster_rl.storage.repository import (
     load_funding,
     load_market,
     load_trades,
+    merge_candles,
     store_market,
     upsert_book_snapshots,
     upsert_candles,
@@ -21,6 +24,8 @@ from aster_rl.storage.repository import (
 )
 
 __all__ = [
+    "CandleMerge",
+    "ChangedBar",
     "SCHEMA_VERSION",
     "Database",
     "describe",
@@ -30,6 +35,7 @@ __all__ = [
     "load_funding",
     "load_market",
     "load_trades",
+    "merge_candles",
     "store_market",
     "upsert_book_snapshots",
     "upsert_candles",

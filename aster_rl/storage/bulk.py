@@ -1,4 +1,5 @@
-"""Fast idempotent bulk inserts: ``INSERT ... ON CONFLICT DO NOTHING`` through the driver's executemany."""
+"""Fast bulk writes and reads: ``INSERT ... ON CONFLICT DO NOTHING`` through the driver's executemany, and
+selects fetched from the driver's cursor."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import Connection, Select, Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,11 @@ def bulk_insert_new(
     if not trust_rowcount:  # the driver cannot say how many rows executemany wrote: count them
         inserted = _count(conn, table) - before
     return inserted
+
+
+def fetch_rows(conn: Connection, stmt: Select) -> list[tuple]:
+    """The rows of a select straight from the driver's cursor: no per-row result processing, for large reads."""
+    return conn.execute(stmt).cursor.fetchall()
 
 
 def _count(conn: Connection, table: Table) -> int:

@@ -1,4 +1,11 @@
-"""The database handle: one SQLAlchemy engine, schema creation/checks, transactions."""
+"""The database handle: one SQLAlchemy engine, schema creation/checks, transactions.
+
+SQLite files run in WAL mode (readers never wait for a writer) with a busy timeout: a
+writer waits up to ``busy_timeout_s`` for another process's write transaction (a large
+``data import``, a second runner) instead of failing at once with "database is locked".
+Errors name the database and the driver's own message, never the SQL statement or its
+parameters.
+"""
 
 from __future__ import annotations
 
@@ -20,25 +27,40 @@ from aster_rl.storage.models import SCHEMA_VERSION, Base, SchemaVersion
 logger = logging.getLogger(__name__)
 
 FIX_HINT = "run `aster-rl db init` (or point data.database_url at the right database)"
+BUSY_TIMEOUT_S = 30.0  # how long a SQLite write waits for another connection's write transaction
+MESSAGE_CHARS = 200
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def short_error(e: BaseException) -> str:
+    """The driver's message of a database error, one line: never the statement or its parameters."""
+    orig = getattr(e, "orig", None)
+    text = str(orig) if orig is not None else (str(e).splitlines() or [type(e).__name__])[0]
+    text = text.split("\n")[0].split("[SQL:")[0].strip() or type(e).__name__
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
+
+
+def _sqlite_pragmas(busy_timeout_s: float):
+    def on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")  # first: switching to WAL may wait too
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 class Database:
     """A database reached by one SQLAlchemy URL (SQLite by default, PostgreSQL by URL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         try:
             parsed = make_url(url)
         except ArgumentError as e:
             raise StorageError(f"database URL {url!r} is not a valid SQLAlchemy URL ({e})") from None
         self.url = url
+        self.busy_timeout_s = float(busy_timeout_s)
         kwargs: dict = {}
         is_sqlite = parsed.get_backend_name() == "sqlite"
         in_memory = is_sqlite and parsed.database in (None, "", ":memory:")
@@ -49,7 +71,7 @@ class Database:
         except (ArgumentError, ImportError, SQLAlchemyError) as e:
             raise StorageError(f"cannot open database {self.display_url}: {e}") from None
         if is_sqlite and not in_memory:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_pragmas(self.busy_timeout_s))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._schema_checked = False
 
@@ -87,7 +109,7 @@ class Database:
                 else:
                     session.add(SchemaVersion(version=SCHEMA_VERSION))
         except SQLAlchemyError as e:
-            raise StorageError(f"cannot create the schema in {self.display_url}: {e}") from None
+            raise StorageError(f"cannot create the schema in {self.display_url}: {short_error(e)}") from None
         self._schema_checked = True
         logger.info("schema version %d ready in %s", SCHEMA_VERSION, self.display_url)
 
@@ -100,7 +122,7 @@ class Database:
             with self.engine.connect() as conn:
                 versions = conn.execute(select(SchemaVersion.version)).scalars().all()
         except SQLAlchemyError as e:
-            raise StorageError(f"cannot read database {self.display_url}: {e}") from None
+            raise StorageError(f"cannot read database {self.display_url}: {short_error(e)}") from None
         if not versions:
             raise StorageError(f"database {self.display_url} records no schema version; {FIX_HINT}")
         self._check_versions(versions)
@@ -133,7 +155,7 @@ class Database:
             session.commit()
         except SQLAlchemyError as e:
             session.rollback()
-            raise StorageError(f"database {self.display_url}: transaction failed and was rolled back ({e})") from e
+            raise StorageError(f"database {self.display_url}: transaction failed and was rolled back ({short_error(e)})") from None
         except BaseException:
             session.rollback()
             raise

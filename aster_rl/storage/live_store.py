@@ -1,22 +1,33 @@
-"""Persistence of the live runner: predictions and their outcomes, orders, state, risk events.
+"""Persistence of the live runner: predictions and their outcomes, orders, state, risk events,
+and the session lease.
 
 The runner writes everything a bar produced in ONE transaction (:func:`record_bar`)
 *before* it acts on it (sends orders), so a crash never loses a decision and a restart
 finds every order it may have sent by its client order id.
+
+One runner per session: :func:`acquire_lease` gives the session to one runner (another
+one is refused, named by pid and host); the holder renews it in every bar's transaction
+(a renewal that finds the lease taken over fails that transaction: the runner stops);
+a lease not renewed for its timeout (a crashed runner) may be taken over.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
+from aster_rl.errors import AsterError, StorageError
 from aster_rl.storage import pattern_store
 from aster_rl.storage.database import Database
-from aster_rl.storage.models import LiveOrder, LiveState, Prediction, RiskEvent
+from aster_rl.storage.models import LiveLease, LiveOrder, LiveState, Prediction, RiskEvent
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +38,108 @@ CLOSED_STATUSES = ("win", "loss")
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class LeaseHeld(AsterError):
+    """Another runner holds the session's lease."""
+
+
+class LeaseLost(AsterError):
+    """This runner's lease was taken over: another runner now trades the session."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    session_id: str
+    token: str
+    pid: int
+    host: str
+    timeout_s: float
+
+
+def _holder(row: LiveLease, now_ms: int) -> str:
+    age_s = max(0.0, (now_ms - int(row.renewed_at)) / 1000)
+    return (f"pid {row.pid} on host {row.host}, lease renewed {age_s:.0f} s ago "
+            f"(it expires {row.timeout_s:g} s after its last renewal)")
+
+
+def acquire_lease(
+    db: Database, session_id: str, *, timeout_s: float, now_ms: int | None = None, pid: int | None = None,
+    host: str | None = None,
+) -> Lease:
+    """Take the session for this runner; :class:`LeaseHeld` names the holder of a live lease.
+
+    An expired lease (not renewed for the holder's timeout) is taken over, by a compare-and-swap
+    on its renewal time, so of two runners taking it over at once only one succeeds."""
+    db.ensure_checked()
+    now = _now_ms() if now_ms is None else int(now_ms)
+    lease = Lease(session_id, uuid.uuid4().hex, os.getpid() if pid is None else int(pid),
+                  socket.gethostname() if host is None else host, float(timeout_s))
+    values = {"token": lease.token, "pid": lease.pid, "host": lease.host, "acquired_at": now, "renewed_at": now,
+              "timeout_s": lease.timeout_s}
+    for attempt in (1, 2):
+        inserting = False
+        try:
+            with db.session() as s:
+                row = s.get(LiveLease, session_id)
+                if row is None:
+                    inserting = True
+                    s.add(LiveLease(session_id=session_id, **values))
+                    s.flush()
+                    return lease
+                if (now - int(row.renewed_at)) / 1000 <= float(row.timeout_s):
+                    raise LeaseHeld(f"session {session_id!r} is run by another runner: {_holder(row, now)}; "
+                                    f"stop it (`aster-rl live stop`) or use another --session")
+                taken = s.execute(
+                    update(LiveLease)
+                    .where(LiveLease.session_id == session_id, LiveLease.token == row.token,
+                           LiveLease.renewed_at == row.renewed_at)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if taken != 1:
+                    raise LeaseHeld(f"session {session_id!r}: another runner took over its expired lease just now")
+                logger.warning("session %s: taking over the expired lease of %s", session_id, _holder(row, now))
+                return lease
+        except StorageError:
+            if not (inserting and attempt == 1):  # a runner inserted it first: read who (second pass)
+                raise
+    raise LeaseHeld(f"session {session_id!r}: another runner is taking it at this moment; try again")
+
+
+def _renew(s: Any, lease: Lease, now_ms: int) -> None:
+    renewed = s.execute(
+        update(LiveLease)
+        .where(LiveLease.session_id == lease.session_id, LiveLease.token == lease.token)
+        .values(renewed_at=int(now_ms))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if renewed != 1:
+        row = s.get(LiveLease, lease.session_id)
+        holder = _holder(row, now_ms) if row is not None else "nobody (the lease was released)"
+        raise LeaseLost(f"session {lease.session_id!r}: this runner's lease was taken over; it is now held by {holder}")
+
+
+def renew_lease(db: Database, lease: Lease, now_ms: int | None = None) -> None:
+    """Renew ``lease`` (:class:`LeaseLost` when another runner took it over)."""
+    db.ensure_checked()
+    with db.session() as s:
+        _renew(s, lease, _now_ms() if now_ms is None else now_ms)
+
+
+def release_lease(db: Database, lease: Lease) -> None:
+    """Give the session up (only if this runner still holds it)."""
+    db.ensure_checked()
+    with db.session() as s:
+        s.execute(delete(LiveLease).where(LiveLease.session_id == lease.session_id, LiveLease.token == lease.token))
+
+
+def lease_of(db: Database, session_id: str) -> dict[str, Any] | None:
+    """The session's lease row as a dict, or None."""
+    db.ensure_checked()
+    with db.session() as s:
+        row = s.get(LiveLease, session_id)
+        return None if row is None else {c.name: getattr(row, c.name) for c in LiveLease.__table__.columns}
 
 
 def _check_fields(row: dict[str, Any], allowed: set[str], what: str) -> None:
@@ -51,8 +164,13 @@ def record_bar(
     outcomes: list[dict[str, Any]] = (),
     orders: list[dict[str, Any]] = (),
     risk_events: list[dict[str, Any]] = (),
+    lease: Lease | None = None,
+    now_ms: int | None = None,
 ) -> int | None:
     """Store one bar's work atomically; returns the new prediction's id.
+
+    With ``lease``, the session's lease is renewed in the same transaction; if another runner
+    took it over, nothing is stored and :class:`LeaseLost` is raised.
 
     ``outcomes`` are ``{"prediction_id": id, ...fields}`` updates of earlier predictions; an
     outcome may carry ``risk_note`` (text added once to the prediction's ``risk``, e.g. the
@@ -63,8 +181,10 @@ def record_bar(
     exists for (session, ts) is not stored twice: its id is returned.
     """
     db.ensure_checked()
-    now = _now_ms()
+    now = _now_ms() if now_ms is None else int(now_ms)
     with db.session() as s:
+        if lease is not None:
+            _renew(s, lease, now)
         pred_id = None
         if prediction is not None:
             _check_fields(prediction, PREDICTION_FIELDS, "prediction")
@@ -132,6 +252,15 @@ def load_state(db: Database, session_id: str) -> dict[str, Any] | None:
     with db.session() as s:
         row = s.get(LiveState, session_id)
         return None if row is None else dict(row.state)
+
+
+def pending_prediction_ids(db: Database, session_id: str) -> list[int]:
+    """Ids of the session's entries still ``pending`` (decided, neither filled nor resolved)."""
+    db.ensure_checked()
+    with db.session() as s:
+        return [int(i) for i in s.scalars(
+            select(Prediction.id).where(Prediction.session_id == session_id, Prediction.status == "pending").order_by(Prediction.id)
+        )]
 
 
 def update_order(db: Database, client_order_id: str, **fields: Any) -> None:

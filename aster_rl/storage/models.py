@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: live_leases
 
 
 class Base(DeclarativeBase):
@@ -220,13 +220,28 @@ class LiveState(Base):
 
 
 class RiskEvent(Base):
-    """A risk-guard refusal (or cap) with its reason."""
+    """A risk-guard refusal (or cap), a flatten or stop, or a failure that cost a decision, with its reason."""
 
     __tablename__ = "risk_events"
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(String(128), index=True)
     ts: Mapped[int] = mapped_column(BigInteger)
-    rule: Mapped[str] = mapped_column(String(32))
-    action: Mapped[str] = mapped_column(String(16))  # refused / capped / stopped
+    rule: Mapped[str] = mapped_column(String(32))  # a guard rule, or fault / data (a failure the runner survived)
+    action: Mapped[str] = mapped_column(String(16))  # refused / capped / stopped / flattened / skipped / waiting
     reason: Mapped[str] = mapped_column(Text)
+
+
+class LiveLease(Base):
+    """Which runner holds a live session: one runner per session. The holder renews it every bar
+    (and between bars); one not renewed for ``timeout_s`` may be taken over."""
+
+    __tablename__ = "live_leases"
+
+    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))  # the holding runner's random id
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[int] = mapped_column(BigInteger)  # epoch ms (wall clock)
+    renewed_at: Mapped[int] = mapped_column(BigInteger)
+    timeout_s: Mapped[float] = mapped_column(Float)  # the holder's own lease timeout

@@ -71,14 +71,19 @@ def _entry_from_row(row: PatternRow, history: list[PatternHistory]) -> LibraryEn
     except (KeyError, ValueError) as e:
         raise StorageError(f"pattern {row.name!r}: stored definition is unreadable ({e})") from None
     events = tuple(HistoryEvent(int(h.ts), h.event, h.snapshot or {}) for h in history)
-    return LibraryEntry(pattern, stats, Status(row.status), dict(d.get("meta") or {}), events)
+    try:
+        trades = tuple((str(t[0]), str(t[1]), float(t[2]), str(t[3])) for t in d.get("trades") or ())
+    except (IndexError, TypeError, ValueError) as e:
+        raise StorageError(f"pattern {row.name!r}: stored training trades are unreadable ({e})") from None
+    return LibraryEntry(pattern, stats, Status(row.status), dict(d.get("meta") or {}), events, trades)
 
 
 def save_library(db: Database, library: PatternLibrary, trades: dict[str, list[list[Any]]] | None = None, *, replace_all: bool = True) -> int:
     """Write a freshly built library (e.g. a mining run): upsert every entry by name and
     append all its history events.
 
-    ``trades``: per pattern name, its training trades ``[signal_time, exit_time, net_return, reason]``.
+    ``trades``: per pattern name, its training trades ``[signal_time, exit_time, net_return, reason]``
+    (default: the entry's own).
     ``replace_all``: drop the rows of patterns not in ``library`` (their history stays).
     Returns the number of patterns written.
     """
@@ -97,7 +102,8 @@ def save_library(db: Database, library: PatternLibrary, trades: dict[str, list[l
                 if row is None:
                     row = PatternRow()
                     session.add(row)
-                _fill_row(row, entry, trades.get(entry.name), ts_ms)
+                own = [list(t) for t in entry.trades] or None
+                _fill_row(row, entry, trades.get(entry.name, own), ts_ms)
                 for ev in entry.history:
                     session.add(PatternHistory(pattern_name=entry.name, ts=ev.ts_ms, event=ev.event, snapshot=_clean(ev.snapshot)))
     except SQLAlchemyError as e:

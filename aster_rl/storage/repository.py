@@ -9,18 +9,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from aster_rl.config import DataConfig
 from aster_rl.errors import DataError, StorageError
 from aster_rl.market import BOOK_COLUMNS, CANDLE_COLUMNS, OPTIONAL_CANDLE_COLUMNS, MarketBundle, validate_candles
-from aster_rl.storage.bulk import bulk_insert_new
+from aster_rl.storage.bulk import bulk_insert_new, fetch_rows
 from aster_rl.storage.database import Database
 from aster_rl.storage.models import Base, Candle, CandleSeries, FundingRate, OrderBookSnapshot, Trade
 from aster_rl.timeframes import resample_candles, timeframe_to_timedelta
@@ -110,6 +111,17 @@ def _series_id(conn: Connection, source: str, symbol: str, timeframe: str, creat
     return None if found is None else int(found)
 
 
+def _candle_columns(candles: pd.DataFrame, where: str) -> dict[str, list[Any]]:
+    """The bars column-wise as stored: ``ts`` (epoch ms), OHLCV, and the optional columns present."""
+    columns: dict[str, list[Any]] = {"ts": _index_ms(candles, where)}
+    for col in CANDLE_COLUMNS:
+        columns[col] = _floats(candles, col, where)
+    for col in OPTIONAL_CANDLE_COLUMNS:
+        if col in candles.columns:
+            columns[col] = _floats(candles, col, where, nullable=True)
+    return columns
+
+
 def _insert_candles(conn: Connection, source: str, symbol: str, timeframe: str, candles: pd.DataFrame) -> int:
     where = f"candles {source} {symbol} {timeframe}"
     timeframe_to_timedelta(timeframe)
@@ -118,21 +130,125 @@ def _insert_candles(conn: Connection, source: str, symbol: str, timeframe: str, 
     if n == 0:
         return 0
     series = _series_id(conn, source, symbol, timeframe, create=True)
-    columns: dict[str, list[Any]] = {"series_id": [series] * n, "ts": _index_ms(candles, where)}
-    for col in CANDLE_COLUMNS:
-        columns[col] = _floats(candles, col, where)
-    for col in OPTIONAL_CANDLE_COLUMNS:
-        if col in candles.columns:
-            columns[col] = _floats(candles, col, where, nullable=True)
+    columns = {"series_id": [series] * n, **_candle_columns(candles, where)}
     new = bulk_insert_new(conn, Candle.__table__, columns, ("series_id", "ts"))
     logger.debug("%s: %d bars, %d new", where, n, new)
     return new
 
 
 def upsert_candles(db: Target, source: str, symbol: str, timeframe: str, candles: pd.DataFrame) -> int:
-    """Store bars keyed by (source, symbol, timeframe, open time); existing bars are kept."""
+    """Store bars keyed by (source, symbol, timeframe, open time); existing bars are kept as they are.
+
+    For files a user imports, :func:`merge_candles` refuses (or replaces) a stored bar with other values.
+    """
     with _connection(db) as conn:
         return _insert_candles(conn, source, symbol, timeframe, candles)
+
+
+class ChangedBar(DataError):
+    """A bar to store differs from the stored bar with the same open time."""
+
+    def __init__(self, message: str, ts: pd.Timestamp, column: str, stored: float | None, new: float | None, bars: int):
+        super().__init__(message)
+        self.ts, self.column, self.stored, self.new, self.bars = ts, column, stored, new, bars
+
+
+@dataclass(frozen=True)
+class CandleMerge:
+    """What :func:`merge_candles` did: bars added, and stored bars overwritten (only with ``replace``)."""
+
+    new: int
+    changed: int
+
+
+_SAME_RTOL = 1e-12  # values this close are the same number read by another parser
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """Which of the bars to store are stored already, and which of those differ (first differing column each)."""
+
+    stored: np.ndarray  # bool per bar
+    changed: np.ndarray  # positions of bars stored with other values, in time order
+    columns: list[str]  # the first differing column of each changed bar
+    old: np.ndarray  # stored values of that column, per changed bar
+
+
+def _compare_stored(conn: Connection, series: int, candles: pd.DataFrame, ts: np.ndarray) -> _Comparison:
+    table = Candle.__table__
+    names = [c for c in (*CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS) if c in candles.columns]
+    stmt = select(table.c.ts, *(table.c[c] for c in names)).where(
+        table.c.series_id == series, table.c.ts >= int(ts.min()), table.c.ts <= int(ts.max())
+    )
+    rows = fetch_rows(conn, stmt)
+    stored = np.zeros(len(ts), dtype=bool)
+    if not rows:
+        return _Comparison(stored, np.empty(0, dtype=np.int64), [], np.empty(0))
+    found = np.array(rows, dtype=float).reshape(len(rows), len(names) + 1)
+    positions = pd.Index(ts).get_indexer(found[:, 0].astype(np.int64))
+    found, positions = found[positions >= 0], positions[positions >= 0]
+    stored[positions] = True
+    new = candles[names].to_numpy(dtype=float)[positions]
+    differs = ~np.isclose(found[:, 1:], new, rtol=_SAME_RTOL, atol=0.0, equal_nan=True)
+    hit = np.flatnonzero(differs.any(axis=1))
+    hit = hit[np.argsort(positions[hit], kind="stable")]
+    first = differs[hit].argmax(axis=1)
+    return _Comparison(stored, positions[hit], [names[j] for j in first], found[hit, 1 + first])
+
+
+def merge_candles(
+    db: Target, source: str, symbol: str, timeframe: str, candles: pd.DataFrame, replace: bool = False
+) -> CandleMerge:
+    """Store bars; a stored bar with other values raises :class:`ChangedBar` (nothing written), or is overwritten
+    with ``replace``. Identical bars are left alone, so importing the same file twice adds nothing."""
+    where = f"candles {source} {symbol} {timeframe}"
+    timeframe_to_timedelta(timeframe)
+    validate_candles(candles, where)
+    if len(candles) == 0:
+        return CandleMerge(0, 0)
+    ts = np.asarray(_index_ms(candles, where), dtype=np.int64)
+    with _connection(db) as conn:
+        series = _series_id(conn, source, symbol, timeframe, create=True)
+        seen = _compare_stored(conn, series, candles, ts)
+        changed = len(seen.changed)
+        if changed and not replace:
+            r, column = int(seen.changed[0]), seen.columns[0]
+            old = None if np.isnan(seen.old[0]) else float(seen.old[0])
+            new = float(candles[column].iloc[r])
+            new = None if np.isnan(new) else new
+            raise ChangedBar(
+                f"bar {candles.index[r]:%Y-%m-%d %H:%M} UTC differs from the one stored for {symbol} {timeframe} "
+                f"(source {source!r}): {column} stored {old}, new {new}; "
+                f"{_bars(changed)} differ{'s' if changed == 1 else ''}; pass --replace to overwrite",
+                candles.index[r], column, old, new, changed,
+            )
+        if changed:
+            _update_candles(conn, series, _candle_columns(candles.iloc[seen.changed], where))
+        fresh = candles[~seen.stored]
+        columns = {"series_id": [series] * len(fresh), **_candle_columns(fresh, where)}
+        new_bars = bulk_insert_new(conn, Candle.__table__, columns, ("series_id", "ts")) if len(fresh) else 0
+    logger.debug("%s: %d bars, %d new, %d replaced", where, len(candles), new_bars, changed)
+    return CandleMerge(new_bars, changed)
+
+
+def _bars(n: int) -> str:
+    return f"{n:,} bar" if n == 1 else f"{n:,} bars"
+
+
+def _update_candles(conn: Connection, series: int, columns: dict[str, list[Any]]) -> None:
+    """Overwrite stored bars (given column-wise with ``ts``) with new values."""
+    table = Candle.__table__
+    names = [c for c in columns if c != "ts"]
+    stmt = (
+        update(table)
+        .where(table.c.series_id == bindparam("b_series"), table.c.ts == bindparam("b_ts"))
+        .values({c: bindparam(f"b_{c}") for c in names})
+    )
+    rows = [
+        {"b_series": series, "b_ts": ts, **{f"b_{c}": columns[c][i] for c in names}}
+        for i, ts in enumerate(columns["ts"])
+    ]
+    conn.execute(stmt, rows)
 
 
 def last_candle_time(db: Target, source: str, symbol: str, timeframe: str) -> pd.Timestamp | None:
@@ -140,6 +256,14 @@ def last_candle_time(db: Target, source: str, symbol: str, timeframe: str) -> pd
     with _connection(db) as conn:
         series = _series_id(conn, source, symbol, timeframe)
         ms = None if series is None else conn.execute(select(func.max(Candle.ts)).where(Candle.series_id == series)).scalar_one()
+    return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC")
+
+
+def first_candle_time(db: Target, source: str, symbol: str, timeframe: str) -> pd.Timestamp | None:
+    """Open time of the oldest stored bar, or None."""
+    with _connection(db) as conn:
+        series = _series_id(conn, source, symbol, timeframe)
+        ms = None if series is None else conn.execute(select(func.min(Candle.ts)).where(Candle.series_id == series)).scalar_one()
     return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC")
 
 

@@ -22,6 +22,15 @@ The time since the halving enters the features as ``btc_cycle_years`` (days / 36
 0..4 within a cycle, still of order 1 when the next halving is not listed yet), never as
 a raw day count, which would reach ~1460 in the observation; :func:`days_of_row` gives
 the day count back for readings and reports.
+
+``btc_cycle_years`` and ``btc_cycle_progress`` grow with the calendar for four years, and
+``btc_cycle_phase_progress`` for the 180-370 days of a phase: on any history shorter than
+that they are a clock (the test bars, later than the training bars, lie beyond the
+training range on every bar), so they are listed in :data:`TIME_INDEX_COLUMNS` and left
+out of the policy's default observation (``aster_rl.support``); they stay in the feature
+matrix for the readings and the brain report. What the policy may see of the cycle is the
+phase and its one-hot columns: bounded, and not ordered in time within a phase; over a
+training split inside one phase they are constant and the support check leaves them out.
 """
 
 from __future__ import annotations
@@ -67,6 +76,8 @@ PHASE_AGGRESSION: tuple[tuple[str, int, int], ...] = (
 BULL_PHASES = (1, 2)
 
 DEFAULTS: dict[str, Any] = {"halvings": HALVINGS, "cycle_days": CYCLE_DAYS}
+# Columns that grow with the calendar (see the module notes): kept out of the observation.
+TIME_INDEX_COLUMNS: tuple[str, ...] = (f"{NAME}_years", f"{NAME}_progress", f"{NAME}_phase_progress")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ def test_demo_quick_runs_the_whole_loop(tmp_path, capsys, monkeypatch):
     code = main(["--set", f"data.data_dir={tmp_path / 'data'}", "--set", f"data.source={source}", "brain", "--run", str(run)])
     brain = capsys.readouterr().out
     assert code == 0
-    assert "Decision" in brain and "confidence" in brain
+    assert "Decision" in brain and "P(side)" in brain and "entropy" in brain
+    assert "Support     this bar:" in brain and "out of support" in brain
+    assert "out of training support:" in out  # the evaluation's line
 
 
 def test_evaluate_missing_run_is_one_line_exit_2(tmp_path, capsys):

@@ -27,7 +27,7 @@ def test_run_directory_layout(trained):
     name, seed, stamp = d.name.split("__")
     assert name == "ppo" and seed == "3" and stamp.isdigit()
     for f in ("model_last.zip", "model_best.zip", "vecnormalize.pkl", "vecnormalize_best.pkl", "config.toml",
-              "feature_schema.json", "splits.json", "metrics.json"):
+              "feature_schema.json", "splits.json", "support.json", "metrics.json"):
         assert (d / f).exists(), f
     splits = json.loads((d / "splits.json").read_text())
     assert splits["train"]["end"] + splits["purge_bars"] <= splits["validation"]["start"]
@@ -37,6 +37,17 @@ def test_run_directory_layout(trained):
     assert metrics["timesteps"] >= 256
     assert [h["timesteps"] for h in metrics["validation_history"]] == [128.0, 256.0]
     assert "net_pnl_usd" in metrics["best_validation"]
+    # 12 days inside one BTC-cycle phase: the phase columns are constant over training and left
+    # out by name, with the time-index columns; the model sees only the kept columns
+    support = json.loads((d / "support.json").read_text())
+    dropped = [c["name"] for c in support["columns"] if not c["kept"]]
+    for name in ("btc_cycle_years", "btc_cycle_progress", "btc_cycle_phase", "btc_cycle_bull_phase_1"):
+        assert name in dropped and name in metrics["support_notice"], name
+    kept = [c for c in support["columns"] if c["kept"]]
+    assert all(c["min"] < c["max"] and c["var"] > 0 for c in kept)
+    assert metrics["observation_columns"] == len(kept)
+    pol = load_policy(d)
+    assert pol.model.observation_space.shape == (len(kept) + 6,)
 
 
 def test_tensorboard_has_trading_scalars(trained):
@@ -80,6 +91,8 @@ def test_reloaded_run_evaluates_to_the_same_numbers(trained, tiny_dataset):
         assert (result.run_dir / "eval" / f"equity_{name}.csv").exists()
         assert (result.run_dir / "eval" / f"trades_{name}.csv").exists()
     assert set(saved["cost_sweep"]) == {"x0", "x1", "x2"}
+    assert saved["support"]["bars"] == first.split["bars"] and 0 <= saved["support"]["share"] <= 1
+    assert "out of training support:" in first.table()
     assert saved["verdict"]
     # the best model's policy, loaded fresh, acts the same on the same observation
     pol = load_policy(result.run_dir, schema=tiny_dataset.schema)
@@ -89,11 +102,9 @@ def test_reloaded_run_evaluates_to_the_same_numbers(trained, tiny_dataset):
     d = pol.decide(obs)
     np.testing.assert_array_equal(d.action, pol.predict(obs))
     assert 0 < d.confidence <= 1
-    if d.action[0] == 0:  # WAIT: leverage and profile are irrelevant
-        assert d.confidence == pytest.approx(d.probabilities[0][0])
-    else:
-        assert d.confidence == pytest.approx(np.prod([p[a] for p, a in zip(d.probabilities, d.action)]))
-    assert np.isfinite(d.value)
+    assert d.confidence == pytest.approx(d.probabilities[0][d.action[0]])  # P(side)
+    assert d.leverage_probability == pytest.approx(d.probabilities[1][d.action[1]])
+    assert np.isfinite(d.value) and d.entropy > 0
 
 
 def test_schema_mismatch_is_a_clear_error(trained, tiny_dataset):
@@ -123,9 +134,9 @@ def test_jsonable_writes_strict_json():
     json.dumps(out, allow_nan=False)
 
 
-def test_confidence_of_a_wait_ignores_leverage_and_profile():
+def test_confidence_is_the_side_heads_probability():
     from agents.policy import action_confidence
 
     probs = (np.array([0.6, 0.3, 0.1]), np.array([0.5, 0.5]), np.array([0.2, 0.8]))
     assert action_confidence(probs, np.array([0, 1, 0])) == pytest.approx(0.6)
-    assert action_confidence(probs, np.array([1, 1, 1])) == pytest.approx(0.3 * 0.5 * 0.8)
+    assert action_confidence(probs, np.array([1, 1, 1])) == pytest.approx(0.3)

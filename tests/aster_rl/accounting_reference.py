@@ -108,7 +108,6 @@ class AccountBook:
         self.maker = float(cfg.maker_fee_rate)
         self.slip_base = float(cfg.slippage_bps) * 1e-4
         self.impact = float(cfg.impact_coef)
-        self.liq_fee = float(cfg.liquidation_fee_rate)
         self.mf = float(cfg.margin_fraction)
         self.step_q = float(cfg.qty_step)
         self.tick = float(cfg.price_tick)
@@ -320,9 +319,10 @@ class AccountBook:
         liq_gap = liq_valid & (s * (oo - liq) <= 0)
         liq_hit = liq_valid & (s * (adverse - liq) <= 0)
         stop_nearer = ~liq_valid | (s * (stop - liq) > 0)
-        liq_now = liq_gap | (liq_hit & ~(stop_hit & stop_nearer))
-        stop_now = ~liq_now & stop_hit
-        tgt_now = ~liq_now & ~stop_hit & tgt_hit
+        tgt_gap = ~liq_gap & (s * (oo - target) >= 0)  # opened at or past the target
+        liq_now = liq_gap | (~tgt_gap & liq_hit & ~(stop_hit & stop_nearer))
+        stop_now = ~liq_now & ~tgt_gap & stop_hit
+        tgt_now = ~liq_now & (tgt_gap | (~stop_hit & tgt_hit))
         if liq_now.any():
             w = liq_now
             j = idx[w]
@@ -364,8 +364,8 @@ class AccountBook:
         margin = self.margin[idx]
         remaining = np.maximum(margin + gross, 0.0)  # isolated: never lose more than the margin
         if reason == R_LIQUIDATION:
-            fee = np.minimum(self.liq_fee * qty * fill, remaining)
-            payout = remaining - fee
+            fee = remaining  # the venue keeps what margin is left
+            payout = np.zeros_like(remaining)
             self.liquidations[idx] += 1
             self.liquidated_now[idx] = True
         else:

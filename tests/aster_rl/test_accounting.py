@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import accounting_reference as ref
 from aster_rl.accounting import BUY, SELL, WAIT, AccountBook, liquidation_price, validate_env_config
 from aster_rl.config import EnvConfig, ExitProfile, MarginBracket
 from aster_rl.errors import ConfigError
@@ -25,6 +26,10 @@ def make_cfg(**kw):
     )
     base.update(kw)
     return EnvConfig(**base)
+
+
+# the compiled core and the numpy oracle must both give the hand-computed numbers
+BOOKS = pytest.mark.parametrize("Book", [AccountBook, ref.AccountBook], ids=["kernel", "oracle"])
 
 
 def bar(book, o, h, l, c, v=1e9, funding=0.0, ts=0):  # noqa: E741
@@ -79,10 +84,11 @@ def test_20x_short_stopped_out():
     assert tr["fees_usd"] == pytest.approx(20.2)
 
 
-def test_liquidation_at_the_binance_isolated_price():
+@BOOKS
+def test_liquidation_at_the_binance_isolated_price_loses_the_whole_margin(Book):
     bracket = (MarginBracket(notional_cap_usd=1e12, max_leverage=50, maintenance_margin_rate=0.005,
                              maintenance_amount_usd=10.0),)
-    book = AccountBook(make_cfg(brackets=bracket, liquidation_fee_rate=0.001), 1)
+    book = Book(make_cfg(brackets=bracket, liquidation_fee_rate=0.001), 1)
     decide(book, BUY, 50, atr=0.01, profile=1)  # stop far below: the liquidation price is nearer
     # open 1.0: qty 50000, fee 25, margin 1000, cash 8975
     # LP = (WB - Q*EP + MA) / (Q*MMR - Q) = (1000 - 50000 + 10) / (250 - 50000) = 48990/49750
@@ -94,12 +100,30 @@ def test_liquidation_at_the_binance_isolated_price():
     (i, tr), = book.closed
     assert tr["reason"] == "liquidation"
     assert tr["exit_price"] == pytest.approx(0.984723618090452, rel=1e-12)
-    # at LP what remains of the margin equals the maintenance margin Q*LP*MMR - MA = 236.1809045
-    # liquidation fee 0.001*50000*LP = 49.2361809 → payout 186.9447236
-    assert book.cash[0] == pytest.approx(8975 + 186.9447236181, abs=1e-6)
-    # pnl = 8975 + 186.9447236 - 10000
-    assert tr["pnl_usd"] == pytest.approx(-838.0552763819, abs=1e-6)
+    # gross 50000*(LP - 1) = -763.8190955; what remains of the margin at LP is the maintenance
+    # margin Q*LP*MMR - MA = 236.1809045: the venue keeps it (the liquidation fee), the trader
+    # gets nothing back → cash stays 8975, pnl = -(1000 margin + 25 entry fee) = -1025
+    assert book.cash[0] == pytest.approx(8975.0, abs=1e-9)
+    assert book.equity[0] == pytest.approx(8975.0, abs=1e-9)
+    assert tr["pnl_usd"] == pytest.approx(-1025.0, abs=1e-9)
+    assert tr["fees_usd"] == pytest.approx(25 + 236.1809045226, abs=1e-6)
+    gross = 50000 * (tr["exit_price"] - 1.0)
+    assert tr["pnl_usd"] == pytest.approx(gross - tr["fees_usd"] - tr["funding_usd"], abs=1e-9)
     assert book.liquidations[0] == 1 and book.liquidated_now[0]
+
+
+@BOOKS
+def test_liquidation_gap_past_the_bankruptcy_price_loses_only_the_margin(Book):
+    book = Book(make_cfg(), 1)
+    decide(book, BUY, 10, atr=0.05, profile=1)  # stop 5 below: LP 1.8307692 is nearer
+    bar(book, 2.0, 2.01, 1.99, 2.0)  # qty 5000, margin 1000, fee 5, cash 8995
+    decide(book, WAIT, 0, atr=0.05)
+    bar(book, 1.5, 1.6, 1.4, 1.55)  # opens below LP and below the bankruptcy price 1.8
+    (i, tr), = book.closed
+    # liquidated at the open 1.5: gross -2500 is more than the margin; nothing is left, no fee
+    assert tr["reason"] == "liquidation" and tr["exit_price"] == pytest.approx(1.5)
+    assert book.cash[0] == pytest.approx(8995.0) and tr["pnl_usd"] == pytest.approx(-1005.0)
+    assert tr["fees_usd"] == pytest.approx(5.0)
 
 
 def test_short_liquidation_price_formula():
@@ -146,6 +170,39 @@ def test_fees_on_entry_and_exit_by_signal():
     assert book.cash[0] == pytest.approx(10_197.898021)
 
 
+# Gaps: 10x at the open 2.0 (qty 5000, entry fee 5, margin 1000, cash 8995). The long has stop
+# 1.95, target 2.10, LP 1.8307692; the short has stop 2.05, target 1.90, LP 11075/5125 = 2.1609756.
+# The next bar opens past one exit and then also touches the other: the open decides.
+GAP_CASES = {
+    # side, (open, high, low, close), reason, exit at the open, cash = 8995 + 1000 + gross - exit fee
+    "long_gap_above_target_then_stop": (
+        BUY, (2.20, 2.25, 1.90, 2.0), "target", 2.20, 8995 + 1000 + 1000 - 5.5),  # fee .0005*5000*2.2
+    "long_gap_below_stop_then_target": (
+        BUY, (1.90, 2.15, 1.88, 2.0), "stop", 1.90, 8995 + 1000 - 500 - 4.75),  # fee at 1.9
+    "short_gap_below_target_then_stop": (
+        SELL, (1.85, 2.06, 1.80, 1.9), "target", 1.85, 8995 + 1000 + 750 - 4.625),  # fee at 1.85
+    "short_gap_above_stop_then_target": (
+        SELL, (2.10, 2.12, 1.89, 2.0), "stop", 2.10, 8995 + 1000 - 500 - 5.25),  # fee at 2.1
+}
+
+
+@BOOKS
+@pytest.mark.parametrize("case", GAP_CASES)
+def test_a_gap_fills_the_exit_it_passed_at_the_open(Book, case):
+    side, (o, h, l, c), reason, exit_price, cash = GAP_CASES[case]  # noqa: E741
+    book = Book(make_cfg(), 1)
+    decide(book, side, 10, atr=0.05)
+    bar(book, 2.0, 2.01, 1.99, 2.0, ts=1)
+    assert (book.stop[0], book.target[0]) == pytest.approx((1.95, 2.10) if side == BUY else (2.05, 1.90))
+    decide(book, WAIT, 0, atr=0.05)
+    bar(book, o, h, l, c, ts=2)
+    (i, tr), = book.closed
+    assert tr["reason"] == reason and tr["exit_price"] == pytest.approx(exit_price)
+    assert book.side[0] == 0 and book.cash[0] == pytest.approx(cash)
+    assert tr["pnl_usd"] == pytest.approx(cash - 10_000)
+    assert tr["fees_usd"] == pytest.approx(5 + 0.0005 * 5000 * exit_price)
+
+
 def test_gap_through_stop_fills_at_open():
     book = AccountBook(make_cfg(), 1)
     decide(book, BUY, 10, atr=0.05)
@@ -156,16 +213,6 @@ def test_gap_through_stop_fills_at_open():
     assert tr["reason"] == "stop" and tr["exit_price"] == pytest.approx(1.90)
     # gross -500, fee 0.0005*5000*1.9 = 4.75 → cash 8995 + 1000 - 500 - 4.75
     assert book.cash[0] == pytest.approx(9490.25)
-
-
-def test_gap_through_target_fills_at_open():
-    book = AccountBook(make_cfg(), 1)
-    decide(book, BUY, 10, atr=0.05)
-    bar(book, 2.0, 2.01, 1.99, 2.0)
-    decide(book, WAIT, 0, atr=0.05)
-    bar(book, 2.2, 2.25, 2.15, 2.2)
-    (i, tr), = book.closed
-    assert tr["reason"] == "target" and tr["exit_price"] == pytest.approx(2.2)
 
 
 def test_stop_and_target_in_one_bar_the_stop_counts():

@@ -17,10 +17,11 @@ FIELDS = (
 )
 
 
-def market(n=700, seed=0, vol=0.01):
+def market(n=700, seed=0, vol=0.01, jump_p=0.08):
     rng = np.random.default_rng(seed)
     close = 2.0 * np.exp(np.cumsum(rng.normal(0, vol, n)))
-    open_ = np.concatenate(([2.0], close[:-1])) * np.exp(rng.normal(0, vol / 3, n))  # gaps
+    jumps = np.where(rng.random(n) < jump_p, rng.normal(0, 5 * vol, n), 0.0)  # opens past stops and targets
+    open_ = np.concatenate(([2.0], close[:-1])) * np.exp(rng.normal(0, vol / 3, n) + jumps)  # gaps
     high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, vol, n)))
     low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, vol, n)))
     funding = np.zeros(n)
@@ -52,6 +53,7 @@ def test_book_equals_reference_on_random_actions(cfg):
     t = rng.integers(20, 100, n)  # each account at its own bar
     names = list(cfg.exit_profiles.values())
     n_closed = 0
+    gap_exits = {"target": 0, "stop": 0}  # exits at a bar's open, the rule most easily got wrong
     for step in range(500):
         side = rng.choice(3, n, p=[0.5, 0.25, 0.25])
         lev = np.asarray(cfg.leverages, dtype=np.float64)[rng.integers(0, len(cfg.leverages), n)]
@@ -64,6 +66,7 @@ def test_book_equals_reference_on_random_actions(cfg):
         t = t + 1
         args = (prices.timestamps[t], prices.open[t], prices.high[t], prices.low[t], prices.close[t],
                 prices.volume[t], prices.funding_rate[t])
+        side_before, stop_before, target_before = old.side.copy(), old.stop.copy(), old.target.copy()
         new.process_bar(*args)
         old.process_bar(*args)
         if step % 37 == 5:  # end some episodes: close at the close, then start them afresh
@@ -74,9 +77,16 @@ def test_book_equals_reference_on_random_actions(cfg):
             new.reset(idx)
             old.reset(idx)
         n_closed += len(old.closed)
+        for i, tr in old.closed:
+            o, exit_level = prices.open[t[i]], {"target": target_before[i], "stop": stop_before[i]}.get(tr["reason"])
+            if exit_level is not None and side_before[i] != 0:
+                sign = side_before[i] if tr["reason"] == "target" else -side_before[i]
+                gap_exits[tr["reason"]] += bool(sign * (o - exit_level) >= 0)
         assert_same_book(new, old)
         t = np.where(t >= len(prices) - 2, rng.integers(20, 100, n), t)
     assert n_closed > 300
+    if cfg.margin_fraction < 1:  # (with all the equity as margin, liquidation mostly comes first)
+        assert min(gap_exits.values()) > 10, gap_exits
     assert old.liquidations.sum() > 0 and old.n_skipped.sum() >= 0
 
 

@@ -42,7 +42,21 @@ def test_text_report(report):
         assert label in text
     assert "no policy checkpoint given" in text
     decided = report.with_decision(BrainDecision("BUY", 20, "swing", 1.0, 0.97, 1.05, 0.61, "trend and confluence"))
-    assert "BUY, 20x, swing, entry 1, stop 0.97, target 1.05, confidence 61%" in decided.to_text()
+    assert "BUY, 20x, swing, entry 1, stop 0.97, target 1.05, P(side) 61%" in decided.to_text()
+
+
+def test_text_report_shows_the_heads_and_the_support(report):
+    d = BrainDecision("SELL", 5, "swing", 1.0, 1.03, 0.95, 0.41, "ranging", side_probabilities=(0.35, 0.24, 0.41),
+                      leverage_probability=0.3, profile_probability=0.55, entropy=2.31,
+                      support={"bar_outside": ["regime_adx"], "bars": 8640, "outside_bars": 3214, "share": 0.372,
+                               "top_columns": {"regime_adx": 0.301}, "since": "2025-10-01T00:00:00+00:00"})
+    text = report.with_decision(d).to_text()
+    assert "SELL, 5x, swing, entry 1, stop 1.03, target 0.95, P(side) 41%" in text
+    assert "Policy      P(side) WAIT 35% / BUY 24% / SELL 41%; leverage 5x p=30%; profile swing p=55%; entropy 2.31 nats" in text
+    assert ("Support     this bar: 1 column outside the training range (regime_adx); bars since 2025-10-01T00:00: "
+            "37.2% of 8,640 out of support (regime_adx 30.1%)") in text
+    back = BrainReport.from_dict(json.loads(json.dumps(report.with_decision(d).to_dict())))
+    assert back.decision == d
 
 
 def test_json_round_trip(report):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from aster_rl.config import DataConfig
-from aster_rl.download import download_candles, download_funding, download_snapshot
+from aster_rl.download import FUNDING_JITTER, download_candles, download_funding, download_snapshot, snap_funding_times
 from aster_rl.errors import DataError, ExchangeError, TemporaryExchangeError
 from aster_rl.exchange import ExchangeClient
 from aster_rl.fake_exchange import FakeAsterExchange
@@ -162,7 +162,121 @@ def test_funding_history_pages_and_resumes(client, db, fake, market):
     assert again.new == 0 and again.resumed
     req = fake.requests_to("/fapi/v3/fundingRate")
     assert all(int(r.params["limit"]) <= 1000 for r in req)
-    assert int(req[-1].params["startTime"]) == _ms(market.funding.index[-1]) + 1
+    # past the newest stored settlement, however late the exchange stamped it
+    assert int(req[-1].params["startTime"]) == _ms(market.funding.index[-1] + FUNDING_JITTER) + 1
+
+
+def test_since_earlier_than_the_stored_bars_backfills_them_once(client, db, fake, market):
+    idx = market.candles.index
+    later = download_candles(client, db, SOURCE, SYMBOL, "5m", idx[2000], now=fake.now)
+    assert later.new == N_BARS - 2000 and later.backfilled == 0
+    fake.requests.clear()
+    report = _download(client, db, fake, market)  # since = idx[0], before the oldest stored bar
+    assert (report.new, report.backfilled, report.fetched) == (2000, 2000, 2000)
+    assert report.requested_from == idx[0] and report.resumed
+    assert (report.first, report.last) == (idx[0], idx[1999])
+    # paged backward from the oldest stored bar, so that an interruption leaves no hole
+    klines = fake.requests_to("/fapi/v3/klines")
+    assert [int(r.params["endTime"]) for r in klines] == [_ms(idx[1999]), _ms(idx[499])]
+    assert not any("startTime" in r.params for r in klines)
+    stored = load_candles(db, SOURCE, SYMBOL, "5m")
+    assert list(stored.index) == list(idx) and stored.index.is_unique
+    np.testing.assert_allclose(stored["close"].to_numpy(), market.candles["close"].to_numpy(), rtol=1e-7)
+    fake.requests.clear()
+    again = _download(client, db, fake, market)
+    assert (again.new, again.backfilled, again.pages) == (0, 0, 0) and not fake.requests_to("/fapi/v3/klines")
+
+
+def test_an_interrupted_backfill_leaves_no_hole(client, db, fake, market):
+    idx = market.candles.index
+    download_candles(client, db, SOURCE, SYMBOL, "5m", idx[2000], now=fake.now)
+    fake.fail_next(10**6, status=503, path="/fapi/v3/klines", after=1)  # one backfill page, then down
+    with pytest.raises(TemporaryExchangeError):
+        _download(client, db, fake, market)
+    stored = load_candles(db, SOURCE, SYMBOL, "5m")
+    assert list(stored.index) == list(idx[500:])  # the newest 1500 of the missing bars: still contiguous
+    fake.clear_faults()
+    report = _download(client, db, fake, market)
+    assert (report.new, report.backfilled) == (500, 500)
+    assert list(load_candles(db, SOURCE, SYMBOL, "5m").index) == list(idx)
+
+
+def test_backfill_and_resume_in_one_run(client, db, fake, market):
+    idx = market.candles.index
+    download_candles(client, db, SOURCE, SYMBOL, "5m", idx[1000], until=idx[2999], now=fake.now)
+    fake.requests.clear()
+    report = _download(client, db, fake, market)
+    # 1000 bars before the stored ones, then the 1000 after them
+    assert (report.new, report.backfilled, report.fetched) == (2000, 1000, 2000)
+    served = [(r.params.get("startTime"), r.params.get("endTime")) for r in fake.requests_to("/fapi/v3/klines")]
+    assert served[0] == (None, str(_ms(idx[999]))) and served[1][0] == str(_ms(idx[3000]))
+    assert list(load_candles(db, SOURCE, SYMBOL, "5m").index) == list(idx)
+
+
+def test_funding_backfills_settlements_before_the_stored_ones(client, db, fake, market):
+    times = market.funding.index
+    download_funding(client, db, SOURCE, SYMBOL, times[30], now=fake.now)
+    assert len(load_funding(db, SOURCE, SYMBOL)) == len(times) - 30
+    report = download_funding(client, db, SOURCE, SYMBOL, market.candles.index[0], now=fake.now)
+    assert (report.new, report.backfilled) == (30, 30) and report.resumed
+    stored = load_funding(db, SOURCE, SYMBOL)
+    assert list(stored.index) == list(times)
+    np.testing.assert_allclose(stored["funding_rate"].to_numpy(), market.funding["funding_rate"].to_numpy(), atol=5e-9)  # served to 8 decimals
+    fake.requests.clear()
+    again = download_funding(client, db, SOURCE, SYMBOL, market.candles.index[0], now=fake.now)
+    assert again.new == 0 and again.backfilled == 0
+    # nothing to ask for before the oldest stored settlement: one request, after the newest
+    assert [int(r.params["startTime"]) for r in fake.requests_to("/fapi/v3/fundingRate")] == [
+        _ms(times[-1] + FUNDING_JITTER) + 1]
+
+
+def test_jittered_funding_times_are_stored_on_the_grid(market):
+    times = market.funding.index
+    jitter = pd.to_timedelta(np.random.default_rng(0).integers(0, 30, len(times)), unit="ms")
+    jittered = market.funding.set_axis(times + jitter)
+    assert (jitter > pd.Timedelta(0)).sum() > len(times) // 2
+    database = Database("sqlite://")
+    database.init_schema()
+    with FakeAsterExchange(market, funding=jittered) as f:
+        cl = ExchangeClient.from_config(DataConfig(api_url=f.url, retry_backoff_s=0, max_retries=3), rate_limit_ms=0)
+        first = download_funding(cl, database, SOURCE, SYMBOL, market.candles.index[0], now=f.now)
+        again = download_funding(cl, database, SOURCE, SYMBOL, market.candles.index[0], now=f.now)
+    stored = load_funding(database, SOURCE, SYMBOL)
+    assert first.new == len(times) and again.new == 0
+    assert list(stored.index) == list(times)  # every settlement exactly on the 4h grid, each once
+
+
+def test_snap_funding_times_synthetic():
+    grid = pd.date_range("2025-03-01", periods=12, freq="4h", tz="UTC")
+    jitter = pd.to_timedelta([0, 8, 29, 3, 0, 999, 1, 0, 12, 5, 7, 0], unit="ms")
+    snapped = snap_funding_times(grid + jitter)
+    assert list(snapped) == list(grid)
+    early = grid - pd.to_timedelta(np.arange(12) % 3, unit="ms")  # stamped early too: nearest multiple
+    assert list(snap_funding_times(early)) == list(grid)
+    # 8h until a switch to 4h: the 4h grid holds both
+    switched = grid[::2][:3].append(grid[5:]) + pd.Timedelta("4ms")
+    assert list(snap_funding_times(switched)) == list(grid[::2][:3].append(grid[5:]))
+    off = (grid + jitter).insert(5, grid[4] + pd.Timedelta("20min")).sort_values()
+    with pytest.raises(DataError, match=r"settlement at 2025-03-01 16:20:00\+00:00 is 0 days 00:20:00 off the 0 days "
+                                        r"04:00:00 funding grid") as info:
+        snap_funding_times(off, interval="4h")
+    assert "\n" not in str(info.value)
+    with pytest.raises(DataError, match="off the"):
+        snap_funding_times(grid + pd.Timedelta("2s"))  # two seconds late is no jitter
+    with pytest.raises(DataError, match="timezone"):
+        snap_funding_times(grid.tz_localize(None))
+
+
+def test_snap_funding_times_on_the_real_freqtrade_file(real_data):
+    path = real_data / "binance-futures" / "BTC_USDT_USDT-8h-funding_rate.feather"
+    raw = pd.DatetimeIndex(pd.read_feather(path)["date"])
+    on_grid = lambda ix: (ix.as_unit("ns").asi8 % pd.Timedelta("8h").value == 0)  # noqa: E731
+    assert (~on_grid(raw)).sum() > 100  # the file's times carry milliseconds of jitter
+    snapped = snap_funding_times(raw, what=path.name)
+    assert on_grid(snapped).all() and snapped.is_unique and len(snapped) == len(raw)
+    assert (snapped[1:] - snapped[:-1] == pd.Timedelta("8h")).all()
+    assert (raw - snapped).max() <= pd.Timedelta("29ms") and (raw - snapped).min() >= pd.Timedelta(0)
+    assert snapped[0] == pd.Timestamp("2023-01-01", tz="UTC")
 
 
 def test_snapshot_stores_book_and_trades(client, db, fake, market):
@@ -208,3 +322,22 @@ def test_cli_download_goes_by_the_exchange_clock(fake, market, tmp_path, capsys)
     assert f"{N_BARS - 1} bars fetched, {N_BARS - 1} new" in capsys.readouterr().out
     db = Database(f"sqlite:///{(tmp_path / 'aster_rl.db').as_posix()}")
     assert load_candles(db, "aster", SYMBOL, "5m").index[-1] == market.candles.index[-2]
+
+
+def test_cli_download_with_an_earlier_since_backfills(fake, market, tmp_path, capsys):
+    from aster_rl.cli import main
+
+    idx, times = market.candles.index, market.funding.index
+    base = ["--set", f"data.api_url={fake.url}", "--set", f"data.data_dir={tmp_path.as_posix()}",
+            "--set", "data.rate_limit_ms=0", "--set", "data.retry_backoff_s=0",
+            "data", "download", "--symbol", SYMBOL, "--timeframe", "5m", "--no-snapshot"]
+    assert main([*base, "--since", f"{idx[2000]:%Y-%m-%dT%H:%M}"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--since", f"{idx[0]:%Y-%m-%dT%H:%M}"]) == 0
+    out = capsys.readouterr().out
+    n_early = int((times < idx[2000]).sum())
+    assert "2000 bars fetched, 2000 new" in out and "2000 of them before the stored bars" in out
+    assert f"funding: {n_early} settlements fetched, {n_early} new, {n_early} of them before the stored ones" in out
+    db = Database(f"sqlite:///{(tmp_path / 'aster_rl.db').as_posix()}")
+    assert list(load_candles(db, "aster", SYMBOL, "5m").index) == list(idx)
+    assert list(load_funding(db, "aster", SYMBOL).index) == list(times)

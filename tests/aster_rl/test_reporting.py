@@ -83,6 +83,8 @@ def test_calibration_table_by_hand():
     assert (t["win_rate_low"] <= t["win_rate"]).all() and (t["win_rate"] <= t["win_rate_high"]).all()
     ece = (2 * 0.125 + 4 * abs(0.6875 - 0.75)) / 6
     assert t.attrs["expected_calibration_error"] == pytest.approx(ece)
+    brier = (0.1**2 + 0.15**2 + 0.45**2 + 0.6**2 + 0.35**2 + 0.05**2) / 6
+    assert t.attrs["brier_score"] == pytest.approx(brier)
     with pytest.raises(ValueError, match="differ in length"):
         R.calibration_table([0.1], [1, 0])
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +67,27 @@ def paper_runner(policy, source, db, tmp_path, *, env: EnvConfig | None = None, 
         policy, source, broker, db, env_cfg=env, live_cfg=live or permissive_live(tmp_path), features_cfg=feats or FeaturesConfig(),
         session_id=session, mode="replay" if source.kind == "replay" else "paper", features=features, prices=prices, **kw,
     )
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+con.execute("CREATE TABLE IF NOT EXISTS other_writer (x INTEGER)")
+con.execute("INSERT INTO other_writer VALUES (1)")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+con.execute("COMMIT")
+"""
+
+
+class LockHolder:
+    """Another process holding a write transaction on ``path`` for ``seconds`` (as a large import does)."""
+
+    def __init__(self, path, seconds: float) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "locked"
+        self.since = time.monotonic()
+
+    def wait(self) -> None:
+        assert self.proc.wait(timeout=60) == 0

@@ -5,6 +5,8 @@ same bars, with the batch features (the replay default) and with the live featur
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,3 +126,17 @@ def test_live_command_with_incremental_features_on_a_trained_run(trained, capsys
     assert preds["confidence"].notna().all() and preds["reasoning"].str.len().min() > 20
     ref = _reference(run_dir, dataset, cfg, start, INCREMENTAL_BARS)
     assert _stored_actions(preds, cfg) == [tuple(int(x) for x in a) for a in ref.actions.to_numpy()]
+
+
+def test_a_second_runner_on_a_held_session_refuses_naming_the_holder(trained, capsys):
+    cfg, config_file, run_dir, dataset = trained
+    index = dataset.market.candles.index
+    db = Database.from_config(cfg.data)
+    live_store.acquire_lease(db, "held", timeout_s=cfg.live.lease_timeout_s, pid=4242, host="other-host")  # a runner elsewhere
+    code = _live(config_file, run_dir, "held", index[len(index) - 20], 5)
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = [x for x in err.splitlines() if "error:" in x]
+    assert line.startswith("aster-rl live: error: session 'held' is run by another runner: pid 4242 on host other-host")
+    assert re.search(r"lease renewed \d+ s ago \(it expires 120 s after its last renewal\)", line)
+    assert live_store.predictions(db, session_id="held").empty and live_store.lease_of(db, "held")["pid"] == 4242

@@ -13,7 +13,7 @@ from aster_rl.config import DataConfig, EnvConfig, FeaturesConfig, Secrets
 from aster_rl.exchange import ExchangeClient, make_exchange
 from aster_rl.fake_exchange import FakeAsterExchange
 from aster_rl.live.bars import LivePrices
-from aster_rl.live.brokers import ABANDONED, BELOW_MIN_NOTIONAL, NOT_FILLED, REJECTED
+from aster_rl.live.brokers import ABANDONED, BELOW_MIN_NOTIONAL, EXPIRED, NOT_FILLED, REJECTED
 from aster_rl.live.real_broker import RealBroker
 from aster_rl.live.runner import LiveRunner
 from aster_rl.live.sources import ExchangeSource
@@ -182,4 +182,4 @@ def test_stale_entry_never_sent_before_a_restart_is_resolved(tmp_path, market):
 
 def test_skip_reasons_fit_the_column():
     width = Prediction.__table__.columns["exit_reason"].type.length
-    assert all(len(r) <= width for r in (BELOW_MIN_NOTIONAL, REJECTED, NOT_FILLED, ABANDONED))
+    assert all(len(r) <= width for r in (BELOW_MIN_NOTIONAL, REJECTED, NOT_FILLED, ABANDONED, EXPIRED))

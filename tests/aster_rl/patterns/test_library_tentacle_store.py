@@ -12,7 +12,7 @@ from aster_rl.market import MarketBundle
 from aster_rl.patterns.language import Condition, Pattern
 from aster_rl.patterns.library import PatternLibrary
 from aster_rl.patterns.miner import mine
-from aster_rl.patterns.stats import Status, compute_stats
+from aster_rl.patterns.stats import Status, compute_stats, wilson_lower_bound
 from aster_rl.prices import PriceArrays
 from aster_rl.synthetic import synthesize
 from aster_rl.tentacles import TENTACLES
@@ -44,16 +44,22 @@ def test_no_library_gives_zeros_and_flag():
     assert "none loaded" in TENTACLES["pattern_library"].reading(out.iloc[-1])
 
 
-def test_tentacle_reports_matches_of_usable_patterns():
-    lib = PatternLibrary(PatternsConfig(min_trades=5))
+def test_tentacle_reports_matches_with_the_statistics_of_trades_closed_by_each_bar():
+    lib = PatternLibrary(PatternsConfig(min_trades=5, demote_win_rate=0.5))
     p = Pattern((Condition("x", ">=", 1.0),), "short", "scalp")
-    lib.add(p, compute_stats([0.01] * 40))
     market = synthesize(SynthConfig(n_bars=400))
-    ctx = pd.DataFrame({"x": np.r_[np.zeros(200), np.ones(200)]}, index=market.candles.index)
+    idx = market.candles.index
+    # 40 winning training trades closing in bars 150..189: usable once 5 have closed (bar 154)
+    trades = [(str(idx[140 + i]), str(idx[150 + i]), 0.01, "target") for i in range(40)]
+    lib.add(p, compute_stats([0.01] * 40), trades=trades)
+    ctx = pd.DataFrame({"x": np.r_[np.zeros(100), np.ones(300)]}, index=idx)
     out = TENTACLES["pattern_library"].compute(market, ctx, **lib.tentacle_params())
-    assert out["pattern_library_any_match"].tolist() == [0.0] * 200 + [1.0] * 200
-    assert (out["pattern_library_best_side"].iloc[200:] == -1).all()
+    assert out["pattern_library_any_match"].tolist() == [0.0] * 154 + [1.0] * 246
+    assert (out["pattern_library_best_side"].iloc[154:] == -1).all()
+    assert out["pattern_library_best_win_rate"].iloc[154] == pytest.approx(wilson_lower_bound(5, 5))
+    assert out["pattern_library_best_win_rate"].iloc[170] == pytest.approx(wilson_lower_bound(21, 21))
     assert out["pattern_library_best_win_rate"].iloc[-1] == pytest.approx(lib.get(p.name).stats.win_rate_lower_bound)
+    assert out["pattern_library_best_expectancy_bps"].iloc[-1] == pytest.approx(100.0)
 
 
 def test_tentacle_values_do_not_change_when_the_test_range_outcomes_change():

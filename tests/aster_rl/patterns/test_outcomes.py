@@ -3,7 +3,7 @@ import pytest
 
 from aster_rl.accounting import REASONS
 from aster_rl.config import EnvConfig
-from aster_rl.patterns.outcomes import entry_chain, simulate_entries
+from aster_rl.patterns.outcomes import Outcomes, entry_chain, pattern_entries, simulate_entries
 from aster_rl.prices import PriceArrays
 
 
@@ -58,6 +58,24 @@ def test_entry_chain_takes_one_position_at_a_time():
     taken = signals[entry_chain(signals, exit_bar)]
     # 1 (open 2..5) -> next signal at or after 5 is 6 (exits 8) -> 12
     assert taken.tolist() == [1, 6, 12]
+
+
+def test_a_trade_still_open_at_the_end_keeps_the_position():
+    # flat prices, max_hold 10: entries after bars 9..18 of 20 cannot close inside the range
+    out = simulate_entries(flat_prices(n=20), np.arange(20), "long", "swing", EnvConfig(), max_hold=10)
+    assert out.pending[9:19].all() and not out.pending[:9].any() and not out.pending[19]
+    # a trade still open at the end (signal 4) blocks a later signal whose trade closed (signal 6, exit 8):
+    # with more bars, 4's trade might close after 8 and 6 would never be taken
+    exit_bar = np.full(12, -1)
+    exit_bar[[1, 6]] = [3, 8]
+    pending = np.zeros(12, dtype=bool)
+    pending[4] = True
+    o = Outcomes("long", "swing", np.where(exit_bar >= 0, 0.01, np.nan), exit_bar, np.zeros(12, dtype=np.int8), pending)
+    signals = np.zeros(12, dtype=bool)
+    signals[[1, 4, 6]] = True
+    assert pattern_entries(signals, o).tolist() == [1]
+    signals[4] = False
+    assert pattern_entries(signals, o).tolist() == [1, 6]
 
 
 @pytest.mark.parametrize("side,profile", [("long", "scalp"), ("short", "swing")])

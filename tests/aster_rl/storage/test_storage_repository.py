@@ -9,6 +9,8 @@ import pytest
 from aster_rl.config import DataConfig
 from aster_rl.errors import DataError
 from aster_rl.storage import (
+    CandleMerge,
+    ChangedBar,
     Database,
     describe,
     last_candle_time,
@@ -17,6 +19,7 @@ from aster_rl.storage import (
     load_funding,
     load_market,
     load_trades,
+    merge_candles,
     store_market,
     upsert_candles,
     upsert_trades,
@@ -221,3 +224,46 @@ def test_load_market_skips_a_higher_bar_the_stored_bars_begin_inside(db):
     assert hourly.index[0] == candles.index[0].ceil("1h")
     assert hourly.iloc[0]["open"] == candles.loc[hourly.index[0], "open"]
     assert hourly.iloc[0]["volume"] == pytest.approx(candles.loc[hourly.index[0] :].iloc[:12]["volume"].sum())
+
+
+def test_merge_refuses_a_changed_bar_and_writes_nothing(db):
+    candles = make_candles(100, seed=21)
+    assert merge_candles(db, SOURCE, "X", "5m", candles) == CandleMerge(new=100, changed=0)
+    assert merge_candles(db, SOURCE, "X", "5m", candles) == CandleMerge(new=0, changed=0)
+    longer = pd.concat([candles, make_candles(5, seed=22, start=candles.index[-1] + pd.Timedelta(minutes=5))])
+    changed = longer.copy()
+    changed.iloc[[30, 60], changed.columns.get_loc("low")] *= 0.99
+    with pytest.raises(ChangedBar) as err:
+        merge_candles(db, SOURCE, "X", "5m", changed)
+    e = err.value
+    assert (e.ts, e.column, e.bars) == (candles.index[30], "low", 2)
+    assert (e.stored, e.new) == (float(candles["low"].iloc[30]), float(changed["low"].iloc[30]))
+    assert "--replace" in str(e) and "2 bars differ" in str(e)
+    pd.testing.assert_frame_equal(load_candles(db, SOURCE, "X", "5m"), candles, check_freq=False)  # the 5 new bars too
+
+
+def test_merge_with_replace_overwrites_and_counts(db):
+    candles = make_candles(100, seed=23)
+    merge_candles(db, SOURCE, "X", "5m", candles)
+    changed = candles.copy()
+    changed.iloc[[3, 4, 5], changed.columns.get_loc("volume")] += 1.0
+    assert merge_candles(db, SOURCE, "X", "5m", changed, replace=True) == CandleMerge(new=0, changed=3)
+    pd.testing.assert_frame_equal(load_candles(db, SOURCE, "X", "5m"), changed, check_freq=False)
+    assert merge_candles(db, SOURCE, "X", "5m", changed) == CandleMerge(new=0, changed=0)
+
+
+def test_merge_compares_optional_columns_and_ignores_parser_noise(db):
+    plain = make_candles(50, seed=24)[["open", "high", "low", "close", "volume"]]
+    merge_candles(db, SOURCE, "X", "5m", plain)
+    with pytest.raises(ChangedBar, match="quote_volume stored None"):
+        merge_candles(db, SOURCE, "X", "5m", plain.assign(quote_volume=1.0))
+    noisy = plain.assign(close=np.nextafter(plain["close"].to_numpy(), np.inf))  # one ulp, as another parser reads it
+    assert merge_candles(db, SOURCE, "X", "5m", noisy) == CandleMerge(new=0, changed=0)
+
+
+def test_merge_leaves_other_series_alone(db):
+    candles = make_candles(40, seed=25)
+    merge_candles(db, SOURCE, "X", "5m", candles)
+    other = candles.assign(high=candles["high"] * 2)
+    assert merge_candles(db, SOURCE, "Y", "5m", other) == CandleMerge(new=40, changed=0)
+    assert merge_candles(db, "other", "X", "5m", other) == CandleMerge(new=40, changed=0)
