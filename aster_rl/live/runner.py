@@ -254,8 +254,14 @@ class LiveRunner:
     def _fresh_start(self) -> None:
         if hasattr(self.broker, "prepare"):
             self.broker.prepare()
-        self._needs_reconcile = hasattr(self.broker, "reconcile_orders")  # a position already there is tracked and protected first
-        self._reconcile(None)
+        if hasattr(self.broker, "reconcile_orders"):  # a position already there is tracked and protected first
+            self._needs_reconcile = True
+            try:
+                self._unsaved_outcomes += self._outcomes(self.broker.reconcile_orders(self.db, self.session_id, None), None)
+                self._needs_reconcile = False  # (its outcomes are stored with the first bar)
+            except TRANSIENT as e:
+                logger.warning("session %s: reconciliation with the exchange failed (%s); no decision until it succeeds",
+                               self.session_id, brief(e))
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
