@@ -551,10 +551,15 @@ class RealBroker:
         result.opened = self._opened()
 
     def _stored_entry(self, side: str) -> dict[str, Any] | None:
+        """The newest stored entry on ``side`` that may have opened a position and whose
+        prediction is still pending (one already resolved belongs to a trade that is over)."""
         if self._db is None or self._session is None:
             return None
+        preds = live_store.predictions(self._db, session_id=self._session)
+        pending = set(preds.loc[preds["status"] == "pending", "id"].astype(int))
         entries = [o for o in live_store.orders(self._db, self._session) if o["kind"] == "entry" and o["side"] == side
-                   and o["status"] not in ("rejected", "abandoned", "canceled")]
+                   and o.get("prediction_id") in pending
+                   and (o.get("filled_qty") or o["status"] not in ("rejected", "abandoned", "canceled"))]
         return entries[-1] if entries else None
 
     def _stored_trigger(self, entry: dict[str, Any], kind: str) -> float | None:

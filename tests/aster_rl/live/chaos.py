@@ -2,11 +2,13 @@
 loopback fake exchange, with faults drawn per bar (rejects, 429, 503, lost replies, timeouts,
 partial fills, outside closes, price gaps through the stop) and the runner's process killed
 at random requests (the runner object is abandoned mid-bar and a new one starts on the same
-database, as after ``kill -9``).
+database, as after ``kill -9``; the abandoned runner's lease is released where a dead
+process's would expire).
 
 After every bar that completes: an open position has one resting reduce-only stop of its
 size on the closing side, or a close in flight; no protective order rests without a
-position. At the end (faults off, one more restart, then the kill switch's flatten): every
+position. A bar whose decision a fault cost (the exchange did not answer past the client's
+retries) is counted apart: nothing can place a stop then; the next bar that runs repairs. At the end (faults off, one more restart, then the kill switch's flatten): every
 prediction is resolved, every order of ours on the exchange is stored once and every
 opening order on the exchange is a stored entry, nothing rests, and the ledger (starting
 balance + the PnL of every closed prediction) equals the exchange's wallet.
@@ -44,6 +46,8 @@ class ScheduleResult:
     faults: Counter = field(default_factory=Counter)
     restarts: int = 0
     crashes: int = 0  # restarts after an exchange error escaped the runner (no process kill)
+    lost_decisions: int = 0  # bars whose decision a fault cost (the runner carried on)
+    exposed_in_outage: int = 0  # such bars that ended short of the invariants (repaired by the next bar that runs)
     trades: int = 0
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -137,9 +141,14 @@ def run_schedule(seed: int, bars: int, workdir: Path, *, timeout_s: float = 0.15
             original = runner.process_bar
 
             def process_bar(bar, last=False):
+                lost = runner.summary.lost_decisions
                 original(bar, last)
                 res.bars += 1
-                res.violations.extend(_check_bar(fake, runner.broker, f"seed {seed} bar {bar.time}"))
+                problems = _check_bar(fake, runner.broker, f"seed {seed} bar {bar.time}")
+                if runner.summary.lost_decisions > lost:  # the exchange did not answer this bar: the next one must repair
+                    res.exposed_in_outage += bool(problems)
+                else:
+                    res.violations.extend(problems)
 
             runner.process_bar = process_bar
             return runner
@@ -148,12 +157,14 @@ def run_schedule(seed: int, bars: int, workdir: Path, *, timeout_s: float = 0.15
             runner = build()
             try:
                 runner.run()
+                res.lost_decisions += runner.summary.lost_decisions
                 break
             except Killed:
                 res.restarts += 1
             except AsterError:  # an exchange failure escaped the runner: it stops; it is started again
                 res.restarts += 1
                 res.crashes += 1
+            res.lost_decisions += runner.summary.lost_decisions
             if res.restarts > MAX_RESTARTS:
                 res.violations.append(f"seed {seed}: still failing after {MAX_RESTARTS} restarts")
                 return res
@@ -205,7 +216,9 @@ def chaos_table(results: list[ScheduleResult]) -> str:
         f"schedules                 {len(results)}",
         f"bars processed            {sum(r.bars for r in results)}",
         f"closed trades             {sum(r.trades for r in results)}",
-        f"restarts (kill -9+crash)  {sum(r.restarts for r in results)} ({sum(r.crashes for r in results)} after an escaped exchange error)",
+        f"restarts                  {sum(r.restarts for r in results)} ({sum(r.crashes for r in results)} after an exchange error escaped the runner)",
+        f"decisions lost to faults  {sum(r.lost_decisions for r in results)} (the runner carried on; "
+        f"{sum(r.exposed_in_outage for r in results)} of those bars ended before the stop could be fixed)",
         "faults injected by kind:",
         *[f"  {k:<22}  {faults.get(k, 0)}" for k in FAULT_KINDS],
         f"  {'total':<22}  {sum(faults.values())}",
