@@ -39,6 +39,7 @@ income history) and is reported as 0.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -103,6 +104,11 @@ class RealBroker:
         self._session: str | None = None
         self._flat_checked = False  # flat, no trade, and no order of ours rested at the last look
         self._unknown = False  # an order of unknown state is stored: look it up on the next bar
+        self._carry = BarResult()  # what a call produced before it failed: delivered with the next one
+
+    def _deliver(self) -> BarResult:
+        out, self._carry = self._carry, BarResult()
+        return out
 
     def bind(self, db: Any, session_id: str) -> None:
         """Where the orders this broker makes up itself and its risk events are stored."""
@@ -361,7 +367,10 @@ class RealBroker:
         """Send stored orders: an entry (then protection sized to its fill), or an exit."""
         if db is not None:
             self._db = db
-        result = BarResult()
+        self._execute(orders, self._carry)
+        return self._deliver()
+
+    def _execute(self, orders: list[dict[str, Any]], result: BarResult) -> None:
         by_kind = {o["kind"]: o for o in orders}
         if "entry" in by_kind:
             self._enter(by_kind, result)  # ends with the account read again
@@ -371,7 +380,6 @@ class RealBroker:
             except FlattenFailed as e:  # the position stays open and protected; the policy decides again next bar
                 logger.warning("exit not carried out: %s", e)
                 self.refresh()
-        return result
 
     def _enter(self, by_kind: dict[str, dict[str, Any]], result: BarResult) -> None:
         entry = by_kind["entry"]
@@ -404,10 +412,9 @@ class RealBroker:
             entry, placed, stop_price=self._tick(by_kind["stop"]["trigger_price"] + shift),
             target_price=self._tick(by_kind["target"]["trigger_price"] + shift), prediction_id=pid,
         )
+        result.opened = self._opened()
         self.refresh()
         self._protect(result)  # stop and target sized to what the exchange holds
-        if self.trade is not None:
-            result.opened = self._opened()
 
     def _new_trade(self, entry: dict[str, Any], placed: dict[str, Any] | None, *, stop_price: float, target_price: float,
                    prediction_id: int | None) -> dict[str, Any]:
@@ -459,11 +466,11 @@ class RealBroker:
         self._flat_checked = False
         mine = [o for o in opens if str(o.get("clientOrderId") or "").startswith("ar")]
         protective = [o for o in opens if _protective_type(o)]
-        if self._pos is None:
+        if self._pos is None:  # cancel first: a failure leaves the trade tracked, its close found again next time
+            self._cancel_orders(protective + [o for o in mine if not _reduce_only(o)])
             if self.trade is not None:
                 result.closed.extend(self._closed_on_exchange())
                 self.flattening = None
-            self._cancel_orders(protective + [o for o in mine if not _reduce_only(o)])
             self._flat_checked = True
             return
         side = 1.0 if self.position_side > 0 else -1.0
@@ -688,12 +695,11 @@ class RealBroker:
     # ------------------------------------------------------------ each bar
     def on_bar(self, t: int, *, last: bool = False) -> BarResult:
         self.refresh()
-        result = BarResult()
         if self.trade is not None:
             self.trade["bars"] = int(self.trade.get("bars", 0)) + 1
-        self._resolve_unknown(result)
-        self._protect(result)
-        return result
+        self._resolve_unknown(self._carry)
+        self._protect(self._carry)
+        return self._deliver()
 
     def _resolve_unknown(self, result: BarResult) -> None:
         """Orders stored as ``unknown`` (sent, no reply) are looked up until the exchange says;
@@ -736,22 +742,25 @@ class RealBroker:
         the protective orders; a close that does not fill raises :class:`FlattenFailed` with
         the protection still resting."""
         self.refresh()
-        result = BarResult()
+        result = self._carry
         if self._pos is None:
             self._protect(result)  # a trade that closed meanwhile; orphans cancelled
-            return result.closed
-        if self.trade is None:
-            self._adopt(result)
-        return result.closed + self._flatten(reason)
+        else:
+            if self.trade is None:
+                self._adopt(result)
+            result.closed.extend(self._flatten(reason))
+        return self._deliver().closed
 
     # ------------------------------------------------------------ restart
     def state(self) -> dict[str, Any]:
-        return {"trade": self.trade, "start_equity": self.start_equity, "flattening": self.flattening}
+        return {"trade": self.trade, "start_equity": self.start_equity, "flattening": self.flattening,
+                "carry": dataclasses.asdict(self._carry)}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.trade = state.get("trade")
         self.start_equity = state.get("start_equity")
         self.flattening = state.get("flattening")
+        self._carry = BarResult(**state["carry"]) if state.get("carry") else BarResult()
 
     def reconcile_orders(self, db: Any, session_id: str, fresh_after_ms: int | None = None) -> BarResult:
         """Before the first decision (invariant 5): every stored order without a known
@@ -764,7 +773,7 @@ class RealBroker:
         self.bind(db, session_id)
         self.client.market(self.symbol)
         self.refresh()
-        result = BarResult()
+        result = self._carry
         unsent = live_store.orders(db, session_id, statuses=("new", "unknown"))
         fresh = [o for o in unsent if fresh_after_ms is not None and o["ts"] >= fresh_after_ms]
         fresh_entries = {o["ts"] for o in fresh if o["kind"] == "entry"}
@@ -790,10 +799,9 @@ class RealBroker:
                 continue
             if order["kind"] == "entry" and order["ts"] in fresh_entries and self.trade is None and self._pos is None:
                 logger.info("order %s was stored but never sent; the decision is current, sending it now", cid)
-                done = self.execute([o for o in unsent if o["ts"] == order["ts"]], db)
-                result.opened, result.closed = done.opened, result.closed + done.closed
-                if done.skipped:
-                    self._skip(result, order, done.skip_reason, done.skip_detail or "")
+                self._execute([o for o in unsent if o["ts"] == order["ts"]], result)
+                if result.skipped and result.skipped_prediction_id is None:
+                    result.skipped_prediction_id = order.get("prediction_id")
                 continue
             self._update(cid, status="abandoned")
             if self.flattening is not None and self.flattening["cid"] == cid:
@@ -805,7 +813,7 @@ class RealBroker:
         self._resolve_pending(db, session_id, result)
         self.refresh()
         self._protect(result)
-        return result
+        return self._deliver()
 
     def _resolve_pending(self, db: Any, session_id: str, result: BarResult) -> None:
         """A prediction still ``pending`` whose entry's fate is known (the runner died before
