@@ -47,7 +47,8 @@ class ScheduleResult:
     restarts: int = 0
     crashes: int = 0  # restarts after an exchange error escaped the runner (no process kill)
     lost_decisions: int = 0  # bars whose decision a fault cost (the runner carried on)
-    exposed_in_outage: int = 0  # such bars that ended short of the invariants (repaired by the next bar that runs)
+    outage_unprotected: int = 0  # such bars that ended with a position short of its stop (the next bar that runs repairs)
+    outage_orphans: int = 0  # ... with a protective order left without a position
     trades: int = 0
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -146,7 +147,8 @@ def run_schedule(seed: int, bars: int, workdir: Path, *, timeout_s: float = 0.15
                 res.bars += 1
                 problems = _check_bar(fake, runner.broker, f"seed {seed} bar {bar.time}")
                 if runner.summary.lost_decisions > lost:  # the exchange did not answer this bar: the next one must repair
-                    res.exposed_in_outage += bool(problems)
+                    res.outage_unprotected += any("without a stop" in p for p in problems)
+                    res.outage_orphans += any("orphan" in p for p in problems)
                 else:
                     res.violations.extend(problems)
 
@@ -217,8 +219,9 @@ def chaos_table(results: list[ScheduleResult]) -> str:
         f"bars processed            {sum(r.bars for r in results)}",
         f"closed trades             {sum(r.trades for r in results)}",
         f"restarts                  {sum(r.restarts for r in results)} ({sum(r.crashes for r in results)} after an exchange error escaped the runner)",
-        f"decisions lost to faults  {sum(r.lost_decisions for r in results)} (the runner carried on; "
-        f"{sum(r.exposed_in_outage for r in results)} of those bars ended before the stop could be fixed)",
+        f"decisions lost to faults  {sum(r.lost_decisions for r in results)} (the runner carried on)",
+        f"  of those bars, ended with a position short of its stop: {sum(r.outage_unprotected for r in results)}, "
+        f"with an orphan order: {sum(r.outage_orphans for r in results)} (the exchange did not answer; the next bar repaired)",
         "faults injected by kind:",
         *[f"  {k:<22}  {faults.get(k, 0)}" for k in FAULT_KINDS],
         f"  {'total':<22}  {sum(faults.values())}",
