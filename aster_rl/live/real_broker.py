@@ -29,7 +29,12 @@ orders) after every entry, on every bar and on every restart (:meth:`RealBroker.
 3. an order without a reply (timeout, 5xx: "unknown" on Aster) is looked up by its client
    id until the exchange says what it is; never taken as unsent;
 4. protective orders die with their position: a stop, target, signal or outside close
-   cancels every protective order left; a position nobody tracks is adopted and protected.
+   cancels every protective order left; a position nobody tracks is adopted and protected;
+5. a restart reconciles first (:meth:`RealBroker.reconcile_orders`): stored orders without
+   a known outcome are looked up, pending entries resolved, the position matched.
+
+What a call found before a failure stopped it (a closed trade, a skipped or opened entry)
+is delivered with the next call, and kept in the broker's state meanwhile.
 
 A closed trade's PnL and fees are the exchange's own (the account's fills: realized PnL
 minus commission, from the entry's first fill until flat), or estimated from prices and
