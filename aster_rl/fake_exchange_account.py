@@ -331,9 +331,7 @@ class FakeAccount:
                 order["status"] = "PARTIALLY_FILLED"
             else:
                 self._fill(order, last)
-        elif otype == "MARKET":
-            self._fill(order, last)
-        elif otype == "LIMIT" and ((side == "BUY" and price >= last) or (side == "SELL" and price <= last)):
+        elif otype == "MARKET" or (otype == "LIMIT" and ((side == "BUY" and price >= last) or (side == "SELL" and price <= last))):
             self._fill(order, last)
         self.orders[oid] = order
         self._by_client_id[client_id] = oid

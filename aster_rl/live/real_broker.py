@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from aster_rl.accounting import BUY, SELL, WAIT
+from aster_rl.accounting import BUY, SELL
 from aster_rl.config import EnvConfig, LiveConfig, Secrets
 from aster_rl.errors import (
     ConfigError, ExchangeError, FlattenFailed, OrderNotFound, OrderRejected, OrderStateUnknown, TemporaryExchangeError,

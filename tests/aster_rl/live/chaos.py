@@ -220,8 +220,8 @@ def chaos_table(results: list[ScheduleResult]) -> str:
         f"closed trades             {sum(r.trades for r in results)}",
         f"restarts                  {sum(r.restarts for r in results)} ({sum(r.crashes for r in results)} after an exchange error escaped the runner)",
         f"decisions lost to faults  {sum(r.lost_decisions for r in results)} (the runner carried on)",
-        f"  of those bars, ended with a position short of its stop: {sum(r.outage_unprotected for r in results)}, "
-        f"with an orphan order: {sum(r.outage_orphans for r in results)} (the exchange did not answer; the next bar repaired)",
+        (f"  of those bars, ended with a position short of its stop: {sum(r.outage_unprotected for r in results)}, "
+         f"with an orphan order: {sum(r.outage_orphans for r in results)} (repaired by the next bar that ran)"),
         "faults injected by kind:",
         *[f"  {k:<22}  {faults.get(k, 0)}" for k in FAULT_KINDS],
         f"  {'total':<22}  {sum(faults.values())}",

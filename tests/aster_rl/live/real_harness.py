@@ -4,7 +4,8 @@ regression and chaos tests drive."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
