@@ -27,13 +27,23 @@ from typing import Any
 
 import numpy as np
 
+from agents.evaluate import (
+    jsonable,
+    periods_per_year_of,
+    run_backtest,
+    summarize_backtest,
+)
+from agents.policy import (
+    MODEL_FILES,
+    load_policy,
+    load_run_config,
+    load_schema,
+    resolve_run_dir,
+)
+from agents.splits import Span, purge_bars
 from aster_rl.config import AppConfig, replace, to_toml
 from aster_rl.errors import DataError, SchemaMismatchError
 from aster_rl.timeframes import timeframe_to_timedelta
-
-from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
-from agents.policy import MODEL_FILES, load_policy, load_run_config, load_schema, resolve_run_dir
-from agents.splits import Span, purge_bars
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +108,7 @@ def _live_outcomes(config: AppConfig, run_name: str) -> dict[str, Any]:
         return {"closed_trades": 0}
     closed = preds[preds["status"].isin(["win", "loss"])]
     return {
-        "closed_trades": int(len(closed)),
+        "closed_trades": len(closed),
         "wins": int((closed["status"] == "win").sum()),
         "pnl_usd": float(closed["pnl_usd"].sum()) if len(closed) else 0.0,
     }
@@ -154,7 +164,7 @@ def retrain(
     logger.info("retrain %s: resuming for %d steps on %d bars; hold-out %d bars", champion_dir.name, steps, len(train_span), len(holdout))
     model.learn(total_timesteps=steps, reset_num_timesteps=False, progress_bar=progress_bar)
 
-    name_cfg = replace(merged, train={"name": f"{t.name}-retrain"})
+    name_cfg = replace(merged, train={"name": f"{t.name}-retrain", "trials": t.trials + 1})  # a retrain is one more try
     challenger_dir = new_run_dir(name_cfg)
     (challenger_dir / "config.toml").write_text(to_toml(name_cfg))
     (challenger_dir / "feature_schema.json").write_text(json.dumps(dataset.schema.to_dict(), indent=2))

@@ -25,13 +25,17 @@ from typing import Any
 
 import numpy as np
 
+from agents.callbacks import TradingMetricsCallback, ValidationCallback
+from agents.evaluate import (
+    jsonable,
+    periods_per_year_of,
+    run_backtest,
+    summarize_backtest,
+)
+from agents.splits import Splits, make_splits
 from aster_rl.config import AppConfig, to_toml
 from aster_rl.errors import DataError
 from aster_rl.timeframes import timeframe_to_timedelta
-
-from agents.callbacks import TradingMetricsCallback, ValidationCallback
-from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
-from agents.splits import Splits, make_splits
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +183,7 @@ def train(
     best = max(val_cb.history, key=lambda h: h["net_pnl_usd"]) if val_cb.history else {}
     metrics = {
         "run": run_dir.name,
+        "trials": t.trials,
         "timesteps": int(model.num_timesteps),
         "train_seconds": seconds,
         "fps": model.num_timesteps / seconds if seconds > 0 else 0.0,
