@@ -93,7 +93,8 @@ def metrics_frame(results: dict[str, Any], keys: tuple[str, ...] | None = None) 
 
 
 def interval_frame(results: dict[str, Any]) -> pd.DataFrame:
-    """Bootstrap intervals: one row per (strategy, statistic) with estimate, low, high, confidence."""
+    """Bootstrap intervals: one row per (strategy, statistic) with estimate, low, high, confidence
+    (the agent's excess over each benchmark included)."""
     rows = []
     outcomes = {"agent": results["agent"], **results.get("baselines", {})}
     for name, o in outcomes.items():
@@ -101,6 +102,8 @@ def interval_frame(results: dict[str, Any]) -> pd.DataFrame:
             ci = o.get(key)
             if ci:
                 rows.append({"strategy": name, "statistic": stat, **{k: _number(v) for k, v in ci.items()}})
+    for bench, ci in results.get("excess", {}).items():  # the agent's paired excess over a benchmark
+        rows.append({"strategy": "agent", "statistic": f"excess_over_{bench}", **{k: _number(v) for k, v in ci.items()}})
     return pd.DataFrame(rows, columns=["strategy", "statistic", "estimate", "low", "high", "confidence"])
 
 
