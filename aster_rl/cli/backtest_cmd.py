@@ -73,8 +73,12 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     metrics = summarize_backtest(result, cfg, periods_per_year_of(dataset.prices.timeframe), bar_ns)
 
     print(f"{args.policy} over {index[start]} .. {index[end - 1]} ({end - start} bars), net of fees, funding and slippage")
+    first = result.equity.index[0]
+    fill = min(int(index.searchsorted(first)) + 1, end - 1)  # the first decision fills at the next bar's open
+    market = float(dataset.prices.close[end - 1] / dataset.prices.open[fill] - 1)
+    print(f"  market move      {market:+.4%} (the first fill's open to the last close)")
     for key, value in metrics.items():
-        print(f"  {key:<16} {value:,.4f}")
+        print(f"  {key:<16} {'n/a' if value != value else format(value, ',.4f')}")  # NaN: not meaningful here
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -183,3 +183,18 @@ def test_returns_start_at_the_first_bar_without_a_repeated_start():
     assert bh_out.returns[0] != 0.0  # the first bar holds the first fill's move
     assert bh_out.metrics["bars"] == len(res.equity)
     assert math.isnan(report.agent.metrics["calmar"])  # 900 bars (~3 days): no annualized ratio
+
+
+def test_backtest_cli_buy_and_hold_returns_the_printed_market_move(tmp_path, capsys):
+    import json
+
+    from aster_rl.cli import main
+
+    args = ["--set", f"data.data_dir={tmp_path}", "--set", "synth.n_bars=2000"]
+    assert main(args + ["backtest", "--policy", "buy_and_hold", "--out", str(tmp_path / "bt")]) == 0
+    out = capsys.readouterr().out
+    market = float(next(line for line in out.splitlines() if "market move" in line).split()[2].rstrip("%")) / 100
+    metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())
+    costs = (metrics["fees_usd"] + metrics["slippage_usd"] + abs(metrics["funding_usd"])) / metrics["start_equity_usd"]
+    assert metrics["trades"] == 1 and metrics["net_exposure"] == pytest.approx(1.0, abs=0.02)
+    assert abs(metrics["net_return"] - market) <= 1.5 * costs + 1e-5
