@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -78,7 +79,7 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     market = float(dataset.prices.close[end - 1] / dataset.prices.open[fill] - 1)
     print(f"  market move      {market:+.4%} (the first fill's open to the last close)")
     for key, value in metrics.items():
-        print(f"  {key:<16} {'n/a' if value != value else format(value, ',.4f')}")  # NaN: not meaningful here
+        print(f"  {key:<16} {format(value, ',.4f') if math.isfinite(value) or math.isinf(value) else 'n/a'}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
