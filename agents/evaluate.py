@@ -28,6 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aster_rl import metrics as M
+from aster_rl.backtest import backtest, scale_costs
+from aster_rl.config import AppConfig, EnvConfig, EvalConfig
+from aster_rl.timeframes import timeframe_to_timedelta
+
 from agents.baselines import (
     Baseline,
     buy_and_hold,
@@ -38,10 +43,6 @@ from agents.baselines import (
     rule_brain_policy,
 )
 from agents.splits import Span, Splits, load_run_splits
-from aster_rl import metrics as M
-from aster_rl.backtest import backtest, scale_costs
-from aster_rl.config import AppConfig, EnvConfig, EvalConfig
-from aster_rl.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 

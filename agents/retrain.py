@@ -27,23 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluate import (
-    jsonable,
-    periods_per_year_of,
-    run_backtest,
-    summarize_backtest,
-)
-from agents.policy import (
-    MODEL_FILES,
-    load_policy,
-    load_run_config,
-    load_schema,
-    resolve_run_dir,
-)
-from agents.splits import Span, purge_bars
 from aster_rl.config import AppConfig, replace, to_toml
 from aster_rl.errors import DataError, SchemaMismatchError
 from aster_rl.timeframes import timeframe_to_timedelta
+
+from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
+from agents.policy import MODEL_FILES, load_policy, load_run_config, load_schema, resolve_run_dir
+from agents.splits import Span, purge_bars
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +98,7 @@ def _live_outcomes(config: AppConfig, run_name: str) -> dict[str, Any]:
         return {"closed_trades": 0}
     closed = preds[preds["status"].isin(["win", "loss"])]
     return {
-        "closed_trades": len(closed),
+        "closed_trades": int(len(closed)),
         "wins": int((closed["status"] == "win").sum()),
         "pnl_usd": float(closed["pnl_usd"].sum()) if len(closed) else 0.0,
     }

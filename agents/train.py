@@ -25,17 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.callbacks import TradingMetricsCallback, ValidationCallback
-from agents.evaluate import (
-    jsonable,
-    periods_per_year_of,
-    run_backtest,
-    summarize_backtest,
-)
-from agents.splits import Splits, make_splits
 from aster_rl.config import AppConfig, to_toml
 from aster_rl.errors import DataError
 from aster_rl.timeframes import timeframe_to_timedelta
+
+from agents.callbacks import TradingMetricsCallback, ValidationCallback
+from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
+from agents.splits import Splits, make_splits
 
 logger = logging.getLogger(__name__)
 
