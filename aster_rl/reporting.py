@@ -127,10 +127,10 @@ def breakdown_frame(results: dict[str, Any], key: str) -> pd.DataFrame:
 
 
 def walkforward_frame(walkforward: dict[str, Any]) -> pd.DataFrame:
-    """One row per (fold, seed) of a ``walkforward.json``: agent and best-baseline net return."""
+    """One row per (fold, seed) of a ``walkforward.json``: agent net return, its excesses, and the best baseline."""
     runs = walkforward.get("runs", [])
-    cols = ["fold", "seed", "test_first_bar", "test_last_bar", "agent_net_return", "best_baseline",
-            "best_baseline_net_return", "beats_best_baseline"]
+    cols = ["fold", "seed", "test_first_bar", "test_last_bar", "agent_net_return", "agent_excess_exposure_matched",
+            "agent_excess_flat", "edge", "best_baseline", "best_baseline_net_return", "beats_best_baseline"]
     return pd.DataFrame([{c: r.get(c) for c in cols} for r in runs], columns=cols)
 
 
