@@ -157,7 +157,7 @@ def retrain(
     logger.info("retrain %s: resuming for %d steps on %d bars; hold-out %d bars", champion_dir.name, steps, len(train_span), len(holdout))
     model.learn(total_timesteps=steps, reset_num_timesteps=False, progress_bar=progress_bar)
 
-    name_cfg = replace(merged, train={"name": f"{t.name}-retrain"})
+    name_cfg = replace(merged, train={"name": f"{t.name}-retrain", "trials": t.trials + 1})  # a retrain is one more try
     challenger_dir = new_run_dir(name_cfg)
     (challenger_dir / "config.toml").write_text(to_toml(name_cfg))
     (challenger_dir / "feature_schema.json").write_text(json.dumps(dataset.schema.to_dict(), indent=2))

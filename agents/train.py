@@ -185,6 +185,7 @@ def train(
     best = max(val_cb.history, key=lambda h: h["net_pnl_usd"]) if val_cb.history else {}
     metrics = {
         "run": run_dir.name,
+        "trials": t.trials,
         "timesteps": int(model.num_timesteps),
         "train_seconds": seconds,
         "fps": model.num_timesteps / seconds if seconds > 0 else 0.0,

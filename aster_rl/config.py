@@ -170,6 +170,7 @@ class TrainConfig(_Section):
     checkpoint_dir: Path = Path("checkpoints")
     tensorboard: bool = True
     progress_bar: bool = True
+    trials: int = Field(1, ge=1)  # tries (seeds, configurations, retrains) that led to this run; deflates its Sharpe
 
 
 class EvalConfig(_Section):

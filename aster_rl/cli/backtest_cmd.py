@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,13 @@ def _bar_position(index: pd.DatetimeIndex, when: str, side: str) -> int:
 
 def run_backtest_cmd(args, config: AppConfig) -> int:
     from agents.data import build_dataset
-    from agents.evaluate import baseline_policies, jsonable, periods_per_year_of, run_backtest, summarize_backtest
+    from agents.evaluate import (
+        baseline_policies,
+        jsonable,
+        periods_per_year_of,
+        run_backtest,
+        summarize_backtest,
+    )
     from agents.policy import load_policy, load_run_config, resolve_run_dir
     from agents.splits import Span, load_run_splits
     from aster_rl.support import policy_support_report
@@ -58,14 +65,22 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     if end - start < 2:
         raise ConfigError(f"the range {args.start or index[start]} .. {args.end or index[-1]} holds fewer than 2 bars after the warm-up")
 
-    policy = load_policy(run_dir, schema=dataset.schema) if args.policy == "agent" else baseline_policies(dataset, cfg)[args.policy]
+    if args.policy == "agent":
+        policy = load_policy(run_dir, schema=dataset.schema)
+    else:  # a baseline trades on its own account settings (buy_and_hold: all equity at 1x, no stops)
+        baseline = baseline_policies(dataset, cfg)[args.policy]
+        policy, cfg = baseline.policy, baseline.env
     result = run_backtest(policy, dataset, cfg, Span(start, end))
     bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
     metrics = summarize_backtest(result, cfg, periods_per_year_of(dataset.prices.timeframe), bar_ns)
 
     print(f"{args.policy} over {index[start]} .. {index[end - 1]} ({end - start} bars), net of fees, funding and slippage")
+    first = result.equity.index[0]
+    fill = min(int(index.searchsorted(first)) + 1, end - 1)  # the first decision fills at the next bar's open
+    market = float(dataset.prices.close[end - 1] / dataset.prices.open[fill] - 1)
+    print(f"  market move      {market:+.4%} (the first fill's open to the last close)")
     for key, value in metrics.items():
-        print(f"  {key:<16} {value:,.4f}")
+        print(f"  {key:<16} {format(value, ',.4f') if math.isfinite(value) or math.isinf(value) else 'n/a'}")
     support = policy_support_report(policy, dataset.matrix[start:end])
     if support is not None:
         print(support.line())
