@@ -261,6 +261,8 @@ def _open_one(F, I, par, ctl, i, o, v, ts):  # noqa: E741
 def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa: E741
     s = F[SIDE, i]
     qty = F[QTY, i]
+    if reason == R_LIQUIDATION:  # the venue closes at the bankruptcy price: the whole margin is lost
+        base = F[ENTRY, i] - s * F[MARGIN, i] / qty
     if slip:
         fill = base * (1.0 - s * _slip_frac(par, qty, v))
     else:
@@ -268,7 +270,8 @@ def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa:
     gross = s * qty * (fill - F[ENTRY, i])
     remaining = max(F[MARGIN, i] + gross, 0.0)  # isolated: never lose more than the margin
     if reason == R_LIQUIDATION:
-        fee = remaining  # the venue keeps what margin is left: the trader gets nothing back
+        fee = 0.0
+        remaining = 0.0
         I[LIQUIDATIONS, i] += 1
         I[LIQUIDATED_NOW, i] = 1
     else:

@@ -54,13 +54,13 @@ class BacktestResult:
 
 
 def scale_costs(cfg: EnvConfig, multiplier: float) -> EnvConfig:
-    """``cfg`` with fees, slippage, impact and the liquidation fee multiplied by ``multiplier``."""
+    """``cfg`` with fees, slippage and impact multiplied by ``multiplier``."""
     if not np.isfinite(multiplier) or multiplier < 0:
         raise ValueError(f"multiplier = {multiplier}: must be a finite number >= 0")
     return cfg.model_copy(
         update={
             k: getattr(cfg, k) * multiplier
-            for k in ("maker_fee_rate", "taker_fee_rate", "slippage_bps", "impact_coef", "liquidation_fee_rate")
+            for k in ("maker_fee_rate", "taker_fee_rate", "slippage_bps", "impact_coef")
         }
     )
 

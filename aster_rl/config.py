@@ -112,7 +112,6 @@ class EnvConfig(_Section):
     taker_fee_rate: float = Field(0.00035, ge=0)
     slippage_bps: float = Field(1.0, ge=0)
     impact_coef: float = Field(0.1, ge=0)  # extra slippage = impact_coef * order_qty / bar_volume
-    liquidation_fee_rate: float = Field(0.005, ge=0)
     brackets: tuple[MarginBracket, ...] = Field(default_factory=_default_brackets)
     exit_profiles: dict[str, ExitProfile] = Field(
         default_factory=lambda: {
