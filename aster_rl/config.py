@@ -155,7 +155,7 @@ class SynthConfig(_Section):
 class FeaturesConfig(_Section):
     """Which tentacles feed the observation, with their parameters."""
 
-    tentacles: tuple[str, ...] = (
+    tentacles: Annotated[tuple[str, ...], Field(min_length=1)] = (
         "market",
         "indicators",
         "orderflow",

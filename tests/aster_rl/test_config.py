@@ -189,3 +189,8 @@ def test_binary_and_directory_config_files_are_config_errors(tmp_path):
         load_config(binary)
     with pytest.raises(ConfigError, match="is a directory"):
         load_config(tmp_path)
+
+
+def test_an_empty_tentacle_list_is_refused():
+    with pytest.raises(ConfigError, match="features.tentacles"):
+        load_config(None, ["features.tentacles=[]"])
