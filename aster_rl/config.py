@@ -63,6 +63,8 @@ def _date_text(value: Any) -> Any:
             stamp = pd.NaT
         if stamp is pd.NaT:
             raise ValueError(f"{value!r} is not a date/time; use e.g. 2025-09-19 or 2025-09-19T12:00Z")
+        if not pd.Timestamp("1970-01-01") <= stamp.tz_localize(None) < pd.Timestamp("2200-01-01"):
+            raise ValueError(f"{value!r} is outside 1970..2199")
     return value
 
 
@@ -142,7 +144,7 @@ class SynthConfig(_Section):
     """The synthetic market: the embedded default when no exchange is reachable."""
 
     seed: Seed = 7
-    n_bars: Int = Field(60 * 288, gt=0)  # 60 days of 5m bars
+    n_bars: Int = Field(60 * 288, gt=0, le=10_000_000)  # 60 days of 5m bars
     start: DateText = "2025-03-01"  # day ~315 after the 2024-04-20 halving: bull market phase 1
     edge: Literal["planted", "null"] = "planted"
     edge_probability: Float = Field(0.75, ge=0, le=1)
