@@ -135,14 +135,7 @@ def load_policy(
     import torch
 
     run_dir = resolve_run_dir(run, checkpoint_dir)
-    safe = run_files.is_safe_format(run_dir)
-    if safe:
-        if not (run_dir / run_files.POLICY_FILES[which]).exists():
-            logger.info("%s: no %s, using the last model", run_dir, run_files.POLICY_FILES[which])
-            which = "last"
-        run_files.check_run(run_dir, which)
-    elif not trust_run:
-        raise run_files.refuse_untrusted(run_dir)
+    safe, which = run_files.admit_run(run_dir, which, trust_run)
     saved = load_schema(run_dir)
     if schema is not None:
         try:

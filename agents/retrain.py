@@ -31,8 +31,8 @@ from aster_rl.config import AppConfig, replace, to_toml
 from aster_rl.errors import DataError, SchemaMismatchError
 from aster_rl.timeframes import timeframe_to_timedelta
 
-from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents import run_files
+from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.policy import MODEL_FILES, load_policy, load_run_config, load_schema, resolve_run_dir
 from agents.splits import Span, purge_bars
 
@@ -155,13 +155,7 @@ def retrain(
 
     ckpt = config.train.checkpoint_dir
     champion_dir = resolve_champion(run, ckpt)
-    safe = run_files.is_safe_format(champion_dir)
-    if safe:
-        if not (champion_dir / run_files.POLICY_FILES[which]).exists():
-            which = "last"
-        run_files.check_run(champion_dir, which)
-    elif not trust_run:
-        raise run_files.refuse_untrusted(champion_dir)
+    safe, which = run_files.admit_run(champion_dir, which, trust_run)
     run_cfg = load_run_config(champion_dir)
     # the champion's model-defining sections; the current data location and bookkeeping
     merged = replace(run_cfg, data=config.data.model_dump(), train={"checkpoint_dir": str(ckpt)})

@@ -249,9 +249,14 @@ def load_weights(policy: Any, payload: dict[str, Any], source: Path) -> None:
         raise UntrustedRunError(f"{source}: the weights do not fit the network of the run's config ({first})") from None
 
 
-def check_run(run_dir: Path, which: Which) -> None:
-    """Refuse ``run_dir`` unless the files ``which`` model needs match its manifest."""
+def check_run(run_dir: Path, which: Which) -> Which:
+    """Refuse ``run_dir`` unless the files ``which`` model needs match its manifest; the model to load
+    (the last one when there is no best one)."""
+    if not (Path(run_dir) / POLICY_FILES[which]).exists():
+        logger.info("%s: no %s, using the last model", run_dir, POLICY_FILES[which])
+        which = "last"
     verify_manifest(Path(run_dir), ("config.toml", "feature_schema.json", POLICY_FILES[which], NORM_FILES[which]))
+    return which
 
 
 def load_model_files(run_dir: Path, which: Which, config: AppConfig) -> tuple[PolicyModel, ObsNormalizer, dict[str, Any]]:
@@ -263,8 +268,14 @@ def load_model_files(run_dir: Path, which: Which, config: AppConfig) -> tuple[Po
     return PolicyModel(policy), obs_normalizer(arrays), payload
 
 
-def refuse_untrusted(run_dir: Path) -> UntrustedRunError:
-    return UntrustedRunError(
-        f"run {run_dir} is in the older pickled format (model_*.zip, vecnormalize*.pkl) with no {MANIFEST}: loading it "
-        "runs code stored in those files; pass --trust-run only if you made this run yourself"
-    )
+def admit_run(run_dir: Path, which: Which, trust_run: bool = False) -> tuple[bool, Which]:
+    """``(safe, which)``: a safe-format run checked against its manifest, or an older pickled run the
+    user trusts explicitly; anything else is refused."""
+    if is_safe_format(run_dir):
+        return True, check_run(run_dir, which)
+    if not trust_run:
+        raise UntrustedRunError(
+            f"run {run_dir} is in the older pickled format (model_*.zip, vecnormalize*.pkl) with no {MANIFEST}: loading "
+            "it runs code stored in those files; pass --trust-run only if you made this run yourself"
+        )
+    return False, which
