@@ -472,6 +472,7 @@ def evaluate_run(
     *,
     which: str = "best",
     save: bool = True,
+    trust_run: bool = False,
 ) -> EvaluationReport:
     """Load a run, rebuild its data (or use ``dataset``), check the schema and the split boundaries, evaluate on its test split."""
     from agents.data import build_dataset
@@ -484,7 +485,7 @@ def evaluate_run(
         run_config = run_config.model_copy(update={"eval": config.eval})
     if dataset is None:
         dataset = build_dataset(run_config)
-    policy = load_policy(run_dir, schema=dataset.schema, which=which)  # type: ignore[arg-type]
+    policy = load_policy(run_dir, schema=dataset.schema, which=which, trust_run=trust_run)  # type: ignore[arg-type]
     splits = load_run_splits(run_dir, dataset.prices.timestamps)
     report = evaluate_policy(policy, dataset, run_config, splits, run_dir=run_dir)
     if save:

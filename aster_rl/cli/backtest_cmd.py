@@ -18,6 +18,7 @@ def register(sub) -> None:
     p = sub.add_parser("backtest", help="run one policy (a trained run or a baseline) over a range and print its metrics")
     p.add_argument("--policy", choices=POLICIES, default="rule_brain", help="which policy (agent needs --run)")
     p.add_argument("--run", help="a trained run directory or 'latest' (its market, features and env settings are used)")
+    p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.add_argument("--start", help="first bar (UTC time); default: the run's test split, else the end of the warm-up")
     p.add_argument("--end", help="last bar (UTC time); default: the run's test split end, else the last bar")
     p.add_argument("--out", metavar="DIR", help="write trades.csv, equity.csv and metrics.json here")
@@ -66,7 +67,7 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
         raise ConfigError(f"the range {args.start or index[start]} .. {args.end or index[-1]} holds fewer than 2 bars after the warm-up")
 
     if args.policy == "agent":
-        policy = load_policy(run_dir, schema=dataset.schema)
+        policy = load_policy(run_dir, schema=dataset.schema, trust_run=args.trust_run)
     else:  # a baseline trades on its own account settings (buy_and_hold: all equity at 1x, no stops)
         baseline = baseline_policies(dataset, cfg)[args.policy]
         policy, cfg = baseline.policy, baseline.env

@@ -27,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--at", metavar="TIME", help="report on the newest bar opening at or before TIME (UTC), e.g. 2025-04-01T12:00")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
     p.add_argument("--run", metavar="RUN_DIR", help="a training run directory: add its policy's decision to the report")
+    p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.set_defaults(func=run)
 
 
@@ -40,7 +41,8 @@ def _parse_time(text: str) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def policy_decision(run_dir: Path | None, market: Any, features: Any, report: Any, config: AppConfig) -> Any:
+def policy_decision(run_dir: Path | None, market: Any, features: Any, report: Any, config: AppConfig,
+                    trust_run: bool = False) -> Any:
     """Hook for the policy's decision (a ``BrainDecision``) from the checkpoint in ``run_dir``.
 
     Returns None when there is no checkpoint to ask; the report then says
@@ -52,7 +54,7 @@ def policy_decision(run_dir: Path | None, market: Any, features: Any, report: An
     from aster_rl.brain import BrainDecision
 
     row = int(features.index.get_loc(report.time))
-    d = brain_decision(run_dir, market, features, row)
+    d = brain_decision(run_dir, market, features, row, trust_run=trust_run)
     keys = ("side", "leverage", "profile", "entry", "stop", "target", "confidence", "reasoning", "side_probabilities",
             "leverage_probability", "profile_probability", "entropy", "support")
     return BrainDecision(**{k: d[k] for k in keys})
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     features = build_features(market, config.features)
     report = brain_report(market, features, at, config.features)
     run_dir = Path(args.run) if args.run else None
-    decision = policy_decision(run_dir, market, features, report, config)
+    decision = policy_decision(run_dir, market, features, report, config, trust_run=args.trust_run)
     report = report.with_decision(decision)
     print(report.to_text())
     if decision is None and run_dir is None:

@@ -24,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("action", nargs="?", choices=("run", "stop"), default="run", help="run (default) or stop a running runner")
     p.add_argument("--run", help="a trained run directory, 'latest', or 'champion' (the last promoted retrain)")
     p.add_argument("--model", choices=("best", "last"), default="best", help="which checkpoint of the run (default: best)")
+    p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.add_argument("--replay", action="store_true", help="feed stored history bar by bar instead of polling the exchange")
     p.add_argument("--start", metavar="DATE", help="replay: first bar (default: the first stored bar after the warm-up)")
     p.add_argument("--end", metavar="DATE", help="replay: bars before this time (default: all stored bars)")
@@ -83,7 +84,7 @@ def run_live(args, config: AppConfig) -> int:
     from agents.retrain import resolve_champion
 
     run_dir = resolve_champion(args.run, config.train.checkpoint_dir)
-    policy = load_policy(run_dir, which=args.model, checkpoint_dir=config.train.checkpoint_dir)
+    policy = load_policy(run_dir, which=args.model, checkpoint_dir=config.train.checkpoint_dir, trust_run=args.trust_run)
     env_cfg, feats_cfg = policy.config.env, policy.config.features
     db = Database.from_config(config.data)
     db.init_schema()
