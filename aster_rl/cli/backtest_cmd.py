@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from aster_rl.config import AppConfig
+from aster_rl.timeframes import parse_utc_time
 from aster_rl.errors import ConfigError
 
 POLICIES = ("agent", "flat", "buy_and_hold", "rule_brain")
@@ -26,11 +27,7 @@ def register(sub) -> None:
 
 
 def _bar_position(index: pd.DatetimeIndex, when: str, side: str) -> int:
-    try:
-        ts = pd.Timestamp(when)
-    except ValueError:
-        raise ConfigError(f"--{side} {when!r}: not a time (use e.g. 2025-11-01 or 2025-11-01T12:00)") from None
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = parse_utc_time(when, f"--{side}")
     return int(index.searchsorted(ts, side="left" if side == "start" else "right"))
 
 

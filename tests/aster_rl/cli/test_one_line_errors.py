@@ -113,3 +113,14 @@ def test_verbose_shows_the_traceback_and_the_line():
     loud = subprocess.run(argv[:3] + ["-v"] + argv[3:], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert loud.returncode == 2 and "Traceback" in loud.stderr
     assert loud.stderr.strip().splitlines()[-1] == quiet.stderr.strip()
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["features", "--start", "garbage"], "--start"),
+    (["features", "--end", "2025-13-45"], "--end"),
+    (["brain", "--at", "yesterday-ish"], "--at"),
+    (["mine-patterns", "--start", "garbage"], "--start"),
+])
+def test_a_time_that_is_not_a_time_is_one_line(capsys, tmp_path, argv, flag):
+    code, _, err = _run(capsys, ["--set", f"data.data_dir={tmp_path.as_posix()}", *argv])
+    _assert_one_line(code, err, flag, "not a time")
