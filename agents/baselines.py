@@ -5,11 +5,16 @@ agent. Actions are ``(side, leverage index, exit-profile index)`` with side 0 WA
 1 BUY, 2 SELL (WAIT keeps an open position; BUY while short closes the short).
 
 - ``flat``: never trades.
-- ``buy_and_hold``: BUY at 1x with the widest exit profile on every bar, so the account
-  is long whenever it can be (it re-enters at the next bar after a stop or target).
-- ``random``: enters long or short at random with a per-bar probability tuned so that it
-  makes about as many trades as the agent, with the agent's leverage and profile mix;
-  averaged over several seeds.
+- ``buy_and_hold``: all equity long at 1x from the first bar to the last: one entry at
+  the first fill, no stop, no target, closed at the last bar; it pays one entry and one
+  exit (fee and slippage) and every funding payment. It trades on its own account
+  settings (:func:`holding_config`), not the agent's margin fraction and exit profiles.
+- ``exposure_matched``: the same holding scaled to a signed exposure (the agent's mean
+  net notional / equity): long or short ``|x|`` times the equity from the first bar to
+  the last, so taking the market's direction with leverage is not counted as skill.
+- ``random``: enters long or short at random with a per-bar probability tuned so that its
+  traded notional matches the agent's, with the agent's leverage (as traded, after the
+  margin brackets) and profile mix; averaged over several seeds.
 - ``rule_brain``: the seed's rule-based brain: long when the regime trends up and the
   timeframes agree bullish, short when it trends down and they agree bearish, no new
   longs in the bear phase of the BTC cycle; exit profile and leverage from the strategy
@@ -19,11 +24,13 @@ agent. Actions are ``(side, leverage index, exit-profile index)`` with side 0 WA
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from aster_rl.config import EnvConfig
+from aster_rl.config import EnvConfig, ExitProfile
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +39,8 @@ PolicyFn = Callable[[np.ndarray], np.ndarray]
 
 STRATEGY_PROFILES = ("scalp", "swing", "position")
 BEAR_PHASE = 4  # btc_cycle_phase of the bear market
+NO_EXIT_ATR = 1e12  # a stop / target this many ATRs away is never reached
+MIN_EXPOSURE = 1e-6  # a holding smaller than this (x equity) is flat
 
 
 def _action(side: int, lev_idx: int, prof_idx: int) -> np.ndarray:
@@ -47,11 +56,6 @@ def leverage_index(cfg: EnvConfig, leverage: float) -> int:
     return int(ok[np.argmax(ladder[ok])])
 
 
-def widest_profile_index(cfg: EnvConfig) -> int:
-    names = list(cfg.exit_profiles)
-    return int(np.argmax([cfg.exit_profiles[n].target_atr for n in names]))
-
-
 def flat_policy(cfg: EnvConfig) -> PolicyFn:
     def policy(obs: np.ndarray) -> np.ndarray:
         return _action(WAIT, 0, 0)
@@ -59,13 +63,58 @@ def flat_policy(cfg: EnvConfig) -> PolicyFn:
     return policy
 
 
-def buy_and_hold_policy(cfg: EnvConfig) -> PolicyFn:
-    act = _action(BUY, leverage_index(cfg, 1), widest_profile_index(cfg))
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline policy and the account settings it trades with."""
+
+    policy: PolicyFn
+    env: EnvConfig
+
+
+def holding_config(cfg: EnvConfig, exposure: float = 1.0) -> EnvConfig:
+    """``cfg``'s market and costs for an account holding ``|exposure|`` x equity in notional.
+
+    One leverage rung, ``ceil(|exposure|)``, with margin fraction ``|exposure| / rung`` (so
+    1.0 is all equity at 1x; the entry shrinks by what the entry fee needs), and one exit
+    profile whose stop and target are never reached. It holds to the last bar: no
+    bankruptcy stop (a 1x holding that loses 90% rides on, like the market).
+    """
+    x = abs(float(exposure))
+    if not (math.isfinite(x) and x >= MIN_EXPOSURE):
+        raise ValueError(f"exposure = {exposure}: a holding needs a finite |exposure| >= {MIN_EXPOSURE}")
+    lev = max(1, math.ceil(x - 1e-9))
+    return cfg.model_copy(update={
+        "leverages": (lev,),
+        "max_leverage": max(cfg.max_leverage, lev),
+        "margin_fraction": min(1.0, x / lev),
+        "exit_profiles": {"hold": ExitProfile(stop_atr=NO_EXIT_ATR, target_atr=NO_EXIT_ATR)},
+        "bankruptcy_fraction": 0.0,
+    })
+
+
+def hold_policy(side: int) -> PolicyFn:
+    """``side`` (BUY or SELL) on every bar: it opens at the first fill and then holds (BUY while long holds).
+
+    Only a liquidation (possible above 1x) ends the holding early; it is then reopened.
+    """
+    act = _action(side, 0, 0)
 
     def policy(obs: np.ndarray) -> np.ndarray:
         return act
 
     return policy
+
+
+def holding(cfg: EnvConfig, exposure: float) -> Baseline:
+    """Buy-and-hold scaled to a signed ``exposure`` (notional / equity); flat when it is ~0."""
+    if abs(exposure) < MIN_EXPOSURE:
+        return Baseline(flat_policy(cfg), cfg)
+    return Baseline(hold_policy(BUY if exposure > 0 else SELL), holding_config(cfg, exposure))
+
+
+def buy_and_hold(cfg: EnvConfig) -> Baseline:
+    """All equity long at 1x from the first bar to the last."""
+    return holding(cfg, 1.0)
 
 
 def random_policy(

@@ -37,9 +37,10 @@ def flat_observation(features_row: np.ndarray, price: float, cfg) -> np.ndarray:
     return build_observation(np.asarray(features_row, dtype=np.float32), state)
 
 
-def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position: int = -1) -> dict[str, Any]:
+def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position: int = -1,
+                   trust_run: bool = False) -> dict[str, Any]:
     """The run's policy decision at ``row_position`` of ``features`` (schema checked on load)."""
-    policy = load_policy(run_dir, schema=features.schema)
+    policy = load_policy(run_dir, schema=features.schema, trust_run=trust_run)
     cfg = policy.config.env
     prices = PriceArrays.from_market(market)
     row = row_position % len(prices)

@@ -3,9 +3,15 @@
 Everything runs through :func:`aster_rl.backtest.backtest` (the env's accounting: fees,
 funding, slippage, liquidations), on the test split saved with the run. Metrics come
 from :mod:`aster_rl.metrics`; the agent's return and Sharpe get stationary-bootstrap
-confidence intervals; a cost sweep reruns the agent and baselines with fees and slippage
-scaled; the agent's trades are broken down by regime, BTC-cycle phase and exit profile
-at entry. The verdict says in plain words whether there is evidence of an edge.
+confidence intervals; a cost sweep reruns the agent and baselines with fees, slippage and
+the liquidation fee scaled; the agent's trades are broken down by regime, BTC-cycle phase
+and exit profile at entry.
+
+The verdict is about excess, not level: "evidence of an edge" only when the paired
+block-bootstrap intervals of the agent's growth over ``exposure_matched`` (buy-and-hold
+scaled to the agent's mean net exposure) and over ``flat`` both lie above 0. Beside the
+Sharpe ratio stands the deflated Sharpe ratio for the number of trials recorded with the
+run (``train.trials``).
 
 This module is the only reader of the test split.
 """
@@ -23,14 +29,17 @@ import numpy as np
 import pandas as pd
 
 from aster_rl import metrics as M
-from aster_rl.backtest import backtest
+from aster_rl.backtest import backtest, scale_costs
 from aster_rl.config import AppConfig, EnvConfig, EvalConfig
 from aster_rl.support import policy_support_report
 from aster_rl.timeframes import timeframe_to_timedelta
 
 from agents.baselines import (
-    buy_and_hold_policy,
+    Baseline,
+    buy_and_hold,
     flat_policy,
+    holding,
+    leverage_index,
     random_policy,
     rule_brain_policy,
 )
@@ -38,7 +47,8 @@ from agents.splits import Span, Splits, load_run_splits
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("flat", "buy_and_hold", "random", "rule_brain")
+BASELINES = ("flat", "buy_and_hold", "exposure_matched", "random", "rule_brain")
+EXCESS_OVER = ("exposure_matched", "flat")
 REGIME_NAMES = {0: "ranging", 1: "trending_up", 2: "trending_down", 3: "volatile"}
 PHASE_NAMES = {0: "accumulation", 1: "bull_phase_1", 2: "parabolic", 3: "distribution", 4: "bear"}
 
@@ -54,14 +64,9 @@ def run_backtest(policy, dataset, cfg: EnvConfig, span: Span):
     return backtest(policy, dataset.matrix, dataset.prices, cfg, start=span.start, end=span.end)
 
 
-def equity_array(result, cfg: EnvConfig) -> np.ndarray:
-    """The equity curve with the starting equity in front (so the first bar's return counts)."""
+def summarize_backtest(result, cfg: EnvConfig, periods: float, bar_ns: int, trials: int = 1) -> dict[str, float]:
+    """The metrics of one backtest; its equity curve starts at the starting equity on the first bar."""
     eq = np.asarray(result.equity, dtype=float)
-    return np.concatenate(([cfg.initial_equity_usd], eq))
-
-
-def summarize_backtest(result, cfg: EnvConfig, periods: float, bar_ns: int) -> dict[str, float]:
-    eq = equity_array(result, cfg)
     trades = result.trades
     n_bars = max(1, len(eq) - 1)
     pnl = trades["pnl_usd"].to_numpy(dtype=float) if len(trades) else np.zeros(0)
@@ -72,27 +77,20 @@ def summarize_backtest(result, cfg: EnvConfig, periods: float, bar_ns: int) -> d
         avg_lev = float(np.average(trades["leverage"].to_numpy(dtype=float), weights=held))
     else:
         exposure, avg_lev = 0.0, 0.0
+    net, gross = result.exposure()
     return M.summarize(
         eq,
         pnl,
         periods=periods,
         exposure=exposure,
+        net_exposure=net,
+        gross_exposure=gross,
         avg_leverage=avg_lev,
         liquidations=int(result.liquidations),
         fees_usd=float(result.fees_usd),
         funding_usd=float(result.funding_usd),
         slippage_usd=float(result.slippage_usd),
-    )
-
-
-def cost_scaled(cfg: EnvConfig, multiplier: float) -> EnvConfig:
-    return cfg.model_copy(
-        update={
-            "taker_fee_rate": cfg.taker_fee_rate * multiplier,
-            "maker_fee_rate": cfg.maker_fee_rate * multiplier,
-            "slippage_bps": cfg.slippage_bps * multiplier,
-            "impact_coef": cfg.impact_coef * multiplier,
-        }
+        trials=trials,
     )
 
 
@@ -100,7 +98,7 @@ def cost_scaled(cfg: EnvConfig, multiplier: float) -> EnvConfig:
 
 @dataclass
 class Outcome:
-    """One strategy's test-split result."""
+    """One strategy's test-split result; ``returns`` are its per-bar simple returns."""
 
     name: str
     metrics: dict[str, float]
@@ -109,14 +107,21 @@ class Outcome:
     ci_return: M.Interval | None = None
     ci_sharpe: M.Interval | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    returns: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def _outcome(name: str, result, cfg: EnvConfig, periods: float, bar_ns: int, eval_cfg: EvalConfig, with_ci: bool) -> Outcome:
-    summary = summarize_backtest(result, cfg, periods, bar_ns)
-    out = Outcome(name, summary, pd.Series(result.equity, name="equity_usd"), result.trades.copy())
+def bootstrap_kwargs(eval_cfg: EvalConfig) -> dict[str, Any]:
+    return {"samples": eval_cfg.bootstrap_samples, "block": eval_cfg.bootstrap_block, "confidence": eval_cfg.confidence,
+            "seed": 0}
+
+
+def _outcome(name: str, result, cfg: EnvConfig, periods: float, bar_ns: int, eval_cfg: EvalConfig, with_ci: bool,
+             trials: int = 1) -> Outcome:
+    summary = summarize_backtest(result, cfg, periods, bar_ns, trials)
+    r = M.bar_returns(result.equity.to_numpy(dtype=float))
+    out = Outcome(name, summary, pd.Series(result.equity, name="equity_usd"), result.trades.copy(), returns=r)
     if with_ci:
-        r = M.bar_returns(equity_array(result, cfg))
-        kw = dict(samples=eval_cfg.bootstrap_samples, block=eval_cfg.bootstrap_block, confidence=eval_cfg.confidence, seed=0)
+        kw = bootstrap_kwargs(eval_cfg)
         out.ci_return = M.return_ci(r, **kw)
         out.ci_sharpe = M.sharpe_ci(r, periods, **kw)
     return out
@@ -129,17 +134,34 @@ def _mix(trades: pd.DataFrame, column: str, values: list) -> list[float] | None:
     return list(counts) if counts.sum() > 0 else None
 
 
+def traded_notional(trades: pd.DataFrame) -> float:
+    """Sum of the entry notionals (quantity x entry price) of ``trades``, USD."""
+    if not len(trades):
+        return 0.0
+    return float((trades["qty"].to_numpy(dtype=float) * trades["entry_price"].to_numpy(dtype=float)).sum())
+
+
+def traded_leverage_mix(trades: pd.DataFrame, cfg: EnvConfig) -> list[float] | None:
+    """Trades per ladder rung, by the leverage each trade really had (the margin brackets may cap the chosen rung)."""
+    if not len(trades):
+        return None
+    counts = np.zeros(len(cfg.leverages))
+    for lev in trades["leverage"].to_numpy(dtype=float):
+        counts[leverage_index(cfg, lev)] += 1
+    return list(counts)
+
+
 def run_random_baseline(dataset, cfg: EnvConfig, span: Span, eval_cfg: EvalConfig, agent_trades: pd.DataFrame,
                         periods: float, bar_ns: int) -> Outcome:
-    """Random entries with the agent's turnover and leverage/profile mix, averaged over seeds."""
-    target = len(agent_trades)
-    lev_w = _mix(agent_trades, "leverage", list(cfg.leverages))
+    """Random entries with the agent's traded notional and leverage / profile mix, averaged over seeds."""
+    target = traded_notional(agent_trades)
+    lev_w = traded_leverage_mix(agent_trades, cfg)
     prof_w = _mix(agent_trades, "profile", list(cfg.exit_profiles))
-    p = min(1.0, target / max(1, len(span)))
-    if target > 0:  # calibrate the entry probability so the trade count matches
-        for _ in range(3):
-            got = len(run_backtest(random_policy(cfg, p, 10_000, lev_w, prof_w), dataset, cfg, span).trades)
-            if got == 0 or abs(got - target) <= max(1, 0.1 * target):
+    p = min(1.0, len(agent_trades) / max(1, len(span)))
+    if target > 0:  # calibrate the entry probability so the traded notional matches
+        for _ in range(4):
+            got = traded_notional(run_backtest(random_policy(cfg, p, 10_000, lev_w, prof_w), dataset, cfg, span).trades)
+            if got <= 0 or abs(got - target) <= 0.1 * target:
                 break
             p = min(1.0, p * target / got)
     runs = []
@@ -151,15 +173,38 @@ def run_random_baseline(dataset, cfg: EnvConfig, span: Span, eval_cfg: EvalConfi
     equity = pd.concat([pd.Series(r[1].equity) for r in runs], axis=1).mean(axis=1).rename("equity_usd")
     returns = [r[0]["net_return"] for r in runs]
     out = Outcome("random", mean, equity, runs[0][1].trades.copy())
-    out.extra = {"entry_probability": p, "seeds": eval_cfg.random_seeds, "net_returns": returns}
+    out.extra = {"entry_probability": p, "seeds": eval_cfg.random_seeds, "net_returns": returns,
+                 "traded_notional_usd": float(np.mean([traded_notional(r[1].trades) for r in runs])),
+                 "agent_traded_notional_usd": target}
     return out
 
 
-def baseline_policies(dataset, cfg: EnvConfig) -> dict[str, Any]:
+def exposure_matched_baseline(dataset, cfg: EnvConfig, span: Span, exposure: float, iterations: int = 4) -> tuple[Baseline, float]:
+    """Buy-and-hold whose mean net exposure over ``span`` matches ``exposure``, and the entry exposure that does it.
+
+    A held quantity's notional / equity drifts with the price (a leveraged long grows as
+    the price falls), so the entry size is rescaled a few times until the mean over the
+    span is within 2% of ``exposure``.
+    """
+    entry = exposure
+    base = holding(cfg, entry)
+    for _ in range(iterations):
+        if abs(entry) < 1e-6:
+            break
+        got = run_backtest(base.policy, dataset, base.env, span).exposure()[0]
+        if got == 0 or abs(got - exposure) <= 0.02 * abs(exposure):
+            break
+        entry = entry * exposure / got
+        base = holding(cfg, entry)
+    return base, entry
+
+
+def baseline_policies(dataset, cfg: EnvConfig) -> dict[str, Baseline]:
+    """The deterministic baselines, each with the account it trades on (``exposure_matched`` needs the agent's run)."""
     return {
-        "flat": flat_policy(cfg),
-        "buy_and_hold": buy_and_hold_policy(cfg),
-        "rule_brain": rule_brain_policy(cfg, dataset.columns),
+        "flat": Baseline(flat_policy(cfg), cfg),
+        "buy_and_hold": buy_and_hold(cfg),
+        "rule_brain": Baseline(rule_brain_policy(cfg, dataset.columns), cfg),
     }
 
 
@@ -195,29 +240,54 @@ def breakdowns(trades: pd.DataFrame, dataset) -> dict[str, dict[str, dict[str, f
 
 # ---------------------------------------------------------------- verdict
 
-def verdict(agent: Outcome, baselines: dict[str, Outcome]) -> tuple[str, dict[str, bool]]:
-    ci = agent.ci_return
-    pct = lambda x: f"{100 * x:+.2f}%"  # noqa: E731
-    if ci is None:
-        edge_text, edge = "no confidence interval was computed", False
-    elif ci.low > 0:
-        edge_text, edge = (f"the agent's out-of-sample net return {pct(ci.estimate)} has a {ci.confidence:.0%} CI "
-                           f"[{pct(ci.low)}, {pct(ci.high)}] above 0: evidence of an edge"), True
-    elif ci.high < 0:
-        edge_text, edge = (f"the agent's out-of-sample net return {pct(ci.estimate)} has a {ci.confidence:.0%} CI "
-                           f"[{pct(ci.low)}, {pct(ci.high)}] below 0: it loses money after costs"), False
+def excess_intervals(agent: Outcome, baselines: dict[str, Outcome], eval_cfg: EvalConfig) -> dict[str, M.Interval]:
+    """Paired block-bootstrap intervals of the agent's growth over each of :data:`EXCESS_OVER`."""
+    return {n: M.excess_ci(agent.returns, baselines[n].returns, **bootstrap_kwargs(eval_cfg))
+            for n in EXCESS_OVER if n in baselines}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.2f}%"
+
+
+def verdict(agent: Outcome, baselines: dict[str, Outcome], excess: dict[str, M.Interval]) -> tuple[str, dict[str, bool]]:
+    """Plain words on the agent's excess over ``exposure_matched`` and ``flat``; "evidence of an edge" only when both
+    paired intervals lie above 0. The deflated Sharpe ratio and the net-return ranking follow as context."""
+    parts, above = [], {}
+    for name in EXCESS_OVER:
+        ci = excess.get(name)
+        if ci is None:
+            parts.append(f"no interval against {name} was computed")
+            above[name] = False
+            continue
+        where = "lies above 0" if ci.low > 0 else "lies below 0" if ci.high < 0 else "includes 0"
+        label = name
+        if name == "exposure_matched" and name in baselines:
+            label = f"exposure_matched (net exposure {baselines[name].extra.get('exposure', float('nan')):+.2f})"
+        parts.append(f"over {label} {_pct(ci.estimate)}, {ci.confidence:.0%} CI [{_pct(ci.low)}, {_pct(ci.high)}] {where}")
+        above[name] = ci.low > 0
+    edge = all(above.values())
+    if edge:
+        conclusion = "both intervals lie above 0: evidence of an edge"
+    elif excess.get("exposure_matched") is not None and excess["exposure_matched"].high < 0:
+        conclusion = "it does worse than holding its own average market exposure: no evidence of an edge"
     else:
-        edge_text, edge = (f"the agent's out-of-sample net return CI [{pct(ci.low)}, {pct(ci.high)}] includes 0: "
-                           "no evidence of an edge"), False
+        conclusion = "no evidence of an edge"
+    text = "the agent's out-of-sample growth " + "; ".join(parts) + f": {conclusion}"
+    dsr, trials = agent.metrics.get("deflated_sharpe", math.nan), int(agent.metrics.get("trials", 1))
+    text += (f"; Sharpe {agent.metrics.get('sharpe', math.nan):+.2f}, deflated Sharpe "
+             f"{'n/a' if not math.isfinite(dsr) else format(dsr, '.2f')} for {trials} trial{'s' if trials != 1 else ''}")
     ret = agent.metrics["net_return"]
     beaten = [n for n, b in baselines.items() if ret > b.metrics["net_return"]]
     not_beaten = [n for n in baselines if n not in beaten]
     if not not_beaten:
-        base_text = "it beats every baseline (" + ", ".join(beaten) + ") on net return"
+        base_text = "on net return it beats every baseline (" + ", ".join(beaten) + ")"
     else:
-        base_text = "it does not beat " + ", ".join(
-            f"{n} ({pct(baselines[n].metrics['net_return'])})" for n in not_beaten) + f" with {pct(ret)}"
-    return f"{edge_text}; {base_text}.", {"edge": edge, "beats_all_baselines": not not_beaten}
+        base_text = f"on net return ({_pct(ret)}) it does not beat " + ", ".join(
+            f"{n} ({_pct(baselines[n].metrics['net_return'])})" for n in not_beaten)
+    flags = {"edge": edge, "beats_all_baselines": not not_beaten,
+             **{f"excess_over_{n}_above_0": above[n] for n in EXCESS_OVER}}
+    return f"{text}; {base_text}.", flags
 
 
 # ---------------------------------------------------------------- the report
@@ -235,6 +305,7 @@ class EvaluationReport:
     actions: dict[str, Any]
     support: dict[str, Any] | None = None  # out-of-support share of the test bars (aster_rl.support)
     support_line: str = ""
+    excess: dict[str, M.Interval] = field(default_factory=dict)
 
     def outcomes(self) -> dict[str, Outcome]:
         return {"agent": self.agent, **self.baselines}
@@ -254,6 +325,7 @@ class EvaluationReport:
             "split": self.split,
             "agent": outcome_dict(self.agent),
             "baselines": {n: outcome_dict(o) for n, o in self.baselines.items()},
+            "excess": {n: ci.to_dict() for n, ci in self.excess.items()},
             "cost_sweep": self.cost_sweep,
             "breakdown": self.breakdown,
             "actions": self.actions,
@@ -307,7 +379,7 @@ def action_mix(result, cfg: EnvConfig) -> dict[str, Any]:
     if len(tr):
         lev = tr["leverage"].to_numpy(dtype=float)  # effective: the margin brackets may cap the chosen rung
         out["trade_leverage"] = {"min": float(lev.min()), "median": float(np.median(lev)), "max": float(lev.max()),
-                                 "distinct_rungs": int(len(np.unique(np.round(lev))))}
+                                 "distinct_rungs": len(np.unique(np.round(lev)))}
         out["trade_profiles"] = {str(k): int(v) for k, v in tr["profile"].value_counts().items()}
         out["trade_sides"] = {str(k): int(v) for k, v in tr["side"].value_counts().items()}
     return out
@@ -329,33 +401,41 @@ def evaluate_policy(
     periods = periods_per_year_of(dataset.prices.timeframe)
     bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
 
+    trials = config.train.trials
+
     agent_res = run_backtest(policy, dataset, cfg, span)
-    agent = _outcome("agent", agent_res, cfg, periods, bar_ns, eval_cfg, with_ci=True)
-    baselines: dict[str, Outcome] = {}
+    agent = _outcome("agent", agent_res, cfg, periods, bar_ns, eval_cfg, with_ci=True, trials=trials)
+    exposure = agent.metrics["net_exposure"]
     policies = baseline_policies(dataset, cfg)
-    for name in ("flat", "buy_and_hold"):
-        baselines[name] = _outcome(name, run_backtest(policies[name], dataset, cfg, span), cfg, periods, bar_ns, eval_cfg, True)
+    policies["exposure_matched"], entry_exposure = exposure_matched_baseline(dataset, cfg, span, exposure)
+    baselines: dict[str, Outcome] = {}
+    for name in ("flat", "buy_and_hold", "exposure_matched"):
+        b = policies[name]
+        baselines[name] = _outcome(name, run_backtest(b.policy, dataset, b.env, span), b.env, periods, bar_ns, eval_cfg, True)
+    baselines["exposure_matched"].extra.update(exposure=exposure, entry_exposure=entry_exposure)
     baselines["random"] = run_random_baseline(dataset, cfg, span, eval_cfg, agent_res.trades, periods, bar_ns)
-    baselines["rule_brain"] = _outcome(
-        "rule_brain", run_backtest(policies["rule_brain"], dataset, cfg, span), cfg, periods, bar_ns, eval_cfg, True
-    )
+    b = policies["rule_brain"]
+    baselines["rule_brain"] = _outcome("rule_brain", run_backtest(b.policy, dataset, b.env, span), b.env, periods, bar_ns,
+                                       eval_cfg, True)
     rnd = baselines["random"].extra.get("net_returns", [])
     if rnd:
         agent.extra["share_of_random_seeds_beaten"] = float(np.mean([agent.metrics["net_return"] > r for r in rnd]))
 
     sweep: dict[str, dict[str, dict[str, float]]] = {}
+    swept = {"agent": Baseline(policy, cfg), **{n: policies[n] for n in ("buy_and_hold", "exposure_matched", "rule_brain")}}
     for mult in eval_cfg.cost_multipliers:
-        scaled = cost_scaled(cfg, mult)
         key = f"x{mult:g}"
         sweep[key] = {}
-        for name, pol in (("agent", policy), ("buy_and_hold", policies["buy_and_hold"]), ("rule_brain", policies["rule_brain"])):
+        for name, b in swept.items():
             if mult == 1.0:
                 m = (agent if name == "agent" else baselines[name]).metrics
             else:
-                m = summarize_backtest(run_backtest(pol, dataset, scaled, span), scaled, periods, bar_ns)
+                scaled = scale_costs(b.env, mult)
+                m = summarize_backtest(run_backtest(b.policy, dataset, scaled, span), scaled, periods, bar_ns)
             sweep[key][name] = {k: m[k] for k in ("net_return", "sharpe", "trades", "fees_usd", "slippage_usd")}
 
-    text, flags = verdict(agent, baselines)
+    excess = excess_intervals(agent, baselines, eval_cfg)
+    text, flags = verdict(agent, baselines, excess)
     ts = dataset.prices.timestamps
     split = {
         "name": "test",
@@ -375,6 +455,7 @@ def evaluate_policy(
         verdict=text,
         flags=flags,
         actions=action_mix(agent_res, cfg),
+        excess=excess,
     )
     support = policy_support_report(policy, dataset.matrix[span.start : span.end])
     if support is not None:
@@ -391,6 +472,7 @@ def evaluate_run(
     *,
     which: str = "best",
     save: bool = True,
+    trust_run: bool = False,
 ) -> EvaluationReport:
     """Load a run, rebuild its data (or use ``dataset``), check the schema and the split boundaries, evaluate on its test split."""
     from agents.data import build_dataset
@@ -403,7 +485,7 @@ def evaluate_run(
         run_config = run_config.model_copy(update={"eval": config.eval})
     if dataset is None:
         dataset = build_dataset(run_config)
-    policy = load_policy(run_dir, schema=dataset.schema, which=which)  # type: ignore[arg-type]
+    policy = load_policy(run_dir, schema=dataset.schema, which=which, trust_run=trust_run)  # type: ignore[arg-type]
     splits = load_run_splits(run_dir, dataset.prices.timestamps)
     report = evaluate_policy(policy, dataset, run_config, splits, run_dir=run_dir)
     if save:
@@ -413,31 +495,44 @@ def evaluate_run(
 
 # ---------------------------------------------------------------- printing
 
+TABLE_COLUMNS = [
+    ("net_return", "net ret", "{:+.2%}"), ("sharpe", "Sharpe", "{:+.2f}"), ("deflated_sharpe", "DSR", "{:.2f}"),
+    ("sortino", "Sortino", "{:+.2f}"), ("max_drawdown", "max DD", "{:.2%}"), ("calmar", "Calmar", "{:+.3g}"),
+    ("win_rate", "win", "{:.0%}"), ("profit_factor", "PF", "{:.2f}"), ("expectancy_usd", "exp $", "{:+.2f}"),
+    ("trades", "trades", "{:.0f}"), ("exposure", "in mkt", "{:.0%}"), ("net_exposure", "net x", "{:+.2f}"),
+    ("gross_exposure", "gross x", "{:.2f}"), ("avg_leverage", "lev", "{:.1f}"), ("liquidations", "liq", "{:.0f}"),
+    ("fees_usd", "fees $", "{:.0f}"), ("funding_usd", "fund $", "{:+.0f}"),
+]
+
+
+def _cell(value: float, fmt: str) -> str:
+    if math.isfinite(value):
+        return fmt.format(value)
+    return "n/a" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
 def format_table(report: EvaluationReport) -> str:
-    cols = [("net_return", "net ret", "{:+.2%}"), ("sharpe", "Sharpe", "{:+.2f}"), ("sortino", "Sortino", "{:+.2f}"),
-            ("max_drawdown", "max DD", "{:.2%}"), ("calmar", "Calmar", "{:+.3g}"), ("win_rate", "win", "{:.0%}"),
-            ("profit_factor", "PF", "{:.2f}"), ("expectancy_usd", "exp $", "{:+.2f}"), ("trades", "trades", "{:.0f}"),
-            ("exposure", "expo", "{:.0%}"), ("avg_leverage", "lev", "{:.1f}"), ("liquidations", "liq", "{:.0f}"),
-            ("fees_usd", "fees $", "{:.0f}"), ("funding_usd", "fund $", "{:+.0f}")]
-    header = f"{'strategy':<13}" + "".join(f"{c[1]:>9}" for c in cols)
+    cols = TABLE_COLUMNS
+    header = f"{'strategy':<17}" + "".join(f"{c[1]:>9}" for c in cols)
     lines = [f"test split {report.split['first_bar'][:16]} .. {report.split['last_bar'][:16]} ({report.split['bars']} bars)", header]
     for name, o in report.outcomes().items():
-        cells = []
-        for key, _, fmt in cols:
-            v = o.metrics.get(key, float("nan"))
-            cells.append(f"{fmt.format(v) if math.isfinite(v) else ('inf' if v > 0 else 'nan'):>9}")
+        cells = "".join(f"{_cell(float(o.metrics.get(key, math.nan)), fmt):>9}" for key, _, fmt in cols)
         label = name if name != "random" else f"random(x{o.extra.get('seeds', 0)})"
-        lines.append(f"{label:<13}" + "".join(cells))
+        lines.append(f"{label:<17}" + cells)
     a = report.agent
     if a.ci_return is not None and a.ci_sharpe is not None:
         lines.append(
             f"agent {a.ci_return.confidence:.0%} bootstrap CI: net return [{a.ci_return.low:+.2%}, {a.ci_return.high:+.2%}], "
-            f"Sharpe [{a.ci_sharpe.low:+.2f}, {a.ci_sharpe.high:+.2f}]"
+            f"Sharpe [{a.ci_sharpe.low:+.2f}, {a.ci_sharpe.high:+.2f}]; deflated Sharpe "
+            f"{_cell(float(a.metrics.get('deflated_sharpe', math.nan)), '{:.2f}')} for {int(a.metrics.get('trials', 1))} trial(s)"
         )
+    for name, ci in report.excess.items():
+        lines.append(f"excess over {name} (paired block bootstrap): {ci.estimate:+.2%}, "
+                     f"{ci.confidence:.0%} CI [{ci.low:+.2%}, {ci.high:+.2%}]")
     sweep = "; ".join(
         f"{k}: " + ", ".join(f"{n} {v['net_return']:+.2%}" for n, v in d.items()) for k, d in report.cost_sweep.items()
     )
-    lines.append(f"cost sweep (fees and slippage) {sweep}")
+    lines.append(f"cost sweep (fees, slippage, liquidation fee) {sweep}")
     if report.breakdown.get("regime"):
         lines.append("agent by regime: " + ", ".join(
             f"{k} {v['trades']:.0f} trades {v['pnl_usd']:+.0f}$" for k, v in report.breakdown["regime"].items()))

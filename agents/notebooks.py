@@ -349,6 +349,7 @@ def demo_prediction_log(
     from aster_rl.config import PatternsConfig
     from aster_rl.live.bars import LivePrices
     from aster_rl.live.brokers import PaperBroker
+    from aster_rl.live.risk import live_settings
     from aster_rl.live.runner import LiveRunner
     from aster_rl.live.sources import ReplaySource
     from aster_rl.patterns.language import Condition, Pattern
@@ -365,7 +366,7 @@ def demo_prediction_log(
     session = f"{DEMO_SESSION_PREFIX}:{run_dir.name}"
     prices = LivePrices(cfg.data.timeframe)
     runner = LiveRunner(ctx.policy, ReplaySource(ds.market, span.start, span.end), PaperBroker(cfg.env, prices), db,
-                        env_cfg=cfg.env, live_cfg=cfg.live, features_cfg=cfg.features, session_id=session,
+                        env_cfg=cfg.env, live_cfg=live_settings(cfg), features_cfg=cfg.features, session_id=session,
                         mode="replay", prices=prices)
     summary = runner.run()
     rows = read_table(db, "predictions")

@@ -1,9 +1,11 @@
 """Load a trained run and act with it: model + observation normalization + schema check.
 
-A run directory holds ``model_best.zip`` / ``model_last.zip`` (SB3 PPO),
-``vecnormalize_best.pkl`` / ``vecnormalize.pkl`` (the observation statistics fitted on
-the training split), ``feature_schema.json``, ``config.toml``, ``splits.json`` and ``support.json`` (the
-observation's columns and their training ranges, :mod:`aster_rl.support`).
+A run directory holds ``policy_best.pt`` / ``policy_last.pt`` (state dicts),
+``obs_norm_best.npz`` / ``obs_norm_last.npz`` (the observation statistics fitted on the
+training split), ``feature_schema.json``, ``config.toml``, ``splits.json``, ``support.json``
+(the observation's columns and their training ranges, :mod:`aster_rl.support`) and
+``manifest.json`` (see :mod:`agents.run_files`); nothing in it is unpickled. Older runs
+(``model_*.zip`` + ``vecnormalize*.pkl`` only) load only with ``trust_run=True``.
 :class:`LoadedPolicy` satisfies the :class:`Policy` protocol the live runner and the
 backtester use: ``predict(obs) -> action`` on a full observation (every feature column +
 the account state; the columns left out at training are dropped here); ``decide`` adds the
@@ -33,9 +35,11 @@ from aster_rl.support import ObservationSupport
 
 from agents.data import check_run_pattern_library
 
+from agents import run_files
+
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = {"best": ("model_best.zip", "vecnormalize_best.pkl"), "last": ("model_last.zip", "vecnormalize.pkl")}
+MODEL_FILES = {w: (run_files.SB3_FILES[w], run_files.PICKLED_NORM_FILES[w]) for w in ("best", "last")}  # older runs
 
 
 @runtime_checkable
@@ -66,15 +70,15 @@ def resolve_run_dir(run: str | Path, checkpoint_dir: str | Path = "checkpoints")
     """A run directory, or ``"latest"``: the newest run under ``checkpoint_dir``."""
     if str(run) == "latest":
         root = Path(checkpoint_dir)
-        runs = [p for p in root.glob("*__*") if (p / "model_last.zip").exists()] if root.exists() else []
+        runs = [p for p in root.glob("*__*") if run_files.has_model(p)] if root.exists() else []
         if not runs:
             raise DataError(f"no trained run under {root}/; train one with `aster-rl train`")
-        return max(runs, key=lambda p: (p / "model_last.zip").stat().st_mtime)
+        return max(runs, key=lambda p: max(f.stat().st_mtime for f in p.iterdir() if f.name.startswith(("model_", "policy_"))))
     path = Path(run)
     if not path.is_dir():
         raise DataError(f"run directory {path} does not exist")
-    if not (path / "model_last.zip").exists():
-        raise DataError(f"{path} is not a trained run (no model_last.zip)")
+    if not run_files.has_model(path):
+        raise DataError(f"{path} is not a trained run (no {run_files.POLICY_FILES['last']} or model_last.zip)")
     return path
 
 
@@ -149,16 +153,19 @@ def load_policy(
     schema: Any | None = None,
     which: Literal["best", "last"] = "best",
     checkpoint_dir: str | Path = "checkpoints",
+    trust_run: bool = False,
 ) -> LoadedPolicy:
     """Load ``run`` (falls back to the last model if there is no best one).
 
-    With ``schema`` (the feature schema of the data the policy will see), the run's saved
-    schema must be compatible, or :class:`SchemaMismatchError` says what differs.
+    The run's files must match its manifest; a run in the older pickled format loads only
+    with ``trust_run=True`` (unpickling runs code stored in it). With ``schema`` (the feature
+    schema of the data the policy will see), the run's saved schema must be compatible, or
+    :class:`SchemaMismatchError` says what differs.
     """
     import torch
-    from stable_baselines3 import PPO
 
     run_dir = resolve_run_dir(run, checkpoint_dir)
+    safe, which = run_files.admit_run(run_dir, which, trust_run)
     saved = load_schema(run_dir)
     check_run_pattern_library(run_dir, saved)
     if schema is not None:
@@ -167,18 +174,30 @@ def load_policy(
         except SchemaMismatchError as e:
             raise SchemaMismatchError(f"run {run_dir.name}: the data's features differ from the model's: {e}") from None
     config = load_run_config(run_dir)
+    torch.set_num_threads(config.train.torch_threads)
+    if safe:
+        model, normalizer, _ = run_files.load_model_files(run_dir, which, config)
+    else:
+        model, normalizer = _load_pickled(run_dir, which)
+    support = ObservationSupport.load(run_dir)
+    if support is not None and tuple(support.columns) != tuple(saved.names):
+        raise SchemaMismatchError(f"run {run_dir.name}: support.json lists other columns than feature_schema.json")
+    return LoadedPolicy(model, normalizer, saved, config, run_dir, support)
+
+
+def _load_pickled(run_dir: Path, which: str) -> tuple[Any, Any | None]:
+    """An older run's SB3 zip and pickled VecNormalize: runs code stored in them (trusted runs only)."""
+    from stable_baselines3 import PPO
+
     model_file, norm_file = MODEL_FILES[which]
     if not (run_dir / model_file).exists():
         logger.info("%s: no %s, using the last model", run_dir, model_file)
         model_file, norm_file = MODEL_FILES["last"]
-    torch.set_num_threads(config.train.torch_threads)
+    logger.warning("%s: loading a pickled run (trusted explicitly)", run_dir)
     model = PPO.load(run_dir / model_file, device="cpu")
     normalizer = None
     if (run_dir / norm_file).exists():
         with open(run_dir / norm_file, "rb") as fh:
             normalizer = pickle.load(fh)
         normalizer.training = False
-    support = ObservationSupport.load(run_dir)
-    if support is not None and tuple(support.columns) != tuple(saved.names):
-        raise SchemaMismatchError(f"run {run_dir.name}: support.json lists other columns than feature_schema.json")
-    return LoadedPolicy(model, normalizer, saved, config, run_dir, support)
+    return model, normalizer

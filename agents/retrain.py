@@ -32,6 +32,7 @@ from aster_rl.errors import DataError, SchemaMismatchError
 from aster_rl.support import ObservationSupport
 from aster_rl.timeframes import timeframe_to_timedelta
 
+from agents import run_files
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.policy import MODEL_FILES, load_policy, load_run_config, load_schema, resolve_run_dir
 from agents.splits import Span, purge_bars
@@ -105,6 +106,37 @@ def _live_outcomes(config: AppConfig, run_name: str) -> dict[str, Any]:
     }
 
 
+def _resume_safe(champion_dir: Path, which: str, config: AppConfig, venv: Any) -> tuple[Any, Any]:
+    """PPO rebuilt from the run's config with the saved policy and optimizer state, and its statistics."""
+    from agents.train import make_model
+
+    arrays = run_files.read_norm_arrays(champion_dir / run_files.NORM_FILES[which])
+    vn = run_files.vec_normalize_from(arrays, venv, training=True)
+    source = champion_dir / run_files.POLICY_FILES[which]
+    payload = run_files.read_policy_payload(source)
+    model = make_model(config, vn, None)
+    run_files.load_weights(model.policy, payload, source)
+    model.num_timesteps = int(payload.get("num_timesteps", 0))
+    return model, vn
+
+
+def _resume_pickled(champion_dir: Path, which: str, config: AppConfig, venv: Any) -> tuple[Any, Any]:
+    """An older run's SB3 zip and pickled VecNormalize (trusted explicitly: unpickling runs code)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    t = config.train
+    model_file, norm_file = MODEL_FILES[which]
+    if not (champion_dir / model_file).exists():
+        model_file, norm_file = MODEL_FILES["last"]
+    if (champion_dir / norm_file).exists():
+        vn = VecNormalize.load(str(champion_dir / norm_file), venv)
+        vn.training = True
+    else:
+        vn = VecNormalize(venv, norm_obs=t.normalize_observations, norm_reward=True, gamma=t.gamma, clip_obs=10.0)
+    return PPO.load(champion_dir / model_file, env=vn, device="cpu"), vn
+
+
 def retrain(
     config: AppConfig,
     run: str | Path,
@@ -114,10 +146,9 @@ def retrain(
     which: str = "best",
     dataset: Any = None,
     progress_bar: bool = False,
+    trust_run: bool = False,
 ) -> RetrainDecision:
     import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import VecNormalize
 
     from agents.data import build_dataset
     from agents.train import new_run_dir
@@ -125,6 +156,7 @@ def retrain(
 
     ckpt = config.train.checkpoint_dir
     champion_dir = resolve_champion(run, ckpt)
+    safe, which = run_files.admit_run(champion_dir, which, trust_run)
     run_cfg = load_run_config(champion_dir)
     # the champion's model-defining sections; the current data location and bookkeeping
     merged = replace(run_cfg, data=config.data.model_dump(), train={"checkpoint_dir": str(ckpt)})
@@ -141,23 +173,15 @@ def retrain(
     t = merged.train
     torch.set_num_threads(t.torch_threads)
 
-    model_file, norm_file = MODEL_FILES[which]
-    if not (champion_dir / model_file).exists():
-        model_file, norm_file = MODEL_FILES["last"]
     support = ObservationSupport.load(champion_dir)  # the champion's observation columns (and training ranges)
     matrix = support.select_features(dataset.matrix) if support is not None else dataset.matrix
     venv = BatchedPerpEnv(matrix, dataset.prices, env_cfg, t.n_envs, start=train_span.start, end=train_span.end,
                           random_start=True, seed=t.seed + 1)
-    if (champion_dir / norm_file).exists():
-        vn = VecNormalize.load(str(champion_dir / norm_file), venv)
-        vn.training = True
-    else:
-        vn = VecNormalize(venv, norm_obs=t.normalize_observations, norm_reward=True, gamma=t.gamma, clip_obs=10.0)
-    model = PPO.load(champion_dir / model_file, env=vn, device="cpu")
+    model, vn = (_resume_safe if safe else _resume_pickled)(champion_dir, which, merged, venv)
     logger.info("retrain %s: resuming for %d steps on %d bars; hold-out %d bars", champion_dir.name, steps, len(train_span), len(holdout))
     model.learn(total_timesteps=steps, reset_num_timesteps=False, progress_bar=progress_bar)
 
-    name_cfg = replace(merged, train={"name": f"{t.name}-retrain"})
+    name_cfg = replace(merged, train={"name": f"{t.name}-retrain", "trials": t.trials + 1})  # a retrain is one more try
     challenger_dir = new_run_dir(name_cfg)
     (challenger_dir / "config.toml").write_text(to_toml(name_cfg))
     (challenger_dir / "feature_schema.json").write_text(json.dumps(dataset.schema.to_dict(), indent=2))
@@ -168,16 +192,15 @@ def retrain(
     }, indent=2))
     if support is not None:
         support.save(challenger_dir)
-    model.save(challenger_dir / "model_last.zip")
     vn.training = False
-    vn.save(str(challenger_dir / "vecnormalize.pkl"))
+    run_files.save_model(model, vn, challenger_dir, "last")
     vn.close()
 
     periods = periods_per_year_of(dataset.prices.timeframe)
     bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
 
     def score(run_dir: Path, which_model: str) -> dict[str, float]:
-        policy = load_policy(run_dir, dataset.schema, which=which_model, checkpoint_dir=ckpt)
+        policy = load_policy(run_dir, dataset.schema, which=which_model, checkpoint_dir=ckpt, trust_run=trust_run)
         res = run_backtest(policy.predict, dataset, env_cfg, holdout)
         s = summarize_backtest(res, env_cfg, periods, bar_ns)
         return {k: float(s[k]) for k in KEYS}

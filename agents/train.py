@@ -9,11 +9,12 @@
   and slippage; not the reward) is kept as ``model_best.zip``. The test split is never read.
 - ``torch.set_num_threads(train.torch_threads)``: one thread is the fastest on 2 cores.
 
-A run directory ``<checkpoint_dir>/<name>__<seed>__<unix_time>/`` holds ``model_last.zip``,
-``model_best.zip``, ``vecnormalize.pkl`` / ``vecnormalize_best.pkl``, ``config.toml``,
-``feature_schema.json``, ``splits.json``, ``support.json`` (each feature column's training
-range and variance, and which columns the observation leaves out: see
-:mod:`aster_rl.support`), ``metrics.json`` and the TensorBoard logs in ``tb/``.
+A run directory ``<checkpoint_dir>/<name>__<seed>__<unix_time>/`` holds, per model (best and
+last), ``policy_*.pt`` (state dicts), ``obs_norm_*.npz`` (observation statistics) and SB3's
+``model_*.zip``; ``config.toml``, ``feature_schema.json``, ``splits.json``, ``support.json``
+(each feature column's training range and variance, and which columns the observation
+leaves out: see :mod:`aster_rl.support`), ``manifest.json`` (sha256 of each run file),
+``metrics.json`` and the TensorBoard logs in ``tb/`` (see :mod:`agents.run_files`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from aster_rl.config import AppConfig, to_toml
-from aster_rl.errors import DataError
+from aster_rl.config import AppConfig, check_run_name, to_toml
+from aster_rl.errors import ConfigError, DataError
 from aster_rl.timeframes import timeframe_to_timedelta
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.data import bind_pattern_library, observation_support
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
+from agents.run_files import save_model
 from agents.splits import Splits, make_splits
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,11 @@ def default_splits(config: AppConfig, dataset) -> Splits:
 
 
 def new_run_dir(config: AppConfig) -> Path:
+    """A new, empty ``<checkpoint_dir>/<name>__<seed>__<unix_time>/``; the name is a plain name."""
+    try:
+        check_run_name(config.train.name)
+    except ValueError as e:
+        raise ConfigError(f"train.name: {e}") from None
     root = Path(config.train.checkpoint_dir)
     stamp = int(time.time())
     while True:
@@ -162,8 +169,7 @@ def train(
         return {k: s[k] for k in keys}
 
     def save_best(m) -> None:
-        m.save(run_dir / "model_best.zip")
-        vn.save(str(run_dir / "vecnormalize_best.pkl"))
+        save_model(m, vn, run_dir, "best")
 
     hp = hyperparameters(config, dataset, splits)
     trading_cb = TradingMetricsCallback(
@@ -178,13 +184,13 @@ def train(
     started = time.perf_counter()
     model.learn(total_timesteps=t.total_timesteps, callback=[trading_cb, val_cb], progress_bar=progress_bar, tb_log_name="ppo")
     seconds = time.perf_counter() - started
-    model.save(run_dir / "model_last.zip")
-    vn.save(str(run_dir / "vecnormalize.pkl"))
+    save_model(model, vn, run_dir, "last")
     vn.close()
 
     best = max(val_cb.history, key=lambda h: h["net_pnl_usd"]) if val_cb.history else {}
     metrics = {
         "run": run_dir.name,
+        "trials": t.trials,
         "timesteps": int(model.num_timesteps),
         "train_seconds": seconds,
         "fps": model.num_timesteps / seconds if seconds > 0 else 0.0,

@@ -1,10 +1,13 @@
 """Walk-forward: K chronological folds x several seeds, each trained and tested on its own fold.
 
 Each fold is a contiguous block of bars with its own train / validation / test splits (and
-purge gaps inside and between blocks), so a fold's model never sees a later fold. Results
-are aggregated over every (fold, seed): the mean out-of-sample net return with a bootstrap
-confidence interval over folds (seeds of one fold share its test period), and the share of
-runs where the agent beats the best baseline.
+purge gaps inside and between blocks), so a fold's model never sees a later fold. Each run
+records ``folds x seeds`` trials (times ``train.trials``) for its deflated Sharpe ratio.
+
+Aggregation: each fold's seeds are averaged first (they share its test period), then the
+K fold means of the excess over ``exposure_matched`` and over ``flat`` get Student-t
+intervals on K - 1 degrees of freedom. "Evidence of an edge" needs at least
+:data:`MIN_FOLDS` folds and both intervals above 0.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from agents.train import train
 
 logger = logging.getLogger(__name__)
 
+MIN_FOLDS = 3  # fewer folds make no claim
+EXCESS_KEYS = {"exposure_matched": "agent_excess_exposure_matched", "flat": "agent_excess_flat"}
+
 
 @dataclass
 class WalkForwardResult:
@@ -37,55 +43,104 @@ class WalkForwardResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> str:
-        lines = [f"{'fold':>4} {'seed':>4} {'test period':<35} {'agent':>9} {'best baseline':>22} {'beats':>6}"]
+        lines = [f"{'fold':>4} {'seed':>4} {'test period':<35} {'agent':>9} {'excess/em':>10} {'best baseline':>22} {'beats':>6}"]
         for r in self.runs:
             lines.append(
                 f"{r['fold']:>4} {r['seed']:>4} {r['test_first_bar'][:16] + ' .. ' + r['test_last_bar'][:16]:<35} "
-                f"{r['agent_net_return']:>+9.2%} {r['best_baseline'] + ' ' + format(r['best_baseline_net_return'], '+.2%'):>22} "
+                f"{r['agent_net_return']:>+9.2%} {r.get('agent_excess_exposure_matched', float('nan')):>+10.2%} "
+                f"{r['best_baseline'] + ' ' + format(r['best_baseline_net_return'], '+.2%'):>22} "
                 f"{'yes' if r['beats_best_baseline'] else 'no':>6}"
             )
         s = self.summary
-        ci = s["agent_net_return_ci"]
-        lines.append(
-            f"agent mean net return {ci['estimate']:+.2%} ({ci['confidence']:.0%} CI [{ci['low']:+.2%}, {ci['high']:+.2%}]) "
-            f"over {s['folds']} folds x {s['seeds']} seeds; beats the best baseline in {s['share_beats_best_baseline']:.0%} of runs"
-        )
+        for name, ci in s.get("excess_ci", {}).items():
+            lines.append(
+                f"mean excess over {name} {ci['estimate']:+.2%} ({ci['confidence']:.0%} t-interval "
+                f"[{ci['low']:+.2%}, {ci['high']:+.2%}], {s['folds_evaluated'] - 1} df) over {s['folds_evaluated']} folds"
+            )
+        lines.append(f"{s['folds_evaluated']} folds x {s['seeds']} seeds; beats the best baseline in "
+                     f"{s['share_beats_best_baseline']:.0%} of runs")
         lines.append("verdict: " + s["verdict"])
         return "\n".join(lines)
 
 
-def summarize_runs(runs: list[dict[str, Any]], *, folds: int, seeds: int, confidence: float) -> dict[str, Any]:
-    """Aggregate (fold, seed) runs: the interval of the mean net return resamples FOLDS.
+def run_record(fold: int, seed: int, run_dir: Path, report, trained) -> dict[str, Any]:
+    """One (fold, seed) run as a flat record: net returns, excesses, the best baseline."""
+    base = {n: o.metrics["net_return"] for n, o in report.baselines.items()}
+    best_name = max(base, key=base.get)
+    agent_ret = report.agent.metrics["net_return"]
+    return {
+        "fold": fold,
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "test_first_bar": report.split["first_bar"],
+        "test_last_bar": report.split["last_bar"],
+        "agent_net_return": agent_ret,
+        "agent_sharpe": report.agent.metrics["sharpe"],
+        "agent_deflated_sharpe": report.agent.metrics.get("deflated_sharpe"),
+        "agent_trades": report.agent.metrics["trades"],
+        "agent_net_exposure": report.agent.metrics.get("net_exposure"),
+        "agent_ci": report.agent.ci_return.to_dict() if report.agent.ci_return else None,
+        **{key: report.excess[name].estimate for name, key in EXCESS_KEYS.items() if name in report.excess},
+        "edge": bool(report.flags.get("edge", False)),
+        "baselines_net_return": base,
+        "best_baseline": best_name,
+        "best_baseline_net_return": base[best_name],
+        "beats_best_baseline": bool(agent_ret > base[best_name]),
+        "best_validation": trained.metrics.get("best_validation", {}),
+    }
 
-    Seeds trained on the same fold share its test period, so their returns are not
-    independent draws; each fold's seeds are averaged first and the bootstrap resamples
-    the fold means. With a single fold there is no interval and no claim of an edge.
+
+def fold_means(runs: list[dict[str, Any]], key: str) -> np.ndarray:
+    """``key`` averaged over each fold's seeds, in fold order."""
+    folds = sorted({r["fold"] for r in runs})
+    return np.array([np.mean([r[key] for r in runs if r["fold"] == k]) for k in folds], dtype=float)
+
+
+def summarize_runs(runs: list[dict[str, Any]], *, folds: int, seeds: int, confidence: float) -> dict[str, Any]:
+    """Aggregate (fold, seed) runs over FOLDS: Student-t intervals of the fold-mean excesses on K - 1 df.
+
+    Seeds trained on the same fold share its test period, so their results are not
+    independent draws; each fold's seeds are averaged first. "Evidence of an edge" needs
+    ``K >= MIN_FOLDS`` and the intervals of the excess over ``exposure_matched`` and over
+    ``flat`` both above 0. For independent, roughly normal fold excesses with mean 0 the
+    chance of a claim is at most (1 - confidence) / 2.
     """
-    fold_ids = sorted({r["fold"] for r in runs})
-    fold_means = np.array([np.mean([r["agent_net_return"] for r in runs if r["fold"] == k]) for k in fold_ids])
-    ci = M.mean_ci(fold_means, confidence=confidence)
+    k = len({r["fold"] for r in runs})
+    net = fold_means(runs, "agent_net_return") if runs else np.zeros(0)
+    excess_ci: dict[str, M.Interval] = {}
+    for name, key in EXCESS_KEYS.items():
+        if runs and all(key in r for r in runs):
+            excess_ci[name] = M.t_interval(fold_means(runs, key), confidence)
     share = float(np.mean([r["beats_best_baseline"] for r in runs])) if runs else 0.0
-    interval = f"mean out-of-sample net return CI [{ci.low:+.2%}, {ci.high:+.2%}] over {len(fold_means)} folds"
-    if len(fold_means) < 2:
-        verdict = (f"mean out-of-sample net return {ci.estimate:+.2%} from {len(fold_means)} fold: "
-                   "too few folds for a confidence interval, so no evidence of an edge")
-    elif ci.low > 0:
-        verdict = f"{interval} lies above 0: evidence of an edge"
-    elif ci.high < 0:
-        verdict = f"{interval} lies below 0: the agent loses money"
+    if k < MIN_FOLDS:
+        verdict = (f"{k} fold{'s' if k != 1 else ''}: fewer than {MIN_FOLDS} folds make no claim, "
+                   "so no evidence of an edge")
+    elif len(excess_ci) < len(EXCESS_KEYS):
+        verdict = "the runs carry no excess over the benchmarks: no evidence of an edge"
     else:
-        verdict = f"{interval} includes 0: no evidence of an edge"
+        parts, above = [], []
+        for name, ci in excess_ci.items():
+            where = "lies above 0" if ci.low > 0 else "lies below 0" if ci.high < 0 else "includes 0"
+            parts.append(f"mean excess over {name} {ci.estimate:+.2%}, {ci.confidence:.0%} t-interval "
+                         f"[{ci.low:+.2%}, {ci.high:+.2%}] {where}")
+            above.append(ci.low > 0)
+        conclusion = "evidence of an edge" if all(above) else "no evidence of an edge"
+        verdict = f"over {k} folds: " + "; ".join(parts) + f": {conclusion}"
     verdict += f"; it beats the best baseline in {share:.0%} of {len(runs)} fold-seed runs"
+    edge = k >= MIN_FOLDS and len(excess_ci) == len(EXCESS_KEYS) and all(ci.low > 0 for ci in excess_ci.values())
     return {
         "folds": folds,
+        "folds_evaluated": k,
         "seeds": seeds,
         "runs": len(runs),
-        "agent_net_return_ci": ci.to_dict(),
-        "agent_fold_mean_net_returns": [float(v) for v in fold_means],
+        "excess_ci": {n: ci.to_dict() for n, ci in excess_ci.items()},
+        "agent_net_return_ci": M.t_interval(net, confidence).to_dict(),
+        "agent_fold_mean_net_returns": [float(v) for v in net],
         "share_beats_best_baseline": share,
         "baselines_mean_net_return": {
             n: float(np.mean([r["baselines_net_return"][n] for r in runs])) for n in runs[0]["baselines_net_return"]
         } if runs else {},
+        "edge": bool(edge),
         "verdict": verdict,
     }
 
@@ -108,33 +163,15 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None) -> Walk
         fold_config, fold_data, mined = fold_dataset(config, dataset, splits)
         for s in range(ev.walkforward_seeds):
             seed = config.train.seed + s
-            cfg = replace(fold_config, train={"seed": seed, "name": f"{config.train.name}_fold{k}"})
+            cfg = replace(fold_config, train={"seed": seed, "name": f"{config.train.name}_fold{k}",
+                                              "trials": config.train.trials * len(folds) * ev.walkforward_seeds})
             run_dir = out_dir / f"fold{k}__seed{seed}"
             logger.info("walk-forward fold %d/%d, seed %d", k + 1, len(folds), seed)
             trained = train(cfg, fold_data, splits=splits, run_dir=run_dir)
             policy = load_policy(run_dir, schema=fold_data.schema)
             report = evaluate_policy(policy, fold_data, cfg, splits, run_dir=run_dir)
             report.save(run_dir / "eval")
-            base = {n: o.metrics["net_return"] for n, o in report.baselines.items()}
-            best_name = max(base, key=base.get)
-            agent_ret = report.agent.metrics["net_return"]
-            result.runs.append({
-                "fold": k,
-                "seed": seed,
-                "run_dir": str(run_dir),
-                "test_first_bar": report.split["first_bar"],
-                "test_last_bar": report.split["last_bar"],
-                "agent_net_return": agent_ret,
-                "agent_sharpe": report.agent.metrics["sharpe"],
-                "agent_trades": report.agent.metrics["trades"],
-                "agent_ci": report.agent.ci_return.to_dict() if report.agent.ci_return else None,
-                "baselines_net_return": base,
-                "best_baseline": best_name,
-                "best_baseline_net_return": base[best_name],
-                "beats_best_baseline": bool(agent_ret > base[best_name]),
-                "best_validation": trained.metrics.get("best_validation", {}),
-                **mined,
-            })
+            result.runs.append({**run_record(k, seed, run_dir, report, trained), **mined})
     result.summary = summarize_runs(result.runs, folds=len(folds), seeds=ev.walkforward_seeds, confidence=ev.confidence)
     verdict = result.summary["verdict"]
     (out_dir / "walkforward.json").write_text(json.dumps(jsonable({"summary": result.summary, "runs": result.runs}), indent=2))

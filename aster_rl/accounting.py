@@ -38,13 +38,12 @@ Rules (documented choices):
 - Liquidation price (one isolated position, Binance style):
   ``LP = (WB − side·Q·EP + MA) / (Q·MMR − side·Q)`` with WB the isolated margin, MA the
   bracket's maintenance amount, side +1 long / −1 short; the bracket is chosen by the
-  entry notional. A liquidation fills at LP (or at the open when the bar gaps through
-  it), without slippage, and costs the whole isolated margin, as on the venue: the trader
-  gets nothing back from that position's margin. What margin is left at the fill (about
-  the maintenance margin at LP) goes to the venue (clearance fee and insurance fund) and
-  is booked as the trade's liquidation fee, so ``pnl = gross − fees − funding`` still
-  holds; ``liquidation_fee_rate`` therefore changes nothing (the venue's clearance fee is
-  a part of that forfeited margin, not a charge on top of it).
+  entry notional. A liquidation is triggered at LP (or at the open when the bar gaps
+  through it) and costs the whole isolated margin, as on the venue: the position is
+  closed at its bankruptcy price ``EP − side·WB/Q``, without slippage or fee, and the
+  trader gets nothing back from that margin (what was left at LP goes to the venue's
+  insurance fund). So ``pnl = gross − fees − funding`` holds with ``gross = −WB``, and no
+  cost multiplier changes a liquidation's loss.
 - Exits, the open first: a bar opening at or beyond the liquidation price liquidates at
   the open; else one opening at or beyond the target fills the target at the open (the
   better price), whatever the rest of the bar does; else one opening at or beyond the
@@ -113,7 +112,6 @@ def validate_env_config(cfg: EnvConfig) -> None:
         "taker_fee_rate",
         "slippage_bps",
         "impact_coef",
-        "liquidation_fee_rate",
         "min_notional_usd",
         "drawdown_penalty",
         "turnover_penalty",

@@ -86,10 +86,10 @@ PX_OPEN, PX_HIGH, PX_LOW, PX_CLOSE, PX_VOLUME, PX_FUNDING, PX_ATR = range(7)
 PX_COLS = 8
 # parameters
 (
-    P_TAKER, P_SLIP_BASE, P_IMPACT, P_LIQ_FEE, P_MARGIN_FRACTION, P_QTY_STEP, P_TICK, P_MIN_NOTIONAL,
+    P_TAKER, P_SLIP_BASE, P_IMPACT, P_MARGIN_FRACTION, P_QTY_STEP, P_TICK, P_MIN_NOTIONAL,
     P_INITIAL, P_MAX_LEV, P_BANKRUPT, P_N_BRACKETS, P_N_LEVERAGES, P_N_PROFILES,
     P_REWARD_KIND, P_DRAWDOWN_PENALTY, P_TURNOVER_PENALTY, P_LIQUIDATION_PENALTY, P_EQUITY_BLOCK,
-) = range(19)
+) = range(18)
 P_TABLES = 20
 REWARD_LOG_EQUITY, REWARD_TRADE_OUTCOME = 0, 1
 REWARD_KINDS = {"log_equity": REWARD_LOG_EQUITY, "trade_outcome": REWARD_TRADE_OUTCOME}
@@ -261,6 +261,8 @@ def _open_one(F, I, par, ctl, i, o, v, ts):  # noqa: E741
 def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa: E741
     s = F[SIDE, i]
     qty = F[QTY, i]
+    if reason == R_LIQUIDATION:  # the venue closes at the bankruptcy price: the whole margin is lost
+        base = F[ENTRY, i] - s * F[MARGIN, i] / qty
     if slip:
         fill = base * (1.0 - s * _slip_frac(par, qty, v))
     else:
@@ -268,7 +270,8 @@ def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa:
     gross = s * qty * (fill - F[ENTRY, i])
     remaining = max(F[MARGIN, i] + gross, 0.0)  # isolated: never lose more than the margin
     if reason == R_LIQUIDATION:
-        fee = remaining  # the venue keeps what margin is left: the trader gets nothing back
+        fee = 0.0
+        remaining = 0.0
         I[LIQUIDATIONS, i] += 1
         I[LIQUIDATED_NOW, i] = 1
     else:

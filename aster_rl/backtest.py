@@ -5,6 +5,10 @@ observation the env would give at that bar's close (the env's own code,
 ``SingleAccount.observation``), and the order fills at the next bar's open. Stepping ``PerpEnv(random_start=False)`` over
 the same range gives the same trades and equity (tested). Deterministic.
 
+``net_exposure`` is the signed position notional over equity at each bar's close
+(+1: all equity long at 1x; -2: short twice the equity); its mean and the mean of its
+absolute value are a policy's net and gross exposure.
+
 For cost sweeps pass a modified config, e.g. ``scale_costs(cfg, 2.0)`` or
 ``cfg.model_copy(update={"taker_fee_rate": 0.0})``.
 """
@@ -39,16 +43,24 @@ class BacktestResult:
     liquidations: int
     n_skipped_orders: int
     stats: dict = field(default_factory=dict)
+    net_exposure: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+
+    def exposure(self) -> tuple[float, float]:
+        """Mean signed (net) and mean absolute (gross) notional / equity over the bars after the first."""
+        x = self.net_exposure.to_numpy(dtype=float)[1:]
+        if not len(x):
+            return 0.0, 0.0
+        return float(x.mean()), float(np.abs(x).mean())
 
 
 def scale_costs(cfg: EnvConfig, multiplier: float) -> EnvConfig:
-    """``cfg`` with fees, slippage, impact and the liquidation fee multiplied by ``multiplier``."""
+    """``cfg`` with fees, slippage and impact multiplied by ``multiplier``."""
     if not np.isfinite(multiplier) or multiplier < 0:
         raise ValueError(f"multiplier = {multiplier}: must be a finite number >= 0")
     return cfg.model_copy(
         update={
             k: getattr(cfg, k) * multiplier
-            for k in ("maker_fee_rate", "taker_fee_rate", "slippage_bps", "impact_coef", "liquidation_fee_rate")
+            for k in ("maker_fee_rate", "taker_fee_rate", "slippage_bps", "impact_coef")
         }
     )
 
@@ -86,6 +98,7 @@ def backtest(
     n_steps = end - 1 - first
     equity = np.full(n_steps + 1, np.nan)
     equity[0] = cfg.initial_equity_usd
+    position = np.zeros(n_steps + 1)  # signed quantity at each bar's close
     acts = np.zeros((n_steps, 3), dtype=np.int64)
     trades: list[dict] = []
     t = first
@@ -98,6 +111,7 @@ def backtest(
         bankrupt = acc.advance(t, int(a[0]), int(a[1]), int(a[2]), k == n_steps - 1)
         t += 1
         equity[k + 1] = book.equity[0]
+        position[k + 1] = book.side[0] * book.qty[0]
         done = k + 1
         if book.closed:
             trades.extend(tr for _, tr in book.closed)
@@ -106,6 +120,8 @@ def backtest(
             break
     equity[done + 1 :] = book.equity[0]
     index = pd.to_datetime(prices.timestamps[first:end], utc=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        net = np.where(equity > 0, position * prices.close[first:end] / np.where(equity > 0, equity, 1.0), 0.0)
     trade_df = pd.DataFrame(trades, columns=list(TRADE_KEYS) + ["slippage_usd"])
     for col in ("entry_time", "exit_time"):
         trade_df[col] = pd.to_datetime(trade_df[col].astype("int64"), utc=True)
@@ -119,4 +135,5 @@ def backtest(
         liquidations=int(book.liquidations[0]),
         n_skipped_orders=int(book.n_skipped[0]),
         stats=acc.episode_stats(),
+        net_exposure=pd.Series(net, index=index, name="net_exposure"),
     )

@@ -7,36 +7,132 @@ from environment variables through :func:`load_secrets` and are masked when prin
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import tomllib
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from aster_rl.errors import ConfigError
+from aster_rl.errors import AsterError, ConfigError
+
+MAX_VENUE_LEVERAGE = 125  # the highest leverage any perpetual venue offers; ccxt refuses more at the first order
+MAX_FEE_RATE = 0.01  # maker/taker fee rates are fractions of notional below 1%
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (used by SB3) takes 32-bit seeds
+
+# Strict scalars: a bool is not a number, a float is not a count, text is not either.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]  # accepts ints; every float is finite (allow_inf_nan=False below)
+Bool = Annotated[bool, Strict()]
+Seed = Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)]
+Leverage = Annotated[int, Strict(), Field(ge=1, le=MAX_VENUE_LEVERAGE)]
+FeeRate = Annotated[float, Strict(), Field(ge=0, lt=MAX_FEE_RATE)]
+
+
+def _non_empty_path(value: Any) -> Any:
+    if isinstance(value, (str, Path)) and not str(value).strip():
+        raise ValueError("an empty path; give a file or directory name")
+    return value
+
+
+def _date_text(value: Any) -> Any:
+    """A TOML date/datetime becomes its ISO text; text must parse as a date/time."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, str):
+        import pandas as pd
+
+        try:
+            stamp = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            stamp = pd.NaT
+        if stamp is pd.NaT:
+            raise ValueError(f"{value!r} is not a date/time; use e.g. 2025-09-19 or 2025-09-19T12:00Z")
+        if not pd.Timestamp("1970-01-01") <= stamp.tz_localize(None) < pd.Timestamp("2200-01-01"):
+            raise ValueError(f"{value!r} is outside 1970..2199")
+    return value
+
+
+def _timeframe_text(value: str) -> str:
+    from aster_rl.timeframes import timeframe_to_timedelta
+
+    try:
+        timeframe_to_timedelta(value)
+    except AsterError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
+_RUN_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one plain path component: letters, digits, ``. _ -``; no ``..``, no separators."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 128
+        or not set(name) <= _RUN_NAME_CHARS
+        or name.startswith((".", "-"))
+        or ".." in name
+    ):
+        raise ValueError(
+            f"run name {name!r} is not a plain name: use up to 128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no path separators, no '..')"
+        )
+    return name
+
+
+def _non_empty_text(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("an empty value")
+    if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{value!r} holds control characters")
+    return value
+
+
+NonEmptyPath = Annotated[Path, BeforeValidator(_non_empty_path)]
+NonEmptyText = Annotated[str, AfterValidator(_non_empty_text)]
+RunName = Annotated[str, AfterValidator(check_run_name)]
+DateText = Annotated[str, BeforeValidator(_date_text)]
+Timeframe = Annotated[str, Strict(), AfterValidator(_timeframe_text)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(_Section):
     """Where market data lives and which market is traded."""
 
-    data_dir: Path = Path("data")
-    source: str = "synthetic"  # what load_market reads: "synthetic", an exchange id, or "import"
+    data_dir: NonEmptyPath = Path("data")
+    source: NonEmptyText = "synthetic"  # what load_market reads: "synthetic", an exchange id, or "import"
     database_url: str | None = None  # default: sqlite:///<data_dir>/aster_rl.db
-    exchange_id: str = "aster"
-    symbol: str = "ASTER/USDT:USDT"
-    timeframe: str = "5m"
-    btc_symbol: str = "BTC/USDT:USDT"
-    eth_symbol: str = "ETH/USDT:USDT"
-    since: str = "2025-09-19"
+    exchange_id: NonEmptyText = "aster"
+    symbol: NonEmptyText = "ASTER/USDT:USDT"
+    timeframe: Timeframe = "5m"
+    btc_symbol: NonEmptyText = "BTC/USDT:USDT"
+    eth_symbol: NonEmptyText = "ETH/USDT:USDT"
+    since: DateText = "2025-09-19"
     api_url: str | None = None  # override the exchange's REST root (e.g. the loopback fake exchange)
-    max_retries: int = Field(5, ge=0)
-    retry_backoff_s: float = Field(0.5, ge=0)
-    rate_limit_ms: float | None = Field(None, ge=0)  # ccxt's spacing between requests; None = the exchange's own
+    max_retries: Int = Field(5, ge=0, le=100)
+    retry_backoff_s: Float = Field(0.5, ge=0, le=3_600)
+    rate_limit_ms: Float | None = Field(None, ge=0, le=600_000)  # ccxt's spacing between requests; None = the exchange's own
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -47,21 +143,21 @@ class DataConfig(_Section):
 class SynthConfig(_Section):
     """The synthetic market: the embedded default when no exchange is reachable."""
 
-    seed: int = 7
-    n_bars: int = Field(60 * 288, gt=0)  # 60 days of 5m bars
-    start: str = "2025-03-01"  # day ~315 after the 2024-04-20 halving: bull market phase 1
+    seed: Seed = 7
+    n_bars: Int = Field(60 * 288, gt=0, le=10_000_000)  # 60 days of 5m bars
+    start: DateText = "2025-03-01"  # day ~315 after the 2024-04-20 halving: bull market phase 1
     edge: Literal["planted", "null"] = "planted"
-    edge_probability: float = Field(0.75, ge=0, le=1)
-    signal_rate: float = Field(0.01, ge=0, le=0.2)  # share of bars (after the first 300) that are signal bars
-    edge_drift: float = Field(0.025, ge=0, le=0.5)  # total drift after a signal that pays off (0.025 = +2.5%)
-    edge_horizon: int = Field(24, gt=0)  # bars over which that drift is spread
-    trend_drift: float = Field(1e-4, ge=0, le=0.01)  # per-5m-bar drift of trend regimes (planted mode only)
+    edge_probability: Float = Field(0.75, ge=0, le=1)
+    signal_rate: Float = Field(0.01, ge=0, le=0.2)  # share of bars (after the first 300) that are signal bars
+    edge_drift: Float = Field(0.025, ge=0, le=0.5)  # total drift after a signal that pays off (0.025 = +2.5%)
+    edge_horizon: Int = Field(24, gt=0)  # bars over which that drift is spread
+    trend_drift: Float = Field(1e-4, ge=0, le=0.01)  # per-5m-bar drift of trend regimes (planted mode only)
 
 
 class FeaturesConfig(_Section):
     """Which tentacles feed the observation, with their parameters."""
 
-    tentacles: tuple[str, ...] = (
+    tentacles: Annotated[tuple[str, ...], Field(min_length=1)] = (
         "market",
         "indicators",
         "orderflow",
@@ -74,21 +170,21 @@ class FeaturesConfig(_Section):
         "macro",
     )
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    whale_notional_usd: float = Field(5_000.0, gt=0)
+    whale_notional_usd: Float = Field(5_000.0, gt=0)
 
 
 class ExitProfile(_Section):
-    stop_atr: float = Field(gt=0)
-    target_atr: float = Field(gt=0)
+    stop_atr: Float = Field(gt=0)
+    target_atr: Float = Field(gt=0)
 
 
 class MarginBracket(_Section):
     """One maintenance-margin bracket: notional up to ``notional_cap_usd``."""
 
-    notional_cap_usd: float = Field(gt=0)
-    max_leverage: int = Field(gt=0)
-    maintenance_margin_rate: float = Field(ge=0, lt=1)
-    maintenance_amount_usd: float = 0.0
+    notional_cap_usd: Float = Field(gt=0)
+    max_leverage: Leverage
+    maintenance_margin_rate: Float = Field(ge=0, lt=1)
+    maintenance_amount_usd: Float = Field(0.0, ge=0)
 
 
 def _default_brackets() -> tuple[MarginBracket, ...]:
@@ -104,15 +200,14 @@ def _default_brackets() -> tuple[MarginBracket, ...]:
 class EnvConfig(_Section):
     """Trading mechanics and the episode shape (also used by the backtester and paper broker)."""
 
-    initial_equity_usd: float = Field(10_000.0, gt=0)
-    leverages: tuple[int, ...] = (1, 2, 3, 5, 10, 20, 30, 50)
-    max_leverage: int = Field(50, ge=1)
-    margin_fraction: float = Field(0.1, gt=0, le=1)  # share of equity posted as margin per trade
-    maker_fee_rate: float = Field(0.0001, ge=0)
-    taker_fee_rate: float = Field(0.00035, ge=0)
-    slippage_bps: float = Field(1.0, ge=0)
-    impact_coef: float = Field(0.1, ge=0)  # extra slippage = impact_coef * order_qty / bar_volume
-    liquidation_fee_rate: float = Field(0.005, ge=0)
+    initial_equity_usd: Float = Field(10_000.0, gt=0)
+    leverages: tuple[Leverage, ...] = (1, 2, 3, 5, 10, 20, 30, 50)
+    max_leverage: Leverage = 50
+    margin_fraction: Float = Field(0.1, gt=0, le=1)  # share of equity posted as margin per trade
+    maker_fee_rate: FeeRate = 0.0001
+    taker_fee_rate: FeeRate = 0.00035
+    slippage_bps: Float = Field(1.0, ge=0, lt=10_000)  # 10,000 bps would fill a sell at zero
+    impact_coef: Float = Field(0.1, ge=0)  # extra slippage = impact_coef * order_qty / bar_volume
     brackets: tuple[MarginBracket, ...] = Field(default_factory=_default_brackets)
     exit_profiles: dict[str, ExitProfile] = Field(
         default_factory=lambda: {
@@ -121,16 +216,16 @@ class EnvConfig(_Section):
             "position": ExitProfile(stop_atr=4.0, target_atr=10.0),
         }
     )
-    min_notional_usd: float = Field(5.0, ge=0)
-    qty_step: float = Field(0.01, gt=0)
-    price_tick: float = Field(0.0001, gt=0)
-    episode_length: int = Field(2_048, gt=0)
+    min_notional_usd: Float = Field(5.0, ge=0)
+    qty_step: Float = Field(0.01, gt=0)
+    price_tick: Float = Field(0.0001, gt=0)
+    episode_length: Int = Field(2_048, gt=0)
     reward: Literal["log_equity", "trade_outcome"] = "log_equity"
-    drawdown_penalty: float = Field(0.0, ge=0)
-    turnover_penalty: float = Field(0.0, ge=0)
-    liquidation_penalty: float = Field(1.0, ge=0)
-    bankruptcy_fraction: float = Field(0.1, ge=0, lt=1)  # equity below this share of the start ends the episode
-    action_masks: bool = False
+    drawdown_penalty: Float = Field(0.0, ge=0)
+    turnover_penalty: Float = Field(0.0, ge=0)
+    liquidation_penalty: Float = Field(1.0, ge=0)
+    bankruptcy_fraction: Float = Field(0.1, ge=0, lt=1)  # equity below this share of the start ends the episode
+    action_masks: Bool = False
 
     @model_validator(mode="after")
     def _check_ladder(self) -> "EnvConfig":
@@ -147,72 +242,92 @@ class EnvConfig(_Section):
 class TrainConfig(_Section):
     """PPO hyperparameters, splits and run bookkeeping."""
 
-    name: str = "ppo"
-    seed: int = 0
-    total_timesteps: int = Field(200_000, gt=0)
-    n_envs: int = Field(8, gt=0)
-    learning_rate: float = Field(3e-4, gt=0)
-    n_steps: int = Field(512, gt=0)
-    batch_size: int = Field(1_024, gt=0)
-    n_epochs: int = Field(5, gt=0)
-    gamma: float = Field(0.99, gt=0, le=1)
-    gae_lambda: float = Field(0.95, gt=0, le=1)
-    clip_range: float = Field(0.2, gt=0)
-    ent_coef: float = Field(0.01, ge=0)
-    vf_coef: float = Field(0.5, ge=0)
-    max_grad_norm: float = Field(0.5, gt=0)
-    net_arch: tuple[int, ...] = (64, 64)
-    normalize_observations: bool = True
-    torch_threads: int = Field(1, ge=1)
-    train_fraction: float = Field(0.6, gt=0, lt=1)
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
-    eval_freq: int = Field(20_000, gt=0)  # timesteps between validation evaluations
-    checkpoint_dir: Path = Path("checkpoints")
-    tensorboard: bool = True
-    progress_bar: bool = True
+    name: RunName = "ppo"
+    seed: Seed = 0
+    total_timesteps: Int = Field(200_000, gt=0)
+    n_envs: Int = Field(8, gt=0, le=1_024)
+    learning_rate: Float = Field(3e-4, gt=0, le=1)
+    n_steps: Int = Field(512, gt=0)
+    batch_size: Int = Field(1_024, gt=1)  # PPO normalizes advantages over a batch: at least 2
+    n_epochs: Int = Field(5, gt=0)
+    gamma: Float = Field(0.99, gt=0, le=1)
+    gae_lambda: Float = Field(0.95, gt=0, le=1)
+    clip_range: Float = Field(0.2, gt=0)
+    ent_coef: Float = Field(0.01, ge=0)
+    vf_coef: Float = Field(0.5, ge=0)
+    max_grad_norm: Float = Field(0.5, gt=0)
+    net_arch: tuple[Annotated[int, Strict(), Field(gt=0, le=65_536)], ...] = (64, 64)
+    normalize_observations: Bool = True
+    torch_threads: Int = Field(1, ge=1, le=1_024)
+    train_fraction: Float = Field(0.6, gt=0, lt=1)
+    validation_fraction: Float = Field(0.2, gt=0, lt=1)
+    eval_freq: Int = Field(20_000, gt=0)  # timesteps between validation evaluations
+    checkpoint_dir: NonEmptyPath = Path("checkpoints")
+    tensorboard: Bool = True
+    progress_bar: Bool = True
+    trials: Int = Field(1, ge=1)  # tries (seeds, configurations, retrains) that led to this run; deflates its Sharpe
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> "TrainConfig":
+        if self.train_fraction + self.validation_fraction >= 1:
+            raise ValueError(
+                f"train.train_fraction + train.validation_fraction = {self.train_fraction + self.validation_fraction:g}: "
+                "must stay below 1 to leave a test split"
+            )
+        if self.n_steps * self.n_envs < 2:
+            raise ValueError("train.n_steps * train.n_envs must be at least 2 (a rollout of one step cannot be normalized)")
+        return self
 
 
 class EvalConfig(_Section):
     """Out-of-sample evaluation."""
 
-    bootstrap_samples: int = Field(1_000, gt=0)
-    bootstrap_block: int = Field(288, gt=0)  # block length in bars (a day of 5m bars)
-    confidence: float = Field(0.95, gt=0, lt=1)
-    cost_multipliers: tuple[float, ...] = (0.0, 1.0, 2.0)
-    random_seeds: int = Field(20, gt=0)
-    walkforward_folds: int = Field(4, gt=1)
-    walkforward_seeds: int = Field(2, gt=0)
+    bootstrap_samples: Int = Field(1_000, gt=0)
+    bootstrap_block: Int = Field(288, gt=0)  # block length in bars (a day of 5m bars)
+    confidence: Float = Field(0.95, gt=0, lt=1)
+    cost_multipliers: tuple[Annotated[float, Strict(), Field(ge=0, le=100)], ...] = (0.0, 1.0, 2.0)
+    random_seeds: Int = Field(20, gt=0)
+    walkforward_folds: Int = Field(4, gt=1)
+    walkforward_seeds: Int = Field(2, gt=0)
 
 
 class PatternsConfig(_Section):
     """Pattern mining and the pattern library's thresholds (the seed's 80% / 60%)."""
 
-    min_trades: int = Field(30, gt=0)
-    max_conditions: int = Field(2, ge=1, le=4)
-    fdr: float = Field(0.1, gt=0, lt=1)
-    permutations: int = Field(200, gt=0)
-    promote_win_rate: float = Field(0.8, gt=0, le=1)
-    demote_win_rate: float = Field(0.6, ge=0, lt=1)
-    max_hold_bars: int = Field(288, gt=0)
+    min_trades: Int = Field(30, gt=0)
+    max_conditions: Int = Field(2, ge=1, le=4)
+    fdr: Float = Field(0.1, gt=0, lt=1)
+    permutations: Int = Field(200, gt=0)
+    promote_win_rate: Float = Field(0.8, gt=0, le=1)
+    demote_win_rate: Float = Field(0.6, ge=0, lt=1)
+    max_hold_bars: Int = Field(288, gt=0)
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> "PatternsConfig":
+        if self.demote_win_rate >= self.promote_win_rate:
+            raise ValueError(
+                f"patterns.demote_win_rate={self.demote_win_rate} must be below patterns.promote_win_rate={self.promote_win_rate}"
+            )
+        return self
 
 
 class LiveConfig(_Section):
     """The live runner: paper by default; real trading needs --real, keys and a confirmation."""
 
     mode: Literal["paper", "real"] = "paper"
-    poll_interval_s: float = Field(1.0, gt=0)
-    use_websocket: bool = True  # ccxt.pro candle stream as an early bar-close signal; REST stays the source
-    max_leverage: int = Field(20, ge=1)
-    max_notional_usd: float = Field(5_000.0, gt=0)
-    max_open_positions: int = Field(1, ge=0)
-    daily_loss_limit_fraction: float = Field(0.05, gt=0, le=1)
-    stale_after_bars: float = Field(3.0, gt=0)
-    max_model_age_days: float = Field(30.0, gt=0)
-    kill_file: Path = Path("KILL")  # a relative path is under data.data_dir
-    warmup_bars: int = Field(1_000, gt=0)
-    retry_backoff_s: float = Field(2.0, gt=0)  # first wait after a failed fetch of new bars; doubles per failure
-    max_backoff_s: float = Field(60.0, gt=0)  # ... up to this
-    lease_timeout_s: float = Field(120.0, gt=0)  # a session whose runner renewed nothing for this long may be taken over
+    poll_interval_s: Float = Field(1.0, gt=0)
+    use_websocket: Bool = True  # ccxt.pro candle stream as an early bar-close signal; REST stays the source
+    max_leverage: Leverage = 20
+    max_notional_usd: Float = Field(5_000.0, gt=0)
+    max_open_positions: Int = Field(1, ge=0)
+    daily_loss_limit_fraction: Float = Field(0.05, gt=0, le=1)
+    stale_after_bars: Float = Field(3.0, gt=0)
+    max_model_age_days: Float = Field(30.0, gt=0)
+    kill_file: NonEmptyPath = Path("KILL")  # a relative path is under data.data_dir
+    warmup_bars: Int = Field(1_000, gt=0)
+    retry_backoff_s: Float = Field(2.0, gt=0)  # first wait after a failed fetch of new bars; doubles per failure
+    max_backoff_s: Float = Field(60.0, gt=0)  # ... up to this
+    lease_timeout_s: Float = Field(120.0, gt=0)  # a session whose runner renewed nothing for this long may be taken over
 
 
 class AppConfig(_Section):
@@ -233,17 +348,56 @@ class AppConfig(_Section):
 
 # ---------------------------------------------------------------- loading
 
-def _parse_override_value(raw: str) -> Any:
-    """Read ``raw`` as a TOML value (numbers, booleans, arrays, quoted strings); else a bare string."""
+def _is_text_type(annotation: Any) -> bool:
+    """Whether a field holds text: ``str``, ``Path``, a literal of strings (optionally ``| None``)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _is_text_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(args) and all(_is_text_type(a) for a in args)
+    if origin is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(annotation))
+    return annotation in (str, Path)
+
+
+def _field_annotation(keys: list[str]) -> Any:
+    """The annotation of the configuration field at ``keys``, or None when it is not a model field."""
+    model: Any = AppConfig
+    annotation: Any = None
+    for key in keys:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
+            return None
+        annotation = model.model_fields[key].annotation
+        model = annotation
+    return annotation
+
+
+def _parse_override_value(raw: str, keys: list[str] | None = None) -> Any:
+    """Read ``raw`` as a TOML value (numbers, booleans, arrays, quoted strings); else a bare string.
+
+    A field that holds text takes the text as typed (``data.since=2025-09-19``, ``train.name=2024``)
+    unless it is quoted.
+    """
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        parsed = tomllib.loads(f"v = {raw}")
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
+    if set(parsed) != {"v"}:  # a newline smuggled in more keys: it is text
+        return raw
+    value = parsed["v"]
+    if not isinstance(value, str) and keys is not None and _is_text_type(_field_annotation(keys)):
+        return raw
+    return value
 
 
 def _apply_override(tree: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected section.key=value, e.g. train.learning_rate=1e-4")
+    try:
+        assignment.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"--set {assignment!r}: not valid UTF-8 text") from None
     dotted, raw = assignment.split("=", 1)
     keys = [k.strip() for k in dotted.strip().split(".")]
     if len(keys) < 2 or not all(keys):
@@ -254,7 +408,7 @@ def _apply_override(tree: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"--set {assignment!r}: {key!r} is a value, not a section")
         node = child
-    node[keys[-1]] = _parse_override_value(raw.strip())
+    node[keys[-1]] = _parse_override_value(raw.strip(), keys)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -267,15 +421,43 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _format_validation_error(err: ValidationError, source: str, overrides: dict[tuple[str, ...], str] | None = None) -> str:
+    """One line per problem, naming the key and where it came from (the ``--set`` that set it, or ``source``)."""
     lines = []
     for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        loc = tuple(str(p) for p in item["loc"])
+        where = ".".join(loc) or "(top level)"
+        origin = source
+        for keys, assignment in (overrides or {}).items():
+            unknown_here = item["type"] == "extra_forbidden" and keys[: len(loc)] == loc
+            if loc[: len(keys)] == keys or unknown_here:
+                origin = f"--set {assignment}"
         if item["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key {where!r}")
+            lines.append(f"{origin}: unknown key {where!r}")
         else:
-            lines.append(f"{source}: {where}: {item['msg']}")
+            msg = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{origin}: {where}: {msg}")
     return "; ".join(lines)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The table in the TOML file at ``path``; ConfigError on anything but a readable UTF-8 TOML file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; give a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path}: not a UTF-8 text file (byte {e.start} is {data[e.start]:#04x})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: not valid TOML ({e})") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> AppConfig:
@@ -285,21 +467,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if path is not None:
         path = Path(path)
         source = str(path)
-        try:
-            tree = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {path}: not valid TOML ({e})") from None
+        tree = _read_toml(path)
     override_tree: dict[str, Any] = {}
     for assignment in overrides:
         _apply_override(override_tree, assignment)
     if overrides:
         source = f"{source} + --set overrides"
+    named = {tuple(k.strip() for k in a.split("=", 1)[0].strip().split(".")): a for a in overrides}
     try:
         return AppConfig.model_validate(_merge(tree, override_tree))
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, source)) from None
+        raise ConfigError(_format_validation_error(e, source, named)) from None
 
 
 def replace(config: AppConfig, **sections: dict[str, Any]) -> AppConfig:
@@ -321,11 +499,20 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if value is None:
         return '""'
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return _toml_string(str(value))
+
+
+def _toml_key(key: str) -> str:
+    bare = key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key)
+    return key if bare else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, plus DEL, which TOML forbids raw."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def to_toml(config: AppConfig) -> str:

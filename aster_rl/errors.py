@@ -51,3 +51,7 @@ class FlattenFailed(ExchangeError):
 
 class RiskRefusal(AsterError):
     """The risk guard refused a decision; the message is the reason."""
+
+
+class UntrustedRunError(AsterError):
+    """A run directory's files are missing, changed since they were saved, or in a format that runs code."""

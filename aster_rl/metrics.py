@@ -10,6 +10,12 @@ Conventions:
 - Drawdowns are positive fractions: 0.2 means the equity fell 20% below its running peak.
 - Confidence intervals come from the stationary bootstrap (Politis & Romano 1994) of bar
   returns, which keeps the short-range dependence of returns inside resampled blocks.
+- Skill is measured as excess: :func:`excess_ci` is a paired block bootstrap of the
+  per-bar log-return difference between a strategy and a benchmark over the same bars.
+- :func:`deflated_sharpe` is the probability that the true Sharpe ratio exceeds the best
+  one expected by luck from the number of trials that led to the result.
+- Walk-forward folds are few and independent: :func:`t_interval` (Student t on K - 1
+  degrees of freedom) aggregates them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -104,8 +111,17 @@ def annualized_return(total: float, n_bars: int, periods: float) -> float:
     return float((1.0 + total) ** (periods / n_bars) - 1.0)
 
 
-def calmar(total: float, max_dd: float, n_bars: int, periods: float) -> float:
-    """Annualized return over the maximum drawdown; 0 when there was no drawdown."""
+CALMAR_MIN_DAYS = 30.0
+
+
+def calmar(total: float, max_dd: float, n_bars: int, periods: float, min_days: float = CALMAR_MIN_DAYS) -> float:
+    """Annualized return over the maximum drawdown; 0 when there was no drawdown.
+
+    NaN (reported as n/a) for a period shorter than ``min_days``: annualizing a few days'
+    return compounds it into a meaningless number.
+    """
+    if n_bars <= 0 or n_bars / periods * 365.0 < min_days:
+        return math.nan
     if max_dd <= 1e-12:
         return 0.0
     return float(annualized_return(total, n_bars, periods) / max_dd)
@@ -243,18 +259,149 @@ def sharpe_ci(returns: np.ndarray, periods: float, **kw) -> Interval:
     return bootstrap_ci(returns, _rows_sharpe(periods), **kw)
 
 
-def mean_ci(values: Sequence[float] | np.ndarray, *, samples: int = 2_000, confidence: float = 0.95, seed: int = 0) -> Interval:
-    """Percentile bootstrap of the mean of independent values (e.g. one per walk-forward fold)."""
+def log_returns(equity: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Per-bar log returns ``log(equity[t] / equity[t-1])`` (0 where the previous equity is not positive)."""
+    return np.log1p(bar_returns(equity))
+
+
+def _rows_total_log_growth(d: np.ndarray) -> np.ndarray:
+    return np.expm1(d.sum(axis=1))
+
+
+def excess_ci(returns: np.ndarray, benchmark_returns: np.ndarray, **kw) -> Interval:
+    """Paired block-bootstrap interval of a strategy's growth over a benchmark's on the same bars.
+
+    With per-bar simple returns ``r`` (strategy) and ``b`` (benchmark) the statistic is
+    ``exp(sum_t [log(1 + r_t) - log(1 + b_t)]) - 1``: how much more (or less) the
+    strategy's equity grew than the benchmark's, as a fraction. The resampled blocks are
+    the same for both series (a stationary, circular block bootstrap of the per-bar
+    difference), so what they share (the market's move) cancels in every resample and
+    the interval measures the difference alone. Keywords as :func:`bootstrap_ci`.
+    """
+    r = np.asarray(returns, dtype=float)
+    b = np.asarray(benchmark_returns, dtype=float)
+    if r.shape != b.shape:
+        raise ValueError(f"excess_ci: {r.shape} strategy returns but {b.shape} benchmark returns; they must be paired")
+    return bootstrap_ci(np.log1p(r) - np.log1p(b), _rows_total_log_growth, **kw)
+
+
+# ---------------------------------------------------------------- deflated Sharpe ratio
+
+EULER_GAMMA = 0.5772156649015329
+_N = NormalDist()
+
+
+def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
+    """Expected maximum of ``n_trials`` Sharpe estimates whose true value is 0 (Bailey & López de Prado 2014).
+
+    ``E[max SR] ~ sqrt(V) * ((1 - g) * Phi^-1(1 - 1/N) + g * Phi^-1(1 - 1/(N e)))`` with
+    ``g`` the Euler-Mascheroni constant and ``V`` the variance of the Sharpe estimates
+    across trials. One trial: 0.
+    """
+    n = int(n_trials)
+    if n <= 1 or sharpe_variance <= 0:
+        return 0.0
+    return float(math.sqrt(sharpe_variance) * ((1 - EULER_GAMMA) * _N.inv_cdf(1 - 1 / n)
+                                               + EULER_GAMMA * _N.inv_cdf(1 - 1 / (n * math.e))))
+
+
+def probabilistic_sharpe(returns: np.ndarray, benchmark_sharpe: float = 0.0) -> float:
+    """Probability that the true per-bar Sharpe ratio exceeds ``benchmark_sharpe`` (Bailey & López de Prado 2012).
+
+    ``PSR = Phi((SR - SR*) sqrt(T - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2))`` with ``SR``
+    the per-bar (not annualized) Sharpe ratio of ``T`` returns, ``g3`` their skewness and
+    ``g4`` their kurtosis (3 for a normal law). NaN for fewer than 3 returns or none that vary.
+    """
+    r = np.asarray(returns, dtype=float)
+    t = len(r)
+    if t < 3:
+        return math.nan
+    sd = r.std(ddof=1)
+    if not np.isfinite(sd) or sd <= 1e-15:
+        return math.nan
+    sr = r.mean() / sd
+    z = (r - r.mean()) / r.std(ddof=0)
+    skew = float(np.mean(z**3))
+    kurt = float(np.mean(z**4))
+    denom = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
+    denom = max(denom, 1e-12)
+    return float(_N.cdf((sr - benchmark_sharpe) * math.sqrt(t - 1) / math.sqrt(denom)))
+
+
+def deflated_sharpe(returns: np.ndarray, n_trials: int = 1, sharpe_variance: float | None = None) -> float:
+    """The deflated Sharpe ratio (Bailey & López de Prado 2014): PSR against the expected maximum Sharpe of N trials.
+
+    ``DSR = PSR(SR*)`` with ``SR* = expected_max_sharpe(N, V)`` (per bar). ``V``, the
+    variance of the Sharpe estimates across the trials, defaults to ``1 / (T - 1)``, the
+    variance of one Sharpe estimate from ``T`` returns when the true Sharpe is 0 (the
+    trials' own Sharpe ratios are not kept). With one trial it is ``PSR(0)``. A value
+    near 1 says the Sharpe ratio is unlikely to be the luck of the best of N tries.
+    """
+    r = np.asarray(returns, dtype=float)
+    if len(r) < 3:
+        return math.nan
+    v = 1.0 / (len(r) - 1) if sharpe_variance is None else float(sharpe_variance)
+    return probabilistic_sharpe(r, expected_max_sharpe(n_trials, v))
+
+
+# ---------------------------------------------------------------- few independent values (walk-forward folds)
+
+def student_t_cdf(x: float, df: int) -> float:
+    """CDF of Student's t with an integer number of degrees of freedom (closed form, Abramowitz & Stegun 26.7.3-4)."""
+    nu = int(df)
+    if nu < 1:
+        raise ValueError(f"degrees of freedom = {df}: must be >= 1")
+    theta = math.atan(abs(x) / math.sqrt(nu))
+    s, c = math.sin(theta), math.cos(theta)
+    if nu % 2 == 1:
+        total, term = 0.0, c
+        for k in range(1, (nu - 1) // 2 + 1):
+            if k > 1:
+                term *= (2 * k - 2) / (2 * k - 1) * c * c
+            total += term
+        a = 2.0 / math.pi * (theta + s * total) if nu > 1 else 2.0 * theta / math.pi
+    else:
+        total, term = 1.0, 1.0
+        for k in range(1, nu // 2):
+            term *= (2 * k - 1) / (2 * k) * c * c
+            total += term
+        a = s * total
+    return 0.5 + 0.5 * a if x >= 0 else 0.5 - 0.5 * a
+
+
+def student_t_ppf(p: float, df: int) -> float:
+    """Quantile of Student's t (bisection on :func:`student_t_cdf`)."""
+    if not 0 < p < 1:
+        raise ValueError(f"p = {p}: must lie in (0, 1)")
+    if p < 0.5:
+        return -student_t_ppf(1 - p, df)
+    lo, hi = 0.0, 1.0
+    while student_t_cdf(hi, df) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if student_t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Interval:
+    """Student-t interval of the mean of ``K`` independent values: ``mean +- t(K-1) * sd / sqrt(K)``.
+
+    Fewer than two values give no interval: low = -inf, high = +inf.
+    """
     v = np.asarray(values, dtype=float)
     if len(v) == 0:
-        return Interval(0.0, 0.0, 0.0, confidence)
-    if len(v) == 1:
-        return Interval(float(v[0]), float(v[0]), float(v[0]), confidence)
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (samples, len(v)))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return Interval(float(v.mean()), float(low), float(high), confidence)
+        return Interval(0.0, -math.inf, math.inf, confidence)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return Interval(mean, -math.inf, math.inf, confidence)
+    half = student_t_ppf(0.5 + confidence / 2, len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return Interval(mean, mean - half, mean + half, confidence)
 
 
 # ---------------------------------------------------------------- one summary
@@ -265,13 +412,21 @@ def summarize(
     *,
     periods: float,
     exposure: float = 0.0,
+    net_exposure: float = 0.0,
+    gross_exposure: float = 0.0,
     avg_leverage: float = 0.0,
     liquidations: int = 0,
     fees_usd: float = 0.0,
     funding_usd: float = 0.0,
     slippage_usd: float = 0.0,
+    trials: int = 1,
 ) -> dict[str, float]:
-    """Every headline metric of one backtest as a flat dict (JSON-ready; inf becomes a string later)."""
+    """Every headline metric of one backtest as a flat dict (JSON-ready; inf becomes a string later).
+
+    ``exposure`` is the share of bars in the market; ``net_exposure`` / ``gross_exposure``
+    the mean signed / absolute position notional over equity; ``trials`` the number of
+    tries that led to this result, which deflates the Sharpe ratio.
+    """
     eq = np.asarray(equity, dtype=float)
     r = bar_returns(eq)
     tot = total_return(eq)
@@ -284,6 +439,8 @@ def summarize(
         "final_equity_usd": float(eq[-1]) if len(eq) else 0.0,
         "start_equity_usd": start,
         "sharpe": sharpe(r, periods),
+        "deflated_sharpe": deflated_sharpe(r, trials),
+        "trials": float(trials),
         "sortino": sortino(r, periods),
         "max_drawdown": mdd,
         "calmar": calmar(tot, mdd, len(r), periods),
@@ -292,6 +449,8 @@ def summarize(
         "expectancy_usd": ts.expectancy,
         "trades": float(ts.n_trades),
         "exposure": float(exposure),
+        "net_exposure": float(net_exposure),
+        "gross_exposure": float(gross_exposure),
         "avg_leverage": float(avg_leverage),
         "liquidations": float(liquidations),
         "fees_usd": float(fees_usd),

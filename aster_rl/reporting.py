@@ -93,7 +93,8 @@ def metrics_frame(results: dict[str, Any], keys: tuple[str, ...] | None = None) 
 
 
 def interval_frame(results: dict[str, Any]) -> pd.DataFrame:
-    """Bootstrap intervals: one row per (strategy, statistic) with estimate, low, high, confidence."""
+    """Bootstrap intervals: one row per (strategy, statistic) with estimate, low, high, confidence
+    (the agent's excess over each benchmark included)."""
     rows = []
     outcomes = {"agent": results["agent"], **results.get("baselines", {})}
     for name, o in outcomes.items():
@@ -101,6 +102,8 @@ def interval_frame(results: dict[str, Any]) -> pd.DataFrame:
             ci = o.get(key)
             if ci:
                 rows.append({"strategy": name, "statistic": stat, **{k: _number(v) for k, v in ci.items()}})
+    for bench, ci in results.get("excess", {}).items():  # the agent's paired excess over a benchmark
+        rows.append({"strategy": "agent", "statistic": f"excess_over_{bench}", **{k: _number(v) for k, v in ci.items()}})
     return pd.DataFrame(rows, columns=["strategy", "statistic", "estimate", "low", "high", "confidence"])
 
 
@@ -124,10 +127,10 @@ def breakdown_frame(results: dict[str, Any], key: str) -> pd.DataFrame:
 
 
 def walkforward_frame(walkforward: dict[str, Any]) -> pd.DataFrame:
-    """One row per (fold, seed) of a ``walkforward.json``: agent and best-baseline net return."""
+    """One row per (fold, seed) of a ``walkforward.json``: agent net return, its excesses, and the best baseline."""
     runs = walkforward.get("runs", [])
-    cols = ["fold", "seed", "test_first_bar", "test_last_bar", "agent_net_return", "best_baseline",
-            "best_baseline_net_return", "beats_best_baseline"]
+    cols = ["fold", "seed", "test_first_bar", "test_last_bar", "agent_net_return", "agent_excess_exposure_matched",
+            "agent_excess_flat", "edge", "best_baseline", "best_baseline_net_return", "beats_best_baseline"]
     return pd.DataFrame([{c: r.get(c) for c in cols} for r in runs], columns=cols)
 
 

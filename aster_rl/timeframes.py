@@ -23,6 +23,18 @@ _WEEK_ORIGIN = pd.Timestamp("1970-01-05", tz="UTC")  # a Monday: weekly bars ope
 _EPOCH = pd.Timestamp(0, tz="UTC")
 
 
+def parse_utc_time(text: str, what: str) -> pd.Timestamp:
+    """A user-given time (``2025-04-01``, ``2025-04-01T12:00``, with or without a zone) as UTC;
+    anything else is a one-line :class:`DataError` naming ``what`` (e.g. ``--start``)."""
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
+        ts = pd.NaT
+    if ts is pd.NaT:
+        raise DataError(f"{what} {text!r}: not a time; use e.g. 2025-04-01 or 2025-04-01T12:00 (UTC)")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def timeframe_to_timedelta(timeframe: str) -> pd.Timedelta:
     """``"5m"`` -> ``Timedelta("5min")``: whole minutes, hours, days or weeks from 1m to 4w; DataError otherwise."""
     match = re.fullmatch(r"([0-9]+)([mhdw])", timeframe) if isinstance(timeframe, str) else None

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from aster_rl.config import AppConfig, load_config
 from aster_rl.errors import AsterError
@@ -61,20 +62,43 @@ def configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_error_text(e: OSError) -> str:
+    where = f": {e.filename}" if e.filename else ""
+    return f"{e.strerror or e}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A failure the user can cause prints one line and returns 2; ``-v`` adds the traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
+    prefix = f"aster-rl {args.command}"
     try:
         config: AppConfig = load_config(args.config, args.overrides)
         result = args.func(args, config)
     except AsterError as e:
-        print(f"aster-rl {args.command}: error: {e}", file=sys.stderr)
+        _report(args, f"{prefix}: error: {_one_line(e)}")
+        return 2
+    except OSError as e:  # a path the user named cannot be read or written
+        _report(args, f"{prefix}: error: {_one_line(_os_error_text(e))}")
         return 2
     except KeyboardInterrupt:
-        print(f"aster-rl {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: still one line, the traceback with -v
+        _report(args, f"{prefix}: internal error: {type(e).__name__}: {_one_line(e)} (run with -v for the traceback)")
+        return 1
     return int(result or 0)
+
+
+def _report(args, line: str) -> None:
+    if args.verbose:
+        traceback.print_exc(file=sys.stderr)
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from aster_rl.config import AppConfig
+from aster_rl.timeframes import parse_utc_time
 from aster_rl.errors import ConfigError
 
 POLICIES = ("agent", "flat", "buy_and_hold", "rule_brain")
@@ -17,6 +19,7 @@ def register(sub) -> None:
     p = sub.add_parser("backtest", help="run one policy (a trained run or a baseline) over a range and print its metrics")
     p.add_argument("--policy", choices=POLICIES, default="rule_brain", help="which policy (agent needs --run)")
     p.add_argument("--run", help="a trained run directory or 'latest' (its market, features and env settings are used)")
+    p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.add_argument("--start", help="first bar (UTC time); default: the run's test split, else the end of the warm-up")
     p.add_argument("--end", help="last bar (UTC time); default: the run's test split end, else the last bar")
     p.add_argument("--out", metavar="DIR", help="write trades.csv, equity.csv and metrics.json here")
@@ -24,17 +27,19 @@ def register(sub) -> None:
 
 
 def _bar_position(index: pd.DatetimeIndex, when: str, side: str) -> int:
-    try:
-        ts = pd.Timestamp(when)
-    except ValueError:
-        raise ConfigError(f"--{side} {when!r}: not a time (use e.g. 2025-11-01 or 2025-11-01T12:00)") from None
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = parse_utc_time(when, f"--{side}")
     return int(index.searchsorted(ts, side="left" if side == "start" else "right"))
 
 
 def run_backtest_cmd(args, config: AppConfig) -> int:
     from agents.data import build_dataset
-    from agents.evaluate import baseline_policies, jsonable, periods_per_year_of, run_backtest, summarize_backtest
+    from agents.evaluate import (
+        baseline_policies,
+        jsonable,
+        periods_per_year_of,
+        run_backtest,
+        summarize_backtest,
+    )
     from agents.policy import load_policy, load_run_config, resolve_run_dir
     from agents.splits import Span, load_run_splits
     from aster_rl.support import policy_support_report
@@ -58,14 +63,22 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     if end - start < 2:
         raise ConfigError(f"the range {args.start or index[start]} .. {args.end or index[-1]} holds fewer than 2 bars after the warm-up")
 
-    policy = load_policy(run_dir, schema=dataset.schema) if args.policy == "agent" else baseline_policies(dataset, cfg)[args.policy]
+    if args.policy == "agent":
+        policy = load_policy(run_dir, schema=dataset.schema, trust_run=args.trust_run)
+    else:  # a baseline trades on its own account settings (buy_and_hold: all equity at 1x, no stops)
+        baseline = baseline_policies(dataset, cfg)[args.policy]
+        policy, cfg = baseline.policy, baseline.env
     result = run_backtest(policy, dataset, cfg, Span(start, end))
     bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
     metrics = summarize_backtest(result, cfg, periods_per_year_of(dataset.prices.timeframe), bar_ns)
 
     print(f"{args.policy} over {index[start]} .. {index[end - 1]} ({end - start} bars), net of fees, funding and slippage")
+    first = result.equity.index[0]
+    fill = min(int(index.searchsorted(first)) + 1, end - 1)  # the first decision fills at the next bar's open
+    market = float(dataset.prices.close[end - 1] / dataset.prices.open[fill] - 1)
+    print(f"  market move      {market:+.4%} (the first fill's open to the last close)")
     for key, value in metrics.items():
-        print(f"  {key:<16} {value:,.4f}")
+        print(f"  {key:<16} {format(value, ',.4f') if math.isfinite(value) or math.isinf(value) else 'n/a'}")
     support = policy_support_report(policy, dataset.matrix[start:end])
     if support is not None:
         print(support.line())

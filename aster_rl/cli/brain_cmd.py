@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from aster_rl.config import AppConfig
+from aster_rl.timeframes import parse_utc_time
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -27,20 +27,12 @@ def register(sub) -> None:
     p.add_argument("--at", metavar="TIME", help="report on the newest bar opening at or before TIME (UTC), e.g. 2025-04-01T12:00")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
     p.add_argument("--run", metavar="RUN_DIR", help="a training run directory: add its policy's decision to the report")
+    p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.set_defaults(func=run)
 
 
-def _parse_time(text: str) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        raise DataError(f"--at {text!r}: not a time; use e.g. 2025-04-01T12:00 (UTC)") from None
-    if ts is pd.NaT:
-        raise DataError(f"--at {text!r}: not a time; use e.g. 2025-04-01T12:00 (UTC)")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def policy_decision(run_dir: Path | None, market: Any, features: Any, report: Any, config: AppConfig) -> Any:
+def policy_decision(run_dir: Path | None, market: Any, features: Any, report: Any, config: AppConfig,
+                    trust_run: bool = False) -> Any:
     """Hook for the policy's decision (a ``BrainDecision``) from the checkpoint in ``run_dir``.
 
     Returns None when there is no checkpoint to ask; the report then says
@@ -52,7 +44,7 @@ def policy_decision(run_dir: Path | None, market: Any, features: Any, report: An
     from aster_rl.brain import BrainDecision
 
     row = int(features.index.get_loc(report.time))
-    d = brain_decision(run_dir, market, features, row)
+    d = brain_decision(run_dir, market, features, row, trust_run=trust_run)
     keys = ("side", "leverage", "profile", "entry", "stop", "target", "confidence", "reasoning", "side_probabilities",
             "leverage_probability", "profile_probability", "entropy", "support")
     return BrainDecision(**{k: d[k] for k in keys})
@@ -63,7 +55,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.features import build_features
     from aster_rl.storage import Database, load_market
 
-    at = _parse_time(args.at) if args.at else None
+    at = parse_utc_time(args.at, "--at") if args.at else None
     db = Database.from_config(config.data)
     market = load_market(db, config.data, end=at)
     if len(market.candles) == 0:
@@ -75,7 +67,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     features = build_features(market, config.features)
     report = brain_report(market, features, at, config.features)
     run_dir = Path(args.run) if args.run else None
-    decision = policy_decision(run_dir, market, features, report, config)
+    decision = policy_decision(run_dir, market, features, report, config, trust_run=args.trust_run)
     report = report.with_decision(decision)
     print(report.to_text())
     if decision is None and run_dir is None:

@@ -102,7 +102,7 @@ def run_demo(args, config: AppConfig) -> int:
     print(report.table())
     wall = time.perf_counter() - started
     print()
-    print(f"checkpoint:  {result.run_dir}  (model_best.zip, model_last.zip, vecnormalize*.pkl, config.toml, splits.json)")
+    print(f"checkpoint:  {result.run_dir}  (policy_*.pt, obs_norm_*.npz, model_*.zip, manifest.json, config.toml, splits.json)")
     print(f"report:      {result.run_dir / 'eval'}  (results.json, equity_<name>.csv, trades_<name>.csv)")
     if m.get("tensorboard_dir"):
         print(f"TensorBoard: tensorboard --logdir {m['tensorboard_dir']}")

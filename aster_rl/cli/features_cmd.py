@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from aster_rl.config import AppConfig
+from aster_rl.timeframes import parse_utc_time
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ def run(args, config: AppConfig) -> int:
     out = Path(args.out) if args.out else default_path(config)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise DataError(f"--out {out}: use a .parquet or .csv file name")
-    market = load_market(Database.from_config(config.data), config.data, args.start, args.end)
+    start = parse_utc_time(args.start, "--start") if args.start else None
+    end = parse_utc_time(args.end, "--end") if args.end else None
+    market = load_market(Database.from_config(config.data), config.data, start, end)
     if market.candles is None or len(market.candles) == 0:
         raise DataError(
             f"no {config.data.symbol} {config.data.timeframe} candles from source {config.data.source!r} in the database "

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from aster_rl.config import AppConfig, LiveConfig
+from aster_rl.config import AppConfig
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("action", nargs="?", choices=("run", "stop"), default="run", help="run (default) or stop a running runner")
     p.add_argument("--run", help="a trained run directory, 'latest', or 'champion' (the last promoted retrain)")
     p.add_argument("--model", choices=("best", "last"), default="best", help="which checkpoint of the run (default: best)")
+    p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.add_argument("--replay", action="store_true", help="feed stored history bar by bar instead of polling the exchange")
     p.add_argument("--start", metavar="DATE", help="replay: first bar (default: the first stored bar after the warm-up)")
     p.add_argument("--end", metavar="DATE", help="replay: bars before this time (default: all stored bars)")
@@ -37,15 +38,10 @@ def register(sub) -> None:
     p.set_defaults(func=run_live)
 
 
-def live_config(config: AppConfig) -> LiveConfig:
-    """The ``live`` section with the kill file resolved (a relative one is under ``data.data_dir``)."""
-    from aster_rl.live.risk import kill_file_path
-
-    return config.live.model_copy(update={"kill_file": kill_file_path(config.live, config.data.data_dir)})
-
-
 def stop_live(config: AppConfig) -> int:
-    path = Path(live_config(config).kill_file)
+    from aster_rl.live.risk import live_settings
+
+    path = Path(live_settings(config).kill_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("stop requested by `aster-rl live stop`\n")
     print(f"kill file written: {path} (the runner flattens and stops at its next check; remove the file to start again)")
@@ -66,12 +62,13 @@ def run_live(args, config: AppConfig) -> int:
     from aster_rl.live.bars import LivePrices
     from aster_rl.live.brokers import PaperBroker
     from aster_rl.live.real_broker import RealBroker, check_real_trading_allowed
+    from aster_rl.live.risk import live_settings
     from aster_rl.live.runner import LiveRunner
     from aster_rl.storage import Database, load_market
 
     if args.action == "stop":
         return stop_live(config)
-    live_cfg = live_config(config)
+    live_cfg = live_settings(config)
     if args.real or args.confirm is not None:
         check_real_trading_allowed(args.real, _confirmation(args), load_secrets())
         if args.replay:
@@ -83,7 +80,7 @@ def run_live(args, config: AppConfig) -> int:
     from agents.retrain import resolve_champion
 
     run_dir = resolve_champion(args.run, config.train.checkpoint_dir)
-    policy = load_policy(run_dir, which=args.model, checkpoint_dir=config.train.checkpoint_dir)
+    policy = load_policy(run_dir, which=args.model, checkpoint_dir=config.train.checkpoint_dir, trust_run=args.trust_run)
     env_cfg, feats_cfg = policy.config.env, policy.config.features
     db = Database.from_config(config.data)
     db.init_schema()

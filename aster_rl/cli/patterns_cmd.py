@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from aster_rl.config import AppConfig
+from aster_rl.timeframes import parse_utc_time
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -44,18 +45,6 @@ def register(sub) -> None:
     q.set_defaults(func=run_patterns)
 
 
-def _time(text: str | None, flag: str) -> pd.Timestamp | None:
-    if text is None:
-        return None
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        ts = pd.NaT
-    if ts is pd.NaT:
-        raise DataError(f"{flag} {text!r}: not a time; use e.g. 2025-04-01 or 2025-04-01T12:00 (UTC)")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def _fmt(x: float | None, pct: bool = False) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "inf" if x is not None and x > 0 else "-"
@@ -70,7 +59,8 @@ def run_mine(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.storage import Database
     from aster_rl.storage.pattern_store import save_library
 
-    start, end = _time(args.start, "--start"), _time(args.end, "--end")
+    start = parse_utc_time(args.start, "--start") if args.start else None
+    end = parse_utc_time(args.end, "--end") if args.end else None
     # the training run's dataset and splits; the library's own columns play no part in mining
     mining = replace(config, features={"tentacles": [t for t in config.features.tentacles if t != PATTERN_LIBRARY]})
     dataset = build_dataset(mining)

@@ -13,6 +13,7 @@ def register(sub) -> None:
     p.add_argument("--timesteps", type=int, help="environment steps to continue for (default: train.total_timesteps)")
     p.add_argument("--holdout", type=float, default=0.15, help="share of the newest bars held out for the comparison (default 0.15)")
     p.add_argument("--model", choices=("best", "last"), default="best", help="which checkpoint of the champion to resume")
+    p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.set_defaults(func=run_retrain)
 
 
@@ -20,7 +21,7 @@ def run_retrain(args, config: AppConfig) -> int:
     from agents.retrain import retrain
 
     d = retrain(config, args.run, timesteps=args.timesteps, holdout_fraction=args.holdout, which=args.model,
-                progress_bar=config.train.progress_bar and sys.stderr.isatty())
+                progress_bar=config.train.progress_bar and sys.stderr.isatty(), trust_run=args.trust_run)
     print(f"champion:   {d.champion}")
     print(f"challenger: {d.challenger}")
     for name, m in (("champion", d.champion_metrics), ("challenger", d.challenger_metrics)):

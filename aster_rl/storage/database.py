@@ -10,12 +10,13 @@ parameters.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -51,14 +52,42 @@ def _sqlite_pragmas(busy_timeout_s: float):
     return on_connect
 
 
+def checked_url(url: str) -> URL:
+    """``url`` parsed, or StorageError naming it: a database URL is ``dialect[+driver]://...``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise StorageError(
+            f"database URL {url!r} is not a valid SQLAlchemy URL: expected dialect[+driver]://..., "
+            "e.g. sqlite:///data/aster_rl.db or postgresql://user@host/db (data.database_url)"
+        )
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as e:
+        raise StorageError(f"database URL {url!r} is not a valid SQLAlchemy URL ({e}) (data.database_url)") from None
+
+
+def prepare_sqlite_dir(url: URL) -> None:
+    """Create the directory of a SQLite file URL; StorageError naming it when that is impossible."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    directory = Path(url.database).parent
+    if directory.exists() and not directory.is_dir():
+        raise StorageError(f"the data directory {directory} is a file, not a directory; set data.data_dir to a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(
+            f"cannot create the data directory {directory} for {url.database} ({e.strerror or e}); "
+            "set data.data_dir (or data.database_url) to a writable place"
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StorageError(f"the data directory {directory} is not writable; set data.data_dir to a writable place")
+
+
 class Database:
     """A database reached by one SQLAlchemy URL (SQLite by default, PostgreSQL by URL)."""
 
     def __init__(self, url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
-        try:
-            parsed = make_url(url)
-        except ArgumentError as e:
-            raise StorageError(f"database URL {url!r} is not a valid SQLAlchemy URL ({e})") from None
+        parsed = checked_url(url)
         self.url = url
         self.busy_timeout_s = float(busy_timeout_s)
         kwargs: dict = {}
@@ -79,9 +108,7 @@ class Database:
     def from_config(cls, data_cfg: DataConfig) -> "Database":
         """The database ``data_cfg`` names; creates the data directory for a SQLite file."""
         url = data_cfg.resolved_database_url()
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_dir(checked_url(url))
         return cls(url)
 
     @property

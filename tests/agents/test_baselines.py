@@ -3,10 +3,19 @@ import pandas as pd
 import pytest
 
 from agents.baselines import (
-    BUY, SELL, WAIT, buy_and_hold_policy, flat_policy, leverage_index, random_policy, rule_brain_policy,
-    widest_profile_index,
+    BUY,
+    NO_EXIT_ATR,
+    SELL,
+    WAIT,
+    buy_and_hold,
+    flat_policy,
+    holding,
+    holding_config,
+    leverage_index,
+    random_policy,
+    rule_brain_policy,
 )
-from agents.evaluate import Outcome, cost_scaled, verdict
+from agents.evaluate import Outcome, verdict
 from aster_rl import metrics as M
 from aster_rl.config import EnvConfig
 
@@ -27,9 +36,24 @@ def test_leverage_index_caps_to_the_ladder():
 
 def test_flat_and_buy_and_hold():
     assert flat_policy(CFG)(obs(1, 1))[0] == WAIT
-    a = buy_and_hold_policy(CFG)(obs(2, -1))
-    assert a[0] == BUY and CFG.leverages[a[1]] == 1
-    assert list(CFG.exit_profiles)[a[2]] == "position" == list(CFG.exit_profiles)[widest_profile_index(CFG)]
+    bh = buy_and_hold(CFG)
+    a = bh.policy(obs(2, -1))
+    assert a[0] == BUY and bh.env.leverages[a[1]] == 1
+    # all equity at 1x, no stop, no target; the market's costs are the agent's
+    assert bh.env.margin_fraction == 1.0 and bh.env.leverages == (1,)
+    (prof,) = bh.env.exit_profiles.values()
+    assert prof.stop_atr == prof.target_atr == NO_EXIT_ATR
+    assert bh.env.taker_fee_rate == CFG.taker_fee_rate and bh.env.slippage_bps == CFG.slippage_bps
+
+
+def test_holding_scales_to_a_signed_exposure():
+    short = holding(CFG, -0.4)
+    assert short.policy(None)[0] == SELL and short.env.leverages == (1,) and short.env.margin_fraction == pytest.approx(0.4)
+    big = holding_config(CFG, 2.5)
+    assert big.leverages == (3,) and big.margin_fraction * 3 == pytest.approx(2.5)
+    assert holding(CFG, 0.0).policy(None)[0] == WAIT
+    with pytest.raises(ValueError):
+        holding_config(CFG, float("nan"))
 
 
 def test_rule_brain_follows_regime_alignment_and_strategy_bands():
@@ -63,29 +87,27 @@ def test_random_policy_is_seeded_and_hits_its_rate():
     assert a and b
 
 
-def test_cost_scaling():
-    c = cost_scaled(CFG, 2.0)
-    assert c.taker_fee_rate == 2 * CFG.taker_fee_rate and c.slippage_bps == 2 * CFG.slippage_bps
-    z = cost_scaled(CFG, 0.0)
-    assert z.maker_fee_rate == 0 and z.impact_coef == 0
+def _outcome(name, ret, **metrics):
+    return Outcome(name, {"net_return": ret, **metrics}, pd.Series(dtype=float), pd.DataFrame())
 
 
-def _outcome(name, ret, ci=None):
-    return Outcome(name, {"net_return": ret}, pd.Series(dtype=float), pd.DataFrame(), ci_return=ci)
-
-
-def test_verdict_says_plainly_when_there_is_no_edge():
-    agent = _outcome("agent", 0.01, M.Interval(0.01, -0.02, 0.04, 0.95))
-    text, flags = verdict(agent, {"flat": _outcome("flat", 0.0), "buy_and_hold": _outcome("buy_and_hold", 0.03)})
-    assert "CI [-2.00%, +4.00%] includes 0: no evidence of an edge" in text
-    assert "does not beat buy_and_hold (+3.00%)" in text
-    assert flags == {"edge": False, "beats_all_baselines": False}
-
-
-def test_verdict_with_an_edge_that_beats_every_baseline():
-    agent = _outcome("agent", 0.2, M.Interval(0.2, 0.05, 0.4, 0.95))
-    text, flags = verdict(agent, {"flat": _outcome("flat", 0.0), "random": _outcome("random", -0.1)})
-    assert "above 0: evidence of an edge" in text and "beats every baseline (flat, random)" in text
-    assert flags == {"edge": True, "beats_all_baselines": True}
-    loser = _outcome("agent", -0.2, M.Interval(-0.2, -0.3, -0.1, 0.95))
-    assert "below 0: it loses money" in verdict(loser, {"flat": _outcome("flat", 0.0)})[0]
+def test_verdict_needs_both_excess_intervals_above_zero():
+    agent = _outcome("agent", 0.30, sharpe=2.0, deflated_sharpe=0.91, trials=3)
+    base = {"flat": _outcome("flat", 0.0), "buy_and_hold": _outcome("buy_and_hold", 0.03),
+            "exposure_matched": _outcome("exposure_matched", 0.29)}
+    base["exposure_matched"].extra["exposure"] = 0.95
+    # a big level (net return CI far above 0) with an excess over its own exposure that spans 0: no edge
+    level_only = {"exposure_matched": M.Interval(0.01, -0.02, 0.04, 0.95), "flat": M.Interval(0.30, 0.10, 0.50, 0.95)}
+    text, flags = verdict(agent, base, level_only)
+    assert "over exposure_matched (net exposure +0.95) +1.00%, 95% CI [-2.00%, +4.00%] includes 0" in text
+    assert "over flat +30.00%, 95% CI [+10.00%, +50.00%] lies above 0" in text
+    assert "no evidence of an edge" in text and "deflated Sharpe 0.91 for 3 trials" in text
+    assert flags["edge"] is False and flags["excess_over_flat_above_0"] and not flags["excess_over_exposure_matched_above_0"]
+    both = {"exposure_matched": M.Interval(0.05, 0.01, 0.09, 0.95), "flat": M.Interval(0.30, 0.10, 0.50, 0.95)}
+    text, flags = verdict(agent, base, both)
+    assert "both intervals lie above 0: evidence of an edge" in text and flags["edge"] is True
+    assert "on net return it beats every baseline (flat, buy_and_hold, exposure_matched)" in text
+    worse = {"exposure_matched": M.Interval(-0.05, -0.09, -0.01, 0.95), "flat": M.Interval(0.30, 0.10, 0.50, 0.95)}
+    text, flags = verdict(agent, base, worse)
+    assert "does worse than holding its own average market exposure: no evidence of an edge" in text
+    assert not flags["edge"]

@@ -16,10 +16,16 @@ def test_demo_quick_runs_the_whole_loop(tmp_path, capsys, monkeypatch):
         assert text in out, text
     run = next((tmp_path / "ck").glob("demo_quick__*"))
     results = json.loads((run / "eval" / "results.json").read_text())
-    assert set(results["baselines"]) == {"flat", "buy_and_hold", "random", "rule_brain"}
+    assert set(results["baselines"]) == {"flat", "buy_and_hold", "exposure_matched", "random", "rule_brain"}
+    assert set(results["excess"]) == {"exposure_matched", "flat"}
     # evaluate the same run again from the CLI: same numbers from the stored market
     code = main(["--set", f"train.checkpoint_dir={tmp_path / 'ck'}", "evaluate", "latest"])
     assert code == 0
+    evaluated = capsys.readouterr().out
+    for text in ("buy_and_hold ", "exposure_matched ", "excess over exposure_matched (paired block bootstrap):",
+                 "excess over flat (paired block bootstrap):", "95% CI [", "deflated Sharpe", "for 1 trial",
+                 "net x", "gross x", "verdict: the agent's out-of-sample growth over exposure_matched"):
+        assert text in evaluated, text
     again = json.loads((run / "eval" / "results.json").read_text())
     assert again["agent"]["metrics"] == results["agent"]["metrics"]
     # and the brain report with the policy's decision

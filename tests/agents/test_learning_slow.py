@@ -1,10 +1,17 @@
-"""Learning runs (slow; run in CI): PPO finds the planted edge and invents none on the null market.
+"""Learning runs (slow): PPO finds the planted edge and invents none on the null market.
 
 Each run trains the demo's PPO (``DEMO_TRAIN`` / ``DEMO_ENV``) on the demo's year of
 synthetic 5m bars (``DEMO_SYNTH``) and evaluates on the test split (the last ~73 days,
-never seen in training or model selection). A run takes about two minutes on 2 cores.
+never seen in training or model selection). A run takes a few minutes on 2 cores.
+
+What must hold is the judge's verdict, not a single number: on the planted market the
+excess over ``exposure_matched`` and over ``flat`` is above 0 (evidence of an edge) in at
+least 2 of 3 seeds, and those agents enter after the planted signals; on the null market
+no seed gets "evidence of an edge".
 """
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from agents.data import build_dataset
@@ -12,10 +19,11 @@ from agents.evaluate import evaluate_run
 from agents.train import train
 from aster_rl.cli.demo_cmd import DEMO_ENV, DEMO_SYNTH, DEMO_TRAIN
 from aster_rl.config import AppConfig, replace
-from aster_rl.synthetic import synthesize
+from aster_rl.synthetic import planted_signals, synthesize
 
 pytestmark = pytest.mark.slow
 
+SEEDS = (0, 1, 2)
 SLOW_TRAIN = {**DEMO_TRAIN, "tensorboard": False, "progress_bar": False}
 # The planted edge lives in market_volume_ratio and orderflow_taker_buy_ratio; with the six
 # tentacles below (the rule brain's regime / timeframes / cycle / strategy columns included)
@@ -34,6 +42,24 @@ def _config(tmp_path, edge: str, seed: int) -> AppConfig:
     )
 
 
+def signal_following(trades: pd.DataFrame, cfg: AppConfig) -> tuple[float, float]:
+    """Shares of the agent's entries that fill within the planted horizon after a signal bar
+    (``signal < fill <= signal + edge_horizon`` bars), and of those on the signal's side."""
+    if not len(trades):
+        return 0.0, 0.0
+    sig = planted_signals(cfg.synth, timeframe=cfg.data.timeframe)
+    sig_ts = sig.index.as_unit("ns").asi8
+    bar_ns = pd.Timedelta(cfg.data.timeframe).value
+    entry = pd.DatetimeIndex(trades["entry_time"]).as_unit("ns").asi8
+    k = np.searchsorted(sig_ts, entry, side="left") - 1  # the last signal bar strictly before the fill
+    ok = k >= 0
+    lag = np.where(ok, entry - sig_ts[np.maximum(k, 0)], np.iinfo(np.int64).max)
+    within = ok & (lag > 0) & (lag <= cfg.synth.edge_horizon * bar_ns)
+    side = np.where(trades["side"].to_numpy() == "long", 1, -1)
+    same_side = within & (side == sig["direction"].to_numpy()[np.maximum(k, 0)])
+    return float(within.mean()), float(same_side.mean())
+
+
 @pytest.fixture(scope="module")
 def datasets():
     cache = {}
@@ -47,28 +73,55 @@ def datasets():
     return get
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ppo_beats_every_baseline_on_the_planted_edge(seed, tmp_path, datasets):
-    cfg = _config(tmp_path, "planted", seed)
-    result = train(cfg, datasets("planted"))
-    report = evaluate_run(result.run_dir, cfg, dataset=datasets("planted"))
-    print(f"\nplanted market, seed {seed}: {result.metrics['train_seconds']:.0f} s training\n{report.table()}")
-    agent = report.agent.metrics
-    for name, base in report.baselines.items():
-        assert agent["net_return"] > base.metrics["net_return"], (name, report.table())
-    assert report.flags["beats_all_baselines"], report.verdict
-    # not degenerate: it trades, with more than one leverage rung and exit profile
-    assert agent["trades"] >= 20, report.table()
-    assert len(report.actions["chosen_leverage"]) >= 2, report.actions
-    assert len(report.actions["chosen_profile"]) >= 2, report.actions
+def _run(tmp_path, datasets, edge: str, seed: int):
+    cfg = _config(tmp_path / f"{edge}{seed}", edge, seed)
+    result = train(cfg, datasets(edge))
+    report = evaluate_run(result.run_dir, cfg, dataset=datasets(edge))
+    within, same_side = signal_following(report.agent.trades, cfg)
+    ex = report.excess
+    print(f"\n{edge} market, seed {seed}: {result.metrics['train_seconds']:.0f} s training; entries within the planted "
+          f"horizon after a signal {within:.0%} (on the signal's side {same_side:.0%}); excess over exposure_matched "
+          f"{ex['exposure_matched'].estimate:+.2%} [{ex['exposure_matched'].low:+.2%}, {ex['exposure_matched'].high:+.2%}], "
+          f"over flat {ex['flat'].estimate:+.2%} [{ex['flat'].low:+.2%}, {ex['flat'].high:+.2%}]; edge: {report.flags['edge']}\n"
+          f"{report.table()}")
+    return report, within
 
 
-def test_no_edge_is_invented_on_the_null_market(tmp_path, datasets):
-    cfg = _config(tmp_path, "null", 0)
-    result = train(cfg, datasets("null"))
-    report = evaluate_run(result.run_dir, cfg, dataset=datasets("null"))
-    print(f"\nnull market, seed 0: {result.metrics['train_seconds']:.0f} s training\n{report.table()}")
-    ci = report.agent.ci_return
-    assert not ci.low > 0, report.table()
-    assert not report.flags["edge"]
-    assert ("no evidence of an edge" in report.verdict) or ("loses money after costs" in report.verdict), report.verdict
+RESULTS: dict[str, dict[int, tuple]] = {"planted": {}, "null": {}}
+RUN_TIMEOUT = 3_600  # one training run; minutes on an idle machine, far longer on a busy one
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_planted_run(seed, tmp_path, datasets):
+    report, within = _run(tmp_path, datasets, "planted", seed)
+    RESULTS["planted"][seed] = (report.flags["edge"], within, report.verdict)
+    assert report.agent.metrics["trades"] > 0, report.table()  # a policy that never trades cannot show anything
+
+
+def test_ppo_finds_the_planted_edge_in_most_seeds():
+    runs = RESULTS["planted"]
+    assert set(runs) == set(SEEDS), f"planted runs missing: {sorted(set(SEEDS) - set(runs))}"
+    edges = [seed for seed, (edge, _, _) in runs.items() if edge]
+    following = [seed for seed, (_, within, _) in runs.items() if within >= 0.5]
+    summary = {seed: (edge, round(within, 3)) for seed, (edge, within, _) in runs.items()}
+    assert len(edges) >= 2, summary
+    assert len(following) >= 2, summary
+    # an edge that does not come from the planted signal would be luck or a leak
+    assert set(edges) <= set(following), summary
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_null_run(seed, tmp_path, datasets):
+    report, within = _run(tmp_path, datasets, "null", seed)
+    RESULTS["null"][seed] = (report.flags["edge"], within, report.verdict)
+
+
+def test_no_edge_is_invented_on_the_null_market():
+    runs = RESULTS["null"]
+    assert set(runs) == set(SEEDS), f"null runs missing: {sorted(set(SEEDS) - set(runs))}"
+    claimed = {seed: verdict for seed, (edge, _, verdict) in runs.items() if edge}
+    assert not claimed, claimed
+    for _, _, verdict in runs.values():
+        assert "no evidence of an edge" in verdict

@@ -108,6 +108,7 @@ def test_training_refuses_a_library_mined_past_the_training_split(tmp_path, caps
 def test_a_run_keeps_its_library_and_loading_refuses_one_mined_past_its_split(tmp_path, capsys):
     from agents.evaluate import evaluate_run
     from agents.policy import load_policy
+    from agents.run_files import write_manifest
     from aster_rl.cli import main
 
     cfg = library_config(tmp_path)
@@ -127,6 +128,7 @@ def test_a_run_keeps_its_library_and_loading_refuses_one_mined_past_its_split(tm
     schema["params"]["pattern_library"]["mined_until"] = late
     schema.pop("hash")
     (run_dir / "feature_schema.json").write_text(json.dumps(FeatureSchema.from_dict(schema).to_dict()))
+    write_manifest(run_dir)  # saved that way, not tampered with afterwards
     with pytest.raises(DataError, match="past the training split's last bar"):
         load_policy(run_dir)
     for command in (["evaluate", str(run_dir)], ["backtest", "--policy", "agent", "--run", str(run_dir)]):

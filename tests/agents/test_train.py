@@ -26,8 +26,9 @@ def test_run_directory_layout(trained):
     assert d.parent == cfg.train.checkpoint_dir
     name, seed, stamp = d.name.split("__")
     assert name == "ppo" and seed == "3" and stamp.isdigit()
-    for f in ("model_last.zip", "model_best.zip", "vecnormalize.pkl", "vecnormalize_best.pkl", "config.toml",
-              "feature_schema.json", "splits.json", "support.json", "metrics.json"):
+    for f in ("policy_last.pt", "policy_best.pt", "obs_norm_last.npz", "obs_norm_best.npz", "model_last.zip",
+              "model_best.zip", "manifest.json", "config.toml", "feature_schema.json", "splits.json", "support.json",
+              "metrics.json"):
         assert (d / f).exists(), f
     splits = json.loads((d / "splits.json").read_text())
     assert splits["train"]["end"] + splits["purge_bars"] <= splits["validation"]["start"]

@@ -356,6 +356,8 @@ class AccountBook:
     def _close(self, idx, base, v, ts, reason: int, *, slip: bool) -> None:
         s = self.side[idx]
         qty = self.qty[idx]
+        if reason == R_LIQUIDATION:  # closed at the bankruptcy price: the whole margin is lost
+            base = self.entry[idx] - s * self.margin[idx] / qty
         if slip:
             fill = base * (1.0 - s * self._slip_frac(qty, v))
         else:
@@ -364,7 +366,7 @@ class AccountBook:
         margin = self.margin[idx]
         remaining = np.maximum(margin + gross, 0.0)  # isolated: never lose more than the margin
         if reason == R_LIQUIDATION:
-            fee = remaining  # the venue keeps what margin is left
+            fee = np.zeros_like(remaining)
             payout = np.zeros_like(remaining)
             self.liquidations[idx] += 1
             self.liquidated_now[idx] = True

@@ -88,7 +88,7 @@ def test_20x_short_stopped_out():
 def test_liquidation_at_the_binance_isolated_price_loses_the_whole_margin(Book):
     bracket = (MarginBracket(notional_cap_usd=1e12, max_leverage=50, maintenance_margin_rate=0.005,
                              maintenance_amount_usd=10.0),)
-    book = Book(make_cfg(brackets=bracket, liquidation_fee_rate=0.001), 1)
+    book = Book(make_cfg(brackets=bracket), 1)
     decide(book, BUY, 50, atr=0.01, profile=1)  # stop far below: the liquidation price is nearer
     # open 1.0: qty 50000, fee 25, margin 1000, cash 8975
     # LP = (WB - Q*EP + MA) / (Q*MMR - Q) = (1000 - 50000 + 10) / (250 - 50000) = 48990/49750
@@ -99,14 +99,14 @@ def test_liquidation_at_the_binance_isolated_price_loses_the_whole_margin(Book):
     bar(book, 0.999, 1.0, 0.98, 0.99)
     (i, tr), = book.closed
     assert tr["reason"] == "liquidation"
-    assert tr["exit_price"] == pytest.approx(0.984723618090452, rel=1e-12)
-    # gross 50000*(LP - 1) = -763.8190955; what remains of the margin at LP is the maintenance
-    # margin Q*LP*MMR - MA = 236.1809045: the venue keeps it (the liquidation fee), the trader
-    # gets nothing back → cash stays 8975, pnl = -(1000 margin + 25 entry fee) = -1025
+    # triggered at LP; closed at the bankruptcy price 1 - 1000/50000 = 0.98: the whole margin
+    # (1000) is lost and nothing comes back (the maintenance margin left at LP goes to the
+    # venue) → cash stays 8975, pnl = -(1000 margin + 25 entry fee) = -1025, no fee at the exit
+    assert tr["exit_price"] == pytest.approx(0.98, rel=1e-12)
     assert book.cash[0] == pytest.approx(8975.0, abs=1e-9)
     assert book.equity[0] == pytest.approx(8975.0, abs=1e-9)
     assert tr["pnl_usd"] == pytest.approx(-1025.0, abs=1e-9)
-    assert tr["fees_usd"] == pytest.approx(25 + 236.1809045226, abs=1e-6)
+    assert tr["fees_usd"] == pytest.approx(25.0, abs=1e-9)
     gross = 50000 * (tr["exit_price"] - 1.0)
     assert tr["pnl_usd"] == pytest.approx(gross - tr["fees_usd"] - tr["funding_usd"], abs=1e-9)
     assert book.liquidations[0] == 1 and book.liquidated_now[0]
@@ -120,8 +120,8 @@ def test_liquidation_gap_past_the_bankruptcy_price_loses_only_the_margin(Book):
     decide(book, WAIT, 0, atr=0.05)
     bar(book, 1.5, 1.6, 1.4, 1.55)  # opens below LP and below the bankruptcy price 1.8
     (i, tr), = book.closed
-    # liquidated at the open 1.5: gross -2500 is more than the margin; nothing is left, no fee
-    assert tr["reason"] == "liquidation" and tr["exit_price"] == pytest.approx(1.5)
+    # liquidated at the open 1.5, booked at the bankruptcy price 1.8: the loss stops at the margin, no fee
+    assert tr["reason"] == "liquidation" and tr["exit_price"] == pytest.approx(1.8)
     assert book.cash[0] == pytest.approx(8995.0) and tr["pnl_usd"] == pytest.approx(-1005.0)
     assert tr["fees_usd"] == pytest.approx(5.0)
 

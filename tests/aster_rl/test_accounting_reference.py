@@ -32,7 +32,7 @@ def market(n=700, seed=0, vol=0.01, jump_p=0.08):
 CONFIGS = [
     EnvConfig(),
     EnvConfig(margin_fraction=1.0, slippage_bps=5.0, impact_coef=2.0, min_notional_usd=50.0),
-    EnvConfig(margin_fraction=0.5, liquidation_fee_rate=0.02, taker_fee_rate=0.001, initial_equity_usd=300.0),
+    EnvConfig(margin_fraction=0.5, taker_fee_rate=0.001, initial_equity_usd=300.0),
 ]
 
 

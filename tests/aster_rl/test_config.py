@@ -90,3 +90,110 @@ def test_shipped_example_configuration_is_valid():
 
     for path in sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml")):
         assert isinstance(load_config(path), AppConfig), path
+
+
+# ---------------------------------------------------------------- bounds a venue would accept
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("env.taker_fee_rate=1.5", "env.taker_fee_rate: Input should be less than 0.01"),
+        ("env.maker_fee_rate=2", "env.maker_fee_rate: Input should be less than 0.01"),
+        ("env.taker_fee_rate=0.01", "env.taker_fee_rate"),
+        ("env.max_leverage=1000", "env.max_leverage: Input should be less than or equal to 125"),
+        ("live.max_leverage=126", "live.max_leverage"),
+        ("env.leverages=[1, 2, 200]", "env.leverages.2"),
+        ("env.initial_equity_usd=inf", "env.initial_equity_usd: Input should be a finite number"),
+        ("env.initial_equity_usd=nan", "env.initial_equity_usd"),
+        ("live.max_notional_usd=inf", "live.max_notional_usd"),
+        ("env.min_notional_usd=-inf", "env.min_notional_usd"),
+        ("train.n_envs=true", "train.n_envs: Input should be a valid integer"),
+        ("train.total_timesteps=1.5", "train.total_timesteps"),
+        ("train.learning_rate=false", "train.learning_rate"),
+        ("train.tensorboard=1", "train.tensorboard"),
+        ("env.leverages=[true, 2]", "env.leverages.0"),
+        ("train.n_envs=0", "train.n_envs"),
+        ("synth.seed=-1", "synth.seed"),
+        ("train.seed=4294967296", "train.seed"),
+        ("train.batch_size=1", "train.batch_size"),
+        ("live.kill_file=", "live.kill_file: an empty path"),
+        ('data.data_dir=""', "data.data_dir: an empty path"),
+        ("train.checkpoint_dir=   ", "train.checkpoint_dir: an empty path"),
+        ("data.symbol=", "data.symbol: an empty value"),
+        ("data.since=yesterday-ish", "data.since"),
+        ("synth.start=2025-13-45", "synth.start"),
+        ("synth.start=1677-01-01", "synth.start: '1677-01-01' is outside 1970..2199"),
+        ("data.since=2262-05-01", "data.since"),
+        ("synth.n_bars=100000000", "synth.n_bars"),
+        ("data.timeframe=7x", "data.timeframe"),
+        ("train.validation_fraction=0.5", "must stay below 1"),
+        ("patterns.demote_win_rate=0.9", "patterns.demote_win_rate=0.9 must be below"),
+        ("train.name=../../x", "train.name: run name '../../x' is not a plain name"),
+    ],
+)
+def test_values_no_venue_would_accept_are_refused_by_name(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+    assert f"--set {override}" in str(info.value) or "train.validation_fraction" in override or "patterns." in override
+
+
+def test_fee_and_leverage_limits_are_the_venue_ones():
+    cfg = load_config(None, ["env.taker_fee_rate=0.0099", "env.maker_fee_rate=0", "env.max_leverage=125",
+                             "env.leverages=[1, 125]", "live.max_leverage=125"])
+    assert cfg.env.taker_fee_rate == 0.0099 and cfg.env.max_leverage == 125 and cfg.env.leverages == (1, 125)
+
+
+def test_bracket_leverage_is_bounded_in_a_file(tmp_path):
+    path = tmp_path / "b.toml"
+    path.write_text("[[env.brackets]]\nnotional_cap_usd = 1e12\nmax_leverage = 500\nmaintenance_margin_rate = 0.01\n")
+    with pytest.raises(ConfigError, match=r"b\.toml: env\.brackets\.0\.max_leverage"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override, field, expected", [
+    ("data.since=2025-09-19", "since", "2025-09-19"),
+    ("data.since=2025-09-19T12:00:00Z", "since", "2025-09-19T12:00:00Z"),
+    ('data.since="2025-09-19"', "since", "2025-09-19"),
+    ("synth.start=2025-01-01", "start", "2025-01-01"),
+])
+def test_dates_are_accepted_as_set_values(override, field, expected):
+    cfg = load_config(None, [override])
+    section = cfg.data if override.startswith("data") else cfg.synth
+    assert getattr(section, field) == expected
+
+
+def test_unquoted_dates_in_a_file_are_accepted(tmp_path):
+    path = tmp_path / "d.toml"
+    path.write_text("[data]\nsince = 2025-09-19\n[synth]\nstart = 2025-03-01T00:00:00Z\n")
+    cfg = load_config(path)
+    assert cfg.data.since == "2025-09-19"
+    assert cfg.synth.start == "2025-03-01T00:00:00+00:00"
+
+
+def test_text_fields_take_set_values_as_typed():
+    cfg = load_config(None, ["train.name=2024", "data.exchange_id=aster"])
+    assert cfg.train.name == "2024"
+    # a newline cannot smuggle a second key into an override
+    with pytest.raises(ConfigError, match="train.seed"):
+        load_config(None, ["train.seed=1\nlearning_rate = 0.5"])
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", "a/b", "a\\b", "..", ".", ".hidden", "", "a..b", "x" * 129, "-x"])
+def test_run_names_are_plain_names(name):
+    with pytest.raises(ConfigError, match="train.name"):
+        replace(AppConfig(), train={"name": name})
+
+
+def test_binary_and_directory_config_files_are_config_errors(tmp_path):
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        load_config(binary)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+
+
+def test_an_empty_tentacle_list_is_refused():
+    with pytest.raises(ConfigError, match="features.tentacles"):
+        load_config(None, ["features.tentacles=[]"])

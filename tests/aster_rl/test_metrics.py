@@ -1,4 +1,5 @@
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -38,6 +39,14 @@ def test_max_drawdown_and_calmar_by_hand():
     assert m.calmar(0.04, 0.0, 4, 4) == 0.0
 
 
+def test_calmar_is_not_annualized_from_a_short_period():
+    # 3 days of 5m bars up 10% with a 1% drawdown would annualize to ~1e5 (and Calmar 1e7): reported n/a
+    assert math.isnan(m.calmar(0.10, 0.01, 3 * 288, 105_120))
+    assert math.isfinite(m.calmar(0.10, 0.01, 30 * 288, 105_120))
+    s = m.summarize(np.linspace(100, 110, 3 * 288), periods=105_120)
+    assert math.isnan(s["calmar"])
+
+
 def test_trade_stats_by_hand():
     ts = m.trade_stats([10.0, -5.0, 20.0, -5.0, 0.0])
     assert ts.n_trades == 5
@@ -65,15 +74,23 @@ def test_stationary_bootstrap_indices_are_blocky_and_in_range():
     assert 0.85 < continues < 0.95  # p(continue) = 1 - 1/10
 
 
-def test_return_ci_covers_the_truth_and_excludes_zero_for_a_strong_drift():
+def test_return_ci_excludes_zero_for_a_strong_drift():
     rng = np.random.default_rng(1)
     strong = rng.normal(0.002, 0.01, 3_000)
     ci = m.return_ci(strong, samples=300, block=20, seed=0)
     assert ci.low > 0
     assert ci.low <= ci.estimate <= ci.high
-    noise = rng.normal(0.0, 0.01, 3_000)
-    ci0 = m.return_ci(noise - noise.mean(), samples=300, block=20, seed=0)
-    assert ci0.contains(0.0)
+
+
+def test_return_ci_covers_the_true_growth_at_about_its_level():
+    # iid returns with a small drift: the true median growth is exp(n * E[log(1 + r)]) - 1; a 90% interval
+    # must cover it in roughly 90% of independent samples (not merely when the sample is demeaned)
+    rng = np.random.default_rng(7)
+    mu, sd, n, reps = 0.0005, 0.01, 400, 300
+    truth = math.expm1(n * (math.log1p(mu) - sd**2 / 2))
+    covered = [m.return_ci(rng.normal(mu, sd, n), samples=300, block=1, confidence=0.9, seed=i).contains(truth)
+               for i in range(reps)]
+    assert 0.83 <= np.mean(covered) <= 0.96
 
 
 def test_sharpe_ci_point_matches_sharpe():
@@ -90,11 +107,67 @@ def test_bootstrap_is_seeded():
     assert a == b
 
 
-def test_mean_ci():
-    ci = m.mean_ci([1.0, 2.0, 3.0], samples=500)
+def test_student_t_quantiles_match_the_tables():
+    for df, q in ((1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (7, 2.3646), (30, 2.0423)):
+        assert m.student_t_ppf(0.975, df) == pytest.approx(q, abs=1e-4)
+    assert m.student_t_cdf(0.0, 5) == pytest.approx(0.5)
+    assert m.student_t_ppf(0.025, 3) == pytest.approx(-3.1824, abs=1e-4)
+
+
+def test_t_interval_by_hand():
+    ci = m.t_interval([1.0, 2.0, 3.0], confidence=0.95)
     assert ci.estimate == pytest.approx(2.0)
-    assert 1.0 <= ci.low < 2.0 < ci.high <= 3.0
-    assert m.mean_ci([5.0]).low == 5.0
+    assert ci.high - 2.0 == pytest.approx(4.3027 * 1.0 / math.sqrt(3), abs=1e-3)
+    one = m.t_interval([5.0])
+    assert one.low == -math.inf and one.high == math.inf
+
+
+def test_excess_ci_pairs_the_bars():
+    # the agent is the market plus a small steady excess: paired, the market's noise cancels and the excess shows
+    rng = np.random.default_rng(8)
+    market = rng.normal(0.0, 0.01, 2_000)
+    agent = (1 + market) * (1 + 0.0002) - 1
+    ci = m.excess_ci(agent, market, samples=300, block=20, seed=0)
+    assert ci.estimate == pytest.approx(math.expm1(2_000 * math.log1p(0.0002)))
+    assert ci.low > 0
+    # the same excess measured against flat is buried in the market's noise
+    assert m.return_ci(agent, samples=300, block=20, seed=0).contains(0.0)
+    same = m.excess_ci(market, market, samples=50, block=20, seed=0)
+    assert same.low == same.high == 0.0
+    with pytest.raises(ValueError):
+        m.excess_ci(agent, market[:-1])
+
+
+def test_deflated_sharpe_by_hand_and_with_trials():
+    rng = np.random.default_rng(9)
+    r = rng.normal(0.0005, 0.01, 5_000)
+    sr = r.mean() / r.std(ddof=1)
+    z = (r - r.mean()) / r.std()
+    g3, g4 = np.mean(z**3), np.mean(z**4)
+    psr0 = NormalDist().cdf(sr * math.sqrt(4_999) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2))
+    assert m.probabilistic_sharpe(r) == pytest.approx(psr0)
+    assert m.deflated_sharpe(r, 1) == pytest.approx(psr0)
+    # expected max Sharpe of N null trials (Bailey & Lopez de Prado 2014), V = 1 / (T - 1)
+    v = 1 / 4_999
+    emax = math.sqrt(v) * ((1 - 0.5772156649) * NormalDist().inv_cdf(1 - 1 / 100)
+                           + 0.5772156649 * NormalDist().inv_cdf(1 - 1 / (100 * math.e)))
+    assert m.expected_max_sharpe(100, v) == pytest.approx(emax)
+    dsr = [m.deflated_sharpe(r, n) for n in (1, 10, 100, 1_000)]
+    assert dsr == sorted(dsr, reverse=True) and dsr[-1] < dsr[0]
+    assert math.isnan(m.deflated_sharpe(np.zeros(100), 5))
+
+
+def test_deflated_sharpe_is_calibrated_on_noise():
+    # the best of 20 noise strategies: its PSR(0) is often high, its DSR for 20 trials rarely is
+    rng = np.random.default_rng(10)
+    best_psr, best_dsr = [], []
+    for _ in range(200):
+        trials = rng.normal(0.0, 0.01, (20, 500))
+        best = trials[np.argmax(trials.mean(axis=1) / trials.std(axis=1, ddof=1))]
+        best_psr.append(m.probabilistic_sharpe(best) > 0.95)
+        best_dsr.append(m.deflated_sharpe(best, 20) > 0.95)
+    assert np.mean(best_psr) > 0.4
+    assert np.mean(best_dsr) < 0.1
 
 
 def test_summarize_collects_everything():
@@ -104,6 +177,7 @@ def test_summarize_collects_everything():
     assert s["max_drawdown"] == pytest.approx(0.25)
     assert s["trades"] == 2 and s["win_rate"] == 0.5 and s["profit_factor"] == 2.0
     assert s["exposure"] == 0.5 and s["avg_leverage"] == 3 and s["fees_usd"] == 1.5
+    assert s["trials"] == 1 and 0 <= s["deflated_sharpe"] <= 1
 
 
 def test_block_bootstrap_widens_the_interval_for_dependent_returns():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from aster_rl.config import SynthConfig
 from aster_rl.errors import ConfigError, DataError
@@ -67,8 +68,10 @@ def test_other_timeframes_and_bad_input():
     bundle = synthesize(SynthConfig(seed=1, n_bars=500), timeframe="1h")
     validate_candles(bundle.candles, "synthetic 1h")
     assert (bundle.candles.index[1] - bundle.candles.index[0]) == pd.Timedelta("1h")
-    with pytest.raises(ConfigError, match="synth.start"):
-        synthesize(SynthConfig(start="not a date", n_bars=100))
+    with pytest.raises(ValidationError, match="not a date"):  # the config refuses it
+        SynthConfig(start="not a date", n_bars=100)
+    with pytest.raises(ConfigError, match="synth.start"):  # and so does the generator, for a config copied around it
+        synthesize(SynthConfig(n_bars=100).model_copy(update={"start": "not a date"}))
     with pytest.raises(DataError, match="timeframe"):
         synthesize(SynthConfig(n_bars=100), timeframe="5x")
 

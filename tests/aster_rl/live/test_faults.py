@@ -323,12 +323,12 @@ def test_kill_file_is_under_the_data_dir_and_live_stop_works_from_any_directory(
     assert (data_dir / "KILL").exists() and not (elsewhere / "data").exists()
     assert str(data_dir / "KILL") in capsys.readouterr().out
     # a runner configured the way `aster-rl live` does it sees that file, whatever its own directory
-    from aster_rl.cli.live_cmd import live_config
+    from aster_rl.live.risk import live_settings
 
     third = tmp_path / "third"
     third.mkdir()
     monkeypatch.chdir(third)
-    assert RiskGuard(live_config(cfg), EnvConfig(), "5m").kill_requested()
+    assert RiskGuard(live_settings(cfg), EnvConfig(), "5m").kill_requested()
 
 
 # ---------------------------------------------------------------- one runner per session
