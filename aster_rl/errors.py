@@ -36,6 +36,19 @@ class OrderRejected(ExchangeError):
     """The exchange rejected an order (insufficient margin, bad size, ...)."""
 
 
+class OrderNotFound(ExchangeError):
+    """The exchange has no order with that id: it never received it (or has forgotten it)."""
+
+
+class OrderStateUnknown(ExchangeError):
+    """An order was sent but neither its reply nor a look-up says what became of it."""
+
+
+class FlattenFailed(ExchangeError):
+    """A close was sent but the position is not flat (rejected, or its state unknown); the
+    protective orders were left resting."""
+
+
 class RiskRefusal(AsterError):
     """The risk guard refused a decision; the message is the reason."""
 

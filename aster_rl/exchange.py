@@ -7,6 +7,7 @@ errors:
 
 - ``ccxt.NetworkError`` and its family (rate limits, DDoS protection, exchange not
   available, request timeouts) -> :class:`TemporaryExchangeError`, retried with backoff;
+- ``ccxt.OrderNotFound`` -> :class:`OrderNotFound` (the exchange never received the order);
 - ``ccxt.InsufficientFunds`` / ``ccxt.InvalidOrder`` -> :class:`OrderRejected`;
 - any other ccxt error -> :class:`ExchangeError`.
 
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.config import DataConfig, Secrets, load_secrets
-from aster_rl.errors import ExchangeError, OrderRejected, TemporaryExchangeError
+from aster_rl.errors import ConfigError, ExchangeError, OrderNotFound, OrderRejected, TemporaryExchangeError
 from aster_rl.market import BOOK_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,38 @@ def _point_urls_at(api: Any, base_url: str) -> Any:
     return api
 
 
+def wallet_address(private_key: str) -> str:
+    """The EVM address of ``private_key`` (``0x`` + 64 hex digits): the address ccxt's
+    ``aster`` client signs for (its ``user`` and default ``signer``). A malformed key is a
+    :class:`ConfigError` naming ASTER_PRIVATE_KEY, without the key."""
+    key = private_key.strip()
+    body = key[2:] if key.lower().startswith("0x") else key
+    if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise ConfigError("ASTER_PRIVATE_KEY is not a wallet private key: expected 0x followed by 64 hex digits")
+    try:
+        return str(ccxt.Exchange.eth_get_address_from_private_key("0x" + body))
+    except Exception:  # e.g. zero or past the curve order
+        raise ConfigError("ASTER_PRIVATE_KEY is not a valid secp256k1 private key") from None
+
+
+def check_trading_keys(secrets: Secrets) -> str:
+    """The trading wallet's address, from the key; ASTER_WALLET_ADDRESS, when given, must be it.
+
+    ccxt's ``aster`` client derives the account (``user``) and the signer from the private
+    key alone, so a wallet address that differs would silently trade another account than
+    the one named: that is an error."""
+    if not secrets.has_trading_keys:
+        raise ConfigError("ASTER_PRIVATE_KEY is not set in the environment")
+    address = wallet_address(secrets.private_key.get_secret_value())  # type: ignore[union-attr]
+    given = (secrets.wallet_address or "").strip()
+    if given and given.lower() != address.lower():
+        raise ConfigError(
+            f"ASTER_WALLET_ADDRESS {given} is not the address of ASTER_PRIVATE_KEY ({address}); "
+            "set it to that address or leave it unset"
+        )
+    return address
+
+
 def make_exchange(
     data_cfg: DataConfig,
     secrets: Secrets | None = None,
@@ -89,9 +122,8 @@ def make_exchange(
         "options": {"defaultType": "swap", "builderFee": False},
     }
     if secrets is not None and secrets.has_trading_keys:
+        params["walletAddress"] = check_trading_keys(secrets)  # one-line error on a bad key, before any request
         params["privateKey"] = secrets.private_key.get_secret_value()  # type: ignore[union-attr]
-        if secrets.wallet_address:
-            params["walletAddress"] = secrets.wallet_address
     exchange = cls(params)
     exchange.options["builderFee"] = False
     if rate_limit_ms is None:
@@ -119,6 +151,8 @@ def translate_error(e: Exception, what: str) -> ExchangeError:
         detail = detail[:300] + "..."
     if isinstance(e, _TEMPORARY):
         return TemporaryExchangeError(f"{what}: temporary exchange failure ({name}): {detail}")
+    if isinstance(e, ccxt.OrderNotFound):
+        return OrderNotFound(f"{what}: no such order ({name}): {detail}")
     if isinstance(e, _REJECTED):
         return OrderRejected(f"{what}: order rejected ({name}): {detail}")
     return ExchangeError(f"{what}: exchange error ({name}): {detail}")

@@ -15,12 +15,14 @@ intervals are resampled from the served timeframe), ``/fapi/v3/fundingRate``,
 ``/fapi/v3/premiumIndex``. Signed (any signature accepted; see
 :mod:`aster_rl.fake_exchange_account`): ``balance``, ``account``, ``positionRisk``,
 ``leverageBracket``, ``order`` (POST / GET / DELETE, ``newClientOrderId`` never reused),
-``openOrders``, ``allOpenOrders``, ``leverage``, ``marginType``.
+``openOrders``, ``allOpenOrders``, ``userTrades``, ``leverage``, ``marginType``.
 
 The fake has its own clock (``fake.now_ms``, frozen unless set): nothing after it is
 served. Like a real exchange, klines include the still-forming candle (the one whose
 open is at or before the clock but whose close is after it). ``fail_next`` injects
-error replies; ``requests`` is a log of every request received.
+error replies (also lost replies and timeouts), ``gap_to`` a price jump, the account's
+``fill_partly_next`` / ``close_externally`` a partial fill and a close by someone else;
+``requests`` is a log of every request received.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
@@ -77,6 +80,9 @@ class _Fault:
     msg: str
     path: str | None
     after: int = 0  # matching requests still answered normally before the fault starts
+    method: str | None = None
+    processed: bool = False  # the request is carried out, only its reply is the error (a lost reply)
+    delay_s: float = 0.0  # the reply waits this long (longer than the client's timeout: a timeout)
 
 
 class _Series:
@@ -165,6 +171,7 @@ class FakeAsterExchange:
         self._port = port
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
+        self._price_override: dict[str, float] = {}
         self.requests: list[RecordedRequest] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -237,17 +244,22 @@ class FakeAsterExchange:
             self.account.on_price(mid, self.last_price(mid))
 
     def fail_next(
-        self, n: int = 1, status: int = 503, *, code: int | None = None, msg: str = "", path: str | None = None, after: int = 0
+        self, n: int = 1, status: int = 503, *, code: int | None = None, msg: str = "", path: str | None = None, after: int = 0,
+        method: str | None = None, processed: bool = False, delay_s: float = 0.0,
     ) -> None:
-        """Answer the next ``n`` requests (to ``path`` only, if given) with ``status``,
+        """Answer the next ``n`` requests (to ``path`` and ``method`` only, if given) with ``status``,
         after letting ``after`` of them through (``fail_next(10**9, after=2)``: fail for good after two).
 
         With ``code`` the body is Aster's JSON error ``{"code": code, "msg": msg}`` (what
         ccxt maps to a specific error); without it the body is plain text, so ccxt maps
         the HTTP status (503 -> ExchangeNotAvailable, 429 -> RateLimitExceeded).
+        ``processed=True``: the request is carried out first and only its reply is lost (an
+        order placed behind a 503). ``delay_s``: the reply comes that late (a client timeout).
         """
         with self._lock:
-            self._faults.append(_Fault(n, status, code, msg or f"injected {status}", path, after))
+            self._faults.append(
+                _Fault(n, status, code, msg or f"injected {status}", path, after, method, processed, delay_s)
+            )
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -273,18 +285,29 @@ class FakeAsterExchange:
         record = RecordedRequest(method, path, params)
         with self._lock:
             self.requests.append(record)
-            fault = next((f for f in self._faults if f.remaining > 0 and (f.path is None or f.path == path)), None)
+            fault = next(
+                (f for f in self._faults
+                 if f.remaining > 0 and (f.path is None or f.path == path) and (f.method is None or f.method == method)),
+                None,
+            )
             if fault is not None and fault.after > 0:
                 fault.after -= 1
                 fault = None
             elif fault is not None:
                 fault.remaining -= 1
                 self._faults = [f for f in self._faults if f.remaining > 0]
+        if fault is not None and fault.processed:
+            self._route(method, path, params, record)
+        if fault is not None and fault.delay_s:
+            time.sleep(fault.delay_s)
         if fault is not None:
             record.status = fault.status
             if fault.code is not None:
                 return fault.status, json.dumps({"code": fault.code, "msg": fault.msg})
             return fault.status, fault.msg
+        return self._route(method, path, params, record)
+
+    def _route(self, method: str, path: str, params: dict[str, str], record: RecordedRequest) -> tuple[int, str]:
         route = self._routes.get((method, path))
         if route is None:
             record.status = 404
@@ -390,8 +413,22 @@ class FakeAsterExchange:
             for mid in self._frames
         ]
 
+    def gap_to(self, price: float | None, mid: str | None = None) -> None:
+        """Trade at ``price`` now (a gap: resting orders it crosses fill at it, not at their
+        trigger); None goes back to the candles' price."""
+        mid = mid or self.symbol_id
+        with self._lock:
+            if price is None:
+                self._price_override.pop(mid, None)
+            else:
+                self._price_override[mid] = float(price)
+        self.account.on_price(mid, self.last_price(mid))
+
     def last_price(self, mid: str | None = None) -> float:
-        """The close of the newest bar visible at the fake's clock."""
+        """The close of the newest bar visible at the fake's clock (or the price of a gap)."""
+        override = self._price_override.get(mid or self.symbol_id)
+        if override is not None:
+            return override
         series = self._series_for(mid or self.symbol_id, self.timeframe)
         i = max(0, int(np.searchsorted(series.open_ms, self.now_ms, side="right")) - 1)
         return float(series.close[i])
@@ -610,18 +647,22 @@ def _int(p: dict[str, str], name: str, default: int | None) -> int | None:
 def _make_handler(fake: FakeAsterExchange) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (delayed ACK)
 
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
             status, text = fake._handle(method, self.path, body)
             payload = text.encode()
-            self.send_response(status)
             is_json = text[:1] in "[{" if text else False
-            self.send_header("Content-Type", "application/json" if is_json else "text/plain")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if is_json else "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+                self.close_connection = True
 
         def do_GET(self) -> None:  # noqa: N802
             self._serve("GET")

@@ -3,8 +3,13 @@
 Any signature is accepted. One-way position mode, USDT margin, taker fee 0.035% on every
 fill. Market orders fill at the fake's last price; limit, stop-market and
 take-profit-market orders rest until :meth:`FakeAccount.on_price` (called by
-``FakeAsterExchange.set_now``) crosses them. A ``newClientOrderId`` that was used before
-is refused (code -4116), as Aster does, so a retried order never doubles.
+``FakeAsterExchange.set_now``) crosses them; one whose trigger the price has already
+crossed is refused (-2021, "Order would immediately trigger"). A ``newClientOrderId``
+that was used before is refused (code -4116), as Aster does, so a retried order never
+doubles. Every fill is a user trade (``userTrades``: price, quantity, realized PnL,
+commission). Test controls: :meth:`FakeAccount.fill_partly_next` (the next opening market
+order fills only partly; the rest fills at the next price) and
+:meth:`FakeAccount.close_externally` (someone else closes the position).
 """
 
 from __future__ import annotations
@@ -57,7 +62,35 @@ class FakeAccount:
         self._by_client_id: dict[str, int] = {}
         self._next_id = 1_000_001
         self.fills: list[dict[str, Any]] = []
+        self._partly: float | None = None  # fraction the next opening market order fills at once
         self._lock = threading.RLock()
+
+    def fill_partly_next(self, fraction: float) -> None:
+        """The next market order that opens or adds fills ``fraction`` of its quantity now;
+        the rest stays working (``PARTIALLY_FILLED``) and fills at the next price."""
+        with self._lock:
+            self._partly = float(fraction)
+
+    def close_externally(self, mid: str | None = None) -> None:
+        """Close the whole position at the last price by an order this client did not send
+        (a manual close on the exchange's site, an ADL): the runner's orders stay as they are."""
+        mid = mid or self.fake.symbol_id
+        with self._lock:
+            pos = self.position(mid)
+            if not pos.amount:
+                return
+            oid = self._next_id
+            self._next_id += 1
+            order = {
+                "orderId": oid, "symbol": mid, "status": "NEW", "clientOrderId": f"web-{oid}", "price": "0", "avgPrice": "0",
+                "origQty": f"{abs(pos.amount):.8g}", "executedQty": "0", "cumQuote": "0", "timeInForce": "GTC", "type": "MARKET",
+                "origType": "MARKET", "reduceOnly": True, "closePosition": False, "side": "SELL" if pos.amount > 0 else "BUY",
+                "positionSide": "BOTH", "stopPrice": "0", "workingType": "CONTRACT_PRICE", "time": self.fake.now_ms,
+                "updateTime": self.fake.now_ms, "builder": None,
+            }
+            self._fill(order, self.fake.last_price(mid))
+            self.orders[oid] = order
+            self._by_client_id[order["clientOrderId"]] = oid
 
     def routes(self) -> dict[tuple[str, str], Callable[[dict[str, str]], Any]]:
         r = {
@@ -71,6 +104,7 @@ class FakeAccount:
             ("DELETE", "/fapi/v3/order"): self._cancel_order,
             ("GET", "/fapi/v3/openOrders"): self._open_orders,
             ("DELETE", "/fapi/v3/allOpenOrders"): self._cancel_all,
+            ("GET", "/fapi/v3/userTrades"): self._user_trades,
             ("POST", "/fapi/v3/leverage"): self._set_leverage,
             ("POST", "/fapi/v3/marginType"): self._set_margin_type,
             ("GET", "/fapi/v3/builder"): lambda p: [],
@@ -254,6 +288,13 @@ class FakeAccount:
         if otype in ("STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT") and stop_price <= 0:
             raise _Reject(-1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
         last = self.fake.last_price(mid)
+        if otype in ("STOP_MARKET", "STOP", "TAKE_PROFIT_MARKET", "TAKE_PROFIT"):
+            buy = side == "BUY"
+            stop_kind = otype in ("STOP_MARKET", "STOP")
+            if (stop_kind and (last >= stop_price if buy else last <= stop_price)) or (
+                not stop_kind and (last <= stop_price if buy else last >= stop_price)
+            ):
+                raise _Reject(-2021, "Order would immediately trigger.")
         if not (reduce_only or close_position) and qty * (price or last) < MIN_NOTIONAL_USD:
             raise _Reject(-4164, f"Order's notional must be no smaller than {MIN_NOTIONAL_USD:g} (unless you choose reduce only).")
         oid = self._next_id
@@ -281,19 +322,28 @@ class FakeAccount:
             "updateTime": self.fake.now_ms,
             "builder": p.get("builder"),  # recorded so tests can see ccxt sent no builder fee
         }
-        if otype == "MARKET":
-            self._fill(order, last)
-        elif otype == "LIMIT" and ((side == "BUY" and price >= last) or (side == "SELL" and price <= last)):
+        if otype == "MARKET" and self._partly is not None and not (reduce_only or close_position):
+            step = 0.01 if mid == "ASTERUSDT" else 0.001
+            part = math.floor(qty * self._partly / step + 1e-9) * step
+            self._partly = None
+            if 0 < part < qty:
+                self._fill(order, last, part)
+                order["status"] = "PARTIALLY_FILLED"
+            else:
+                self._fill(order, last)
+        elif otype == "MARKET" or (otype == "LIMIT" and ((side == "BUY" and price >= last) or (side == "SELL" and price <= last))):
             self._fill(order, last)
         self.orders[oid] = order
         self._by_client_id[client_id] = oid
         return self._order_view(order)
 
-    def _fill(self, order: dict[str, Any], price: float) -> None:
+    def _fill(self, order: dict[str, Any], price: float, qty: float | None = None) -> None:
+        """Fill ``qty`` (default: what is left of the order) at ``price``."""
         mid = order["symbol"]
         pos = self.position(mid)
         sign = 1.0 if order["side"] == "BUY" else -1.0
-        qty = float(order["origQty"])
+        done = float(order["executedQty"])
+        qty = round(float(order["origQty"]) - done, 10) if qty is None else qty
         if order["closePosition"] or order["reduceOnly"]:
             if pos.amount == 0 or math.copysign(1, pos.amount) == sign:
                 order["status"] = "EXPIRED" if order["type"] != "MARKET" else "REJECTED"
@@ -307,28 +357,53 @@ class FakeAccount:
         fee = notional * TAKER_FEE_RATE
         self.wallet_usdt -= fee
         new_amount = pos.amount + sign * qty
+        realized = 0.0
         if pos.amount == 0 or math.copysign(1, pos.amount) == sign:
             pos.entry_price = (abs(pos.amount) * pos.entry_price + qty * price) / abs(new_amount)
         else:
             closed = min(qty, abs(pos.amount))
-            self.wallet_usdt += closed * (price - pos.entry_price) * math.copysign(1, pos.amount)
+            realized = closed * (price - pos.entry_price) * math.copysign(1, pos.amount)
+            self.wallet_usdt += realized
             if abs(new_amount) < 1e-12:
                 new_amount, pos.entry_price = 0.0, 0.0
             elif math.copysign(1, new_amount) != math.copysign(1, pos.amount):
                 pos.entry_price = price  # flipped: the remainder opened at this price
         pos.amount = round(new_amount, 10)
+        total = done + qty
+        quote = float(order["cumQuote"]) + notional
         order.update(
-            status="FILLED", avgPrice=f"{price:.8g}", executedQty=f"{qty:.8g}", cumQuote=f"{notional:.8g}", updateTime=self.fake.now_ms
+            status="FILLED", avgPrice=f"{quote / total:.8g}", executedQty=f"{total:.8g}", cumQuote=f"{quote:.8g}",
+            updateTime=self.fake.now_ms,
         )
-        self.fills.append({"orderId": order["orderId"], "symbol": mid, "side": order["side"], "qty": qty, "price": price, "fee": fee})
+        self.fills.append({
+            "id": len(self.fills) + 1, "orderId": order["orderId"], "symbol": mid, "side": order["side"], "qty": qty,
+            "price": price, "fee": fee, "realized": realized, "time": self.fake.now_ms,
+        })
         logger.debug("fake exchange fill: %s %s %s @ %s", mid, order["side"], qty, price)
+
+    def _user_trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        mid = self._symbol(p)
+        start = int(p.get("startTime") or 0)
+        end = int(p.get("endTime") or 2**62)
+        rows = [f for f in self.fills if f["symbol"] == mid and start <= f["time"] <= end]
+        rows = rows[: int(p.get("limit") or 500)]
+        return [
+            {
+                # full float precision (repr): the sum of the fills is the wallet to the last bit
+                "id": f["id"], "symbol": mid, "orderId": f["orderId"], "side": f["side"], "price": repr(f["price"]),
+                "qty": f"{f['qty']:.8g}", "realizedPnl": repr(f["realized"]), "quoteQty": repr(f["qty"] * f["price"]),
+                "commission": repr(f["fee"]), "commissionAsset": "USDT", "time": f["time"], "positionSide": "BOTH",
+                "buyer": f["side"] == "BUY", "maker": False,
+            }
+            for f in rows
+        ]
 
     def _get_order(self, p: dict[str, str]) -> dict[str, Any]:
         return self._order_view(self._find(p))
 
     def _cancel_order(self, p: dict[str, str]) -> dict[str, Any]:
         order = self._find(p)
-        if order["status"] != "NEW":
+        if order["status"] not in ("NEW", "PARTIALLY_FILLED"):
             raise _Reject(-2011, "Unknown order sent.")
         order.update(status="CANCELED", updateTime=self.fake.now_ms)
         return self._order_view(order)
@@ -337,7 +412,7 @@ class FakeAccount:
         return [
             self._order_view(o)
             for o in self.orders.values()
-            if o["status"] == "NEW" and (not p.get("symbol") or o["symbol"] == p["symbol"])
+            if o["status"] in ("NEW", "PARTIALLY_FILLED") and (not p.get("symbol") or o["symbol"] == p["symbol"])
         ]
 
     def _cancel_all(self, p: dict[str, str]) -> dict[str, Any]:
@@ -350,6 +425,11 @@ class FakeAccount:
     def on_price(self, mid: str, price: float) -> None:
         """Fill resting orders of ``mid`` that ``price`` crosses (stops before targets)."""
         with self._lock:
+            for o in [o for o in self.orders.values() if o["status"] == "PARTIALLY_FILLED" and o["symbol"] == mid]:
+                try:  # the working rest of a partly filled market order
+                    self._fill(o, price)
+                except _Reject:
+                    o["status"] = "EXPIRED"
             resting = sorted(
                 (o for o in self.orders.values() if o["status"] == "NEW" and o["symbol"] == mid),
                 key=lambda o: (o["type"] not in ("STOP_MARKET", "STOP"), o["orderId"]),

@@ -193,6 +193,7 @@ class LiveRunner:
         self._unsaved_events: list[dict[str, Any]] = []
         self._needs_reconcile = False  # no decision until the broker was reconciled with the exchange
         self._stale_flattened = False  # flattened for the current stretch of stale data
+        self._kill_failed = False  # a failed kill flatten was recorded (once per stretch of failures)
         self._backlog: list[Bar] = []
 
     # ------------------------------------------------------------ start-up
@@ -253,6 +254,14 @@ class LiveRunner:
     def _fresh_start(self) -> None:
         if hasattr(self.broker, "prepare"):
             self.broker.prepare()
+        if hasattr(self.broker, "reconcile_orders"):  # a position already there is tracked and protected first
+            self._needs_reconcile = True
+            try:
+                self._unsaved_outcomes += self._outcomes(self.broker.reconcile_orders(self.db, self.session_id, None), None)
+                self._needs_reconcile = False  # (its outcomes are stored with the first bar)
+            except TRANSIENT as e:
+                logger.warning("session %s: reconciliation with the exchange failed (%s); no decision until it succeeds",
+                               self.session_id, brief(e))
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
@@ -403,10 +412,11 @@ class LiveRunner:
             pending_id = self._pending_pred[1]
             if pending_id is None:
                 pending_id = live_store.prediction_id_at(self.db, self.session_id, self._pending_pred[0])
-        if result.opened is not None and pending_id is not None:
+        opened_id = (result.opened or {}).get("prediction_id") or pending_id  # a broker that adopted a position names it
+        if result.opened is not None and opened_id is not None:
             o = result.opened
             out.append({
-                "prediction_id": pending_id, "status": "open", "entry_price": o["entry_price"],
+                "prediction_id": opened_id, "status": "open", "entry_price": o["entry_price"],
                 "entry_time": int(o["time"]) // 1_000_000,
                 **({"stop_price": o["stop_price"]} if o.get("stop_price") is not None else {}),
                 **({"target_price": o["target_price"]} if o.get("target_price") is not None else {}),
@@ -422,7 +432,7 @@ class LiveRunner:
                 pending_id = None
         for tr in result.closed:
             same_bar = result.opened is not None and int(tr["entry_time"]) == int(result.opened["time"])
-            pid = pending_id if same_bar else self._position_pred
+            pid = (opened_id if same_bar else self._position_pred) if tr.get("prediction_id") is None else tr["prediction_id"]
             if pid is None and pending_id is not None and self._position_pred is None:
                 pid = pending_id
             ctx = self._pending_pattern if pid is not None and pid == pending_id else self._position_pattern
@@ -436,10 +446,10 @@ class LiveRunner:
             if pid == self._position_pred:
                 self._position_pred = None
                 self._position_pattern = None
-        if result.opened is not None and pending_id is not None:
+        if result.opened is not None and opened_id is not None:
             still_open = not any(int(tr["entry_time"]) == int(result.opened["time"]) for tr in result.closed)
             if still_open:
-                self._position_pred = pending_id
+                self._position_pred = opened_id
                 self._position_pattern = self._pending_pattern
         if bar_ts_ns is not None or result.opened is not None:
             self._pending_pred = None  # the decision of the bar before has been carried out
@@ -547,8 +557,16 @@ class LiveRunner:
         reason = f"kill file {self.live_cfg.kill_file} exists: flattened and stopped"
         try:
             self._flatten(t, "kill", RiskEvent("kill", "stopped", reason), ts_ms=self._last_ts() or 0, all_pending=True)
-        except TRANSIENT as e:
+        except TRANSIENT as e:  # the broker left the stop and target resting: the position stays protected
             logger.warning("session %s: kill: flatten failed (%s); trying again at the next check", self.session_id, brief(e))
+            if not self._kill_failed:  # recorded once per stretch of failures
+                self._kill_failed = True
+                self._unsaved_events.append(RiskEvent("kill", "waiting", f"kill file {self.live_cfg.kill_file} exists: flatten "
+                                                      f"FAILED ({brief(e)}); the stop stays; trying again").as_row(self._last_ts() or 0))
+                try:
+                    self._save(self._last_ts())
+                except StorageError as e2:
+                    logger.warning("session %s: risk event not stored yet (%s)", self.session_id, brief(e2))
             return
         self.summary.stopped_by = "kill"
         self._stop = True

@@ -331,3 +331,23 @@ def prediction_counts(db: Database, session_id: str) -> dict[str, int]:
             select(Prediction.status, func.count()).where(Prediction.session_id == session_id).group_by(Prediction.status)
         ).all()
     return {str(k): int(v) for k, v in rows}
+
+
+def add_orders(db: Database, session_id: str, orders: list[dict[str, Any]]) -> None:
+    """Store orders a broker makes up itself (a re-sized stop, a close) before it sends them;
+    an order already stored is left as it is."""
+    db.ensure_checked()
+    now = _now_ms()
+    with db.session() as s:
+        for order in orders:
+            _check_fields(order, ORDER_FIELDS, "order")
+            if s.get(LiveOrder, order["client_order_id"]) is None:
+                s.add(LiveOrder(**{"status": "new", "updated_at": now, "session_id": session_id, **order}))
+
+
+def add_risk_events(db: Database, session_id: str, events: list[dict[str, Any]]) -> None:
+    """Store risk events a broker raised (``ts``, ``rule``, ``action``, ``reason``)."""
+    db.ensure_checked()
+    with db.session() as s:
+        for ev in events:
+            s.add(RiskEvent(session_id=session_id, ts=int(ev["ts"]), rule=ev["rule"], action=ev["action"], reason=ev["reason"]))

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from aster_rl.config import DataConfig, Secrets
-from aster_rl.errors import ExchangeError, OrderRejected, TemporaryExchangeError
-from aster_rl.exchange import ExchangeClient, klines_to_frame, make_exchange, retry, translate_error
+from aster_rl.errors import ConfigError, ExchangeError, OrderNotFound, OrderRejected, TemporaryExchangeError
+from aster_rl.exchange import ExchangeClient, check_trading_keys, klines_to_frame, make_exchange, retry, translate_error, wallet_address
 
 # a throwaway test key (never funded)
 PLANTED_KEY = "0x" + "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
@@ -43,7 +43,7 @@ def test_unknown_exchange_id_is_a_clear_error():
 
 def test_secrets_reach_ccxt_but_never_the_logs(caplog):
     caplog.set_level(logging.DEBUG)
-    secrets = Secrets(private_key=PLANTED_KEY, wallet_address="0xabc")
+    secrets = Secrets(private_key=PLANTED_KEY, wallet_address=wallet_address(PLANTED_KEY).upper().replace("0X", "0x"))
     ex = make_exchange(DataConfig(), secrets)
     assert ex.privateKey == PLANTED_KEY
     assert "builderFee=off" in caplog.text and "keys loaded" in caplog.text
@@ -60,6 +60,7 @@ def test_secrets_reach_ccxt_but_never_the_logs(caplog):
         (ccxt.RequestTimeout("x"), TemporaryExchangeError),
         (ccxt.InsufficientFunds("x"), OrderRejected),
         (ccxt.InvalidOrder("x"), OrderRejected),
+        (ccxt.OrderNotFound("x"), OrderNotFound),
         (ccxt.BadSymbol("x"), ExchangeError),
         (ccxt.AuthenticationError("x"), ExchangeError),
         (ccxt.ExchangeError("x"), ExchangeError),
@@ -151,3 +152,23 @@ def test_klines_parsing_keeps_raw_columns_and_rejects_garbage():
         klines_to_frame([[1, "x"]], "test")
     with pytest.raises(ExchangeError, match="expected a list"):
         klines_to_frame({"code": 1}, "test")  # type: ignore[arg-type]
+
+
+def test_wallet_address_is_the_one_ccxt_signs_for():
+    ex = make_exchange(DataConfig(), Secrets(private_key=PLANTED_KEY))
+    assert wallet_address(PLANTED_KEY) == ex.eth_get_address_from_private_key(PLANTED_KEY)
+    assert wallet_address(PLANTED_KEY).lower() == "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23"  # web3.js docs: the example key's account
+
+
+def test_a_wallet_address_of_another_key_is_one_clear_error():
+    other = wallet_address("0x" + "11" * 32)
+    with pytest.raises(ConfigError, match="ASTER_WALLET_ADDRESS .* is not the address of ASTER_PRIVATE_KEY") as e:
+        make_exchange(DataConfig(), Secrets(private_key=PLANTED_KEY, wallet_address=other))
+    assert PLANTED_KEY[2:] not in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("key", ["0x1234", "0x" + "zz" * 32, "0x" + "00" * 32, "0x" + "4c08" * 20])
+def test_a_malformed_key_is_one_clear_error_without_the_key(key):
+    with pytest.raises(ConfigError, match="ASTER_PRIVATE_KEY") as e:
+        check_trading_keys(Secrets(private_key=key))
+    assert key[2:] not in str(e.value) and "\n" not in str(e.value)

@@ -233,3 +233,47 @@ def test_client_order_id_is_never_reused_and_rejections_map(private_exchange):
         ex.cancel_order("42", SYMBOL)
     with pytest.raises(ccxt.NoChange):
         ex.set_margin_mode("cross", SYMBOL)
+
+
+def test_fault_kinds_lost_reply_method_filter_and_timeout(private_exchange):
+    import ccxt
+
+    fake, ex = private_exchange
+    fake.fail_next(1, 503, path="/fapi/v3/order", method="POST", processed=True)  # placed; its reply is lost
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        ex.create_order(SYMBOL, "market", "buy", 10, None, {"clientOrderId": "lost"})
+    assert ex.fetch_order(None, SYMBOL, {"clientOrderId": "lost"})["filled"] == 10  # GET is not matched by the POST fault
+    fake.fail_next(1, 504, path="/fapi/v3/order", method="POST", processed=True, delay_s=0.5)
+    ex.timeout = 200
+    with pytest.raises(ccxt.RequestTimeout):
+        ex.create_order(SYMBOL, "market", "buy", 10, None, {"clientOrderId": "slow"})
+    ex.timeout = 10_000
+    assert ex.fetch_order(None, SYMBOL, {"clientOrderId": "slow"})["status"] == "closed"
+    assert len(fake.account.fills) == 2
+
+
+def test_partial_fill_external_close_gap_and_user_trades(private_exchange):
+    import ccxt
+
+    fake, ex = private_exchange
+    fake.account.fill_partly_next(0.3)
+    o = ex.create_order(SYMBOL, "market", "buy", 100, None, {"clientOrderId": "part"})
+    assert o["status"] == "open" and o["filled"] == 30 and o["remaining"] == 70
+    fake.set_now(fake.now_ms)  # the next price: the rest fills
+    assert ex.fetch_order(None, SYMBOL, {"clientOrderId": "part"})["filled"] == 100
+    price = fake.last_price()
+    with pytest.raises(ccxt.InvalidOrder, match="immediately trigger"):  # a stop the price already crossed
+        ex.create_order(SYMBOL, "market", "sell", 100, None, {"stopLossPrice": price * 1.01, "reduceOnly": True})
+    stop = ex.create_order(SYMBOL, "market", "sell", 100, None, {"stopLossPrice": price * 0.95, "reduceOnly": True})
+    fake.gap_to(price * 0.8)  # trades through the stop: it fills at the gap, not at its trigger
+    fake.gap_to(None)
+    filled = ex.fetch_order(stop["id"], SYMBOL)
+    assert filled["status"] == "closed" and filled["average"] == pytest.approx(price * 0.8)
+    ex.create_order(SYMBOL, "market", "buy", 50, None, {"clientOrderId": "again"})
+    fake.account.close_externally()
+    assert ex.fetch_positions([SYMBOL]) == []
+    trades = ex.fetch_my_trades(SYMBOL)
+    assert [t["amount"] for t in trades] == [30, 70, 100, 50, 50]
+    realized = sum(float(t["info"]["realizedPnl"]) for t in trades)
+    fees = sum(t["fee"]["cost"] for t in trades)
+    assert fake.account.wallet_usdt == pytest.approx(1_000.0 + realized - fees, abs=1e-9)  # the fills are the ledger

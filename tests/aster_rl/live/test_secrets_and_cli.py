@@ -9,7 +9,7 @@ import pytest
 
 from aster_rl.cli import main
 from aster_rl.config import DataConfig, EnvConfig, load_secrets
-from aster_rl.exchange import ExchangeClient
+from aster_rl.exchange import ExchangeClient, wallet_address
 from aster_rl.fake_exchange import FakeAsterExchange
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.real_broker import RealBroker
@@ -47,7 +47,7 @@ def test_live_stop_writes_the_kill_file(tmp_path, capsys):
 
 def test_planted_key_never_in_logs_db_or_output(tmp_path, capsys, caplog, monkeypatch):
     monkeypatch.setenv("ASTER_PRIVATE_KEY", PLANTED)
-    monkeypatch.setenv("ASTER_WALLET_ADDRESS", "0x" + "ab" * 20)
+    monkeypatch.setenv("ASTER_WALLET_ADDRESS", wallet_address(PLANTED))
     caplog.set_level(logging.DEBUG)
     market = make_market(1_000, seed=9)
     start = market.candles.index[900]
