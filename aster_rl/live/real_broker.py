@@ -60,7 +60,7 @@ from aster_rl.errors import (
 from aster_rl.exchange import check_trading_keys
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.brokers import ABANDONED, BELOW_MIN_NOTIONAL, NOT_FILLED, REJECTED, BarResult
-from aster_rl.observation import account_state, build_observation
+from aster_rl.observation import EquityReference, account_state, build_observation
 from aster_rl.storage import live_store
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class RealBroker:
         self.live = live_cfg
         self.prices = prices
         self.trade: dict[str, Any] | None = None  # the position this runner tracks (opened or adopted)
-        self.start_equity: float | None = None
+        self.equity_ref: EquityReference | None = None  # the equity-change observation's reference (the env's rule)
         self.flattening: dict[str, Any] | None = None  # a close in flight whose fill is not confirmed yet
         self.events: list[dict[str, Any]] = []  # risk events this broker raised (also stored when bound)
         self._equity = float("nan")
@@ -133,8 +133,8 @@ class RealBroker:
             elif "NoChange" not in str(e) and "No need to change" not in str(e):
                 raise
         self.refresh()
-        if self.start_equity is None:
-            self.start_equity = self._equity
+        if self.equity_ref is None:
+            self.equity_ref = EquityReference(self.cfg.episode_length, self._equity)
 
     def refresh(self) -> None:
         bal = self.client.call("fetch_balance", self._ex().fetch_balance)
@@ -176,7 +176,7 @@ class RealBroker:
         p = self._pos
         mark = float(self.prices.close[t])
         if p is None:
-            state = account_state([0], [0], self.cfg.max_leverage, [0], [0], [0], [mark], [0], [self._equity], self.start_equity or self._equity)
+            state = account_state([0], [0], self.cfg.max_leverage, [0], [0], [0], [mark], [0], [self._equity], self._reference())
         else:
             side = 1.0 if p.get("side") == "long" else -1.0
             lev = float(p.get("leverage") or 1)
@@ -186,9 +186,12 @@ class RealBroker:
             bars = (self.trade or {}).get("bars", 0)
             state = account_state(
                 [side], [lev], self.cfg.max_leverage, [side * qty * (mark - entry)], [margin], [bars], [mark],
-                [float(p.get("liquidationPrice") or 0)], [self._equity], self.start_equity or self._equity,
+                [float(p.get("liquidationPrice") or 0)], [self._equity], self._reference(),
             )
         return build_observation(np.asarray(features_row, dtype=np.float32), state[0])
+
+    def _reference(self) -> float:
+        return self.equity_ref.value if self.equity_ref is not None else self._equity
 
     def _open_orders(self) -> list[dict[str, Any]]:
         return self.client.call("fetch_open_orders", self._ex().fetch_open_orders, self.symbol)
@@ -700,6 +703,8 @@ class RealBroker:
     # ------------------------------------------------------------ each bar
     def on_bar(self, t: int, *, last: bool = False) -> BarResult:
         self.refresh()
+        if self.equity_ref is not None:
+            self.equity_ref.step(self._equity)
         if self.trade is not None:
             self.trade["bars"] = int(self.trade.get("bars", 0)) + 1
         self._resolve_unknown(self._carry)
@@ -758,12 +763,16 @@ class RealBroker:
 
     # ------------------------------------------------------------ restart
     def state(self) -> dict[str, Any]:
-        return {"trade": self.trade, "start_equity": self.start_equity, "flattening": self.flattening,
+        ref = None if self.equity_ref is None else [self.equity_ref.steps, self.equity_ref.value]
+        return {"trade": self.trade, "equity_ref": ref, "flattening": self.flattening,
                 "carry": dataclasses.asdict(self._carry)}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.trade = state.get("trade")
-        self.start_equity = state.get("start_equity")
+        if state.get("equity_ref"):
+            steps, value = state["equity_ref"]
+            self.equity_ref = EquityReference(self.cfg.episode_length, value)
+            self.equity_ref.steps = int(steps)
         self.flattening = state.get("flattening")
         self._carry = BarResult(**state["carry"]) if state.get("carry") else BarResult()
 
