@@ -4,7 +4,7 @@ Everything runs through :func:`aster_rl.backtest.backtest` (the env's accounting
 funding, slippage, liquidations), on the test split saved with the run. Metrics come
 from :mod:`aster_rl.metrics`; the agent's return and Sharpe get stationary-bootstrap
 confidence intervals; a cost sweep reruns the agent and baselines with fees, slippage and
-the liquidation fee scaled; the agent's trades are broken down by regime, BTC-cycle phase
+impact scaled (a liquidation's loss is the margin, not a cost that scales); the agent's trades are broken down by regime, BTC-cycle phase
 and exit profile at entry.
 
 The verdict is about excess, not level: "evidence of an edge" only when the paired
@@ -532,7 +532,7 @@ def format_table(report: EvaluationReport) -> str:
     sweep = "; ".join(
         f"{k}: " + ", ".join(f"{n} {v['net_return']:+.2%}" for n, v in d.items()) for k, d in report.cost_sweep.items()
     )
-    lines.append(f"cost sweep (fees, slippage, liquidation fee) {sweep}")
+    lines.append(f"cost sweep (fees, slippage, impact) {sweep}")
     if report.breakdown.get("regime"):
         lines.append("agent by regime: " + ", ".join(
             f"{k} {v['trades']:.0f} trades {v['pnl_usd']:+.0f}$" for k, v in report.breakdown["regime"].items()))
