@@ -57,13 +57,13 @@ def _date_text(value: Any) -> Any:
     if isinstance(value, str):
         import pandas as pd
 
+        from aster_rl.timeframes import parse_utc_time
+
         try:
-            stamp = pd.Timestamp(value)
-        except (ValueError, TypeError, OverflowError):
-            stamp = pd.NaT
-        if stamp is pd.NaT:
-            raise ValueError(f"{value!r} is not a date/time; use e.g. 2025-09-19 or 2025-09-19T12:00Z")
-        if not pd.Timestamp("1970-01-01") <= stamp.tz_localize(None) < pd.Timestamp("2200-01-01"):
+            stamp = parse_utc_time(value, "date")
+        except AsterError:
+            raise ValueError(f"{value!r} is not a date/time; use e.g. 2025-09-19 or 2025-09-19T12:00Z") from None
+        if not pd.Timestamp("1970-01-01", tz="UTC") <= stamp < pd.Timestamp("2200-01-01", tz="UTC"):
             raise ValueError(f"{value!r} is outside 1970..2199")
     return value
 
