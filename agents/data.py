@@ -227,5 +227,5 @@ def observation_support(dataset: Dataset, train_span: Any) -> ObservationSupport
             "use a longer training split"
         )
     if support.dropped:
-        logger.warning("%s", support.notice())
+        logger.info("%s", support.notice())  # train and demo print it; metrics.json keeps it
     return support
