@@ -8,6 +8,24 @@ What must hold is the judge's verdict, not a single number: on the planted marke
 excess over ``exposure_matched`` and over ``flat`` is above 0 (evidence of an edge) in at
 least 2 of 3 seeds, and those agents enter after the planted signals; on the null market
 no seed gets "evidence of an edge".
+
+The market has no trend-regime drift (``synth.trend_drift = 0``), so the planted signal is
+the only edge; with the drift (the generator's default, and the demo's market) the agents
+earned the trend momentum and entered after a signal barely more often than by chance
+(27-28% of entries, ~21% by chance; edge in 1 of 3 seeds).
+
+How the settings were chosen: on another market (``synth.seed`` 11) with other training
+seeds (10, 11), never on the seeds below. Tried on training seed 10 beside the demo's
+settings (log-equity reward, 1-10x ladder, 600k steps): ``env.reward = "trade_outcome"``,
+``env.drawdown_penalty`` 0.005 / 0.05 / 0.2, a single 5x rung, three years of bars. Every
+variant stayed in the market 83-96% of the time with 28-36% of its entries after a signal
+and an excess interval that included 0; none was better than the demo's settings, which
+are kept.
+
+What does not hold yet: entries following the signal. The agents are almost always in a
+position (the next entry comes one bar after an exit in most trades): holding a random
+position and staying flat earn the same in expectation, so nothing teaches PPO to wait
+between signals. That criterion is a strict expected failure below.
 """
 
 import numpy as np
@@ -35,7 +53,7 @@ def _config(tmp_path, edge: str, seed: int) -> AppConfig:
     return replace(
         AppConfig(),
         features={"tentacles": LEARNING_TENTACLES},
-        synth={"n_bars": DEMO_SYNTH["n_bars"], "edge": edge},
+        synth={**DEMO_SYNTH, "edge": edge, "trend_drift": 0.0},
         env=DEMO_ENV,
         train={**SLOW_TRAIN, "seed": seed, "checkpoint_dir": str(tmp_path)},
         eval={"random_seeds": 5, "bootstrap_samples": 500},
@@ -99,17 +117,23 @@ def test_planted_run(seed, tmp_path, datasets):
     assert report.agent.metrics["trades"] > 0, report.table()  # a policy that never trades cannot show anything
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not met yet: the agents mostly ride the market instead of the planted signal (in the market 86-96% of the "
-    "time, 27-28% of entries after a signal, ~21% by chance); edge in 1 of 3 seeds. Strict: a pass fails the "
-    "suite until this marker is removed."))
 def test_ppo_finds_the_planted_edge_in_most_seeds():
+    runs = RESULTS["planted"]
+    assert set(runs) == set(SEEDS), f"planted runs missing: {sorted(set(SEEDS) - set(runs))}"
+    edges = [seed for seed, (edge, _, _) in runs.items() if edge]
+    summary = {seed: (edge, round(within, 3)) for seed, (edge, within, _) in runs.items()}
+    assert len(edges) >= 2, summary
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not met yet: the agents hold a position almost all the time, so 31-33% of their entries follow a planted "
+    "signal (~21% by chance), not half. Strict: a pass fails the suite until this marker is removed."))
+def test_the_agents_entries_follow_the_planted_signal():
     runs = RESULTS["planted"]
     assert set(runs) == set(SEEDS), f"planted runs missing: {sorted(set(SEEDS) - set(runs))}"
     edges = [seed for seed, (edge, _, _) in runs.items() if edge]
     following = [seed for seed, (_, within, _) in runs.items() if within >= 0.5]
     summary = {seed: (edge, round(within, 3)) for seed, (edge, within, _) in runs.items()}
-    assert len(edges) >= 2, summary
     assert len(following) >= 2, summary
     # an edge that does not come from the planted signal would be luck or a leak
     assert set(edges) <= set(following), summary
