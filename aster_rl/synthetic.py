@@ -10,9 +10,10 @@ The price model (per bar, calibrated at 5m; other timeframes scale by time)
 ----------------------------------------------------------------------------
 - Regimes: a Markov chain over runs of bars, ``trend_up``, ``trend_down``, ``range``,
   ``volatile`` (mean run ~1.5 days); in planted mode trends add a drift of
-  ``cfg.trend_drift`` per 5m bar (a momentum effect a policy may also learn), ``range``
-  calms and ``volatile`` doubles the volatility. Trend directions lean against the trend
-  drift accumulated so far, so the price stays near its start over months.
+  ``cfg.trend_drift`` per 5m bar (a momentum effect a policy may also learn; ``0`` leaves
+  the signal as the only planted edge), ``range`` calms and ``volatile`` doubles the
+  volatility. Trend directions lean against the trend drift accumulated so far, so the
+  price stays near its start over months.
 - Shocks: standardized Student-t (3 degrees of freedom).
 - Volatility: EGARCH-like log-volatility driven by the previous bars' ``|shock|``
   (a fast and a slow memory) times the regime's multiplier.
