@@ -191,6 +191,20 @@ def _run(root: Path, path: Path, extra: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def _import_cleanly_or_fail_cleanly(workspace, path, extra: list[str]) -> None:
+    """Exit 0 with a report, or exit 2 with one line and the database unchanged; never a traceback."""
+    before = _dump(workspace / "aster_rl.db")
+    code, out, err = _run(workspace, path, extra)
+    event(f"exit {code}")
+    assert code in (0, 2), (code, out, err)
+    assert "Traceback" not in out + err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1 and out == "", err
+        assert _dump(workspace / "aster_rl.db") == before
+    else:
+        assert " new" in out
+
+
 @settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(file=FILES, replace=st.booleans(), timeframe=st.sampled_from([None, None, None, None, "5m", "5m", "1h", "999999999w", "0m"]))
 def test_generated_files_fail_cleanly_or_import(workspace, file, replace, timeframe):
@@ -200,17 +214,7 @@ def test_generated_files_fail_cleanly_or_import(workspace, file, replace, timefr
     path = workspace / f"ASTERUSDT_5m{suffix.removesuffix('-not')}"
     path.write_bytes(content)
     extra = (["--replace"] if replace else []) + ([] if timeframe is None else ["--timeframe", timeframe])
-    before = _dump(workspace / "aster_rl.db")
-    code, out, err = _run(workspace, path, extra)
-    event(f"exit {code}")
-    assert code in (0, 2), (code, out, err)
-
-    assert "Traceback" not in out + err
-    if code == 2:
-        assert len(err.strip().splitlines()) == 1 and out == "", err
-        assert _dump(workspace / "aster_rl.db") == before
-    else:
-        assert " new" in out
+    _import_cleanly_or_fail_cleanly(workspace, path, extra)
 
 
 @settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -221,13 +225,4 @@ def test_generated_tables_fail_cleanly_or_import(workspace, frame, suffix, repla
         _write_table(frame, path)
     except (ValueError, TypeError, OverflowError):  # pyarrow refuses some mixed-type columns
         assume(False)
-    before = _dump(workspace / "aster_rl.db")
-    code, out, err = _run(workspace, path, ["--replace"] if replace else [])
-    event(f"exit {code}")
-    assert code in (0, 2), (code, out, err)
-    assert "Traceback" not in out + err
-    if code == 2:
-        assert len(err.strip().splitlines()) == 1 and out == "", err
-        assert _dump(workspace / "aster_rl.db") == before
-    else:
-        assert " new" in out
+    _import_cleanly_or_fail_cleanly(workspace, path, ["--replace"] if replace else [])
