@@ -38,6 +38,13 @@ def _entry_pred(db):
     return preds[preds["side"] != "WAIT"].iloc[0]
 
 
+def _assert_closed_at_the_wallets_pnl(db, fake, reason: str) -> None:
+    """The entry's prediction resolved with ``reason``, its PnL what the exchange's wallet moved by."""
+    entry = _entry_pred(db)
+    assert entry["status"] in ("win", "loss") and entry["exit_reason"] == reason
+    assert fake.account.wallet_usdt - 10_000.0 == pytest.approx(entry["pnl_usd"], abs=1e-6)
+
+
 def _stop_covers_position(fake) -> bool:
     stops = resting(fake).get("STOP_MARKET", [])
     return len(stops) == 1 and float(stops[0]["origQty"]) == pytest.approx(abs(position_amount(fake)))
@@ -102,9 +109,7 @@ def test_with_no_stop_and_no_close_possible_the_restart_protects_and_tracks_the_
     fake.gap_to(None)
     runner.run(max_bars=1)
     assert position_amount(fake) == 0 and not resting(fake)
-    entry = _entry_pred(db)
-    assert entry["status"] in ("win", "loss") and entry["exit_reason"] == "target"
-    assert fake.account.wallet_usdt - 10_000.0 == pytest.approx(entry["pnl_usd"], abs=1e-6)
+    _assert_closed_at_the_wallets_pnl(db, fake, "target")
 
 
 def test_a_position_nobody_tracks_is_adopted_and_protected(tmp_path, market, fake):
@@ -186,9 +191,7 @@ def test_an_outside_close_cancels_every_protective_order(tmp_path, market, fake)
     real_runner(tmp_path, fake, db, market, ScriptPolicy({0: (BUY, 2, 0)}), start=START, end=START + 4,
                 before_bar=before_bar).run()
     assert position_amount(fake) == 0 and not resting(fake)
-    entry = _entry_pred(db)
-    assert entry["status"] in ("win", "loss") and entry["exit_reason"] == "external"
-    assert fake.account.wallet_usdt - 10_000.0 == pytest.approx(entry["pnl_usd"], abs=1e-6)
+    _assert_closed_at_the_wallets_pnl(db, fake, "external")
 
 
 def test_a_partial_fill_is_protected_for_what_filled_and_grows_with_later_fills(tmp_path, market, fake):
