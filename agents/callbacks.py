@@ -27,7 +27,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam, TensorBoardOutputFormat
 
-from aster_rl import metrics as M
+from aster_rl.evaluation import metrics as M
 
 logger = logging.getLogger(__name__)
 

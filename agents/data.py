@@ -25,9 +25,9 @@ import pandas as pd
 
 from aster_rl.config import AppConfig, replace
 from aster_rl.errors import DataError
-from aster_rl.market import MarketBundle
-from aster_rl.prices import PriceArrays
-from aster_rl.support import ObservationSupport
+from aster_rl.data.market import MarketBundle
+from aster_rl.sim.prices import PriceArrays
+from aster_rl.evaluation.support import ObservationSupport
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Dataset:
     """One market with its features and prices, aligned bar for bar."""
 
     market: MarketBundle
-    features: Any  # aster_rl.features.FeatureSet
+    features: Any  # aster_rl.features.pipeline.FeatureSet
     prices: PriceArrays
 
     @property
@@ -71,7 +71,7 @@ class Dataset:
 def store_synthetic_market(config: AppConfig) -> MarketBundle:
     """Generate ``config.synth``'s market and store it under source ``"synthetic"``."""
     from aster_rl.storage import Database, store_market
-    from aster_rl.synthetic import synthesize
+    from aster_rl.data.synthetic import synthesize
 
     bundle = synthesize(config.synth, timeframe=config.data.timeframe, symbol=config.data.symbol)
     db = Database.from_config(config.data)
@@ -185,7 +185,7 @@ def mine_library(config: AppConfig, dataset: Dataset, start: int, end: int, *, n
 
 def build_dataset(config: AppConfig, market: MarketBundle | None = None, *, progress: bool = False) -> Dataset:
     """Features and prices for ``market`` (default: :func:`load_market_for`)."""
-    from aster_rl.features import build_features
+    from aster_rl.features.pipeline import build_features
 
     config = with_pattern_library(config)
     if market is None:

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aster_rl.observation import account_state, build_observation
-from aster_rl.prices import PriceArrays
-from aster_rl.support import support_of
+from aster_rl.sim.observation import account_state, build_observation
+from aster_rl.sim.prices import PriceArrays
+from aster_rl.evaluation.support import support_of
 
 from agents.policy import load_policy
 

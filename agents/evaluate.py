@@ -1,8 +1,8 @@
 """Out-of-sample evaluation: the deterministic policy on the TEST split beside the baselines.
 
-Everything runs through :func:`aster_rl.backtest.backtest` (the env's accounting: fees,
+Everything runs through :func:`aster_rl.sim.backtest.backtest` (the env's accounting: fees,
 funding, slippage, liquidations), on the test split saved with the run. Metrics come
-from :mod:`aster_rl.metrics`; the agent's return and Sharpe get stationary-bootstrap
+from :mod:`aster_rl.evaluation.metrics`; the agent's return and Sharpe get stationary-bootstrap
 confidence intervals; a cost sweep reruns the agent and baselines with fees, slippage and
 impact scaled (a liquidation's loss is the margin, not a cost that scales); the agent's trades are broken down by regime, BTC-cycle phase
 and exit profile at entry.
@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aster_rl import metrics as M
-from aster_rl.backtest import backtest, scale_costs
+from aster_rl.evaluation import metrics as M
+from aster_rl.sim.backtest import backtest, scale_costs
 from aster_rl.config import AppConfig, EnvConfig, EvalConfig
-from aster_rl.support import policy_support_report
-from aster_rl.timeframes import timeframe_to_timedelta
+from aster_rl.evaluation.support import policy_support_report
+from aster_rl.data.timeframes import timeframe_to_timedelta
 
 from agents.baselines import (
     Baseline,
@@ -303,7 +303,7 @@ class EvaluationReport:
     verdict: str
     flags: dict[str, bool]
     actions: dict[str, Any]
-    support: dict[str, Any] | None = None  # out-of-support share of the test bars (aster_rl.support)
+    support: dict[str, Any] | None = None  # out-of-support share of the test bars (aster_rl.evaluation.support)
     support_line: str = ""
     excess: dict[str, M.Interval] = field(default_factory=dict)
 

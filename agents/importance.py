@@ -24,8 +24,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from aster_rl import metrics as M
-from aster_rl.backtest import backtest
+from aster_rl.evaluation import metrics as M
+from aster_rl.sim.backtest import backtest
 from aster_rl.config import EnvConfig
 from aster_rl.errors import DataError
 

@@ -355,7 +355,7 @@ def demo_prediction_log(
     from aster_rl.patterns.language import Condition, Pattern
     from aster_rl.patterns.library import PatternLibrary
     from aster_rl.patterns.stats import PatternStats
-    from aster_rl.reporting import read_table
+    from aster_rl.evaluation.reporting import read_table
     from aster_rl.storage.pattern_store import record_outcome, save_library
 
     from agents.evaluate import REGIME_NAMES

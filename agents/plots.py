@@ -1,6 +1,6 @@
 """Matplotlib figures for the notebooks and the rendered report.
 
-Every function takes already shaped data (from :mod:`aster_rl.reporting` or saved results)
+Every function takes already shaped data (from :mod:`aster_rl.evaluation.reporting` or saved results)
 and returns a ``matplotlib.figure.Figure``; nothing here computes a result. matplotlib is
 imported lazily, so importing this module costs nothing where no figure is drawn.
 """
@@ -313,7 +313,7 @@ def decisions_over_time(predictions: pd.DataFrame, per_period: pd.DataFrame, tit
 
 
 def calibration(table: pd.DataFrame, title: str = "Calibration of P(side)"):
-    """Reliability diagram of :func:`aster_rl.reporting.calibration_table` (P(side) vs the realized win rate)."""
+    """Reliability diagram of :func:`aster_rl.evaluation.reporting.calibration_table` (P(side) vs the realized win rate)."""
     fig, axes = _figure(1, 2, height=3.8, width=11.0)
     ax = axes[0, 0]
     used = table[table["decisions"] > 0]

@@ -3,7 +3,7 @@
 A run directory holds ``policy_best.pt`` / ``policy_last.pt`` (state dicts),
 ``obs_norm_best.npz`` / ``obs_norm_last.npz`` (the observation statistics fitted on the
 training split), ``feature_schema.json``, ``config.toml``, ``splits.json``, ``support.json``
-(the observation's columns and their training ranges, :mod:`aster_rl.support`) and
+(the observation's columns and their training ranges, :mod:`aster_rl.evaluation.support`) and
 ``manifest.json`` (see :mod:`agents.run_files`); nothing in it is unpickled. Older runs
 (``model_*.zip`` + ``vecnormalize*.pkl`` only) load only with ``trust_run=True``.
 :class:`LoadedPolicy` satisfies the :class:`Policy` protocol the live runner and the
@@ -31,7 +31,7 @@ import numpy as np
 
 from aster_rl.config import AppConfig, load_config
 from aster_rl.errors import DataError, SchemaMismatchError
-from aster_rl.support import ObservationSupport
+from aster_rl.evaluation.support import ObservationSupport
 
 from agents.data import check_run_pattern_library
 
@@ -83,7 +83,7 @@ def resolve_run_dir(run: str | Path, checkpoint_dir: str | Path = "checkpoints")
 
 
 def load_schema(run_dir: Path) -> Any:
-    from aster_rl.features import FeatureSchema
+    from aster_rl.features.pipeline import FeatureSchema
 
     path = Path(run_dir) / "feature_schema.json"
     if not path.exists():

@@ -29,8 +29,8 @@ import numpy as np
 
 from aster_rl.config import AppConfig, replace, to_toml
 from aster_rl.errors import DataError, SchemaMismatchError
-from aster_rl.support import ObservationSupport
-from aster_rl.timeframes import timeframe_to_timedelta
+from aster_rl.evaluation.support import ObservationSupport
+from aster_rl.data.timeframes import timeframe_to_timedelta
 
 from agents import run_files
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest

@@ -13,7 +13,7 @@ A run directory ``<checkpoint_dir>/<name>__<seed>__<unix_time>/`` holds, per mod
 last), ``policy_*.pt`` (state dicts), ``obs_norm_*.npz`` (observation statistics) and SB3's
 ``model_*.zip``; ``config.toml``, ``feature_schema.json``, ``splits.json``, ``support.json``
 (each feature column's training range and variance, and which columns the observation
-leaves out: see :mod:`aster_rl.support`), ``manifest.json`` (sha256 of each run file),
+leaves out: see :mod:`aster_rl.evaluation.support`), ``manifest.json`` (sha256 of each run file),
 ``metrics.json`` and the TensorBoard logs in ``tb/`` (see :mod:`agents.run_files`).
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from aster_rl.config import AppConfig, check_run_name, to_toml
 from aster_rl.errors import ConfigError, DataError
-from aster_rl.timeframes import timeframe_to_timedelta
+from aster_rl.data.timeframes import timeframe_to_timedelta
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.data import bind_pattern_library, observation_support

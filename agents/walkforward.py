@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from aster_rl import metrics as M
+from aster_rl.evaluation import metrics as M
 from aster_rl.config import AppConfig, replace
 
 from agents.data import fold_dataset

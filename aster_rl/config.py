@@ -57,7 +57,7 @@ def _date_text(value: Any) -> Any:
     if isinstance(value, str):
         import pandas as pd
 
-        from aster_rl.timeframes import parse_utc_time
+        from aster_rl.data.timeframes import parse_utc_time
 
         try:
             stamp = parse_utc_time(value, "date")
@@ -69,7 +69,7 @@ def _date_text(value: Any) -> Any:
 
 
 def _timeframe_text(value: str) -> str:
-    from aster_rl.timeframes import timeframe_to_timedelta
+    from aster_rl.data.timeframes import timeframe_to_timedelta
 
     try:
         timeframe_to_timedelta(value)

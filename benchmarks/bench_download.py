@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aster_rl import exchange as exchange_mod
-from aster_rl import download as download_mod
+from aster_rl.exchange.client import client as exchange_mod
+from aster_rl.data import download as download_mod
 from aster_rl.config import DataConfig
-from aster_rl.download import download_candles
-from aster_rl.exchange import ExchangeClient
-from aster_rl.fake_exchange import FakeAsterExchange
+from aster_rl.data.download import download_candles
+from aster_rl.exchange.client import ExchangeClient
+from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.storage import Database, load_candles
 
 TARGET_BARS_PER_S = 20_000

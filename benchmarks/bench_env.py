@@ -32,7 +32,7 @@ import gymnasium as gym  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
 from aster_rl.config import EnvConfig  # noqa: E402
-from aster_rl.prices import PriceArrays  # noqa: E402
+from aster_rl.sim.prices import PriceArrays  # noqa: E402
 from envs import BatchedPerpEnv, PerpEnv  # noqa: E402
 
 N_BARS, N_FEATURES = 100_000, 64

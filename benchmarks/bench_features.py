@@ -17,9 +17,9 @@ import tracemalloc
 import numpy as np
 
 from aster_rl.config import FeaturesConfig, SynthConfig
-from aster_rl.feature_stream import FeatureStream
-from aster_rl.features import build_features, latest_features
-from aster_rl.synthetic import synthesize
+from aster_rl.features.stream import FeatureStream
+from aster_rl.features.pipeline import build_features, latest_features
+from aster_rl.data.synthetic import synthesize
 
 BARS_PER_MONTH = 43_800  # 525,600 / 12
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aster_rl.importer import read_candle_file  # noqa: E402
+from aster_rl.data.importer import read_candle_file  # noqa: E402
 from aster_rl.storage import Database, merge_candles  # noqa: E402
 
 TARGET_BARS_PER_S = 200_000

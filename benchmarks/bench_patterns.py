@@ -9,10 +9,10 @@ import argparse
 import time
 
 from aster_rl.config import EnvConfig, FeaturesConfig, PatternsConfig, SynthConfig
-from aster_rl.features import build_features
+from aster_rl.features.pipeline import build_features
 from aster_rl.patterns.miner import mine
-from aster_rl.prices import PriceArrays
-from aster_rl.synthetic import synthesize
+from aster_rl.sim.prices import PriceArrays
+from aster_rl.data.synthetic import synthesize
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from aster_rl.config import AppConfig, replace
-from aster_rl.synthetic import synthesize
+from aster_rl.data.synthetic import synthesize
 
 from agents.data import build_dataset
 from aster_rl.cli.demo_cmd import DEMO_TRAIN
@@ -92,7 +92,7 @@ def ppo_fps(venv, timesteps: int) -> float:
 
 def main() -> None:
     from envs import BatchedPerpEnv
-    from aster_rl.observation import N_ACCOUNT
+    from aster_rl.sim.observation import N_ACCOUNT
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--timesteps", type=int, default=65_536)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.config import AppConfig, replace
-from aster_rl.market import MarketBundle
+from aster_rl.data.market import MarketBundle
 from aster_rl.paths import real_data_dir
 
 from agents.data import build_dataset

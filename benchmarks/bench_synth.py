@@ -1,7 +1,7 @@
 """Synthesis speed and calibration: the synthetic market beside the real ASTER candles.
 
 Prints bars/s for synthesizing one year of 5m bars (the whole bundle: candles, funding,
-trades, book, BTC/ETH), then a table of :func:`aster_rl.synthetic.market_summary` for
+trades, book, BTC/ETH), then a table of :func:`aster_rl.data.synthetic.market_summary` for
 synthetic 5m and 15m markets of the same length as the real data, next to the real ASTER
 5m and 15m candles in ``../shared/data/real`` (columns skipped when the files are absent).
 Target: >= 200k bars/s.
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.config import SynthConfig
-from aster_rl.synthetic import market_summary, synthesize
-from aster_rl.timeframes import resample_candles
+from aster_rl.data.synthetic import market_summary, synthesize
+from aster_rl.data.timeframes import resample_candles
 
 TARGET_BARS_PER_S = 200_000
 YEAR_5M = 365 * 288

@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/measure_windows.py``. For each tentacle and w
 the tentacle runs on the last ``w`` bars ending at three different bars and the newest row
 is compared with the batch row; the error is |window - batch| / max(|batch|, 1e-3). Prints
 the smallest window meeting 1e-6 (None: not met within the sizes tried) and the time of
-one computation at that window. The results set ``aster_rl.features.WINDOW_BARS`` and
+one computation at that window. The results set ``aster_rl.features.pipeline.WINDOW_BARS`` and
 ``TENTACLE_WINDOW_HOURS``.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.config import FeaturesConfig, SynthConfig
-from aster_rl.features import _run_tentacles, resolve_tentacles
-from aster_rl.synthetic import synthesize
+from aster_rl.features.pipeline import _run_tentacles, resolve_tentacles
+from aster_rl.data.synthetic import synthesize
 
 WINDOWS = [100, 200, 300, 400, 600, 800, 1000, 1200, 1500, 2000, 3000, 4000, 6000, 8000, 12000, 20000, 30000, 40000, 52000]
 

@@ -2,7 +2,7 @@
 as a stable-baselines3 ``VecEnv``.
 
 Every account has its own bar index, episode start and random generator; the mechanics
-are the same :class:`aster_rl.accounting.AccountBook` the single env uses, so env ``i``
+are the same :class:`aster_rl.sim.accounting.AccountBook` the single env uses, so env ``i``
 gives exactly what ``PerpEnv`` reset with ``seed + i`` gives for the same actions.
 Finished accounts are reset automatically, SB3 style: the returned observation is the
 new episode's first one and ``info["terminal_observation"]`` holds the last one.
@@ -24,11 +24,11 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
-from aster_rl import accounting_kernels as K
-from aster_rl.accounting import AccountBook, price_matrix, trade_records
+from aster_rl.sim import kernels as K
+from aster_rl.sim.accounting import AccountBook, price_matrix, trade_records
 from aster_rl.config import EnvConfig
-from aster_rl.observation import N_ACCOUNT
-from aster_rl.prices import PriceArrays
+from aster_rl.sim.observation import N_ACCOUNT
+from aster_rl.sim.prices import PriceArrays
 from envs.perp import as_actions, check_inputs, latest_start, step_info
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ feature warm-up; it is moved forward to the first bar with a positive ATR), last
 ``episode_length`` steps, are ``truncated`` at that length or at the data's end and
 ``terminated`` when equity falls below ``bankruptcy_fraction × initial_equity_usd``.
 An open position at the episode's end is closed at the last close (reason ``"end"``).
-The mechanics live in :class:`aster_rl.accounting.AccountBook` (shared with the batched
+The mechanics live in :class:`aster_rl.sim.accounting.AccountBook` (shared with the batched
 env, the backtester and the paper broker): one compiled kernel call per step advances the
 account and writes the next observation; ``info`` on a step where nothing happens (a
 WAIT while flat) is a copy of the previous one.
@@ -38,12 +38,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from aster_rl import accounting_kernels as K
-from aster_rl.accounting import SingleAccount, validate_env_config
+from aster_rl.sim import kernels as K
+from aster_rl.sim.accounting import SingleAccount, validate_env_config
 from aster_rl.config import EnvConfig
 from aster_rl.errors import ConfigError, DataError
-from aster_rl.observation import N_ACCOUNT
-from aster_rl.prices import PriceArrays
+from aster_rl.sim.observation import N_ACCOUNT
+from aster_rl.sim.prices import PriceArrays
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def check_inputs(
         raise ConfigError(f"cfg: expected an EnvConfig, got {type(cfg).__name__}")
     validate_env_config(cfg)
     if not isinstance(prices, PriceArrays):
-        raise DataError(f"prices: expected aster_rl.prices.PriceArrays, got {type(prices).__name__}")
+        raise DataError(f"prices: expected aster_rl.sim.prices.PriceArrays, got {type(prices).__name__}")
     feats = np.asarray(features)
     if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
         raise DataError(f"features: expected a non-empty 2-D matrix (bars × features), got shape {feats.shape}")

@@ -12,7 +12,7 @@ Both then subtract the optional penalties:
 - ``turnover_penalty × traded notional / equity before the step``;
 - ``liquidation_penalty`` on a step where a liquidation happened.
 
-The envs get the reward from their step kernel (``aster_rl.accounting_kernels``, which
+The envs get the reward from their step kernel (``aster_rl.sim.kernels``, which
 reads the choice and the penalties from ``EnvConfig``); :func:`step_rewards` runs the same
 compiled formula over plain arrays.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aster_rl import accounting_kernels as K
+from aster_rl.sim import kernels as K
 from aster_rl.config import EnvConfig
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from aster_rl.market import MarketBundle
-from aster_rl.timeframes import timeframe_to_timedelta
+from aster_rl.data.market import MarketBundle
+from aster_rl.data.timeframes import timeframe_to_timedelta
 
 START = pd.Timestamp("2025-03-01", tz="UTC")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from aster_rl.config import AppConfig
-from aster_rl.timeframes import parse_utc_time
+from aster_rl.data.timeframes import parse_utc_time
 from aster_rl.errors import ConfigError
 
 POLICIES = ("agent", "flat", "buy_and_hold", "rule_brain")
@@ -42,8 +42,8 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     )
     from agents.policy import load_policy, load_run_config, resolve_run_dir
     from agents.splits import Span, load_run_splits
-    from aster_rl.support import policy_support_report
-    from aster_rl.timeframes import timeframe_to_timedelta
+    from aster_rl.evaluation.support import policy_support_report
+    from aster_rl.data.timeframes import timeframe_to_timedelta
 
     if args.policy == "agent" and not args.run:
         raise ConfigError("--policy agent needs --run RUN (a trained run directory or 'latest')")

@@ -10,7 +10,7 @@ from typing import Any
 
 
 from aster_rl.config import AppConfig
-from aster_rl.timeframes import parse_utc_time
+from aster_rl.data.timeframes import parse_utc_time
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def policy_decision(run_dir: Path | None, market: Any, features: Any, report: An
     if run_dir is None:
         return None
     from agents.decision import brain_decision
-    from aster_rl.brain import BrainDecision
+    from aster_rl.features.brain import BrainDecision
 
     row = int(features.index.get_loc(report.time))
     d = brain_decision(run_dir, market, features, row, trust_run=trust_run)
@@ -51,8 +51,8 @@ def policy_decision(run_dir: Path | None, market: Any, features: Any, report: An
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
-    from aster_rl.brain import brain_report
-    from aster_rl.features import build_features
+    from aster_rl.features.brain import brain_report
+    from aster_rl.features.pipeline import build_features
     from aster_rl.storage import Database, load_market
 
     at = parse_utc_time(args.at, "--at") if args.at else None

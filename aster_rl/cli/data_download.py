@@ -33,8 +33,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
-    from aster_rl.download import download_candles, download_funding, download_snapshot
-    from aster_rl.exchange import ExchangeClient
+    from aster_rl.data.download import download_candles, download_funding, download_snapshot
+    from aster_rl.exchange.client import ExchangeClient
     from aster_rl.storage import Database
 
     data = config.data

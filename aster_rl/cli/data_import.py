@@ -31,9 +31,9 @@ def register(dsub) -> None:
 
 
 def import_files(args, config: AppConfig) -> int:
-    from aster_rl.importer import read_candle_file
+    from aster_rl.data.importer import read_candle_file
     from aster_rl.storage import ChangedBar, Database, merge_candles
-    from aster_rl.timeframes import timeframe_to_timedelta
+    from aster_rl.data.timeframes import timeframe_to_timedelta
 
     if args.timeframe is not None:
         try:

@@ -33,7 +33,7 @@ def _synth_overrides(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.storage import Database, store_market
-    from aster_rl.synthetic import synthesize_with_truth
+    from aster_rl.data.synthetic import synthesize_with_truth
 
     changes = _synth_overrides(args)
     if changes:

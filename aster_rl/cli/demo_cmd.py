@@ -74,7 +74,7 @@ def run_demo(args, config: AppConfig) -> int:
     from agents.evaluate import evaluate_run
     from agents.train import train
     from aster_rl.storage import Database, store_market
-    from aster_rl.synthetic import synthesize
+    from aster_rl.data.synthetic import synthesize
 
     started = time.perf_counter()
     tty = sys.stderr.isatty()

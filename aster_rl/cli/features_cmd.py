@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from aster_rl.config import AppConfig
-from aster_rl.timeframes import parse_utc_time
+from aster_rl.data.timeframes import parse_utc_time
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def default_path(config: AppConfig) -> Path:
 
 
 def run(args, config: AppConfig) -> int:
-    from aster_rl.features import build_features
+    from aster_rl.features.pipeline import build_features
     from aster_rl.storage import Database, load_market
 
     out = Path(args.out) if args.out else default_path(config)

@@ -91,7 +91,7 @@ def run_live(args, config: AppConfig) -> int:
         market = load_market(db, config.data)
         start = args.start
         if start is None:
-            from aster_rl.features import build_features
+            from aster_rl.features.pipeline import build_features
 
             start = 0  # replaced below by the warm-up of the features
             warm = build_features(market.window(None, market.candles.index[min(len(market), 3_000) - 1]), feats_cfg).warmup
@@ -99,7 +99,7 @@ def run_live(args, config: AppConfig) -> int:
         source = ReplaySource(market, start, args.end, pace_s=args.pace)
         mode = "replay"
     else:
-        from aster_rl.exchange import ExchangeClient
+        from aster_rl.exchange.client import ExchangeClient
         from aster_rl.live.sources import ExchangeSource
 
         client = ExchangeClient.from_config(config.data, with_secrets=args.real)

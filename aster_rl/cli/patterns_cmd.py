@@ -9,7 +9,7 @@ import math
 import pandas as pd
 
 from aster_rl.config import AppConfig
-from aster_rl.timeframes import parse_utc_time
+from aster_rl.data.timeframes import parse_utc_time
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)

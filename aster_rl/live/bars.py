@@ -1,10 +1,10 @@
 """Bars as the live runner sees them, and the growing price buffer the paper broker steps on.
 
-:class:`LivePrices` holds the same fields as :class:`aster_rl.prices.PriceArrays` in
+:class:`LivePrices` holds the same fields as :class:`aster_rl.sim.prices.PriceArrays` in
 arrays that grow as closed bars arrive; the Wilder ATR is updated incrementally with the
 very arithmetic of :func:`aster_rl.indicator_math.wilder_atr` (bit-for-bit equal, tested),
 so the paper broker and the backtester read identical numbers. It also keeps the
-accounting core's price matrix (:func:`aster_rl.accounting.price_matrix`'s layout), filled
+accounting core's price matrix (:func:`aster_rl.sim.accounting.price_matrix`'s layout), filled
 one row per appended bar, so the core steps over the buffer without copying the history:
 the work per bar does not grow with the number of bars.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from aster_rl import accounting_kernels as K
+from aster_rl.sim import kernels as K
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Brokers: where the live runner's decisions become positions.
 
 - :class:`PaperBroker` steps the accounting core's single-account stepper
-  (:class:`aster_rl.accounting.SingleAccount`, the loop the env and the backtester use)
+  (:class:`aster_rl.sim.accounting.SingleAccount`, the loop the env and the backtester use)
   over the runner's growing price buffer, reading the buffer's own price matrix (views,
   no copy of the history per bar): a decision at bar *t*'s close fills at bar
   *t + 1*'s open with the same fees, slippage, funding, stops, targets and liquidation.
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from aster_rl.accounting import BUY, CLOSE, OPEN_LONG, OPEN_SHORT, R_END, R_STOP, R_TARGET, SELL, WAIT, SingleAccount
+from aster_rl.sim.accounting import BUY, CLOSE, OPEN_LONG, OPEN_SHORT, R_END, R_STOP, R_TARGET, SELL, WAIT, SingleAccount
 from aster_rl.config import EnvConfig
 from aster_rl.live.bars import LivePrices
 

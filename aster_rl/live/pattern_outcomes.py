@@ -122,14 +122,14 @@ class PatternMatcher:
     def regime(self, row: np.ndarray) -> str | None:
         if self._regime is None:
             return None
-        from aster_rl.tentacles.regime import STATE_NAMES
+        from aster_rl.features.tentacles.regime import STATE_NAMES
 
         return _label(STATE_NAMES, float(row[self._regime]))
 
     def phase(self, row: np.ndarray) -> str | None:
         if self._phase is None:
             return None
-        from aster_rl.tentacles.btc_cycle import PHASES
+        from aster_rl.features.tentacles.btc_cycle import PHASES
 
         return _label(PHASES, float(row[self._phase]))
 

@@ -6,7 +6,7 @@ side), the leverage and profile heads' probabilities, the policy's entropy and i
 estimate; plain objects with only ``predict`` work too (confidence and value are then
 unknown). Optional attributes describe the model for the prediction log and the risk
 guard: ``schema`` (its feature schema), ``run_dir`` (a path), ``model_version``, and
-``support`` (an :class:`aster_rl.support.ObservationSupport`: the runner counts the bars
+``support`` (an :class:`aster_rl.evaluation.support.ObservationSupport`: the runner counts the bars
 whose features lie outside the training ranges).
 """
 

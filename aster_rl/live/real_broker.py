@@ -1,4 +1,4 @@
-"""Real trading on the exchange through :class:`aster_rl.exchange.ExchangeClient` (ccxt).
+"""Real trading on the exchange through :class:`aster_rl.exchange.client.ExchangeClient` (ccxt).
 
 - Isolated margin is set once (``NoChange`` from the exchange is fine), the leverage
   before every entry.
@@ -52,15 +52,15 @@ from typing import Any
 
 import numpy as np
 
-from aster_rl.accounting import BUY, SELL
+from aster_rl.sim.accounting import BUY, SELL
 from aster_rl.config import EnvConfig, LiveConfig, Secrets
 from aster_rl.errors import (
     ConfigError, ExchangeError, FlattenFailed, OrderNotFound, OrderRejected, OrderStateUnknown, TemporaryExchangeError,
 )
-from aster_rl.exchange import check_trading_keys
+from aster_rl.exchange.client import check_trading_keys
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.brokers import ABANDONED, BELOW_MIN_NOTIONAL, NOT_FILLED, REJECTED, BarResult
-from aster_rl.observation import EquityReference, account_state, build_observation
+from aster_rl.sim.observation import EquityReference, account_state, build_observation
 from aster_rl.storage import live_store
 
 logger = logging.getLogger(__name__)

@@ -30,9 +30,9 @@ from typing import Any
 
 import pandas as pd
 
-from aster_rl.accounting import WAIT
+from aster_rl.sim.accounting import WAIT
 from aster_rl.config import AppConfig, EnvConfig, LiveConfig
-from aster_rl.timeframes import timeframe_to_timedelta
+from aster_rl.data.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ Per closed bar *t* (:meth:`LiveRunner.process_bar`):
 4. the feature row of *t* (``features="batch"``: a matrix built once over the stored
    replay range, exact and fast, valid because every tentacle is causal, proven by the
    look-ahead tests; ``"incremental"``: the runner's one
-   :class:`aster_rl.feature_stream.FeatureStream`, started at start-up from the whole
+   :class:`aster_rl.features.stream.FeatureStream`, started at start-up from the whole
    history known then and fed each bar only the last ``min_bars`` bars known at *t*'s
    close, so the cost per bar does not grow with the history), the observation (the
    env's code), the policy's decision;
@@ -76,10 +76,10 @@ from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import SIDE_NAMES, BarResult
 from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
 from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
-from aster_rl.support import SupportTally, support_of
+from aster_rl.evaluation.support import SupportTally, support_of
 from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard, brief
 from aster_rl.storage import live_store
-from aster_rl.timeframes import timeframe_to_timedelta
+from aster_rl.data.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class RunSummary:
 
 def reasoning_from_row(schema: Any, row: np.ndarray) -> str:
     """The tentacles' human readings of one feature row, joined (the seed's brain reasoning)."""
-    from aster_rl.tentacles import TENTACLES
+    from aster_rl.features.tentacles import TENTACLES
 
     parts, start = [], 0
     for name, count in zip(schema.tentacles, schema.columns_per_tentacle):
@@ -298,7 +298,7 @@ class LiveRunner:
         return True
 
     def _setup_features(self) -> None:
-        from aster_rl.features import build_features
+        from aster_rl.features.pipeline import build_features
 
         if self.feature_mode == "batch":
             end = self.source.end
@@ -307,7 +307,7 @@ class LiveRunner:
             self._batch_pos = {int(v): i for i, v in enumerate(market.candles.index.as_unit("ns").asi8)}
             self.schema = self._batch.schema
         else:
-            from aster_rl.feature_stream import FeatureStream
+            from aster_rl.features.stream import FeatureStream
 
             if not len(self.prices):
                 raise DataError("live runner: no history bars; the features need a warm-up")

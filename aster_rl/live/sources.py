@@ -2,12 +2,12 @@
 
 - :class:`ReplaySource`: stored history fed bar by bar as if live, as fast as possible or
   at a set pace (seconds per bar). Bars before the replay range are the warm-up history.
-- :class:`ExchangeSource`: polls the exchange through :class:`aster_rl.exchange.ExchangeClient`
-  and :mod:`aster_rl.download` (which stores every closed candle and funding settlement
+- :class:`ExchangeSource`: polls the exchange through :class:`aster_rl.exchange.client.ExchangeClient`
+  and :mod:`aster_rl.data.download` (which stores every closed candle and funding settlement
   in the database first), then reads the new closed bars back from the database. Between
   bars it reports the last traded price about every ``poll_interval_s`` seconds, for the
   paper broker's stop / target watch. With ``websocket=True`` a ccxt.pro candle stream
-  (:class:`aster_rl.exchange.CandleWatcher`) tells it sooner that a bar has closed; the
+  (:class:`aster_rl.exchange.client.CandleWatcher`) tells it sooner that a bar has closed; the
   bar itself still comes through the same REST download, which stays the fallback.
   Which candle has closed is decided by the exchange's clock (:class:`ExchangeClock`: the
   server time measured as an offset from this machine's clock, measured again now and
@@ -38,9 +38,9 @@ from aster_rl.config import DataConfig
 from aster_rl.errors import DataError, ExchangeError, StorageError
 from aster_rl.live.bars import Bar
 from aster_rl.live.risk import brief
-from aster_rl.market import OPTIONAL_CANDLE_COLUMNS, MarketBundle
-from aster_rl.prices import PriceArrays
-from aster_rl.timeframes import timeframe_to_timedelta
+from aster_rl.data.market import OPTIONAL_CANDLE_COLUMNS, MarketBundle
+from aster_rl.sim.prices import PriceArrays
+from aster_rl.data.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _utc_now() -> pd.Timestamp:
 
 class ExchangeClock:
     """The exchange's clock without a request per reading: this machine's UTC clock plus the
-    offset to the exchange's server time (:meth:`aster_rl.exchange.ExchangeClient.now`),
+    offset to the exchange's server time (:meth:`aster_rl.exchange.client.ExchangeClient.now`),
     measured at the first reading and again every ``refresh_s`` seconds.
 
     The offset is taken against the local time *after* the server's reply, so the estimate
@@ -64,7 +64,7 @@ class ExchangeClock:
 
     def __init__(
         self,
-        client: Any,  # aster_rl.exchange.ExchangeClient
+        client: Any,  # aster_rl.exchange.client.ExchangeClient
         *,
         refresh_s: float = 300.0,
         local: Clock = _utc_now,
@@ -244,7 +244,7 @@ class ReplaySource:
 
     def recent_market(self, last_open: pd.Timestamp, bars: int, since: pd.Timestamp | None = None) -> MarketBundle:
         """The market known at ``last_open``'s close, cut to its last ``bars`` bars (and back to the bar
-        opening at ``since`` when that is earlier): what a :class:`~aster_rl.feature_stream.FeatureStream`
+        opening at ``since`` when that is earlier): what a :class:`~aster_rl.features.stream.FeatureStream`
         needs after its first update."""
         index = self.market.candles.index
         pos = int(index.searchsorted(last_open, side="right")) - 1
@@ -272,7 +272,7 @@ class ExchangeSource:
 
     def __init__(
         self,
-        client: Any,  # aster_rl.exchange.ExchangeClient
+        client: Any,  # aster_rl.exchange.client.ExchangeClient
         db: Any,  # aster_rl.storage.Database
         data_cfg: DataConfig,
         *,
@@ -310,7 +310,7 @@ class ExchangeSource:
         self._ws_client_factory = ws_client_factory
         self._ws_retry_s = float(ws_retry_s)
         self._ws_max_retry_s = float(ws_max_retry_s)
-        self.watcher: Any = None  # aster_rl.exchange.CandleWatcher while bars() runs with websocket=True
+        self.watcher: Any = None  # aster_rl.exchange.client.CandleWatcher while bars() runs with websocket=True
         self.early_polls = 0  # polls started by the websocket before the clock reached the bar's close
         self.retry_backoff_s = float(retry_backoff_s)
         self.max_backoff_s = float(max_backoff_s)
@@ -328,7 +328,7 @@ class ExchangeSource:
         return now
 
     def _download(self, since: pd.Timestamp) -> None:
-        from aster_rl.download import download_candles, download_funding
+        from aster_rl.data.download import download_candles, download_funding
 
         symbols = [self.symbol]
         if self.companions:
@@ -448,7 +448,7 @@ class ExchangeSource:
     def _start_watcher(self) -> None:
         if not self.websocket or self.watcher is not None:
             return
-        from aster_rl.exchange import CandleWatcher, make_pro_exchange
+        from aster_rl.exchange.client import CandleWatcher, make_pro_exchange
 
         factory = self._ws_client_factory or (lambda: make_pro_exchange(self.data_cfg))
         self.watcher = CandleWatcher(
@@ -476,7 +476,7 @@ class ExchangeSource:
             watcher.close()
 
     def market_at(self, last_open: pd.Timestamp) -> MarketBundle:
-        from aster_rl.features import TENTACLE_WINDOW_HOURS, WINDOW_BARS
+        from aster_rl.features.pipeline import TENTACLE_WINDOW_HOURS, WINDOW_BARS
 
         hours = max(TENTACLE_WINDOW_HOURS.values(), default=0.0)
         start = last_open - max(pd.Timedelta(hours=hours), self._tf * WINDOW_BARS) - self._tf * WINDOW_BARS

@@ -45,11 +45,11 @@ def _category_label(column: str, value: float) -> str | None:
     """Readable names of the categorical columns' values (regime states, cycle phases)."""
     try:
         if column == "regime_state":
-            from aster_rl.tentacles.regime import STATE_NAMES
+            from aster_rl.features.tentacles.regime import STATE_NAMES
 
             return STATE_NAMES[int(value)]
         if column == "btc_cycle_phase":
-            from aster_rl.tentacles.btc_cycle import phase_label
+            from aster_rl.features.tentacles.btc_cycle import phase_label
 
             return phase_label(int(value))
     except (IndexError, ValueError, ImportError):

@@ -57,7 +57,7 @@ from aster_rl.errors import DataError
 from aster_rl.patterns.language import Condition, Pattern
 from aster_rl.patterns.outcomes import Outcomes, pattern_entries, simulate_entries
 from aster_rl.patterns.stats import PatternStats, compute_stats
-from aster_rl.prices import PriceArrays
+from aster_rl.sim.prices import PriceArrays
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class MiningResult:
 
     def trades_frame(self, mined: MinedPattern) -> pd.DataFrame:
         """The pattern's training trades: signal time, exit bar time, net return, reason."""
-        from aster_rl.accounting import REASONS
+        from aster_rl.sim.accounting import REASONS
 
         idx = self.index
         return pd.DataFrame(
@@ -292,9 +292,9 @@ def _labels(frame: pd.DataFrame, column: str, kind: str) -> np.ndarray | None:
     v = frame[column].to_numpy(dtype=float)
     out = np.empty(len(v), dtype=object)
     if kind == "regime":
-        from aster_rl.tentacles.regime import STATE_NAMES as names
+        from aster_rl.features.tentacles.regime import STATE_NAMES as names
     else:
-        from aster_rl.tentacles.btc_cycle import PHASES as names
+        from aster_rl.features.tentacles.btc_cycle import PHASES as names
     for i, x in enumerate(v):
         out[i] = names[int(x)] if np.isfinite(x) and 0 <= int(x) < len(names) else None
     return out

@@ -3,7 +3,7 @@
 For mining, the outcome of "enter ``side`` at the open after bar *t*, exit by the profile"
 does not depend on which pattern fired at *t*. So the outcomes of every candidate entry
 bar are simulated once per (side, profile) and each candidate pattern then looks its
-signals up. The simulation is :class:`aster_rl.accounting.AccountBook` with **one account
+signals up. The simulation is :class:`aster_rl.sim.accounting.AccountBook` with **one account
 per entry bar**, every account stepped through its own bars at once (the core takes one
 bar per account), so fees, slippage, funding, stop/target order inside a bar and the
 fills are exactly the backtester's:
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aster_rl.accounting import BUY, REASONS, SELL, WAIT, AccountBook
+from aster_rl.sim.accounting import BUY, REASONS, SELL, WAIT, AccountBook
 from aster_rl.config import EnvConfig
 from aster_rl.errors import ConfigError
-from aster_rl.prices import PriceArrays
+from aster_rl.sim.prices import PriceArrays
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Outcomes:
     profile: str
     net_return: np.ndarray  # float64, NaN = no closed trade from this bar
     exit_bar: np.ndarray  # int64: the bar in which the trade closed (-1 = none)
-    reason: np.ndarray  # int8 index into aster_rl.accounting.REASONS (-1 = none)
+    reason: np.ndarray  # int8 index into aster_rl.sim.accounting.REASONS (-1 = none)
     pending: np.ndarray | None = None  # bool: entered, still open at the last bar (None = none)
 
     @property

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from aster_rl.config import DataConfig
 from aster_rl.errors import DataError, StorageError
-from aster_rl.market import BOOK_COLUMNS, CANDLE_COLUMNS, OPTIONAL_CANDLE_COLUMNS, MarketBundle, validate_candles
+from aster_rl.data.market import BOOK_COLUMNS, CANDLE_COLUMNS, OPTIONAL_CANDLE_COLUMNS, MarketBundle, validate_candles
 from aster_rl.storage.bulk import bulk_insert_new, fetch_rows
 from aster_rl.storage.database import Database
 from aster_rl.storage.models import Base, Candle, CandleSeries, FundingRate, OrderBookSnapshot, Trade
-from aster_rl.timeframes import resample_candles, timeframe_to_timedelta
+from aster_rl.data.timeframes import resample_candles, timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 

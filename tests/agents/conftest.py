@@ -9,7 +9,7 @@ from aster_rl.config import AppConfig, replace
 
 @pytest.fixture(scope="session")
 def tiny_dataset():
-    from aster_rl.synthetic import synthesize
+    from aster_rl.data.synthetic import synthesize
 
     from agents.data import build_dataset
 

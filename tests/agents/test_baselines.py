@@ -16,7 +16,7 @@ from agents.baselines import (
     rule_brain_policy,
 )
 from agents.evaluate import Outcome, verdict
-from aster_rl import metrics as M
+from aster_rl.evaluation import metrics as M
 from aster_rl.config import EnvConfig
 
 CFG = EnvConfig()

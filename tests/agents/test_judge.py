@@ -11,9 +11,9 @@ import pytest
 from agents.baselines import BUY, SELL, WAIT, buy_and_hold, leverage_index
 from agents.evaluate import evaluate_policy, run_backtest, traded_notional
 from agents.splits import Span, Splits
-from aster_rl.backtest import backtest
+from aster_rl.sim.backtest import backtest
 from aster_rl.config import AppConfig, EnvConfig, replace
-from aster_rl.prices import PriceArrays
+from aster_rl.sim.prices import PriceArrays
 
 CFG = EnvConfig()
 

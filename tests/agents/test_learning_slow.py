@@ -37,7 +37,7 @@ from agents.evaluate import evaluate_run
 from agents.train import train
 from aster_rl.cli.demo_cmd import DEMO_ENV, DEMO_SYNTH, DEMO_TRAIN
 from aster_rl.config import AppConfig, replace
-from aster_rl.synthetic import planted_signals, synthesize
+from aster_rl.data.synthetic import planted_signals, synthesize
 
 pytestmark = pytest.mark.slow
 

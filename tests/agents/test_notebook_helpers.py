@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from aster_rl import reporting as R
+from aster_rl.evaluation import reporting as R
 from aster_rl.errors import DataError
 
 from agents import notebooks as N

@@ -16,7 +16,7 @@ from agents.data import build_dataset, mine_library
 from agents.train import default_splits, train
 from aster_rl.config import replace, to_toml
 from aster_rl.errors import DataError
-from aster_rl.features import FeatureSchema
+from aster_rl.features.pipeline import FeatureSchema
 from aster_rl.patterns.language import Condition, Pattern
 from aster_rl.patterns.library import MinedRange, PatternLibrary
 from aster_rl.patterns.stats import compute_stats

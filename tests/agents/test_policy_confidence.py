@@ -13,8 +13,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from agents.policy import LoadedPolicy
 from aster_rl.config import AppConfig
 from aster_rl.live.policy import decide
-from aster_rl.observation import N_ACCOUNT
-from aster_rl.support import ObservationSupport
+from aster_rl.sim.observation import N_ACCOUNT
+from aster_rl.evaluation.support import ObservationSupport
 
 SIDE = np.log([0.2, 0.5, 0.3])  # WAIT, BUY, SELL
 LEVERAGE = np.log([0.1, 0.2, 0.3, 0.4])

@@ -7,7 +7,7 @@ from agent_helpers import tiny_config
 from agents.data import build_dataset
 from agents.walkforward import summarize_runs, walkforward
 from aster_rl.config import replace
-from aster_rl.synthetic import synthesize
+from aster_rl.data.synthetic import synthesize
 
 
 def test_walkforward_trains_and_tests_each_fold(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 import envs  # noqa: F401  (registers the ids)
 from aster_rl.config import EnvConfig, ExitProfile
 from aster_rl.errors import ConfigError, DataError
-from aster_rl.observation import N_ACCOUNT
-from aster_rl.prices import PriceArrays
+from aster_rl.sim.observation import N_ACCOUNT
+from aster_rl.sim.prices import PriceArrays
 from envs import PerpEnv
 
 

@@ -10,7 +10,7 @@ import time
 import nbformat
 import pytest
 
-from aster_rl import reporting as R
+from aster_rl.evaluation import reporting as R
 from aster_rl.cli import main
 from aster_rl.storage import Database
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from aster_rl.errors import AsterError
-from aster_rl.fake_exchange import FakeAsterExchange
+from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.storage import live_store
 from factories import make_market
 from live_helpers import FixedPolicy, make_db

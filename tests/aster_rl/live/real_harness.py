@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from aster_rl.config import DataConfig, EnvConfig, FeaturesConfig, Secrets
-from aster_rl.exchange import ExchangeClient, make_exchange
+from aster_rl.exchange.client import ExchangeClient, make_exchange
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.real_broker import RealBroker
 from aster_rl.live.runner import LiveRunner

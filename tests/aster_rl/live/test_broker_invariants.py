@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from aster_rl.cli import main
-from aster_rl.fake_exchange import FakeAsterExchange
+from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.storage import live_store
 from factories import make_market
 from live_helpers import make_db

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aster_rl.backtest import backtest
+from aster_rl.sim.backtest import backtest
 from aster_rl.cli import main
 from aster_rl.config import AppConfig, replace, to_toml
 from aster_rl.live.brokers import SIDE_NAMES
@@ -59,7 +59,7 @@ def _reference(run_dir, dataset, cfg, start: int, bars: int):
     """The run's deterministic policy through the backtester: decisions on bars start .. start + bars - 1."""
     from agents.data import fill_warmup
     from agents.policy import load_policy
-    from aster_rl.features import build_features
+    from aster_rl.features.pipeline import build_features
 
     policy = load_policy(run_dir)
     features = fill_warmup(build_features(dataset.market, policy.config.features))

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from aster_rl.config import DataConfig
-from aster_rl.exchange import ExchangeClient, make_exchange
-from aster_rl.fake_exchange import FakeAsterExchange
+from aster_rl.exchange.client import ExchangeClient, make_exchange
+from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.live.sources import ExchangeClock, ExchangeSource
 from aster_rl.storage import load_market
 from factories import make_market

@@ -20,8 +20,8 @@ import pytest
 from aster_rl.cli import main
 from aster_rl.config import DataConfig, EnvConfig, FeaturesConfig, load_config
 from aster_rl.errors import TemporaryExchangeError
-from aster_rl.exchange import ExchangeClient, make_exchange
-from aster_rl.fake_exchange import FakeAsterExchange
+from aster_rl.exchange.client import ExchangeClient, make_exchange
+from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.brokers import EXPIRED, BarResult, PaperBroker
 from aster_rl.live.risk import RiskGuard, kill_file_path

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from aster_rl.config import FeaturesConfig
-from aster_rl.feature_stream import FeatureStream
-from aster_rl.features import build_features
+from aster_rl.features.stream import FeatureStream
+from aster_rl.features.pipeline import build_features
 from aster_rl.live.sources import ReplaySource, market_slice
 from aster_rl.storage import live_store
 from factories import make_market

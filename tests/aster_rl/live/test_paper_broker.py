@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aster_rl.accounting import BUY, SELL
+from aster_rl.sim.accounting import BUY, SELL
 from aster_rl.config import EnvConfig
 from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import PaperBroker
@@ -43,9 +43,9 @@ def test_a_decision_overtaken_by_a_stop_between_bars_is_dropped(pending_side):
 def test_the_price_buffer_is_the_core_price_matrix_and_is_not_copied_per_bar(monkeypatch):
     """The core steps over the buffer's own price matrix (equal to ``price_matrix`` of the same
     bars, through growth): no bar rebuilds a matrix from the whole history."""
-    from aster_rl import accounting
+    from aster_rl.sim import accounting
     from aster_rl.live.sources import bars_from_market
-    from aster_rl.prices import PriceArrays
+    from aster_rl.sim.prices import PriceArrays
     from factories import make_market
 
     market = make_market(300, seed=3)

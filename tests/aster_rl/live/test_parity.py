@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aster_rl.backtest import backtest
+from aster_rl.sim.backtest import backtest
 from aster_rl.config import EnvConfig, FeaturesConfig
-from aster_rl.features import build_features
+from aster_rl.features.pipeline import build_features
 from aster_rl.indicator_math import wilder_atr
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.sources import ReplaySource, bars_from_market
-from aster_rl.prices import PriceArrays
+from aster_rl.sim.prices import PriceArrays
 from aster_rl.storage import live_store
 from factories import make_market
 from live_helpers import FixedPolicy, make_db, paper_runner

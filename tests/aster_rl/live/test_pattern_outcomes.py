@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from aster_rl.config import EnvConfig, FeaturesConfig, PatternsConfig
-from aster_rl.features import build_features
+from aster_rl.features.pipeline import build_features
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.brokers import PaperBroker
 from aster_rl.live.pattern_outcomes import PatternMatcher, net_return
@@ -23,8 +23,8 @@ from aster_rl.storage import live_store
 from aster_rl.storage.models import Pattern as PatternRow
 from aster_rl.storage.models import PatternHistory, Prediction
 from aster_rl.storage.pattern_store import load_library, pattern_trades, save_library
-from aster_rl.tentacles.btc_cycle import PHASES
-from aster_rl.tentacles.regime import STATE_NAMES
+from aster_rl.features.tentacles.btc_cycle import PHASES
+from aster_rl.features.tentacles.regime import STATE_NAMES
 from factories import make_market
 from live_helpers import FixedPolicy, make_db, permissive_live
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aster_rl.config import DataConfig, EnvConfig, Secrets
-from aster_rl.exchange import ExchangeClient, make_exchange
-from aster_rl.fake_exchange import FakeAsterExchange
+from aster_rl.exchange.client import ExchangeClient, make_exchange
+from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.real_broker import RealBroker, client_order_id
 from aster_rl.live.sources import bars_from_market

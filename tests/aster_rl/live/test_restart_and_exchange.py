@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from aster_rl.config import DataConfig, EnvConfig, FeaturesConfig, Secrets
-from aster_rl.exchange import ExchangeClient, make_exchange
-from aster_rl.fake_exchange import FakeAsterExchange
+from aster_rl.exchange.client import ExchangeClient, make_exchange
+from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.brokers import PaperBroker
 from aster_rl.live.real_broker import RealBroker

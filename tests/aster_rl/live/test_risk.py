@@ -7,10 +7,10 @@ import time
 import pandas as pd
 import pytest
 
-from aster_rl.accounting import BUY, SELL, WAIT
+from aster_rl.sim.accounting import BUY, SELL, WAIT
 from aster_rl.config import EnvConfig, FeaturesConfig
 from aster_rl.errors import RiskRefusal
-from aster_rl.features import build_features
+from aster_rl.features.pipeline import build_features
 from aster_rl.live.risk import AccountView, RiskGuard
 from aster_rl.live.sources import ReplaySource
 from aster_rl.storage import live_store

@@ -9,8 +9,8 @@ import pytest
 
 from aster_rl.cli import main
 from aster_rl.config import DataConfig, EnvConfig, load_secrets
-from aster_rl.exchange import ExchangeClient, wallet_address
-from aster_rl.fake_exchange import FakeAsterExchange
+from aster_rl.exchange.client import ExchangeClient, wallet_address
+from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.real_broker import RealBroker
 from aster_rl.live.runner import LiveRunner

@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 
 from aster_rl.config import EnvConfig, FeaturesConfig, PatternsConfig, SynthConfig
-from aster_rl.features import build_features
-from aster_rl.market import MarketBundle
+from aster_rl.features.pipeline import build_features
+from aster_rl.data.market import MarketBundle
 from aster_rl.patterns.language import Condition, Pattern
 from aster_rl.patterns.library import PatternLibrary
 from aster_rl.patterns.miner import mine
 from aster_rl.patterns.stats import Status, compute_stats, wilson_lower_bound
-from aster_rl.prices import PriceArrays
-from aster_rl.synthetic import synthesize
-from aster_rl.tentacles import TENTACLES
+from aster_rl.sim.prices import PriceArrays
+from aster_rl.data.synthetic import synthesize
+from aster_rl.features.tentacles import TENTACLES
 
 COLUMNS = ("market_volume_ratio", "orderflow_taker_buy_ratio", "indicators_rsi_14", "regime_state")
 N_TRAIN = 288 * 40

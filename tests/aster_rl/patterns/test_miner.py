@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from aster_rl.config import EnvConfig, FeaturesConfig, PatternsConfig, SynthConfig
-from aster_rl.features import build_features
+from aster_rl.features.pipeline import build_features
 from aster_rl.patterns.miner import benjamini_hochberg, conditions_for, mine
-from aster_rl.prices import PriceArrays
-from aster_rl.synthetic import synthesize
+from aster_rl.sim.prices import PriceArrays
+from aster_rl.data.synthetic import synthesize
 
 COLUMNS = (
     "market_volume_ratio",

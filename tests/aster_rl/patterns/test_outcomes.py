@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from aster_rl.accounting import REASONS
+from aster_rl.sim.accounting import REASONS
 from aster_rl.config import EnvConfig
 from aster_rl.patterns.outcomes import Outcomes, entry_chain, pattern_entries, simulate_entries
-from aster_rl.prices import PriceArrays
+from aster_rl.sim.prices import PriceArrays
 
 
 def flat_prices(n=40, highs=None, lows=None):
@@ -80,9 +80,9 @@ def test_a_trade_still_open_at_the_end_keeps_the_position():
 
 @pytest.mark.parametrize("side,profile", [("long", "scalp"), ("short", "swing")])
 def test_outcomes_equal_the_backtester(side, profile):
-    from aster_rl.backtest import backtest
+    from aster_rl.sim.backtest import backtest
     from aster_rl.config import SynthConfig
-    from aster_rl.synthetic import synthesize
+    from aster_rl.data.synthetic import synthesize
 
     env = EnvConfig()
     prices = PriceArrays.from_market(synthesize(SynthConfig(n_bars=1500, seed=3)))

@@ -15,15 +15,15 @@ import pandas as pd
 import pytest
 
 from aster_rl.config import EnvConfig, FeaturesConfig, PatternsConfig, SynthConfig
-from aster_rl.features import build_features
-from aster_rl.market import MarketBundle
+from aster_rl.features.pipeline import build_features
+from aster_rl.data.market import MarketBundle
 from aster_rl.patterns.language import Condition, Pattern
 from aster_rl.patterns.library import MinedRange, PatternLibrary
 from aster_rl.patterns.miner import replay
 from aster_rl.patterns.stats import compute_stats
-from aster_rl.prices import PriceArrays
-from aster_rl.tentacles import TENTACLES
-from aster_rl.synthetic import synthesize
+from aster_rl.sim.prices import PriceArrays
+from aster_rl.features.tentacles import TENTACLES
+from aster_rl.data.synthetic import synthesize
 
 PCFG = PatternsConfig(min_trades=5, demote_win_rate=0.0, max_hold_bars=48)
 ENV = EnvConfig()

@@ -25,7 +25,7 @@ from aster_rl.storage import (
     upsert_trades,
 )
 from aster_rl.storage import repository
-from aster_rl.timeframes import resample_candles
+from aster_rl.data.timeframes import resample_candles
 from factories import make_candles, make_market
 
 SOURCE = "synthetic"

@@ -1,0 +1,1 @@
+"""The judge: metrics, the observation-support check and report shaping."""

@@ -1,0 +1,1 @@
+"""The exchange: the ccxt REST client and the websocket watcher (the only home of ccxt)."""

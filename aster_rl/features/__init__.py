@@ -1,0 +1,1 @@
+"""Features: the tentacle pipeline, its streaming twin and the brain report."""

@@ -1,0 +1,1 @@
+"""Simulation: the accounting core and its kernels, price arrays, the observation, the backtester."""
