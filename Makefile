@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test test-slow ci bench report clean
+.PHONY: venv demo test test-slow lint ci bench report clean
 
 $(BIN)/aster-rl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check aster_rl envs agents tests benchmarks
+	$(BIN)/mypy
 
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow

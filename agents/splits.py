@@ -74,7 +74,7 @@ class Splits:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Splits":
+    def from_dict(cls, d: dict) -> Splits:
         return cls(
             train=Span(d["train"]["start"], d["train"]["end"]),
             validation=Span(d["validation"]["start"], d["validation"]["end"]),

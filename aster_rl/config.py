@@ -228,7 +228,7 @@ class EnvConfig(_Section):
     action_masks: Bool = False
 
     @model_validator(mode="after")
-    def _check_ladder(self) -> "EnvConfig":
+    def _check_ladder(self) -> EnvConfig:
         if not self.leverages:
             raise ValueError("env.leverages: the leverage ladder is empty")
         too_high = [lev for lev in self.leverages if lev > self.max_leverage or lev < 1]
@@ -268,7 +268,7 @@ class TrainConfig(_Section):
     trials: Int = Field(1, ge=1)  # tries (seeds, configurations, retrains) that led to this run; deflates its Sharpe
 
     @model_validator(mode="after")
-    def _check_shapes(self) -> "TrainConfig":
+    def _check_shapes(self) -> TrainConfig:
         if self.train_fraction + self.validation_fraction >= 1:
             raise ValueError(
                 f"train.train_fraction + train.validation_fraction = {self.train_fraction + self.validation_fraction:g}: "
@@ -303,7 +303,7 @@ class PatternsConfig(_Section):
     max_hold_bars: Int = Field(288, gt=0)
 
     @model_validator(mode="after")
-    def _check_thresholds(self) -> "PatternsConfig":
+    def _check_thresholds(self) -> PatternsConfig:
         if self.demote_win_rate >= self.promote_win_rate:
             raise ValueError(
                 f"patterns.demote_win_rate={self.demote_win_rate} must be below patterns.promote_win_rate={self.promote_win_rate}"

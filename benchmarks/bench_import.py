@@ -20,8 +20,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aster_rl.data.importer import read_candle_file  # noqa: E402
-from aster_rl.storage import Database, merge_candles  # noqa: E402
+from aster_rl.data.importer import read_candle_file
+from aster_rl.storage import Database, merge_candles
 
 TARGET_BARS_PER_S = 200_000
 

@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "aster_rl" / "live"))
 
-from factories import make_market  # noqa: E402
-from live_helpers import DecidingPolicy, make_db, paper_runner  # noqa: E402
+from factories import make_market
+from live_helpers import DecidingPolicy, make_db, paper_runner
 
-from aster_rl.config import EnvConfig  # noqa: E402
-from aster_rl.live.bars import LivePrices  # noqa: E402
-from aster_rl.live.brokers import PaperBroker  # noqa: E402
-from aster_rl.live.sources import ReplaySource, bars_from_market  # noqa: E402
+from aster_rl.config import EnvConfig
+from aster_rl.live.bars import LivePrices
+from aster_rl.live.brokers import PaperBroker
+from aster_rl.live.sources import ReplaySource, bars_from_market
 
 LEVERAGES = 4  # 1x to 5x
 FREEZE_GC = True  # as `aster-rl live` does on the exchange: no full collections over the history mid-bar

@@ -9,7 +9,7 @@ import gymnasium as gym
 from envs.batched import BatchedPerpEnv
 from envs.perp import PerpEnv
 
-__all__ = ["PerpEnv", "BatchedPerpEnv"]
+__all__ = ["BatchedPerpEnv", "PerpEnv"]
 
 for _env_id in ("aster_rl/Perp-v0", "AsterFutures-v0"):
     if _env_id not in gym.registry:

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 class LazyInfos(Sequence):
     """Per-env info dicts built on access from a snapshot of the step's arrays."""
 
-    __slots__ = ("_cols", "_extra", "_n", "_events", "_names", "_by_env")
+    __slots__ = ("_by_env", "_cols", "_events", "_extra", "_n", "_names")
 
     def __init__(
         self,

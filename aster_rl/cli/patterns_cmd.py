@@ -120,7 +120,7 @@ def run_patterns(args: argparse.Namespace, config: AppConfig) -> int:
         print(f"{'#':>3}  {'status':9} {'trades':>6} {'win':>6} {'win lb':>6} {'PF':>5} {'exp bps':>8}  name")
         for i, e in enumerate(entries, 1):
             s = e.stats
-            print(f"{i:>3}  {str(e.status):9} {s.trades:>6} {s.win_rate:>6.1%} {s.win_rate_lower_bound:>6.1%} "
+            print(f"{i:>3}  {e.status!s:9} {s.trades:>6} {s.win_rate:>6.1%} {s.win_rate_lower_bound:>6.1%} "
                   f"{_fmt(s.profit_factor):>5} {s.expectancy * 1e4:>8.1f}  {e.name}")
         return 0
     if not args.name:
@@ -132,7 +132,7 @@ def run_patterns(args: argparse.Namespace, config: AppConfig) -> int:
     s = e.stats
     print(e.name)
     print(f"  status {e.status}; side {e.pattern.side}; exit profile {e.pattern.profile}")
-    print(f"  conditions: " + "; ".join(f"{c.column} {c.op} {c.threshold:g}" for c in e.pattern.conditions))
+    print("  conditions: " + "; ".join(f"{c.column} {c.op} {c.threshold:g}" for c in e.pattern.conditions))
     print(f"  trades {s.trades} (wins {s.wins}, losses {s.losses}); win rate {s.win_rate:.1%}, Wilson lower bound "
           f"{s.win_rate_lower_bound:.1%}")
     print(f"  avg win {s.avg_win:.3%}, avg loss {s.avg_loss:.3%}, profit factor {_fmt(s.profit_factor)}, "
@@ -141,7 +141,7 @@ def run_patterns(args: argparse.Namespace, config: AppConfig) -> int:
     for key in ("selection", "p_value", "p_permutation", "trained_from", "trained_until", "outcomes_until"):
         if e.meta.get(key) is not None:
             print(f"  {key.replace('_', ' ')}: {e.meta[key]}")
-    print(f"  history: " + ", ".join(f"{pd.Timestamp(h.ts_ms, unit='ms', tz='UTC'):%Y-%m-%d %H:%M} {h.event}" for h in e.history))
+    print("  history: " + ", ".join(f"{pd.Timestamp(h.ts_ms, unit='ms', tz='UTC'):%Y-%m-%d %H:%M} {h.event}" for h in e.history))
     training, live = pattern_trades(db, e.name)
     print(f"  training trades ({len(training)}):")
     for t in training:

@@ -40,9 +40,9 @@ def run_predictions(args, config: AppConfig) -> int:
           f"{'status':8} {'pnl':>9} {'exit':11} {'win%':>5} {'total pnl':>10}")
     for r in shown.itertuples():
         when = pd.Timestamp(int(r.ts), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
-        print(f"{when:16} {r.side:4} {r.leverage:>3} {str(r.profile or '-'):8} {_num(r.entry_price, '10.4f')} "
+        print(f"{when:16} {r.side:4} {r.leverage:>3} {r.profile or '-'!s:8} {_num(r.entry_price, '10.4f')} "
               f"{_num(r.stop_price, '10.4f')} {_num(r.target_price, '10.4f')} {_num(r.confidence, '5.2f')} {r.status:8} "
-              f"{_num(r.pnl_usd, '+9.2f')} {str(r.exit_reason or '-'):11} {_num(r.running_win_rate * 100 if r.running_win_rate == r.running_win_rate else None, '5.1f')} "
+              f"{_num(r.pnl_usd, '+9.2f')} {r.exit_reason or '-'!s:11} {_num(r.running_win_rate * 100 if r.running_win_rate == r.running_win_rate else None, '5.1f')} "
               f"{r.running_pnl_usd:+10.2f}")
     closed = frame[frame["status"].isin(["win", "loss"])]
     n = len(closed)

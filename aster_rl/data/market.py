@@ -45,14 +45,14 @@ class MarketBundle:
     def __len__(self) -> int:
         return len(self.candles)
 
-    def head(self, n: int) -> "MarketBundle":
+    def head(self, n: int) -> MarketBundle:
         """The bundle as it was known at the close of candle ``n - 1`` (for look-ahead tests)."""
         if n <= 0:
             raise DataError("MarketBundle.head: n must be positive")
         cut = self.candles.index[min(n, len(self.candles)) - 1]
         return self.until(cut)
 
-    def until(self, last_open: pd.Timestamp) -> "MarketBundle":
+    def until(self, last_open: pd.Timestamp) -> MarketBundle:
         """Everything known at the close of the candle that opened at ``last_open``."""
         from aster_rl.data.timeframes import timeframe_to_timedelta
 
@@ -75,7 +75,7 @@ class MarketBundle:
             eth=companion(self.eth),
         )
 
-    def window(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> "MarketBundle":
+    def window(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> MarketBundle:
         """Bars with open time in ``[start, end]`` and the events of those bars."""
         from aster_rl.data.timeframes import timeframe_to_timedelta
 

@@ -27,7 +27,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
@@ -223,7 +224,7 @@ class ExchangeClient:
         exchange_id: str | None = None,
         with_secrets: bool = False,
         rate_limit_ms: float | None = None,
-    ) -> "ExchangeClient":
+    ) -> ExchangeClient:
         secrets = load_secrets() if with_secrets else None
         exchange = make_exchange(data_cfg, secrets, exchange_id=exchange_id, rate_limit_ms=rate_limit_ms)
         return cls(exchange, max_retries=data_cfg.max_retries, retry_backoff_s=data_cfg.retry_backoff_s)
@@ -498,7 +499,7 @@ class CandleWatcher:
 
     # ------------------------------------------------------------ caller side (any thread)
 
-    def start(self) -> "CandleWatcher":
+    def start(self) -> CandleWatcher:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=f"candles-ws {self.symbol} {self.timeframe}", daemon=True)
             self._thread.start()
@@ -549,7 +550,7 @@ class CandleWatcher:
             if thread.is_alive():
                 logger.warning("websocket candles %s %s: watcher thread still running after %.1fs", self.symbol, self.timeframe, timeout_s)
 
-    def __enter__(self) -> "CandleWatcher":
+    def __enter__(self) -> CandleWatcher:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -98,7 +98,7 @@ class BrainReport:
     multi_timeframe: dict[str, Any] = field(default_factory=dict)
     decision: BrainDecision | None = None
 
-    def with_decision(self, decision: BrainDecision | None) -> "BrainReport":
+    def with_decision(self, decision: BrainDecision | None) -> BrainReport:
         return replace(self, decision=decision)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +120,7 @@ class BrainReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BrainReport":
+    def from_dict(cls, data: dict[str, Any]) -> BrainReport:
         decision = data.get("decision")
         return cls(
             symbol=data["symbol"],

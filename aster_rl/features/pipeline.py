@@ -110,7 +110,7 @@ class FeatureSchema:
         return {**self._body(), "hash": self.hash}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureSchema":
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSchema:
         try:
             schema = cls(
                 names=tuple(data["names"]),
@@ -138,7 +138,7 @@ class FeatureSchema:
             start += count
         return out
 
-    def diff(self, other: "FeatureSchema") -> list[str]:
+    def diff(self, other: FeatureSchema) -> list[str]:
         """How ``other`` differs from this schema, one human-readable line per difference."""
         lines: list[str] = []
         if self.version.get("pipeline") != other.version.get("pipeline"):
@@ -181,7 +181,7 @@ class FeatureSchema:
             lines.append(f"schema hash {self.hash[:12]}… -> {other.hash[:12]}…")
         return lines
 
-    def check_compatible(self, other: "FeatureSchema") -> None:
+    def check_compatible(self, other: FeatureSchema) -> None:
         """Raise SchemaMismatchError listing every difference when ``other`` is not this schema."""
         if self.hash == other.hash:
             return

@@ -87,7 +87,7 @@ def stream_window_bars(name: str, tentacle: Tentacle, params: dict[str, Any], ti
 class _TimeframeTrend:
     """The newest closed bar of one higher timeframe: EMA state, bar count and its trend values."""
 
-    __slots__ = ("every_bar", "tf_ns", "offset", "alpha", "keep", "span", "min_bars", "deadband", "clip", "ema", "count", "values")
+    __slots__ = ("alpha", "clip", "count", "deadband", "ema", "every_bar", "keep", "min_bars", "offset", "span", "tf_ns", "values")
 
     def __init__(self, base_ns: int, tf_ns: int, ema_span: int, min_bars: int, deadband: float, distance_clip: float):
         self.every_bar = tf_ns == base_ns  # the base timeframe itself: every bar is a closed bar
@@ -279,7 +279,7 @@ class FeatureStream:
                     if context is None:
                         context = empty[w] = pd.DataFrame(index=recent.candles.index)
                 df = tentacle.features(recent, context, **params)
-                if len(df) != w or len(df.columns) and not str(df.columns[0]).startswith(f"{name}_"):
+                if len(df) != w or (len(df.columns) and not str(df.columns[0]).startswith(f"{name}_")):
                     raise DataError(f"tentacle {name}: output is not aligned with the candles")
                 cols, values = [str(c) for c in df.columns], df.to_numpy(dtype=float)[-CONTEXT_ROWS:]
             names.append(cols)

@@ -136,7 +136,7 @@ class LivePrices:
         self._n = n + 1
         return n
 
-    def snapshot(self) -> "PricesSnapshot":
+    def snapshot(self) -> PricesSnapshot:
         """The bars so far as a ``PriceArrays``-like object (views, no copy) for the accounting core."""
         return PricesSnapshot(self)
 

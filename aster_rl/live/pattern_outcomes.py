@@ -32,7 +32,8 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -78,7 +79,7 @@ class PatternMatcher:
         self._phase = pos.get(PHASE_COLUMN)
 
     @classmethod
-    def load(cls, db: Any, cfg: PatternsConfig, columns: Sequence[str]) -> "PatternMatcher | None":
+    def load(cls, db: Any, cfg: PatternsConfig, columns: Sequence[str]) -> PatternMatcher | None:
         """The stored library's active and promoted patterns; None when there are none."""
         from aster_rl.storage.pattern_store import load_library
 
@@ -94,7 +95,7 @@ class PatternMatcher:
         return [{"name": p.name, "definition": p.pattern.to_dict(), "bound": p.bound} for p in self.patterns]
 
     @classmethod
-    def from_snapshot(cls, items: list[dict[str, Any]], cfg: PatternsConfig, columns: Sequence[str]) -> "PatternMatcher | None":
+    def from_snapshot(cls, items: list[dict[str, Any]], cfg: PatternsConfig, columns: Sequence[str]) -> PatternMatcher | None:
         if not items:
             return None
         matcher = cls([(i["name"], Pattern.from_dict(i["definition"]), float(i["bound"])) for i in items], columns, cfg)

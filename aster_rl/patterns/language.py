@@ -100,7 +100,7 @@ class Condition:
         return {"column": self.column, "op": self.op, "threshold": self.threshold}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Condition":
+    def from_dict(cls, data: dict[str, Any]) -> Condition:
         try:
             return cls(column=str(data["column"]), op=str(data["op"]), threshold=float(data["threshold"]))
         except KeyError as e:
@@ -161,7 +161,7 @@ class Pattern:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Pattern":
+    def from_dict(cls, data: dict[str, Any]) -> Pattern:
         try:
             conditions = tuple(Condition.from_dict(c) for c in data["conditions"])
             return cls(conditions=conditions, side=str(data["side"]), profile=str(data["profile"]))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import pandas as pd
 
@@ -61,7 +62,7 @@ class MinedRange:
         return {"trained_from": str(self.first_bar), "trained_until": str(self.last_bar), "outcomes_until": str(self.outcomes_until)}
 
     @classmethod
-    def from_meta(cls, metas: list[dict[str, Any]]) -> "MinedRange | None":
+    def from_meta(cls, metas: list[dict[str, Any]]) -> MinedRange | None:
         """The range covering every entry's recorded range; None if any entry records none."""
         keys = ("trained_from", "trained_until", "outcomes_until")
         if not metas or any(not m.get(k) for m in metas for k in keys):
@@ -133,7 +134,7 @@ class PatternLibrary:
         return entry
 
     @classmethod
-    def from_mining(cls, result, cfg: PatternsConfig, naive: bool = False) -> "PatternLibrary":
+    def from_mining(cls, result, cfg: PatternsConfig, naive: bool = False) -> PatternLibrary:
         """The corrected (or, with ``naive``, the uncorrected) patterns of a mining result."""
         mined = None
         if result.start is not None and result.end is not None:
@@ -167,7 +168,7 @@ class PatternLibrary:
         event_name = STATUS_EVENTS[status] if status != old.status else "updated"
         entry = replace(old, stats=stats, status=status)
         event = HistoryEvent(ts_ms if ts_ms is not None else _now_ms(), event_name, {**entry.snapshot(), "net_return": float(net_return)})
-        entry = replace(entry, history=old.history + (event,))
+        entry = replace(entry, history=(*old.history, event))
         self._entries[name] = entry
         if status != old.status:
             logger.info("pattern %r: %s -> %s after %d trades", name, old.status, status, stats.trades)

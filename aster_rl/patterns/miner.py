@@ -42,12 +42,11 @@ close inside the range to count):
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -186,7 +185,7 @@ def enumerate_conjunctions(
                     continue
                 m = mask & masks[c]
                 if int(m.sum()) >= min_support:
-                    nxt.append((combo + (c,), m))
+                    nxt.append(((*combo, c), m))
                     if len(out) + len(nxt) >= max_candidates:
                         break
             if len(out) + len(nxt) >= max_candidates:
@@ -385,7 +384,7 @@ def mine(
     rng = np.random.default_rng(seed)
     for i, (pattern, taken, r, t, p) in enumerate(rows):
         positive = float(r.mean()) > 0
-        if not positive or p >= NAIVE_ALPHA and not reject[i]:
+        if not positive or (p >= NAIVE_ALPHA and not reject[i]):
             continue
         o = outcomes[(pattern.side, pattern.profile)]
         stats = compute_stats(

@@ -34,7 +34,8 @@ import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from statistics import NormalDist
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class Bucket:
     wins: int = 0
     net_return_sum: float = 0.0
 
-    def add(self, net_return: float) -> "Bucket":
+    def add(self, net_return: float) -> Bucket:
         return Bucket(self.trades + 1, self.wins + int(net_return > 0), self.net_return_sum + float(net_return))
 
 
@@ -145,7 +146,7 @@ class PatternStats:
 
     # ------------------------------------------------------------ updates
 
-    def add(self, net_return: float, regime: str | None = None, phase: str | None = None) -> "PatternStats":
+    def add(self, net_return: float, regime: str | None = None, phase: str | None = None) -> PatternStats:
         """These statistics with one more closed trade."""
         r = float(net_return)
         if not math.isfinite(r):
@@ -197,7 +198,7 @@ class PatternStats:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PatternStats":
+    def from_dict(cls, data: dict[str, Any]) -> PatternStats:
         return cls(
             trades=int(data.get("trades", 0)),
             wins=int(data.get("wins", 0)),

@@ -67,6 +67,7 @@ from aster_rl.sim import kernels as K
 from aster_rl.sim.kernels import liquidation_price  # noqa: F401  (part of this module's API)
 from aster_rl.config import EnvConfig
 from aster_rl.errors import ConfigError
+import itertools
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def validate_env_config(cfg: EnvConfig) -> None:
     if not cfg.brackets:
         raise ConfigError("env.brackets: at least one margin bracket is needed")
     caps = [b.notional_cap_usd for b in cfg.brackets]
-    if any(b <= a for a, b in zip(caps, caps[1:])):
+    if any(b <= a for a, b in itertools.pairwise(caps)):
         raise ConfigError(f"env.brackets: notional_cap_usd must increase from bracket to bracket, got {caps}")
     for i, b in enumerate(cfg.brackets):
         if not 0 <= b.maintenance_margin_rate < 1:

@@ -122,7 +122,7 @@ def backtest(
     index = pd.to_datetime(prices.timestamps[first:end], utc=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         net = np.where(equity > 0, position * prices.close[first:end] / np.where(equity > 0, equity, 1.0), 0.0)
-    trade_df = pd.DataFrame(trades, columns=list(TRADE_KEYS) + ["slippage_usd"])
+    trade_df = pd.DataFrame(trades, columns=[*list(TRADE_KEYS), "slippage_usd"])
     for col in ("entry_time", "exit_time"):
         trade_df[col] = pd.to_datetime(trade_df[col].astype("int64"), utc=True)
     return BacktestResult(

@@ -88,7 +88,7 @@ class PriceArrays:
     def __len__(self) -> int:
         return len(self.close)
 
-    def slice(self, a: int, b: int) -> "PriceArrays":
+    def slice(self, a: int, b: int) -> PriceArrays:
         """Bars ``a .. b - 1`` (views, no copy)."""
         return PriceArrays(*(getattr(self, f)[a:b] for f in _FIELDS), timeframe=self.timeframe)
 
@@ -106,7 +106,7 @@ class PriceArrays:
         atr: np.ndarray | None = None,
         timeframe: str = "5m",
         atr_period: int = 14,
-    ) -> "PriceArrays":
+    ) -> PriceArrays:
         """Arrays given directly (tests, benchmarks, replay). Missing volume → 0, funding → 0,
         timestamps → consecutive bars of ``timeframe`` from the epoch, ATR → Wilder ATR."""
         from aster_rl.data.timeframes import timeframe_to_timedelta
@@ -125,7 +125,7 @@ class PriceArrays:
         return cls(timestamps, open, high, low, close, volume, atr, funding_rate, timeframe)
 
     @classmethod
-    def from_market(cls, bundle: MarketBundle, atr_period: int = 14) -> "PriceArrays":
+    def from_market(cls, bundle: MarketBundle, atr_period: int = 14) -> PriceArrays:
         from aster_rl.data.timeframes import timeframe_to_timedelta
 
         candles = bundle.candles

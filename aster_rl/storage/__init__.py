@@ -24,9 +24,9 @@ from aster_rl.storage.repository import (
 )
 
 __all__ = [
+    "SCHEMA_VERSION",
     "CandleMerge",
     "ChangedBar",
-    "SCHEMA_VERSION",
     "Database",
     "describe",
     "last_candle_time",

@@ -105,7 +105,7 @@ class Database:
         self._schema_checked = False
 
     @classmethod
-    def from_config(cls, data_cfg: DataConfig) -> "Database":
+    def from_config(cls, data_cfg: DataConfig) -> Database:
         """The database ``data_cfg`` names; creates the data directory for a SQLite file."""
         url = data_cfg.resolved_database_url()
         prepare_sqlite_dir(checked_url(url))

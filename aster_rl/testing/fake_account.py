@@ -18,7 +18,8 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 if TYPE_CHECKING:
     from aster_rl.testing.fake_exchange import FakeAsterExchange
@@ -54,7 +55,7 @@ class Position:
 class FakeAccount:
     """Wallet, positions and orders behind the fake's signed endpoints."""
 
-    def __init__(self, fake: "FakeAsterExchange", balance_usdt: float = 10_000.0) -> None:
+    def __init__(self, fake: FakeAsterExchange, balance_usdt: float = 10_000.0) -> None:
         self.fake = fake
         self.wallet_usdt = float(balance_usdt)
         self.positions: dict[str, Position] = {}

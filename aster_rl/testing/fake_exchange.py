@@ -33,7 +33,8 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
@@ -204,7 +205,7 @@ class FakeAsterExchange:
             raise RuntimeError("FakeAsterExchange is not running; use it as a context manager or call start()")
         return f"http://{self.host}:{self._server.server_address[1]}"
 
-    def start(self) -> "FakeAsterExchange":
+    def start(self) -> FakeAsterExchange:
         if self._server is not None:
             return self
         handler = _make_handler(self)
@@ -225,7 +226,7 @@ class FakeAsterExchange:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> "FakeAsterExchange":
+    def __enter__(self) -> FakeAsterExchange:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -664,19 +665,19 @@ def _make_handler(fake: FakeAsterExchange) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
                 self.close_connection = True
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._serve("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._serve("POST")
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             self._serve("DELETE")
 
-        def do_PUT(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:
             self._serve("PUT")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             logger.debug("fake exchange: " + format, *args)
 
     return Handler

@@ -29,7 +29,7 @@ def test_demo_quick_runs_the_whole_loop(tmp_path, capsys, monkeypatch):
     again = json.loads((run / "eval" / "results.json").read_text())
     assert again["agent"]["metrics"] == results["agent"]["metrics"]
     # and the brain report with the policy's decision
-    source = [line for line in out.splitlines() if line.startswith("brain:")][0].split("data.source=")[1].split()[0]
+    source = next(line for line in out.splitlines() if line.startswith("brain:")).split("data.source=")[1].split()[0]
     code = main(["--set", f"data.data_dir={tmp_path / 'data'}", "--set", f"data.source={source}", "brain", "--run", str(run)])
     brain = capsys.readouterr().out
     assert code == 0

@@ -191,7 +191,7 @@ def test_backtest_cli_buy_and_hold_returns_the_printed_market_move(tmp_path, cap
     from aster_rl.cli import main
 
     args = ["--set", f"data.data_dir={tmp_path}", "--set", "synth.n_bars=2000"]
-    assert main(args + ["backtest", "--policy", "buy_and_hold", "--out", str(tmp_path / "bt")]) == 0
+    assert main([*args, "backtest", "--policy", "buy_and_hold", "--out", str(tmp_path / "bt")]) == 0
     out = capsys.readouterr().out
     market = float(next(line for line in out.splitlines() if "market move" in line).split()[2].rstrip("%")) / 100
     metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())

@@ -234,7 +234,7 @@ def test_cli_refuses_an_old_run_without_trust_in_one_line(run_copy, capsys, tmp_
 def test_commands_that_load_runs_take_trust_run(argv):
     from aster_rl.cli import build_parser
 
-    assert build_parser().parse_args(argv + ["--trust-run"]).trust_run is True
+    assert build_parser().parse_args([*argv, "--trust-run"]).trust_run is True
     assert build_parser().parse_args(argv).trust_run is False
 
 

@@ -1,11 +1,11 @@
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from agents.splits import Splits, Span, load_run_splits, make_splits, purge_bars, walkforward_splits
 from aster_rl.errors import DataError
+import itertools
 
 
 def _bars(s: Splits) -> list[set[int]]:
@@ -67,7 +67,7 @@ def test_walkforward_folds_are_chronological_and_purged(folds):
         assert s.validation.start - s.train.end >= warmup + episode
         assert s.test.start - s.validation.end >= warmup + episode
     assert ws[-1].test.end == n
-    assert all(a.test.end <= b.train.start for a, b in zip(ws, ws[1:]))
+    assert all(a.test.end <= b.train.start for a, b in itertools.pairwise(ws))
 
 
 def test_load_run_splits_checks_the_recorded_bar_times(tmp_path):

@@ -74,7 +74,7 @@ def test_hyperparameters_logged_as_text(trained):
 
 
 def test_same_seed_same_metrics(trained, tmp_path, tiny_dataset):
-    cfg, first = trained
+    _cfg, first = trained
     again = train(tiny_config(tmp_path), tiny_dataset)
     a, b = first.metrics, again.metrics
     assert a["validation_history"] == b["validation_history"]
@@ -111,7 +111,7 @@ def test_reloaded_run_evaluates_to_the_same_numbers(trained, tiny_dataset):
 def test_schema_mismatch_is_a_clear_error(trained, tiny_dataset):
     _, result = trained
     schema = tiny_dataset.schema
-    other = dataclasses.replace(schema, names=tuple(schema.names[:-1]) + ("orderflow_not_a_feature",))
+    other = dataclasses.replace(schema, names=(*tuple(schema.names[:-1]), "orderflow_not_a_feature"))
     with pytest.raises(SchemaMismatchError, match="orderflow_not_a_feature"):
         load_policy(result.run_dir, schema=other)
 

@@ -18,8 +18,8 @@ def test_walkforward_trains_and_tests_each_fold(tmp_path):
     assert len(result.runs) == 4
     assert {(r["fold"], r["seed"]) for r in result.runs} == {(0, 3), (0, 4), (1, 3), (1, 4)}
     # each fold's test period precedes the next fold's
-    fold0 = [r for r in result.runs if r["fold"] == 0][0]
-    fold1 = [r for r in result.runs if r["fold"] == 1][0]
+    fold0 = next(r for r in result.runs if r["fold"] == 0)
+    fold1 = next(r for r in result.runs if r["fold"] == 1)
     assert fold0["test_last_bar"] < fold1["test_first_bar"]
     for r in result.runs:
         splits = json.loads((tmp_path / "wf" / f"fold{r['fold']}__seed{r['seed']}" / "splits.json").read_text())

@@ -89,9 +89,9 @@ def test_db_init_with_any_override_leaves_the_database_unchanged(key, value):
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         data_dir = Path(tmp) / "data"
         base = ["--set", f"data.data_dir={data_dir.as_posix()}"]
-        assert _cli(base + ["db", "init"])[0] == 0
+        assert _cli([*base, "db", "init"])[0] == 0
         db_file = data_dir / "aster_rl.db"
         before = _dump(db_file)
-        argv = base + ["--set", f"{key}={value}", "db", "init"]
+        argv = [*base, "--set", f"{key}={value}", "db", "init"]
         _assert_clean(*_cli(argv), argv)
         assert _dump(db_file) == before

@@ -13,7 +13,8 @@ pattern-library tentacles read it; the others ignore it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pandas as pd
 

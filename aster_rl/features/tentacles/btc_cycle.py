@@ -38,7 +38,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -108,7 +109,7 @@ def _halving_ns(halvings: Iterable[str | pd.Timestamp], cycle_days: float) -> np
     stamps = sorted(_utc(h) for h in halvings)
     if not stamps:
         raise ValueError("btc_cycle: the list of halving dates is empty")
-    anchors = [stamps[0] - pd.Timedelta(days=cycle_days)] + stamps
+    anchors = [stamps[0] - pd.Timedelta(days=cycle_days), *stamps]
     return np.array([s.value for s in anchors], dtype=np.int64)
 
 
@@ -159,7 +160,7 @@ def features(market: MarketBundle, context: pd.DataFrame, halvings: Iterable[str
     close_times = index + timeframe_to_timedelta(market.timeframe)
     days = days_since_halving(close_times, halvings, cycle_days)
     phase = phase_of_days(days)
-    starts = np.asarray(PHASE_STARTS + (cycle_days,))
+    starts = np.asarray((*PHASE_STARTS, cycle_days))
     lo = starts[phase]
     hi = np.maximum(starts[phase + 1], lo + 1.0)
     out = {

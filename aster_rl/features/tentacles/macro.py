@@ -16,7 +16,8 @@ of close from its EMA (``ema_span``) and its sign as the trend (−1, 0, 1), and
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -128,7 +129,7 @@ def reading(row: pd.Series) -> str:
             parts.append(f"{name.upper()} n/a")
             continue
         prefix = f"{NAME}_{name}_return_"
-        rets = sorted(((int(c[len(prefix):]), float(row[c])) for c in row.index if isinstance(c, str) and c.startswith(prefix)))
+        rets = sorted((int(c[len(prefix):]), float(row[c])) for c in row.index if isinstance(c, str) and c.startswith(prefix))
         trend = float(row.get(f"{NAME}_{name}_trend", 0.0))
         word = "up" if trend > 0 else "down" if trend < 0 else "flat"
         text = f"{name.upper()} trend {word}"

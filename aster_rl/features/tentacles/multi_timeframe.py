@@ -22,7 +22,8 @@ timeframes switch on later through their availability flags.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

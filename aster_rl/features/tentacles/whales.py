@@ -22,7 +22,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from aster_rl.features.tentacles._causal import as_ns, bar_of_events, rolling_median, rolling_sum, safe_div, timeframe_ns
+from aster_rl.features.tentacles._causal import as_ns, bar_of_events, rolling_sum, safe_div, timeframe_ns
 from aster_rl.features.tentacles.base import Tentacle
 
 logger = logging.getLogger(__name__)

@@ -110,7 +110,7 @@ def test_verbose_shows_the_traceback_and_the_line():
     quiet = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
     assert len(quiet.stderr.strip().splitlines()) == 1
-    loud = subprocess.run(argv[:3] + ["-v"] + argv[3:], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    loud = subprocess.run([*argv[:3], "-v", *argv[3:]], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert loud.returncode == 2 and "Traceback" in loud.stderr
     assert loud.stderr.strip().splitlines()[-1] == quiet.stderr.strip()
 

@@ -94,7 +94,7 @@ def test_select_drops_the_left_out_columns_and_keeps_the_account_state():
     s = ObservationSupport.fit(_train_matrix(), COLUMNS)
     obs = np.arange(len(COLUMNS) + N_ACCOUNT, dtype=np.float32)
     out = s.select(obs)
-    np.testing.assert_array_equal(out, [0, 4] + list(range(len(COLUMNS), len(COLUMNS) + N_ACCOUNT)))
+    np.testing.assert_array_equal(out, [0, 4, *list(range(len(COLUMNS), len(COLUMNS) + N_ACCOUNT))])
     np.testing.assert_array_equal(s.select(out), out)  # already the policy's width
     batch = np.stack([obs, obs + 1])
     assert s.select(batch).shape == (2, 2 + N_ACCOUNT)

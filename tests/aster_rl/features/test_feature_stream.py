@@ -49,7 +49,7 @@ def drop_bars(market: MarketBundle, positions) -> MarketBundle:
 def test_known_at_matches_head():
     m = make_market(300, seed=40)
     a, b = known_at(m, 123), m.head(123)
-    for key in ("candles",) + EVENTS + COMPANIONS:
+    for key in ("candles", *EVENTS, *COMPANIONS):
         pd.testing.assert_frame_equal(getattr(a, key), getattr(b, key))
 
 
@@ -86,7 +86,7 @@ def test_a_gap_in_the_data():
     # 31 missing hours (a day's closing bar and several 4h closes among them), and one missing
     # 23:00 bar later: that day never completes.
     late_close = int(np.flatnonzero(full.candles.index.hour == 23)[-3])
-    m = drop_bars(full, list(range(700, 731)) + [late_close])
+    m = drop_bars(full, [*list(range(700, 731)), late_close])
     batch = build_features(m, CFG)
     stream = FeatureStream(CFG, "1h")
     for k in list(range(690, 745)) + list(range(745, len(m) + 1, 5)):  # every bar around the gap, then every 5th

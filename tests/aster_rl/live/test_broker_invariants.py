@@ -174,7 +174,7 @@ def test_restart_lookup_failing_with_503_never_takes_a_filled_entry_as_unsent(tm
     fake.fail_next(4, 503, path=ORDER, method="GET")  # the first look-up fails past its retries
     runner = real_runner(tmp_path, fake, db, market, policy, start=START, end=START + 6)
     runner.start()
-    entry_row = [o for o in live_store.orders(db, "real-s") if o["kind"] == "entry"][0]
+    entry_row = next(o for o in live_store.orders(db, "real-s") if o["kind"] == "entry")
     assert entry_row["status"] == "filled"
     assert _entry_pred(db)["status"] == "open"
     assert _stop_covers_position(fake) and runner.broker.trade is not None
@@ -205,7 +205,7 @@ def test_a_partial_fill_is_protected_for_what_filled_and_grows_with_later_fills(
     runner = real_runner(tmp_path, fake, db, market, ScriptPolicy({0: (BUY, 2, 0)}), start=START, end=START + 4,
                          before_bar=before_bar)
     runner.run()
-    planned = [o for o in live_store.orders(db, "real-s") if o["kind"] == "entry"][0]["qty"]
+    planned = next(o for o in live_store.orders(db, "real-s") if o["kind"] == "entry")["qty"]
     first, rest = fake.account.fills[0]["qty"], fake.account.fills[1]["qty"]
     assert 0 < first < planned and first + rest == pytest.approx(planned)
     for kind in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):

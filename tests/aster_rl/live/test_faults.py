@@ -31,6 +31,7 @@ from aster_rl.storage import Database, live_store
 from aster_rl.storage.models import Prediction
 from factories import make_market
 from live_helpers import FixedPolicy, LockHolder, make_db, paper_runner, permissive_live
+import itertools
 
 FEATS = FeaturesConfig(tentacles=("market", "indicators", "orderflow", "regime"))  # fewer tentacles: faster incremental rows
 LEDGER = ["ts", "side", "leverage", "profile", "status", "entry_price", "stop_price", "target_price", "pnl_usd",
@@ -172,7 +173,7 @@ def test_a_failed_poll_is_retried_with_a_doubling_backoff_and_the_runner_called_
     first = next(stream)
     stream.close()
     assert first.bar.time == replay_market.candles.index[11]
-    assert [(b - a).total_seconds() for a, b in zip(polls, polls[1:])] == [2, 4, 8, 10, 10]
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(polls)] == [2, 4, 8, 10, 10]
     assert errors == [1, 2, 3, 4, 5] and source.failed_polls == 5
     assert len(ticks) >= 2 + 4 + 8 + 10 + 10  # the runner was called every poll interval while the source waited
 
@@ -364,7 +365,7 @@ def test_the_lease_is_renewed_each_bar_and_a_crashed_runners_lease_can_be_taken_
     crashed.start()
     for sb in list(crashed.source.bars())[:5]:
         crashed.process_bar(sb.bar, sb.last)
-    assert len(renewals) == 5 and all(b > a for a, b in zip(renewals, renewals[1:]))  # renewed in every bar
+    assert len(renewals) == 5 and all(b > a for a, b in itertools.pairwise(renewals))  # renewed in every bar
     # `crashed` stops here without releasing (a killed process); within the timeout nobody may take over
     live = permissive_live(tmp_path)
     soon = paper_runner(FixedPolicy(n_lev=4), ReplaySource(replay_market, 700, 760), db, tmp_path, features="batch",

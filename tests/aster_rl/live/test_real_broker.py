@@ -44,7 +44,7 @@ def test_entry_places_market_order_then_exchange_side_stop_and_target(setup):
     assert acct.positions["ASTERUSDT"].margin_type == "isolated"
     equity0 = broker.equity
     assert equity0 == pytest.approx(10_000.0)
-    ts, orders = _entry(broker, prices)
+    _ts, orders = _entry(broker, prices)
     assert [o["kind"] for o in orders] == ["entry", "stop", "target"]
     assert len({o["client_order_id"] for o in orders}) == 3 and all(len(o["client_order_id"]) <= 36 for o in orders)
     result = broker.execute(orders)

@@ -32,7 +32,7 @@ def learn(market: MarketBundle) -> PatternLibrary:
 
 
 def tentacle_values(market: MarketBundle, library: PatternLibrary) -> pd.DataFrame:
-    cfg = FeaturesConfig(tentacles=FeaturesConfig().tentacles + ("pattern_library",), params={"pattern_library": library.tentacle_params()})
+    cfg = FeaturesConfig(tentacles=(*FeaturesConfig().tentacles, "pattern_library"), params={"pattern_library": library.tentacle_params()})
     frame = build_features(market, cfg).frame()
     return frame[[c for c in frame.columns if c.startswith("pattern_library_")]]
 

@@ -28,7 +28,7 @@ from aster_rl.data.synthetic import synthesize
 PCFG = PatternsConfig(min_trades=5, demote_win_rate=0.0, max_hold_bars=48)
 ENV = EnvConfig()
 PATTERNS = [
-    Pattern((Condition("orderflow_taker_buy_ratio", op, level),) + volume, side, "swing")
+    Pattern((Condition("orderflow_taker_buy_ratio", op, level), *volume), side, "swing")
     for buy in (0.55, 0.6, 0.65)
     for op, level, side in ((">=", buy, "long"), ("<=", round(1 - buy, 2), "short"))
     for volume in ((), (Condition("market_volume_ratio", ">=", 1.5),))

@@ -61,7 +61,7 @@ def test_10x_long_hits_target():
     # target 2.10: gross 500, exit fee 0.0005*5000*2.1 = 5.25 → cash 8995+1000+500-5.25
     assert book.side[0] == 0
     assert book.cash[0] == pytest.approx(10_489.75)
-    (i, tr), = book.closed
+    (_i, tr), = book.closed
     assert tr["reason"] == "target" and tr["side"] == "long" and tr["exit_price"] == pytest.approx(2.10)
     assert tr["pnl_usd"] == pytest.approx(489.75)
     assert tr["fees_usd"] == pytest.approx(10.25)
@@ -75,7 +75,7 @@ def test_20x_short_stopped_out():
     # LP short = (1000+20000+75)/(125+5000) = 4.1121951 (beyond the stop)
     bar(book, 4.0, 4.09, 3.98, 4.05)
     assert book.side[0] == 0
-    (i, tr), = book.closed
+    (_i, tr), = book.closed
     # stop 4.08: gross -400, exit fee 0.0005*5000*4.08 = 10.2 → cash 8990+1000-400-10.2 = 9579.8
     assert tr["reason"] == "stop" and tr["side"] == "short" and tr["leverage"] == 20
     assert tr["exit_price"] == pytest.approx(4.08)
@@ -97,7 +97,7 @@ def test_liquidation_at_the_binance_isolated_price_loses_the_whole_margin(Book):
     assert liquidation_price(1, 50000, 1.0, 1000, 0.005, 10) == pytest.approx(48990 / 49750)
     decide(book, WAIT, 0, atr=0.01)
     bar(book, 0.999, 1.0, 0.98, 0.99)
-    (i, tr), = book.closed
+    (_i, tr), = book.closed
     assert tr["reason"] == "liquidation"
     # triggered at LP; closed at the bankruptcy price 1 - 1000/50000 = 0.98: the whole margin
     # (1000) is lost and nothing comes back (the maintenance margin left at LP goes to the
@@ -119,7 +119,7 @@ def test_liquidation_gap_past_the_bankruptcy_price_loses_only_the_margin(Book):
     bar(book, 2.0, 2.01, 1.99, 2.0)  # qty 5000, margin 1000, fee 5, cash 8995
     decide(book, WAIT, 0, atr=0.05)
     bar(book, 1.5, 1.6, 1.4, 1.55)  # opens below LP and below the bankruptcy price 1.8
-    (i, tr), = book.closed
+    (_i, tr), = book.closed
     # liquidated at the open 1.5, booked at the bankruptcy price 1.8: the loss stops at the margin, no fee
     assert tr["reason"] == "liquidation" and tr["exit_price"] == pytest.approx(1.8)
     assert book.cash[0] == pytest.approx(8995.0) and tr["pnl_usd"] == pytest.approx(-1005.0)
@@ -162,7 +162,7 @@ def test_fees_on_entry_and_exit_by_signal():
     assert book.fees[0] == pytest.approx(0.99999)
     decide(book, SELL, 0, atr=0.01)  # SELL while long closes it at the next open
     bar(book, 3.3, 3.31, 3.29, 3.3)
-    (i, tr), = book.closed
+    (_i, tr), = book.closed
     # exit fee 0.0005*666.66*3.3 = 1.099989; gross 666.66*0.3 = 199.998
     assert tr["reason"] == "signal"
     assert tr["fees_usd"] == pytest.approx(0.99999 + 1.099989)
@@ -196,7 +196,7 @@ def test_a_gap_fills_the_exit_it_passed_at_the_open(Book, case):
     assert (book.stop[0], book.target[0]) == pytest.approx((1.95, 2.10) if side == BUY else (2.05, 1.90))
     decide(book, WAIT, 0, atr=0.05)
     bar(book, o, h, l, c, ts=2)
-    (i, tr), = book.closed
+    (_i, tr), = book.closed
     assert tr["reason"] == reason and tr["exit_price"] == pytest.approx(exit_price)
     assert book.side[0] == 0 and book.cash[0] == pytest.approx(cash)
     assert tr["pnl_usd"] == pytest.approx(cash - 10_000)
@@ -209,7 +209,7 @@ def test_gap_through_stop_fills_at_open():
     bar(book, 2.0, 2.01, 1.99, 2.0)  # stop 1.95, LP 1.8308
     decide(book, WAIT, 0, atr=0.05)
     bar(book, 1.90, 1.92, 1.88, 1.91)  # opens below the stop
-    (i, tr), = book.closed
+    (_i, tr), = book.closed
     assert tr["reason"] == "stop" and tr["exit_price"] == pytest.approx(1.90)
     # gross -500, fee 0.0005*5000*1.9 = 4.75 → cash 8995 + 1000 - 500 - 4.75
     assert book.cash[0] == pytest.approx(9490.25)
@@ -219,7 +219,7 @@ def test_stop_and_target_in_one_bar_the_stop_counts():
     book = AccountBook(make_cfg(), 1)
     decide(book, BUY, 10, atr=0.05)
     bar(book, 2.0, 2.2, 1.9, 2.1)  # opens at 2.0, then both 1.95 and 2.10 are inside the bar
-    (i, tr), = book.closed
+    (_i, tr), = book.closed
     assert tr["reason"] == "stop" and tr["exit_price"] == pytest.approx(1.95)
     assert book.cash[0] == pytest.approx(8995 + 1000 - 250 - 0.0005 * 5000 * 1.95)
 

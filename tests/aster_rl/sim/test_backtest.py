@@ -37,7 +37,7 @@ def test_backtest_equals_env_stepping():
     obs, _ = env.reset()
     trades, equity = [], [cfg.initial_equity_usd]
     while True:
-        obs, r, te, tr, info = env.step(fixed_policy(obs))
+        obs, _r, te, tr, info = env.step(fixed_policy(obs))
         trades.extend(info.get("closed_trades", []))
         equity.append(info["equity"])
         if te or tr:

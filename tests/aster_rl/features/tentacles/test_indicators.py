@@ -59,7 +59,7 @@ def test_against_ta_on_random_candles():
     bb = BollingerBands(cl, 20, 2)
     np.testing.assert_allclose(df["indicators_bb_pband"].to_numpy()[19:], bb.bollinger_pband().to_numpy()[19:], rtol=1e-7)
     np.testing.assert_allclose(df["indicators_bb_width"].to_numpy()[19:], bb.bollinger_wband().to_numpy()[19:] / 100, rtol=1e-7)
-    u, lo, m = bollinger(cl.to_numpy(), 20, 2.0)
+    u, _lo, _m = bollinger(cl.to_numpy(), 20, 2.0)
     np.testing.assert_allclose(u[19:], bb.bollinger_hband().to_numpy()[19:], rtol=1e-10)
 
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pandas as pd
-import pytest
 
 from aster_rl.data.market import MarketBundle
 from aster_rl.features.tentacles import TENTACLES
