@@ -511,7 +511,6 @@ class SingleAccount:
         self.prices = prices
         self._ts = prices.timestamps
         self._px = price_matrix(prices)
-        self._lev = np.asarray(cfg.leverages, dtype=np.float64)
         self._act = np.zeros(3, dtype=np.int64)
         self._zero = np.zeros(1, dtype=np.int64)
         self._t_buf = np.zeros(1, dtype=np.int64)
