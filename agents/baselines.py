@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aster_rl.config import EnvConfig, ExitProfile
+from aster_rl.config import EnvConfig, ExitProfile, replace
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,14 @@ def holding_config(cfg: EnvConfig, exposure: float = 1.0) -> EnvConfig:
     if not (math.isfinite(x) and x >= MIN_EXPOSURE):
         raise ValueError(f"exposure = {exposure}: a holding needs a finite |exposure| >= {MIN_EXPOSURE}")
     lev = max(1, math.ceil(x - 1e-9))
-    return cfg.model_copy(update={
-        "leverages": (lev,),
-        "max_leverage": max(cfg.max_leverage, lev),
-        "margin_fraction": min(1.0, x / lev),
-        "exit_profiles": {"hold": ExitProfile(stop_atr=NO_EXIT_ATR, target_atr=NO_EXIT_ATR)},
-        "bankruptcy_fraction": 0.0,
-    })
+    return replace(
+        cfg,
+        leverages=(lev,),
+        max_leverage=max(cfg.max_leverage, lev),
+        margin_fraction=min(1.0, x / lev),
+        exit_profiles={"hold": ExitProfile(stop_atr=NO_EXIT_ATR, target_atr=NO_EXIT_ATR)},
+        bankruptcy_fraction=0.0,
+    )
 
 
 def hold_policy(side: int) -> PolicyFn:

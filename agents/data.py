@@ -127,7 +127,7 @@ def with_pattern_library(config: AppConfig, params: dict[str, Any] | None = None
         params = library.tentacle_params()
         logger.info("pattern library: %d patterns from %s, mined %s .. %s", len(params["patterns"]), db.display_url,
                     params["mined_from"] or "?", params["mined_until"] or "?")
-    return replace(config, features={"params": {PATTERN_LIBRARY: params}})
+    return replace(config, features={"params": {**config.features.params, PATTERN_LIBRARY: params}})
 
 
 def bind_pattern_library(config: AppConfig, dataset: Dataset, splits: Any) -> AppConfig:

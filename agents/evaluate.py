@@ -30,7 +30,7 @@ import pandas as pd
 
 from aster_rl.evaluation import metrics as M
 from aster_rl.sim.backtest import backtest, scale_costs
-from aster_rl.config import AppConfig, EnvConfig, EvalConfig
+from aster_rl.config import AppConfig, EnvConfig, EvalConfig, replace
 from aster_rl.evaluation.support import policy_support_report
 from aster_rl.data.timeframes import timeframe_to_timedelta
 
@@ -482,7 +482,7 @@ def evaluate_run(
     run_dir = resolve_run_dir(run, checkpoint_dir)
     run_config = load_run_config(run_dir)
     if config is not None:  # evaluation settings may change; the market and the env are the run's
-        run_config = run_config.model_copy(update={"eval": config.eval})
+        run_config = replace(run_config, eval=config.eval)
     if dataset is None:
         dataset = build_dataset(run_config)
     policy = load_policy(run_dir, schema=dataset.schema, which=which, trust_run=trust_run)  # type: ignore[arg-type]

@@ -8,13 +8,14 @@ from environment variables through :func:`load_secrets` and are masked when prin
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -201,15 +202,16 @@ class EnvConfig(_Section):
     """Trading mechanics and the episode shape (also used by the backtester and paper broker)."""
 
     initial_equity_usd: Float = Field(10_000.0, gt=0)
-    leverages: tuple[Leverage, ...] = (1, 2, 3, 5, 10, 20, 30, 50)
+    leverages: Annotated[tuple[Leverage, ...], Field(min_length=1)] = (1, 2, 3, 5, 10, 20, 30, 50)
     max_leverage: Leverage = 50
     margin_fraction: Float = Field(0.1, gt=0, le=1)  # share of equity posted as margin per trade
     maker_fee_rate: FeeRate = 0.0001
     taker_fee_rate: FeeRate = 0.00035
     slippage_bps: Float = Field(1.0, ge=0, lt=10_000)  # 10,000 bps would fill a sell at zero
     impact_coef: Float = Field(0.1, ge=0)  # extra slippage = impact_coef * order_qty / bar_volume
-    brackets: tuple[MarginBracket, ...] = Field(default_factory=_default_brackets)
+    brackets: tuple[MarginBracket, ...] = Field(default_factory=_default_brackets, min_length=1)
     exit_profiles: dict[str, ExitProfile] = Field(
+        min_length=1,
         default_factory=lambda: {
             "scalp": ExitProfile(stop_atr=1.0, target_atr=1.5),
             "swing": ExitProfile(stop_atr=2.0, target_atr=4.0),
@@ -228,14 +230,14 @@ class EnvConfig(_Section):
     action_masks: Bool = False
 
     @model_validator(mode="after")
-    def _check_ladder(self) -> EnvConfig:
-        if not self.leverages:
-            raise ValueError("env.leverages: the leverage ladder is empty")
-        too_high = [lev for lev in self.leverages if lev > self.max_leverage or lev < 1]
-        if too_high:
-            raise ValueError(f"env.leverages: {too_high} outside 1..env.max_leverage={self.max_leverage}")
-        if not self.exit_profiles:
-            raise ValueError("env.exit_profiles: at least one exit profile is needed")
+    def _check_cross_fields(self) -> EnvConfig:
+        """The rules between fields (each field's own bounds are on the field)."""
+        outside = [lev for lev in self.leverages if lev > self.max_leverage]
+        if outside:
+            raise ValueError(f"env.leverages: {outside} outside 1..env.max_leverage={self.max_leverage}")
+        caps = [b.notional_cap_usd for b in self.brackets]
+        if any(b <= a for a, b in itertools.pairwise(caps)):
+            raise ValueError(f"env.brackets: notional_cap_usd must increase from bracket to bracket, got {caps}")
         return self
 
 
@@ -421,11 +423,17 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _format_validation_error(err: ValidationError, source: str, overrides: dict[tuple[str, ...], str] | None = None) -> str:
-    """One line per problem, naming the key and where it came from (the ``--set`` that set it, or ``source``)."""
+def _format_validation_error(
+    err: ValidationError,
+    source: str,
+    overrides: dict[tuple[str, ...], str] | None = None,
+    prefix: tuple[str, ...] = (),
+) -> str:
+    """One line per problem, naming the key (under ``prefix``) and where it came from (the ``--set``
+    that set it, or ``source``)."""
     lines = []
     for item in err.errors():
-        loc = tuple(str(p) for p in item["loc"])
+        loc = prefix + tuple(str(p) for p in item["loc"])
         where = ".".join(loc) or "(top level)"
         origin = source
         for keys, assignment in (overrides or {}).items():
@@ -436,7 +444,8 @@ def _format_validation_error(err: ValidationError, source: str, overrides: dict[
             lines.append(f"{origin}: unknown key {where!r}")
         else:
             msg = item["msg"].removeprefix("Value error, ")
-            lines.append(f"{origin}: {where}: {msg}")
+            named = msg.startswith(f"{where}.")  # a rule between fields names its keys itself
+            lines.append(f"{origin}: {msg}" if named else f"{origin}: {where}: {msg}")
     return "; ".join(lines)
 
 
@@ -480,15 +489,44 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise ConfigError(_format_validation_error(e, source, named)) from None
 
 
-def replace(config: AppConfig, **sections: dict[str, Any]) -> AppConfig:
-    """A copy of ``config`` with some section fields changed, validated again."""
-    tree = config.model_dump()
-    for name, changes in sections.items():
-        tree[name] = _merge(tree[name], changes)
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _section_of(cls: type[BaseModel]) -> str:
+    """The dotted place of a model in :class:`AppConfig` (``"env"``), for error messages."""
+    if cls is AppConfig:
+        return ""
+    return next((name for name, f in AppConfig.model_fields.items() if f.annotation is cls), cls.__name__)
+
+
+def _rebuilt(model: Model, changes: dict[str, Any], source: str) -> Model:
+    tree = model.model_dump()
+    for key, value in changes.items():
+        is_section = isinstance(getattr(model, key, None), BaseModel) and isinstance(value, dict)
+        tree[key] = {**tree[key], **value} if is_section else value
     try:
-        return AppConfig.model_validate(tree)
+        return type(model).model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, "replace()")) from None
+        section = _section_of(type(model))
+        message = _format_validation_error(e, source, prefix=(section,) if section else ())
+        raise ConfigError(message) from None
+
+
+def replace(model: Model, **changes: Any) -> Model:
+    """A copy of ``model`` (the whole configuration or one section) with some fields changed,
+    validated again: ``replace(config, train={"seed": 4})``, ``replace(config.env, taker_fee_rate=0.0)``.
+
+    A dict given for a section sets those of its fields (each one replaced whole, dicts too);
+    any other value replaces the field. A bad value is a one-line :class:`ConfigError` naming the key, as from
+    a file or ``--set``.
+    """
+    return _rebuilt(model, changes, "replace()")
+
+
+def revalidated(model: Model, source: str) -> Model:
+    """``model`` validated again (one built by ``model_copy(update=...)`` or ``model_construct`` skipped
+    pydantic); ``source`` names it in the one-line :class:`ConfigError`."""
+    return _rebuilt(model, {}, source)
 
 
 def _toml_value(value: Any) -> str:

@@ -1,7 +1,9 @@
 """Gymnasium environments over a feature matrix and the accounting core.
 
-Importing ``envs`` registers ``aster_rl/Perp-v0`` (and the alias ``AsterFutures-v0``):
-``gym.make("aster_rl/Perp-v0", features=..., prices=..., cfg=...)``.
+Importing ``envs`` registers ``AsterFutures-v0``: ``gym.make("AsterFutures-v0")`` trades the
+embedded synthetic market; ``gym.make("AsterFutures-v0", market=..., config=...)`` a
+:class:`~aster_rl.data.market.MarketBundle` with an :class:`~aster_rl.config.AppConfig`;
+``gym.make("AsterFutures-v0", features=..., prices=..., cfg=...)`` a ready feature matrix.
 """
 
 import gymnasium as gym
@@ -9,8 +11,9 @@ import gymnasium as gym
 from envs.batched import BatchedPerpEnv
 from envs.perp import PerpEnv
 
-__all__ = ["BatchedPerpEnv", "PerpEnv"]
+__all__ = ["ENV_ID", "BatchedPerpEnv", "PerpEnv"]
 
-for _env_id in ("aster_rl/Perp-v0", "AsterFutures-v0"):
-    if _env_id not in gym.registry:
-        gym.register(id=_env_id, entry_point="envs.perp:PerpEnv")
+ENV_ID = "AsterFutures-v0"
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="envs.perp:PerpEnv")

@@ -20,16 +20,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
-from aster_rl.sim import kernels as K
-from aster_rl.sim.accounting import AccountBook, price_matrix, trade_records
 from aster_rl.config import EnvConfig
+from aster_rl.sim import kernels as K
+from aster_rl.sim.accounting import AccountBook, check_env_inputs, price_matrix, trade_records
 from aster_rl.sim.observation import N_ACCOUNT
 from aster_rl.sim.prices import PriceArrays
-from envs.perp import as_actions, check_inputs, latest_start, step_info
+from envs.perp import as_actions, latest_start, step_info
+from envs.spaces import action_masks, action_space, observation_space
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class BatchedPerpEnv(VecEnv):
         seed: int | None = None,
     ):
         cfg = EnvConfig() if cfg is None else cfg
-        feats, self._first_t, self._end, self.episode_length = check_inputs(
+        feats, self._first_t, self._end, self.episode_length = check_env_inputs(
             features, prices, cfg, start, end, episode_length
         )
         if int(n_envs) < 1:
@@ -121,13 +121,9 @@ class BatchedPerpEnv(VecEnv):
         self.n_features = feats.shape[1]
         self.features = feats
         self._obs_dim = self.n_features + N_ACCOUNT
-        obs_space = spaces.Box(-np.inf, np.inf, (self.n_features + N_ACCOUNT,), np.float32)
-        act_space = spaces.MultiDiscrete([3, len(cfg.leverages), len(cfg.exit_profiles)])
-        super().__init__(n, obs_space, act_space)
+        super().__init__(n, observation_space(self.n_features), action_space(cfg))
         self.book = book = AccountBook(cfg, n)
         book.set_episode_limits(self.episode_length, self._end)
-        self._lev = np.asarray(cfg.leverages, dtype=np.float64)
-        self._n_profiles = len(cfg.exit_profiles)
         # per-env bar index and episode counters are rows of the book's state
         self._t = book.t_bar
         self._t[:] = self._first_t
@@ -143,11 +139,13 @@ class BatchedPerpEnv(VecEnv):
 
     # ------------------------------------------------------------------ resets
     def _draw_start(self, i: int, seed: int | None) -> int:
-        if seed is not None or self._rngs[i] is None:
-            self._rngs[i], _ = seeding.np_random(seed)
+        rng = self._rngs[i]
+        if seed is not None or rng is None:
+            rng, _ = seeding.np_random(seed)
+            self._rngs[i] = rng
         latest = latest_start(self._first_t, self._end, self.episode_length)
         if self.random_start and latest > self._first_t:
-            return int(self._rngs[i].integers(self._first_t, latest + 1))
+            return int(rng.integers(self._first_t, latest + 1))
         return self._first_t
 
     def _reset_envs(self, idx: np.ndarray, seeds: list[int | None]) -> None:
@@ -205,15 +203,8 @@ class BatchedPerpEnv(VecEnv):
         return self.book.episode_stats(i)
 
     def action_masks(self) -> np.ndarray:
-        """(N, 3 + n_leverage + n_profile) valid choices, as ``PerpEnv.action_masks`` per env."""
-        b = self.book
-        side = b.side
-        sides = np.stack([np.ones(self.num_envs, dtype=bool), side <= 0, side >= 0], axis=1)
-        allowed = np.minimum(b.allowed_leverage(self.cfg.margin_fraction * b.equity), self.cfg.max_leverage)
-        levs = self._lev[None, :] <= allowed[:, None]
-        levs[:, 0] = True
-        profs = np.ones((self.num_envs, self._n_profiles), dtype=bool)
-        return np.concatenate((sides, levs, profs), axis=1)
+        """(N, 3 + n_leverage + n_profile) valid choices (see :func:`envs.spaces.action_masks`)."""
+        return action_masks(self.book)
 
     # ------------------------------------------------------------------ VecEnv plumbing
     def close(self) -> None:

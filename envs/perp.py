@@ -1,54 +1,36 @@
-"""``PerpEnv``: one isolated-margin account on the ASTER/USDT perpetual, as a Gymnasium env.
+"""``PerpEnv``: one isolated-margin account on the ASTER/USDT perpetual, as a Gymnasium env
+(registered as ``AsterFutures-v0``; see the class docstring).
 
-Timing (no look-ahead): the observation at bar ``t`` is the feature row ``t`` (known at
-bar t's close) plus the account state marked at t's close. The action chosen after
-seeing it is an order that fills at bar ``t + 1``'s **open** (taker fee, slippage);
-funding settling inside bar ``t + 1`` is charged, stop / target / liquidation are checked
-against bar ``t + 1``'s high and low, and the account is marked at its close, which is
-where the next observation stands.
-
-Action ``MultiDiscrete([3, len(leverages), len(exit_profiles)])``:
-
-- side: 0 WAIT, 1 BUY, 2 SELL, as order sides. BUY while flat opens a long, BUY while
-  long holds, BUY while short **closes the short and stays flat** (no reversal in one
-  step: reversing takes a second BUY, which keeps turnover deliberate). SELL mirrors it.
-- leverage index into ``cfg.leverages`` (capped by ``max_leverage`` and the brackets);
-- exit profile index into ``cfg.exit_profiles``: stop = entry ∓ stop_atr × ATR(t),
-  target = entry ± target_atr × ATR(t), with ATR at the decision bar.
-
-Leverage and profile only matter when the step opens a position.
-
-Episodes start at a random bar in ``[start, end - 1 - episode_length]`` (``start`` is the
-feature warm-up; it is moved forward to the first bar with a positive ATR), last
-``episode_length`` steps, are ``truncated`` at that length or at the data's end and
-``terminated`` when equity falls below ``bankruptcy_fraction × initial_equity_usd``.
-An open position at the episode's end is closed at the last close (reason ``"end"``).
 The mechanics live in :class:`aster_rl.sim.accounting.AccountBook` (shared with the batched
 env, the backtester and the paper broker): one compiled kernel call per step advances the
-account and writes the next observation; ``info`` on a step where nothing happens (a
-WAIT while flat) is a copy of the previous one.
+account and writes the next observation.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from aster_rl.sim import kernels as K
-from aster_rl.sim.accounting import SingleAccount, validate_env_config
-from aster_rl.config import EnvConfig
+from aster_rl.config import AppConfig, EnvConfig
 from aster_rl.errors import ConfigError, DataError
+from aster_rl.sim import kernels as K
+from aster_rl.sim.accounting import SingleAccount, check_env_inputs
 from aster_rl.sim.observation import N_ACCOUNT
 from aster_rl.sim.prices import PriceArrays
+from envs.spaces import action_masks, action_space, observation_space
+
+if TYPE_CHECKING:
+    from aster_rl.config import FeaturesConfig
+    from aster_rl.data.market import MarketBundle
 
 logger = logging.getLogger(__name__)
 
 _INT64 = np.dtype(np.int64)
-_INFO_KEYS = ("equity", "position", "leverage", "fees", "funding", "slippage")
+SYNTHETIC_BARS = 14 * 288  # the bare env's market: two weeks of 5m bars
 
 
 def step_info(equity: float, position: float, leverage: float, fees: float, funding: float, slippage: float) -> dict[str, Any]:
@@ -68,7 +50,7 @@ def latest_start(first_t: int, end: int, episode_length: int) -> int:
     return max(first_t, end - 1 - episode_length)
 
 
-def as_actions(action, n: int) -> np.ndarray:
+def as_actions(action: Any, n: int) -> np.ndarray:
     """``action`` as a flat contiguous int64 array of ``3 * n`` entries (no copy when it is one)."""
     a = action
     if a.__class__ is not np.ndarray or a.dtype != _INT64 or a.ndim != 1:
@@ -77,74 +59,185 @@ def as_actions(action, n: int) -> np.ndarray:
         raise ValueError(f"action {np.asarray(action).tolist()}: expected {n} × (side, leverage index, profile index)")
     return a
 
-def check_inputs(
-    features: np.ndarray,
-    prices: PriceArrays,
-    cfg: EnvConfig,
-    start: int,
-    end: int | None,
-    episode_length: int | None,
-) -> tuple[np.ndarray, int, int, int]:
-    """Validate the env's inputs; return (float32 features, first decision bar, end, length)."""
-    if not isinstance(cfg, EnvConfig):
-        raise ConfigError(f"cfg: expected an EnvConfig, got {type(cfg).__name__}")
-    validate_env_config(cfg)
-    if not isinstance(prices, PriceArrays):
-        raise DataError(f"prices: expected aster_rl.sim.prices.PriceArrays, got {type(prices).__name__}")
-    feats = np.asarray(features)
-    if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
-        raise DataError(f"features: expected a non-empty 2-D matrix (bars × features), got shape {feats.shape}")
-    if not np.issubdtype(feats.dtype, np.number):
-        raise DataError(f"features: expected numbers, got dtype {feats.dtype}")
-    feats = np.ascontiguousarray(feats, dtype=np.float32)
-    finite = np.isfinite(feats)
-    if not finite.all():
-        rows, cols = np.nonzero(~finite)
-        raise DataError(
-            f"features: {len(rows)} NaN/inf values, first at row {int(rows[0])}, column {int(cols[0])}; "
-            "fill or drop them before building the env"
-        )
-    if len(feats) != len(prices):
-        raise DataError(f"features: {len(feats)} rows but prices has {len(prices)} bars; they must match")
-    n = len(prices)
-    end = n if end is None else int(end)
-    if not 0 < end <= n:
-        raise DataError(f"end = {end}: must be in 1..{n}")
-    start = int(start)
-    if start < 0:
-        raise DataError(f"start = {start}: must be >= 0")
-    positive = np.flatnonzero(prices.atr[start:end] > 0)
-    first = start + int(positive[0]) if len(positive) else end
-    if first >= end - 1:
-        raise DataError(
-            f"start = {start}, end = {end}: need at least two bars with a positive ATR after the warm-up "
-            f"(first positive ATR at bar {first})"
-        )
-    length = cfg.episode_length if episode_length is None else int(episode_length)
-    if length <= 0:
-        raise ConfigError(f"episode_length = {length}: must be > 0")
-    return feats, first, end, length
+
+def market_inputs(market: MarketBundle, features_cfg: FeaturesConfig) -> tuple[np.ndarray, PriceArrays]:
+    """The feature matrix and price arrays of ``market``, from the first bar after the feature
+    warm-up (the rows before it are not observations)."""
+    from aster_rl.features.pipeline import build_features
+
+    feats = build_features(market, features_cfg)
+    prices = PriceArrays.from_market(market)
+    w = feats.warmup
+    if w >= len(prices) - 2:
+        raise DataError(f"{market.symbol}: {len(prices)} bars leave none after the features' warm-up of {w} bars")
+    return feats.matrix[w:], prices.slice(w, len(prices))
+
+
+@functools.cache
+def synthetic_inputs() -> tuple[np.ndarray, PriceArrays]:
+    """The embedded synthetic market's features and prices (:data:`SYNTHETIC_BARS` bars, the default
+    seed and tentacles), built once per process."""
+    from aster_rl.config import FeaturesConfig, SynthConfig
+    from aster_rl.data.synthetic import synthesize
+
+    features, prices = market_inputs(synthesize(SynthConfig(n_bars=SYNTHETIC_BARS)), FeaturesConfig())
+    features.setflags(write=False)
+    return features, prices
+
+
+def resolve_inputs(
+    features: np.ndarray | None,
+    prices: PriceArrays | None,
+    cfg: EnvConfig | None,
+    market: MarketBundle | None,
+    config: AppConfig | None,
+) -> tuple[np.ndarray, PriceArrays, EnvConfig]:
+    """What an env steps over, from one of: ``features`` + ``prices`` (+ ``cfg``); ``market``
+    (+ ``config``); nothing (the embedded synthetic market)."""
+    if config is not None and not isinstance(config, AppConfig):
+        raise ConfigError(f"config: expected an AppConfig, got {type(config).__name__}")
+    if cfg is not None and config is not None:
+        raise ConfigError("give cfg (an EnvConfig) or config (an AppConfig), not both")
+    if (features is None) != (prices is None):
+        raise DataError("give features and prices together (or a market, or neither)")
+    if features is not None and market is not None:
+        raise DataError("give features and prices, or a market, not both")
+    env_cfg = cfg if cfg is not None else (config.env if config is not None else EnvConfig())
+    if features is not None and prices is not None:
+        return features, prices, env_cfg
+    from aster_rl.config import FeaturesConfig
+
+    features_cfg = config.features if config is not None else FeaturesConfig()
+    if market is None and features_cfg == FeaturesConfig():
+        return (*synthetic_inputs(), env_cfg)
+    if market is None:
+        from aster_rl.config import SynthConfig
+        from aster_rl.data.synthetic import synthesize
+
+        market = synthesize(SynthConfig(n_bars=SYNTHETIC_BARS))
+    return (*market_inputs(market, features_cfg), env_cfg)
 
 
 class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
-    """One perpetual-futures account over a feature matrix; see the module docstring."""
+    """
+    ## Description
 
-    metadata = {"render_modes": ["ansi"]}
+    One isolated-margin account trading the ASTER/USDT perpetual future, bar by bar, over a
+    feature matrix (one row per bar) and the bars' prices, with the venue's costs: taker fees,
+    slippage and market impact, funding, margin brackets and liquidation.
+
+    Timing (no look-ahead): the observation at bar ``t`` is feature row ``t`` (known at bar
+    ``t``'s close) plus the account state marked at that close. The action chosen after seeing
+    it is an order that fills at bar ``t + 1``'s **open**; funding settling inside bar ``t + 1``
+    is charged, stop / target / liquidation are checked against its open, high and low, and
+    the account is marked at its close, where the next observation stands. The rules are in
+    :mod:`aster_rl.sim.accounting`.
+
+    ## Action Space
+
+    ``MultiDiscrete([3, len(env.leverages), len(env.exit_profiles)])`` (``[3, 8, 3]`` by default):
+
+    | Num | Action         | Values                                                               |
+    |-----|----------------|----------------------------------------------------------------------|
+    | 0   | side           | 0 WAIT, 1 BUY, 2 SELL                                                |
+    | 1   | leverage index | into ``env.leverages``, capped by ``env.max_leverage`` and brackets |
+    | 2   | exit profile   | into ``env.exit_profiles`` (stop and target in ATRs at the decision) |
+
+    BUY while flat opens a long, BUY while long holds, BUY while short **closes the short and
+    stays flat** (reversing takes a second BUY, which keeps turnover deliberate); SELL mirrors
+    it. Leverage and profile only matter when the step opens a position. With
+    ``env.action_masks``, :meth:`action_masks` gives the valid choices (MaskablePPO style).
+
+    ## Observation Space
+
+    ``Box(-inf, inf, (n_features + 6,), float32)``: the feature row (scale-free tentacle
+    columns, 134 with the default tentacles) followed by the account state:
+
+    | Num             | Observation           | Min  | Max |
+    |-----------------|-----------------------|------|-----|
+    | n_features + 0  | account_side          | -1   | 1   |
+    | n_features + 1  | account_leverage      | 0    | 1   |
+    | n_features + 2  | account_upnl          | -Inf | Inf |
+    | n_features + 3  | account_bars_in_trade | 0    | Inf |
+    | n_features + 4  | account_liq_distance  | 0    | 1   |
+    | n_features + 5  | account_equity_change | -Inf | Inf |
+
+    (definitions in :mod:`aster_rl.sim.observation`).
+
+    ## Rewards
+
+    ``env.reward = "log_equity"`` (default): ``log(equity_t / equity_{t-1})``, the step's change of
+    the marked-to-market equity, so every fee, funding payment, slippage and liquidation loss
+    is inside it. ``"trade_outcome"``: on a step where trades close, the sum of their
+    ``pnl_usd / equity at entry`` (net of every cost); 0 on other steps. Both then subtract
+    ``env.drawdown_penalty × (1 − equity / peak equity)``, ``env.turnover_penalty × traded
+    notional / equity before the step`` and ``env.liquidation_penalty`` on a step with a
+    liquidation. The step kernel computes it (:func:`aster_rl.sim.kernels.step_accounts`).
+
+    ## Starting State
+
+    Flat, holding ``env.initial_equity_usd``, at a random bar in ``[first, end - 1 -
+    episode_length]`` (``first``: ``start`` moved to the first bar with a positive ATR), or
+    at ``first`` with ``random_start=False``, or at ``options["start"]`` given to ``reset``.
+
+    ## Episode End
+
+    1. Termination: equity below ``env.bankruptcy_fraction × env.initial_equity_usd``.
+    2. Truncation: ``episode_length`` steps, or the data's last bar.
+
+    An open position at the episode's end is closed at the last close (reason ``"end"``);
+    ``info["episode_stats"]`` then holds the episode's figures. Every ``info`` has
+    ``equity position leverage fees funding slippage`` (cumulative costs in USD), plus
+    ``closed_trades`` on a step where trades closed.
+
+    ## Arguments
+
+    ```python
+    import gymnasium as gym
+    import envs  # registers AsterFutures-v0
+
+    env = gym.make("AsterFutures-v0")  # the embedded synthetic market (two weeks of 5m bars)
+    env = gym.make("AsterFutures-v0", market=bundle, config=config)  # a MarketBundle, an AppConfig
+    env = gym.make("AsterFutures-v0", features=matrix, prices=prices, cfg=config.env)
+    ```
+
+    | Parameter        | Type                       | Default          | Description                                            |
+    |------------------|----------------------------|------------------|--------------------------------------------------------|
+    | `features`       | **ndarray** (bars × F)     | `None`           | the feature matrix, with `prices`                      |
+    | `prices`         | **PriceArrays**            | `None`           | the bars, aligned with `features`                      |
+    | `cfg`            | **EnvConfig**              | `EnvConfig()`    | trading mechanics and episode shape                    |
+    | `market`         | **MarketBundle**           | `None`           | a market to build features and prices from             |
+    | `config`         | **AppConfig**              | `AppConfig()`    | its `features` and `env` sections (with `market`)      |
+    | `start`, `end`   | **int**                    | `0`, all bars    | the bar range episodes are drawn from                  |
+    | `episode_length` | **int**                    | `env.episode_length` | steps per episode                                  |
+    | `random_start`   | **bool**                   | `True`           | draw each episode's first bar                          |
+    | `render_mode`    | **str**                    | `None`           | `"ansi"`: one text line per bar                        |
+
+    With `market` (or nothing), the rows before the features' warm-up are dropped.
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012  (gymnasium's class attribute)
 
     def __init__(
         self,
-        features: np.ndarray,
-        prices: PriceArrays,
+        features: np.ndarray | None = None,
+        prices: PriceArrays | None = None,
         cfg: EnvConfig | None = None,
         *,
+        market: MarketBundle | None = None,
+        config: AppConfig | None = None,
         start: int = 0,
         end: int | None = None,
         episode_length: int | None = None,
         random_start: bool = True,
         render_mode: str | None = None,
     ):
-        cfg = EnvConfig() if cfg is None else cfg
-        self.features, self._first_t, self._end, self.episode_length = check_inputs(
+        features, prices, cfg = resolve_inputs(features, prices, cfg, market, config)
+        self.features, self._first_t, self._end, self.episode_length = check_env_inputs(
             features, prices, cfg, start, end, episode_length
         )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -154,13 +247,10 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         self.prices = prices
         self.random_start = bool(random_start)
         self.n_features = self.features.shape[1]
-        self.observation_space = spaces.Box(-np.inf, np.inf, (self.n_features + N_ACCOUNT,), np.float32)
-        self.action_space = spaces.MultiDiscrete([3, len(cfg.leverages), len(cfg.exit_profiles)])
+        self.observation_space = observation_space(self.n_features)
+        self.action_space = action_space(cfg)
         self.account = SingleAccount(cfg, prices)
         self.book = self.account.book
-        self._lev = self.account._lev
-        self._n_profiles = len(cfg.exit_profiles)
-        self._initial = float(cfg.initial_equity_usd)
         self._t = self._first_t
         self._t0 = self._first_t
         self._done = False
@@ -225,19 +315,8 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         return obs, reward, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
-        """Valid choices, concatenated per action dimension (sb3-contrib MaskablePPO style).
-
-        BUY is masked while long and SELL while short (they would be WAIT); leverages the
-        brackets cannot carry for the current equity are masked (the first stays valid).
-        """
-        book = self.book
-        side = book.side[0]
-        sides = np.array([True, side <= 0, side >= 0])
-        allowed = book.allowed_leverage(np.array([book.cfg.margin_fraction * book.equity[0]]))[0]
-        levs = self._lev <= min(allowed, self.cfg.max_leverage)
-        levs[0] = True
-        profs = np.ones(self._n_profiles, dtype=bool)
-        return np.concatenate((sides, levs, profs))
+        """Valid choices, concatenated per action dimension (see :func:`envs.spaces.action_masks`)."""
+        return action_masks(self.book)[0]
 
     def render(self):
         if self.render_mode != "ansi":

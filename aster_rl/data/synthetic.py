@@ -75,7 +75,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from aster_rl.config import SynthConfig
+from aster_rl.config import SynthConfig, replace
 from aster_rl.errors import ConfigError
 from aster_rl.data.market import MarketBundle
 from aster_rl.data.timeframes import timeframe_to_timedelta
@@ -269,8 +269,8 @@ def planted_drift(cfg: SynthConfig, n_bars: int | None = None, timeframe: str = 
     n = int(cfg.n_bars if n_bars is None else n_bars)
     scale = timeframe_to_timedelta(timeframe) / pd.Timedelta(minutes=_BASE_MINUTES)
     rng = _streams(cfg.seed)
-    signals = _signal_draws(cfg.model_copy(update={"edge": "planted"}), rng["signals"], n)
-    planted = cfg.model_copy(update={"edge": "planted"})
+    signals = _signal_draws(replace(cfg, edge="planted"), rng["signals"], n)
+    planted = replace(cfg, edge="planted")
     _, _, base_ret, log_ret = _returns(planted, rng, n, scale, signals)
     return log_ret - base_ret
 

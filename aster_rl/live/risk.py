@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from aster_rl.sim.accounting import WAIT
-from aster_rl.config import AppConfig, EnvConfig, LiveConfig
+from aster_rl.config import AppConfig, EnvConfig, LiveConfig, replace
 from aster_rl.data.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def kill_file_path(live: LiveConfig, data_dir: Path) -> Path:
 def live_settings(config: AppConfig) -> LiveConfig:
     """The ``live`` section with the kill file resolved (a relative one is under ``data.data_dir``):
     what every runner is given, whoever starts it."""
-    return config.live.model_copy(update={"kill_file": kill_file_path(config.live, config.data.data_dir)})
+    return replace(config.live, kill_file=kill_file_path(config.live, config.data.data_dir))
 
 
 @dataclass(frozen=True)

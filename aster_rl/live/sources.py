@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.config import DataConfig
+from aster_rl.config import replace as replace_config
 from aster_rl.errors import DataError, ExchangeError, StorageError
 from aster_rl.live.bars import Bar
 from aster_rl.live.risk import brief
@@ -304,7 +305,7 @@ class ExchangeSource:
         self.companions = companions
         self.last_emitted: pd.Timestamp | None = None
         self.resume_after: pd.Timestamp | None = None
-        self._cfg = data_cfg.model_copy(update={"source": self.source_name})
+        self._cfg = replace_config(data_cfg, source=self.source_name)
         self._market_id: str | None = None
         self.websocket = bool(websocket)
         self._ws_client_factory = ws_client_factory

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aster_rl.sim.accounting import BUY, REASONS, SELL, WAIT, AccountBook
-from aster_rl.config import EnvConfig
+from aster_rl.config import EnvConfig, replace
 from aster_rl.errors import ConfigError
 from aster_rl.sim.prices import PriceArrays
 
@@ -85,7 +85,7 @@ def simulate_entries(
 
     ex = env.exit_profiles[profile]
     profile_index = list(env.exit_profiles).index(profile)
-    book = AccountBook(env.model_copy(update={"max_leverage": max(env.max_leverage, 1)}), n=len(bars))
+    book = AccountBook(replace(env, max_leverage=max(env.max_leverage, 1)), n=len(bars))
     m = len(bars)
     action = BUY if side == "long" else SELL
     closing = SELL if side == "long" else BUY

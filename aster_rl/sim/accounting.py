@@ -58,23 +58,40 @@ Rules (documented choices):
 from __future__ import annotations
 
 import logging
-import math
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
+from aster_rl.config import EnvConfig, revalidated
+from aster_rl.errors import ConfigError, DataError
 from aster_rl.sim import kernels as K
-from aster_rl.sim.kernels import liquidation_price  # noqa: F401  (part of this module's API)
-from aster_rl.config import EnvConfig
-from aster_rl.errors import ConfigError
-import itertools
+from aster_rl.sim.kernels import (
+    BUY,
+    CLOSE,
+    NONE,
+    OPEN_LONG,
+    OPEN_SHORT,
+    R_END,
+    R_LIQUIDATION,
+    R_SIGNAL,
+    R_STOP,
+    R_TARGET,
+    REASONS,
+    SELL,
+    WAIT,
+    liquidation_price,
+)
+from aster_rl.sim.prices import PriceArrays
+
+__all__ = [
+    "BUY", "CLOSE", "NONE", "OPEN_LONG", "OPEN_SHORT", "REASONS", "R_END", "R_LIQUIDATION", "R_SIGNAL", "R_STOP",
+    "R_TARGET", "SELL", "TRADE_KEYS", "WAIT", "AccountBook", "EnvInputs", "SingleAccount", "check_env_inputs",
+    "liquidation_price", "price_matrix", "trade_records", "validate_env_config",
+]
 
 logger = logging.getLogger(__name__)
 
-NONE, OPEN_LONG, OPEN_SHORT, CLOSE = 0, 1, -1, 2
-WAIT, BUY, SELL = 0, 1, 2
-REASONS = ("target", "stop", "liquidation", "signal", "end")
-R_TARGET, R_STOP, R_LIQUIDATION, R_SIGNAL, R_END = range(5)
 TRADE_KEYS = (
     "entry_time",
     "exit_time",
@@ -89,7 +106,6 @@ TRADE_KEYS = (
     "funding_usd",
     "reason",
 )
-_QTY_EPS = K.QTY_EPS
 _FLOAT_ROWS = {
     "cash": K.CASH, "margin": K.MARGIN, "side": K.SIDE, "qty": K.QTY, "entry": K.ENTRY, "lev": K.LEV,
     "stop": K.STOP, "target": K.TARGET, "liq": K.LIQ, "mmr": K.MMR, "mamt": K.MAMT,
@@ -107,49 +123,68 @@ _INT_ROWS = {
 
 
 def validate_env_config(cfg: EnvConfig) -> None:
-    """Check what pydantic may have been bypassed for (``model_copy(update=...)``)."""
-    for field in (
-        "maker_fee_rate",
-        "taker_fee_rate",
-        "slippage_bps",
-        "impact_coef",
-        "min_notional_usd",
-        "drawdown_penalty",
-        "turnover_penalty",
-        "liquidation_penalty",
-        "bankruptcy_fraction",
-    ):
-        value = getattr(cfg, field)
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"env.{field} = {value}: must be a finite number >= 0")
-    for field in ("initial_equity_usd", "qty_step", "price_tick"):
-        value = getattr(cfg, field)
-        if not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"env.{field} = {value}: must be a finite number > 0")
-    if not 0 < cfg.margin_fraction <= 1:
-        raise ConfigError(f"env.margin_fraction = {cfg.margin_fraction}: must be in (0, 1]")
-    if not cfg.leverages:
-        raise ConfigError("env.leverages: the leverage ladder is empty")
-    bad = [lev for lev in cfg.leverages if lev < 1 or lev > cfg.max_leverage]
-    if bad:
-        raise ConfigError(f"env.leverages: {bad} outside 1..env.max_leverage={cfg.max_leverage}")
-    if not cfg.exit_profiles:
-        raise ConfigError("env.exit_profiles: at least one exit profile is needed")
-    for name, p in cfg.exit_profiles.items():
-        if not (p.stop_atr > 0 and p.target_atr > 0):
-            raise ConfigError(f"env.exit_profiles.{name}: stop_atr and target_atr must be > 0")
-    if not cfg.brackets:
-        raise ConfigError("env.brackets: at least one margin bracket is needed")
-    caps = [b.notional_cap_usd for b in cfg.brackets]
-    if any(b <= a for a, b in itertools.pairwise(caps)):
-        raise ConfigError(f"env.brackets: notional_cap_usd must increase from bracket to bracket, got {caps}")
-    for i, b in enumerate(cfg.brackets):
-        if not 0 <= b.maintenance_margin_rate < 1:
-            raise ConfigError(f"env.brackets[{i}].maintenance_margin_rate must be in [0, 1)")
-    if cfg.episode_length <= 0:
-        raise ConfigError(f"env.episode_length = {cfg.episode_length}: must be > 0")
+    """``cfg`` validated again by pydantic, where all its rules live: a config built past validation
+    (``model_copy(update=...)``, ``model_construct``) gets the one-line ConfigError a bad file gets."""
+    if not isinstance(cfg, EnvConfig):
+        raise ConfigError(f"env config: expected an EnvConfig, got {type(cfg).__name__}")
+    revalidated(cfg, "env config")
 
 
+class EnvInputs(NamedTuple):
+    """Validated inputs of an account stepped over a feature matrix (:func:`check_env_inputs`)."""
+
+    features: np.ndarray  # float32, C-contiguous, all finite
+    first: int  # the first decision bar: ``start`` moved to the first bar with a positive ATR
+    end: int  # one past the last bar
+    episode_length: int
+
+
+def check_env_inputs(
+    features: np.ndarray,
+    prices: PriceArrays,
+    cfg: EnvConfig,
+    start: int = 0,
+    end: int | None = None,
+    episode_length: int | None = None,
+) -> EnvInputs:
+    """The one check of what the envs and the backtester step over: the config, the feature matrix
+    (numbers, finite, one row per bar) and the bar range; a one-line DataError/ConfigError naming it."""
+    validate_env_config(cfg)
+    if not isinstance(prices, PriceArrays):
+        raise DataError(f"prices: expected aster_rl.sim.prices.PriceArrays, got {type(prices).__name__}")
+    feats = np.asarray(features)
+    if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
+        raise DataError(f"features: expected a non-empty 2-D matrix (bars × features), got shape {feats.shape}")
+    if not np.issubdtype(feats.dtype, np.number):
+        raise DataError(f"features: expected numbers, got dtype {feats.dtype}")
+    feats = np.ascontiguousarray(feats, dtype=np.float32)
+    finite = np.isfinite(feats)
+    if not finite.all():
+        rows, cols = np.nonzero(~finite)
+        raise DataError(
+            f"features: {len(rows)} NaN/inf values, first at row {int(rows[0])}, column {int(cols[0])}; "
+            "fill or drop them before building the env"
+        )
+    if len(feats) != len(prices):
+        raise DataError(f"features: {len(feats)} rows but prices has {len(prices)} bars; they must match")
+    n = len(prices)
+    end = n if end is None else int(end)
+    if not 0 < end <= n:
+        raise DataError(f"end = {end}: must be in 1..{n}")
+    start = int(start)
+    if start < 0:
+        raise DataError(f"start = {start}: must be >= 0")
+    positive = np.flatnonzero(prices.atr[start:end] > 0)
+    first = start + int(positive[0]) if len(positive) else end
+    if first >= end - 1:
+        raise DataError(
+            f"start = {start}, end = {end}: need at least two bars with a positive ATR after the warm-up "
+            f"(first positive ATR at bar {first})"
+        )
+    length = cfg.episode_length if episode_length is None else int(episode_length)
+    if length <= 0:
+        raise ConfigError(f"episode_length = {length}: must be > 0")
+    return EnvInputs(feats, first, end, length)
 
 
 def _f64(x, n: int) -> np.ndarray:
@@ -221,6 +256,48 @@ def price_matrix(prices) -> np.ndarray:
 
 class AccountBook:
     """N isolated-margin accounts, one position at most each, stepped bar by bar."""
+
+    # views of the state's rows, shape (N,) (see _FLOAT_ROWS and _INT_ROWS)
+    cash: np.ndarray
+    margin: np.ndarray
+    side: np.ndarray
+    qty: np.ndarray
+    entry: np.ndarray
+    lev: np.ndarray
+    stop: np.ndarray
+    target: np.ndarray
+    liq: np.ndarray
+    mmr: np.ndarray
+    mamt: np.ndarray
+    entry_equity: np.ndarray
+    trade_fees: np.ndarray
+    trade_funding: np.ndarray
+    trade_slip: np.ndarray
+    p_lev: np.ndarray
+    p_stop_dist: np.ndarray
+    p_target_dist: np.ndarray
+    equity: np.ndarray
+    upnl: np.ndarray
+    peak: np.ndarray
+    fees: np.ndarray
+    funding: np.ndarray
+    slippage: np.ndarray
+    turnover_now: np.ndarray
+    closed_return_now: np.ndarray
+    prev_equity: np.ndarray
+    max_drawdown: np.ndarray
+    ref_equity: np.ndarray
+    entry_time: np.ndarray
+    bars: np.ndarray
+    profile: np.ndarray
+    p_kind: np.ndarray
+    p_profile: np.ndarray
+    liquidations: np.ndarray
+    n_trades: np.ndarray
+    n_skipped: np.ndarray
+    t_bar: np.ndarray
+    steps: np.ndarray
+    in_market: np.ndarray
 
     def __init__(self, cfg: EnvConfig, n: int = 1):
         validate_env_config(cfg)
@@ -434,7 +511,6 @@ class SingleAccount:
         self.prices = prices
         self._ts = prices.timestamps
         self._px = price_matrix(prices)
-        self._lev = np.asarray(cfg.leverages, dtype=np.float64)
         self._act = np.zeros(3, dtype=np.int64)
         self._zero = np.zeros(1, dtype=np.int64)
         self._t_buf = np.zeros(1, dtype=np.int64)

@@ -10,7 +10,7 @@ the same range gives the same trades and equity (tested). Deterministic.
 absolute value are a policy's net and gross exposure.
 
 For cost sweeps pass a modified config, e.g. ``scale_costs(cfg, 2.0)`` or
-``cfg.model_copy(update={"taker_fee_rate": 0.0})``.
+``replace(cfg, taker_fee_rate=0.0)`` (:func:`aster_rl.config.replace`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from aster_rl.sim.accounting import TRADE_KEYS, SingleAccount, validate_env_config
-from aster_rl.config import EnvConfig
-from aster_rl.errors import DataError
+from aster_rl.config import EnvConfig, replace
+from aster_rl.errors import ConfigError
+from aster_rl.sim.accounting import TRADE_KEYS, SingleAccount, check_env_inputs
 from aster_rl.sim.prices import PriceArrays
 
 logger = logging.getLogger(__name__)
@@ -53,16 +53,16 @@ class BacktestResult:
         return float(x.mean()), float(np.abs(x).mean())
 
 
+COST_FIELDS = ("maker_fee_rate", "taker_fee_rate", "slippage_bps", "impact_coef")
+
+
 def scale_costs(cfg: EnvConfig, multiplier: float) -> EnvConfig:
-    """``cfg`` with fees, slippage and impact multiplied by ``multiplier``."""
-    if not np.isfinite(multiplier) or multiplier < 0:
-        raise ValueError(f"multiplier = {multiplier}: must be a finite number >= 0")
-    return cfg.model_copy(
-        update={
-            k: getattr(cfg, k) * multiplier
-            for k in ("maker_fee_rate", "taker_fee_rate", "slippage_bps", "impact_coef")
-        }
-    )
+    """``cfg`` with fees, slippage and impact (:data:`COST_FIELDS`) multiplied by ``multiplier``: the
+    one cost scaling of every cost sweep. A liquidation's loss is the margin, not a cost that scales.
+    The scaled config is validated: a multiplier that pushes a fee past its bound is a ConfigError."""
+    if not (isinstance(multiplier, (int, float)) and np.isfinite(multiplier) and multiplier >= 0):
+        raise ConfigError(f"cost multiplier = {multiplier!r}: must be a finite number >= 0")
+    return replace(cfg, **{k: getattr(cfg, k) * float(multiplier) for k in COST_FIELDS})
 
 
 def backtest(
@@ -78,21 +78,7 @@ def backtest(
     ``end - 1``; open positions are closed at the last close (reason ``"end"``). Stops early,
     like the env, when the account goes bankrupt."""
     cfg = EnvConfig() if cfg is None else cfg
-    validate_env_config(cfg)
-    feats = np.asarray(features)
-    if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
-        raise DataError(f"features: expected a non-empty 2-D matrix, got shape {feats.shape}")
-    feats = np.ascontiguousarray(feats, dtype=np.float32)
-    if not np.isfinite(feats).all():
-        rows, cols = np.nonzero(~np.isfinite(feats))
-        raise DataError(f"features: NaN/inf at row {int(rows[0])}, column {int(cols[0])}")
-    if len(feats) != len(prices):
-        raise DataError(f"features: {len(feats)} rows but prices has {len(prices)} bars; they must match")
-    end = len(prices) if end is None else int(end)
-    positive = np.flatnonzero(prices.atr[start:end] > 0)
-    first = start + int(positive[0]) if len(positive) else end
-    if first >= end - 1:
-        raise DataError(f"start = {start}, end = {end}: need at least two bars with a positive ATR")
+    feats, first, end, _ = check_env_inputs(features, prices, cfg, start, end)
     acc = SingleAccount(cfg, prices)
     book = acc.book
     n_steps = end - 1 - first

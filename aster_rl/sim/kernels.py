@@ -22,13 +22,18 @@ from __future__ import annotations
 
 import logging
 import math
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
+_numba: ModuleType | None
 try:  # the compiler; without it the same functions run as (slow) Python
-    import numba as _numba
+    import numba
+
+    _numba = numba
 except ImportError:  # pragma: no cover - numba is a declared dependency
     _numba = None
     logger.warning("numba is not installed: the accounting core runs as plain Python (slow)")
@@ -45,7 +50,7 @@ def jit(fn=None, *, inline: bool = False):
         return lambda f: jit(f, inline=inline)
     if _numba is None:  # pragma: no cover
         return fn
-    opts = {"error_model": "numpy"}  # IEEE division (inf/nan, as numpy), no zero checks
+    opts: dict[str, Any] = {"error_model": "numpy"}  # IEEE division (inf/nan, as numpy), no zero checks
     if inline:
         opts["inline"] = "always"
     try:
@@ -95,10 +100,12 @@ REWARD_LOG_EQUITY, REWARD_TRADE_OUTCOME = 0, 1
 REWARD_KINDS = {"log_equity": REWARD_LOG_EQUITY, "trade_outcome": REWARD_TRADE_OUTCOME}
 _EPS = 1e-12
 
-# order kinds, actions, close reasons (as in aster_rl.sim.accounting)
+# order kinds, actions and close reasons: defined here only (the compiled code needs them as
+# module-level constants); aster_rl.sim.accounting re-exports them
 NONE, OPEN_LONG, OPEN_SHORT, CLOSE = 0, 1, -1, 2
 WAIT, BUY, SELL = 0, 1, 2
 R_TARGET, R_STOP, R_LIQUIDATION, R_SIGNAL, R_END = 0, 1, 2, 3, 4
+REASONS = ("target", "stop", "liquidation", "signal", "end")  # indexed by the R_* codes
 # bits of a step kernel's return code (OR over the accounts); events count from bit 8
 ST_DIRTY, ST_BANKRUPT, ST_DONE, ST_ACTIVE = 1, 2, 4, 8
 ST_EVENTS_SHIFT = 8
@@ -378,7 +385,7 @@ def _bar_one(F, I, par, ctl, i, ts, o, h, l, c, v, fr, EVF, EVI):  # noqa: E741
 
 @jit(inline=True)
 def _reward(kind, dd_pen, to_pen, liq_pen, prev_equity, equity, peak, closed_return, turnover, liquidated):
-    """One account's step reward (the formulas are documented in ``envs.rewards``)."""
+    """One account's step reward: the one copy of the reward rule (documented on ``envs.perp.PerpEnv``)."""
     if kind == REWARD_LOG_EQUITY:
         r = np.log(max(equity, _EPS) / max(prev_equity, _EPS))
     else:
@@ -471,16 +478,6 @@ def account_state_arrays(side, lev, max_lev, upnl, margin, bars, mark, liq, equi
 
 
 @jit
-def rewards_arrays(kind, dd_pen, to_pen, liq_pen, prev_equity, equity, peak, closed_return, turnover, liquidated, out):
-    """:func:`envs.rewards.step_rewards` over arrays of shape (N,)."""
-    for i in range(equity.shape[0]):
-        out[i] = _reward(
-            kind, dd_pen, to_pen, liq_pen, prev_equity[i], equity[i], peak[i], closed_return[i], turnover[i],
-            liquidated[i],
-        )
-
-
-@jit
 def observe(F, I, par, px, feats, idx, t, out):  # noqa: E741
     """Observation rows for the accounts ``idx`` at bars ``t``: feature row + account state,
     written to ``out`` (flat, row ``k`` at ``k * width``); ``feats`` may have 0 columns."""
@@ -493,6 +490,18 @@ def observe(F, I, par, px, feats, idx, t, out):  # noqa: E741
         for j in range(nf):
             out[o + j] = feats[tk, j]
         _state_into(F, I, par, i, px[tk, PX_CLOSE], out, o + nf)
+
+
+@jit(inline=True)
+def _first_bad_action(actions, n, n_lev, n_prof):
+    """The first account whose (side, leverage index, profile index) is out of range, or -1."""
+    for i in range(n):
+        a0 = actions[3 * i]
+        a1 = actions[3 * i + 1]
+        a2 = actions[3 * i + 2]
+        if a0 < 0 or a0 > 2 or a1 < 0 or a1 >= n_lev or a2 < 0 or a2 >= n_prof:
+            return i
+    return -1
 
 
 @jit
@@ -514,12 +523,9 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
     n = F.shape[1]
     n_lev = int(par[P_N_LEVERAGES])
     n_prof = int(par[P_N_PROFILES])
-    for i in range(n):
-        a0 = actions[3 * i]
-        a1 = actions[3 * i + 1]
-        a2 = actions[3 * i + 2]
-        if a0 < 0 or a0 > 2 or a1 < 0 or a1 >= n_lev or a2 < 0 or a2 >= n_prof:
-            return -(i + 1)
+    bad = _first_bad_action(actions, n, n_lev, n_prof)
+    if bad >= 0:
+        return -(bad + 1)
     nb = int(par[P_N_BRACKETS])
     lev_at = P_TABLES + 4 * nb
     stop_at = lev_at + n_lev

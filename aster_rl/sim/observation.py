@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aster_rl.sim.kernels import BARS_SCALE, N_ACCOUNT, account_state_arrays
+from aster_rl.sim.kernels import N_ACCOUNT, account_state_arrays
 
 ACCOUNT_COLUMNS = (
     "account_side",
@@ -39,7 +39,6 @@ ACCOUNT_COLUMNS = (
 )
 if len(ACCOUNT_COLUMNS) != N_ACCOUNT:  # pragma: no cover - a layout edit missed one side
     raise ImportError("aster_rl.sim.observation: ACCOUNT_COLUMNS and the kernels' N_ACCOUNT differ")
-_BARS_SCALE = BARS_SCALE
 
 
 def _vec(x, n: int) -> np.ndarray:
@@ -73,23 +72,6 @@ def account_state(
     if target is not out:
         out[...] = target
     return out
-
-
-def book_state(book, mark, start_equity, out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`account_state` read from an :class:`aster_rl.sim.accounting.AccountBook`."""
-    return account_state(
-        book.side,
-        book.lev,
-        book.cfg.max_leverage,
-        book.upnl,
-        book.margin,
-        book.bars,
-        mark,
-        book.liq,
-        book.equity,
-        start_equity,
-        out=out,
-    )
 
 
 class EquityReference:

@@ -90,7 +90,10 @@ class PriceArrays:
 
     def slice(self, a: int, b: int) -> PriceArrays:
         """Bars ``a .. b - 1`` (views, no copy)."""
-        return PriceArrays(*(getattr(self, f)[a:b] for f in _FIELDS), timeframe=self.timeframe)
+        return PriceArrays(
+            self.timestamps[a:b], self.open[a:b], self.high[a:b], self.low[a:b], self.close[a:b],
+            self.volume[a:b], self.atr[a:b], self.funding_rate[a:b], timeframe=self.timeframe,
+        )
 
     @classmethod
     def from_arrays(

@@ -1,7 +1,8 @@
 import pytest
+from pydantic import ValidationError
 
 from aster_rl.cli import main
-from aster_rl.config import AppConfig, load_config, load_secrets, replace, to_toml
+from aster_rl.config import AppConfig, EnvConfig, MarginBracket, load_config, load_secrets, replace, to_toml
 from aster_rl.errors import ConfigError
 
 
@@ -18,7 +19,7 @@ def test_defaults_file_and_overrides_take_precedence_in_that_order(tmp_path):
 
 def test_config_is_immutable():
     cfg = load_config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.train.seed = 5  # type: ignore[misc]
 
 
@@ -63,7 +64,7 @@ def test_printed_config_round_trips(tmp_path):
 def test_replace_validates_again():
     cfg = replace(load_config(), train={"seed": 4})
     assert cfg.train.seed == 4
-    with pytest.raises(ConfigError, match="train.seed"):
+    with pytest.raises(ConfigError, match=r"train\.seed"):
         replace(cfg, train={"seed": "not a number"})
 
 
@@ -175,13 +176,13 @@ def test_text_fields_take_set_values_as_typed():
     cfg = load_config(None, ["train.name=2024", "data.exchange_id=aster"])
     assert cfg.train.name == "2024"
     # a newline cannot smuggle a second key into an override
-    with pytest.raises(ConfigError, match="train.seed"):
+    with pytest.raises(ConfigError, match=r"train\.seed"):
         load_config(None, ["train.seed=1\nlearning_rate = 0.5"])
 
 
 @pytest.mark.parametrize("name", ["../x", "/abs", "a/b", "a\\b", "..", ".", ".hidden", "", "a..b", "x" * 129, "-x"])
 def test_run_names_are_plain_names(name):
-    with pytest.raises(ConfigError, match="train.name"):
+    with pytest.raises(ConfigError, match=r"train\.name"):
         replace(AppConfig(), train={"name": name})
 
 
@@ -195,5 +196,51 @@ def test_binary_and_directory_config_files_are_config_errors(tmp_path):
 
 
 def test_an_empty_tentacle_list_is_refused():
-    with pytest.raises(ConfigError, match="features.tentacles"):
+    with pytest.raises(ConfigError, match=r"features\.tentacles"):
         load_config(None, ["features.tentacles=[]"])
+
+
+_FLAT_BRACKETS = (
+    MarginBracket(notional_cap_usd=5_000, max_leverage=50, maintenance_margin_rate=0.01),
+    MarginBracket(notional_cap_usd=5_000, max_leverage=20, maintenance_margin_rate=0.02),
+)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("taker_fee_rate", -0.001),
+        ("slippage_bps", float("nan")),
+        ("margin_fraction", 1.5),
+        ("initial_equity_usd", 0.0),
+        ("episode_length", 0),
+        ("leverages", ()),
+        ("leverages", (1, 75)),
+        ("exit_profiles", {}),
+        ("brackets", _FLAT_BRACKETS),
+    ],
+)
+def test_bad_env_values_are_the_same_one_line_error_however_they_come(key, value):
+    from aster_rl.sim.accounting import validate_env_config
+
+    with pytest.raises(ConfigError) as section:
+        replace(EnvConfig(), **{key: value})
+    with pytest.raises(ConfigError) as whole:
+        replace(AppConfig(), env={key: value})
+    with pytest.raises(ConfigError) as bypass:  # model_copy skips pydantic: the accounting core validates again
+        validate_env_config(EnvConfig().model_copy(update={key: value}))
+    messages = [str(e.value) for e in (section, whole, bypass)]
+    assert all("\n" not in m and f"env.{key}" in m for m in messages), messages
+    assert messages[0].startswith("replace(): ") and messages[2].startswith("env config: ")
+    assert len({m.split(": ", 1)[1] for m in messages}) == 1, messages
+
+
+def test_replace_changes_a_section_or_a_field_and_keeps_the_rest():
+    env = replace(EnvConfig(), taker_fee_rate=0.0, exit_profiles={"only": {"stop_atr": 1.0, "target_atr": 2.0}})
+    assert env.taker_fee_rate == 0.0 and list(env.exit_profiles) == ["only"]  # a dict field is replaced
+    assert env.leverages == EnvConfig().leverages
+    cfg = replace(AppConfig(), env={"taker_fee_rate": 0.0}, train={"seed": 4})
+    assert cfg.env.taker_fee_rate == 0.0 and cfg.env.maker_fee_rate == EnvConfig().maker_fee_rate  # a section is merged
+    assert cfg.train.seed == 4 and isinstance(cfg.env, EnvConfig)
+    with pytest.raises(ConfigError, match="unknown key 'nosuch'"):
+        replace(AppConfig(), nosuch={"a": 1})

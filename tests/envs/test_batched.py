@@ -27,8 +27,10 @@ def test_batched_equals_single_envs(reward):
         actions = np.stack([rng.integers(0, 3, n), rng.integers(0, len(cfg.leverages), n),
                             rng.integers(0, len(cfg.exit_profiles), n)], axis=1)
         obs, rew, done, infos = vec.step(actions)
+        masks = vec.action_masks()
         for i, env in enumerate(singles):
             o, r, te, tr, info = env.step(actions[i])
+            np.testing.assert_array_equal(masks[i], env.action_masks())
             assert done[i] == (te or tr)
             assert rew[i] == np.float32(r)
             for k in KEYS:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers the ids)
-from aster_rl.config import EnvConfig, ExitProfile
+from aster_rl.config import AppConfig, EnvConfig, ExitProfile, replace
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.sim.observation import N_ACCOUNT
 from aster_rl.sim.prices import PriceArrays
@@ -37,12 +37,58 @@ def test_gymnasium_and_sb3_checkers_pass():
     sb3_check(PerpEnv(features, prices, CFG), warn=True)
 
 
-def test_registered_ids_make_the_env():
+def test_registered_id_makes_the_env_on_given_features():
     features, prices = synthetic()
-    for env_id in ("aster_rl/Perp-v0", "AsterFutures-v0"):
-        env = gym.make(env_id, features=features, prices=prices, cfg=CFG)
-        obs, _ = env.reset(seed=0)
-        assert obs.shape == (features.shape[1] + N_ACCOUNT,) and obs.dtype == np.float32
+    env = gym.make("AsterFutures-v0", features=features, prices=prices, cfg=CFG)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (features.shape[1] + N_ACCOUNT,) and obs.dtype == np.float32
+
+
+def test_bare_make_trades_the_embedded_synthetic_market_and_passes_the_checkers():
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    from envs.perp import SYNTHETIC_BARS, synthetic_inputs
+
+    env = gym.make("AsterFutures-v0")
+    base = env.unwrapped
+    assert isinstance(base, PerpEnv)
+    features, prices = synthetic_inputs()
+    assert base.features is features and base.prices is prices  # built once per process
+    assert 0 < len(prices) < SYNTHETIC_BARS and np.isfinite(features).all()
+    assert env.observation_space.shape == (features.shape[1] + N_ACCOUNT,)
+    obs, _ = env.reset(seed=0)
+    obs, reward, _, _, info = env.step(np.array([1, 0, 0]))
+    assert env.observation_space.contains(obs) and np.isfinite(reward) and info["position"] == 1
+    gym_check(gym.make("AsterFutures-v0").unwrapped, skip_render_check=True)
+    sb3_check(gym.make("AsterFutures-v0").unwrapped, warn=True)
+
+
+def test_bare_make_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    code = "import gymnasium as gym, envs; env = gym.make('AsterFutures-v0'); env.reset(seed=0); print(env.observation_space.shape)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().startswith("(")
+
+
+def test_make_on_a_market_with_a_config():
+    from aster_rl.config import SynthConfig
+    from aster_rl.data.synthetic import synthesize
+
+    market = synthesize(SynthConfig(n_bars=1_500, seed=3))
+    config = replace(AppConfig(), features={"tentacles": ["market", "indicators"]}, env={"episode_length": 50})
+    env = gym.make("AsterFutures-v0", market=market, config=config).unwrapped
+    assert isinstance(env, PerpEnv) and env.episode_length == 50 and env.cfg == config.env
+    assert env.n_features < 40 and all(np.isfinite(env.features).ravel())
+    assert env.prices.timestamps[-1] == market.candles.index[-1].value  # the last bar kept, the warm-up dropped
+    env.reset(seed=1)
+    with pytest.raises(ConfigError, match="not both"):
+        PerpEnv(cfg=CFG, config=config)
+    with pytest.raises(DataError, match="together"):
+        PerpEnv(features=synthetic()[0])
 
 
 def rollout(env, seed, n=400):
@@ -153,12 +199,11 @@ def test_info_is_small_on_quiet_steps_and_carries_closed_trades():
 
 def test_trade_outcome_reward_pays_on_close():
     features, prices = synthetic()
-    env = PerpEnv(features, prices, CFG.model_copy(update={"reward": "trade_outcome"}))
+    env = PerpEnv(features, prices, replace(CFG, reward="trade_outcome"))
     env.reset(seed=1)
     for _ in range(100):
         _, r, te, tr, info = env.step(np.array([1, 4, 0]))
         if "closed_trades" in info:
-            tr0 = info["closed_trades"][0]
             assert r != 0.0
         elif not (te or tr):
             assert r == 0.0
@@ -172,23 +217,27 @@ def test_bad_inputs_name_the_field():
         PerpEnv(np.zeros((0, 5), np.float32), prices, CFG)
     bad = features.copy()
     bad[7, 2] = np.nan
-    with pytest.raises(DataError, match="features.*row 7"):
+    with pytest.raises(DataError, match=r"features.*row 7"):
         PerpEnv(bad, prices, CFG)
     with pytest.raises(DataError, match="features"):
         PerpEnv(features[:-1], prices, CFG)
     with pytest.raises(ConfigError, match="taker_fee_rate"):
-        PerpEnv(features, prices, CFG.model_copy(update={"taker_fee_rate": -1e-4}))
+        PerpEnv(features, prices, replace(CFG, taker_fee_rate=-1e-4))
     with pytest.raises(ConfigError, match="leverages"):
+        PerpEnv(features, prices, replace(CFG, leverages=(1, 75)))
+    with pytest.raises(ConfigError, match="leverages"):  # built past validation: the core checks again
         PerpEnv(features, prices, CFG.model_copy(update={"leverages": (1, 75)}))
 
 
 def test_render_ansi_and_action_masks():
     features, prices = synthetic()
-    env = PerpEnv(features, prices, CFG.model_copy(update={"action_masks": True}), render_mode="ansi")
+    env = PerpEnv(features, prices, replace(CFG, action_masks=True), render_mode="ansi")
     env.reset(seed=0)
     env.step(np.array([1, 0, 0]))
     assert "LONG" in env.render() or "FLAT" in env.render()
     masks = env.action_masks()
     assert masks.shape == (3 + len(CFG.leverages) + len(CFG.exit_profiles),)
+    # 10% of ~10,000 USD as margin: the brackets carry at most 20x (5,000 USD at 50x, 25,000 at 20x)
+    assert masks[3 + CFG.leverages.index(20)] and not masks[3 + CFG.leverages.index(30)]
     if env.book.side[0] > 0:
         assert not masks[1] and masks[2]

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from aster_rl.cli import main
-from aster_rl.config import DataConfig, EnvConfig, FeaturesConfig, load_config
+from aster_rl.config import DataConfig, EnvConfig, FeaturesConfig, load_config, replace
 from aster_rl.errors import TemporaryExchangeError
 from aster_rl.exchange.client import ExchangeClient, make_exchange
 from aster_rl.testing.fake_exchange import FakeAsterExchange
@@ -315,8 +315,8 @@ def test_kill_file_is_under_the_data_dir_and_live_stop_works_from_any_directory(
     data_dir = tmp_path / "data"
     cfg = load_config(None, [f"data.data_dir='{data_dir}'"])
     assert kill_file_path(cfg.live, cfg.data.data_dir) == data_dir / "KILL"
-    assert kill_file_path(cfg.live.model_copy(update={"kill_file": Path("x/STOP")}), data_dir) == data_dir / "x" / "STOP"
-    assert kill_file_path(cfg.live.model_copy(update={"kill_file": tmp_path / "abs"}), data_dir) == tmp_path / "abs"
+    assert kill_file_path(replace(cfg.live, kill_file=Path("x/STOP")), data_dir) == data_dir / "x" / "STOP"
+    assert kill_file_path(replace(cfg.live, kill_file=tmp_path / "abs"), data_dir) == tmp_path / "abs"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

@@ -527,7 +527,7 @@ _EPS = 1e-12
 
 
 def step_rewards(cfg, prev_equity, equity, peak, closed_return, turnover, liquidated):
-    """The numpy reward of ``envs.rewards`` (see its docstring)."""
+    """The numpy reward of the step kernel (documented on ``envs.perp.PerpEnv``)."""
     if cfg.reward == "log_equity":
         r = np.log(np.maximum(equity, _EPS) / np.maximum(prev_equity, _EPS))
     else:

@@ -5,7 +5,7 @@ import pytest
 
 import accounting_reference as ref
 from aster_rl.sim.accounting import BUY, SELL, WAIT, AccountBook, liquidation_price, validate_env_config
-from aster_rl.config import EnvConfig, ExitProfile, MarginBracket
+from aster_rl.config import EnvConfig, ExitProfile, MarginBracket, replace
 from aster_rl.errors import ConfigError
 
 PROFILES = {
@@ -274,8 +274,11 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="taker_fee_rate"):
         EnvConfig(taker_fee_rate=-0.001)
     with pytest.raises(ConfigError, match="taker_fee_rate"):
-        validate_env_config(EnvConfig().model_copy(update={"taker_fee_rate": -0.001}))
+        replace(EnvConfig(), taker_fee_rate=-0.001)
     with pytest.raises(ValueError, match="leverages"):
         EnvConfig(leverages=(1, 100), max_leverage=50)
+    # a config built past pydantic (model_copy skips validation) is validated again by the core
+    with pytest.raises(ConfigError, match="taker_fee_rate"):
+        validate_env_config(EnvConfig().model_copy(update={"taker_fee_rate": -0.001}))
     with pytest.raises(ConfigError, match="leverages"):
         AccountBook(EnvConfig().model_copy(update={"leverages": (1, 100)}), 1)

@@ -117,18 +117,31 @@ def test_single_account_equals_reference(cfg):
 
 
 @pytest.mark.parametrize("reward", ["log_equity", "trade_outcome"])
-def test_rewards_equal_reference(reward):
-    from envs.rewards import step_rewards
+def test_env_rewards_equal_reference(reward):
+    """Each PerpEnv step's reward (from the step kernel) is the reference formula of the step's
+    equity, peak, closed return, turnover and liquidation."""
+    from envs import PerpEnv
 
-    rng = np.random.default_rng(5)
-    n = 1000
-    cfg = EnvConfig(reward=reward, drawdown_penalty=0.3, turnover_penalty=0.01, liquidation_penalty=2.0)
-    prev = rng.uniform(1, 2e4, n)
-    equity = prev * rng.lognormal(0, 0.05, n)
-    equity[:10] = prev[:10]
-    peak = np.maximum(prev, equity) * rng.uniform(1, 1.2, n)
-    args = (prev, equity, peak, rng.normal(0, 0.1, n), rng.uniform(0, 1e5, n), rng.random(n) < 0.1)
-    np.testing.assert_allclose(step_rewards(cfg, *args), ref.step_rewards(cfg, *args), rtol=1e-12, atol=1e-15)
+    prices = market(seed=7)
+    features = np.random.default_rng(8).normal(size=(len(prices), 3)).astype(np.float32)
+    cfg = EnvConfig(reward=reward, episode_length=150, drawdown_penalty=0.3, turnover_penalty=0.01,
+                    liquidation_penalty=2.0, margin_fraction=0.5)
+    env = PerpEnv(features, prices, cfg)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    b = env.book
+    penalized = {"closed": 0, "liquidated": 0, "turnover": 0}
+    for _ in range(600):
+        _, r, te, tr, _ = env.step(env.action_space.sample())
+        want = ref.step_rewards(cfg, b.prev_equity, b.equity, b.peak, b.closed_return_now, b.turnover_now,
+                                b.liquidated_now)
+        np.testing.assert_allclose(r, want[0], rtol=1e-12, atol=1e-15)
+        penalized["closed"] += bool(b.closed_return_now[0])
+        penalized["liquidated"] += bool(b.liquidated_now[0])
+        penalized["turnover"] += bool(b.turnover_now[0])
+        if te or tr:
+            env.reset()
+    assert min(penalized.values()) > 0, penalized
 
 
 def test_account_state_equals_reference():

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aster_rl.sim.backtest import backtest, scale_costs
+from aster_rl.errors import ConfigError
+from aster_rl.sim.backtest import COST_FIELDS, backtest, scale_costs
 from aster_rl.config import EnvConfig
 from envs import PerpEnv
 from aster_rl.sim.prices import PriceArrays
@@ -61,3 +62,17 @@ def test_cost_sweep():
     double = backtest(fixed_policy, features, prices, scale_costs(cfg, 2.0), start=20)
     assert free.fees_usd == 0.0 and free.slippage_usd == 0.0
     assert double.fees_usd > 0 and double.equity.iloc[-1] < free.equity.iloc[-1]
+
+
+def test_scale_costs_scales_fees_slippage_and_impact_only():
+    cfg = EnvConfig(taker_fee_rate=0.0004, maker_fee_rate=0.0001, slippage_bps=2.0, impact_coef=0.5)
+    triple = scale_costs(cfg, 3.0)
+    for name in COST_FIELDS:
+        assert getattr(triple, name) == pytest.approx(3 * getattr(cfg, name)), name
+    rest = set(EnvConfig.model_fields) - set(COST_FIELDS)
+    assert {k: getattr(triple, k) for k in rest} == {k: getattr(cfg, k) for k in rest}
+    assert scale_costs(cfg, 1.0) == cfg
+    with pytest.raises(ConfigError, match="cost multiplier"):
+        scale_costs(cfg, -1.0)
+    with pytest.raises(ConfigError, match=r"env\.taker_fee_rate"):  # 0.0004 x 30 = 1.2%: past the fee bound
+        scale_costs(cfg, 30.0)

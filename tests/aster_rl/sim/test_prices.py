@@ -44,9 +44,9 @@ def test_missing_funding_is_a_warning_and_zeros():
 def test_bad_prices_name_the_row():
     c = candles()
     c.iloc[7, c.columns.get_loc("close")] = np.nan
-    with pytest.raises(DataError, match="NaN close.*row 7"):
+    with pytest.raises(DataError, match=r"NaN close.*row 7"):
         PriceArrays.from_market(MarketBundle("X", "1h", c))
-    with pytest.raises(DataError, match="non-positive.*row 2"):
+    with pytest.raises(DataError, match=r"non-positive.*row 2"):
         PriceArrays.from_arrays([1, 1, -1.0], [1, 1, 1.0], [1, 1, -1.0], [1, 1, 1.0])
     with pytest.raises(DataError, match="length"):
         PriceArrays.from_arrays([1, 1.0], [1, 1.0], [1, 1.0], [1, 1, 1.0])
