@@ -24,6 +24,7 @@ from aster_rl.sim.prices import PriceArrays
 from aster_rl.evaluation.support import support_of
 
 from agents.policy import load_policy
+from agents.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position
 
 def training_end(run_dir: str | Path) -> pd.Timestamp | None:
     """Open time of the run's last training bar (from ``splits.json``), when known."""
-    path = Path(run_dir) / "splits.json"
+    path = RunDir(run_dir).splits
     try:
         last = json.loads(path.read_text())["train"]["last_bar"]
     except (OSError, KeyError, TypeError, ValueError):
