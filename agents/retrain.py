@@ -13,7 +13,7 @@ promote the challenger only if it beats the champion on the newest held-out rang
   the challenger is promoted when its net PnL is higher (ties keep the champion).
 - The decision is recorded as ``retrain_decision.json`` in the challenger's run
   directory, appended to ``<checkpoint_dir>/retrain_decisions.jsonl``, and a promotion
-  rewrites ``<checkpoint_dir>/champion.json`` (what ``aster-rl live --run champion`` uses).
+  rewrites ``<checkpoint_dir>/champion.json`` (what ``aster-rl live run --run champion`` uses).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The ``aster-rl`` command: the composition root.
 
-Each subcommand lives in a module of this package with ``register(subparsers)``; the
-handlers import heavy or outer-layer code (``envs``, ``agents``) lazily, inside the
-command that needs it. This package is the only part of ``aster_rl`` allowed to import
+Each command is a noun with a module ``<noun>_cmd.py`` in this package: ``register(subparsers)``
+adds its parser (a noun with several actions, e.g. ``data synth|import|download``, gets one
+subparser per action) and ``run(args, config) -> int`` runs it. The handlers import heavy or
+outer-layer code (``envs``, ``agents``) lazily, inside the command that needs it. This package is the only part of ``aster_rl`` allowed to import
 ``envs`` and ``agents``.
 """
 

@@ -3,6 +3,7 @@ import json
 import pandas as pd
 import pytest
 
+from agents.run_dir import RunDir
 from agents.splits import Splits, Span, load_run_splits, make_splits, purge_bars, walkforward_splits
 from aster_rl.errors import DataError
 import itertools
@@ -73,7 +74,7 @@ def test_walkforward_folds_are_chronological_and_purged(folds):
 def test_load_run_splits_checks_the_recorded_bar_times(tmp_path):
     ts = pd.date_range("2025-01-01", periods=3_000, freq="5min", tz="UTC").asi8
     s = make_splits(len(ts), warmup=100, episode_length=50, train_fraction=0.6, validation_fraction=0.2)
-    (tmp_path / "splits.json").write_text(json.dumps(s.to_dict(ts)))
+    RunDir(tmp_path).splits.write_text(json.dumps(s.to_dict(ts)))
     assert load_run_splits(tmp_path) == s
     assert load_run_splits(tmp_path, ts) == s
     # the same data with bars appended after it keeps every position
@@ -90,6 +91,6 @@ def test_load_run_splits_checks_the_recorded_bar_times(tmp_path):
 def test_load_run_splits_refuses_a_retrained_run_and_a_missing_file(tmp_path):
     with pytest.raises(DataError, match="no splits.json"):
         load_run_splits(tmp_path)
-    (tmp_path / "splits.json").write_text(json.dumps({"retrained_from": "ck/champ", "train": [100, 900], "holdout": [1000, 1200]}))
+    RunDir(tmp_path).splits.write_text(json.dumps({"retrained_from": "ck/champ", "train": [100, 900], "holdout": [1000, 1200]}))
     with pytest.raises(DataError, match="no untouched test split"):
         load_run_splits(tmp_path)

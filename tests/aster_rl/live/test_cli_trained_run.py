@@ -68,7 +68,7 @@ def _reference(run_dir, dataset, cfg, start: int, bars: int):
 
 
 def _live(config_file, run_dir, session: str, start: pd.Timestamp, bars: int, *extra: str) -> int:
-    return main(["--config", str(config_file), "live", "--run", str(run_dir), "--replay", "--start", start.isoformat(),
+    return main(["--config", str(config_file), "live", "run", "--run", str(run_dir), "--replay", "--start", start.isoformat(),
                  "--max-bars", str(bars), "--session", session, *extra])
 
 
