@@ -59,7 +59,8 @@ def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position
         stop, target = price + profile.stop_atr * atr, price - profile.target_atr * atr
     readings = features.readings(row)
     reasons = [readings[t] for t in REASONING_TENTACLES if t in readings]
-    reasoning = f"policy {Path(policy.run_dir).name}: {side} with P(side)={d.confidence:.2f}; " + "; ".join(reasons[:4])
+    run_name = policy.run_dir.name if policy.run_dir is not None else Path(run_dir).name
+    reasoning = f"policy {run_name}: {side} with P(side)={d.confidence:.2f}; " + "; ".join(reasons[:4])
     return {
         "side": side,
         "leverage": leverage if side != "WAIT" else 0.0,

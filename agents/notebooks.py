@@ -286,7 +286,7 @@ def tensorboard_scalars(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     root = path / "tb" if (path / "tb").is_dir() else path
     dirs = sorted({p.parent for p in root.rglob("events.out.tfevents.*")})
-    rows = []
+    rows: list[tuple[str, int, float, float]] = []
     for d in dirs:
         acc = EventAccumulator(str(d), size_guidance={"scalars": 0})
         acc.Reload()

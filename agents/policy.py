@@ -145,6 +145,7 @@ def load_policy(
             raise SchemaMismatchError(f"run {run_dir.name}: the data's features differ from the model's: {e}") from None
     config = rd.load_config()
     torch.set_num_threads(config.train.torch_threads)
+    normalizer: Any  # the plain statistics, or an older run's VecNormalize
     if safe:
         model, normalizer, _ = run_files.load_model_files(run_dir, which, config)
     else:

@@ -142,6 +142,7 @@ def obs_normalizer(arrays: dict[str, np.ndarray]) -> ObsNormalizer:
 
 def vec_normalize_from(arrays: dict[str, np.ndarray], venv: Any, training: bool = True) -> Any:
     """An SB3 ``VecNormalize`` around ``venv`` carrying the saved statistics (to continue training)."""
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
     from stable_baselines3.common.vec_env import VecNormalize
 
     vn = VecNormalize(
@@ -149,12 +150,15 @@ def vec_normalize_from(arrays: dict[str, np.ndarray], venv: Any, training: bool 
         clip_obs=float(arrays["clip_obs"]), clip_reward=float(arrays["clip_reward"]), gamma=float(arrays["gamma"]),
         epsilon=float(arrays["epsilon"]),
     )
-    if vn.obs_rms.mean.shape != arrays["obs_mean"].shape:
+    obs_rms = vn.obs_rms
+    if not isinstance(obs_rms, RunningMeanStd):  # a dict observation space: not this program's environment
+        raise UntrustedRunError("the environment's observations are a dict; saved statistics are for one array")
+    if obs_rms.mean.shape != arrays["obs_mean"].shape:
         raise UntrustedRunError(
             f"saved observation statistics have shape {arrays['obs_mean'].shape}, the environment's observation "
-            f"{vn.obs_rms.mean.shape}"
+            f"{obs_rms.mean.shape}"
         )
-    vn.obs_rms.mean, vn.obs_rms.var, vn.obs_rms.count = arrays["obs_mean"].copy(), arrays["obs_var"].copy(), float(arrays["obs_count"])
+    obs_rms.mean, obs_rms.var, obs_rms.count = arrays["obs_mean"].copy(), arrays["obs_var"].copy(), float(arrays["obs_count"])
     vn.ret_rms.mean, vn.ret_rms.var, vn.ret_rms.count = arrays["ret_mean"].copy(), arrays["ret_var"].copy(), float(arrays["ret_count"])
     return vn
 
@@ -190,7 +194,8 @@ def save_model(model: Any, vec_normalize: Any, run_dir: Path, which: Which) -> N
         "optimizer": policy.optimizer.state_dict(),
     }
     torch.save(payload, rd.policy(which))
-    np.savez(rd.normalizer(which), **norm_arrays(vec_normalize))
+    arrays: dict[str, Any] = norm_arrays(vec_normalize)
+    np.savez(rd.normalizer(which), **arrays)
     model.save(rd.sb3_model(which))
     write_manifest(rd.path)
 

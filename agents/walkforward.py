@@ -67,7 +67,7 @@ class WalkForwardResult:
 def run_record(fold: int, seed: int, run_dir: Path, report, trained) -> dict[str, Any]:
     """One (fold, seed) run as a flat record: net returns, excesses, the best baseline."""
     base = {n: o.metrics["net_return"] for n, o in report.baselines.items()}
-    best_name = max(base, key=base.get)
+    best_name = max(base, key=base.__getitem__)
     agent_ret = report.agent.metrics["net_return"]
     return {
         "fold": fold,

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         config: AppConfig = load_config(args.config, args.overrides)
         result = args.func(args, config)
     except AsterError as e:
-        _report(args, f"{prefix}: error: {_one_line(e)}")
+        _report(args, f"{prefix}: error: {_one_line(str(e))}")
         return 2
     except OSError as e:  # a path the user named cannot be read or written
         _report(args, f"{prefix}: error: {_one_line(_os_error_text(e))}")
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: still one line, the traceback with -v
-        _report(args, f"{prefix}: internal error: {type(e).__name__}: {_one_line(e)} (run with -v for the traceback)")
+        _report(args, f"{prefix}: internal error: {type(e).__name__}: {_one_line(str(e))} (run with -v for the traceback)")
         return 1
     return int(result or 0)
 

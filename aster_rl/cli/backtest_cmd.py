@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from aster_rl.config import AppConfig
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     index = dataset.index
 
     if run_dir is not None:
-        default = load_run_splits(run_dir, dataset.prices.timestamps).test
+        default = load_run_splits(run_dir.path, dataset.prices.timestamps).test
     else:
         default = Span(dataset.warmup, len(dataset))
     start = _bar_position(index, args.start, "start") if args.start else default.start
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     if end - start < 2:
         raise ConfigError(f"the range {args.start or index[start]} .. {args.end or index[-1]} holds fewer than 2 bars after the warm-up")
 
+    policy: Callable[[np.ndarray], np.ndarray]
     if args.policy == "agent":
         assert run_dir is not None  # checked above: --policy agent needs --run
         policy = load_policy(run_dir, schema=dataset.schema, trust_run=args.trust_run)

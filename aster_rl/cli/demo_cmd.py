@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from aster_rl.config import AppConfig, replace
 
@@ -27,7 +28,7 @@ from aster_rl.config import AppConfig, replace
 # validation turns positive near 250k steps (chosen on another synthetic market, seed 11).
 # The leverage ladder stops at 10x: the 20-50x rungs multiply the reward noise of every
 # exploratory position by up to 5 (and bring liquidations), which drowned the edge.
-DEMO_TRAIN = {
+DEMO_TRAIN: dict[str, Any] = {
     "name": "demo",
     "total_timesteps": 600_000,
     "n_envs": 16,

@@ -72,6 +72,7 @@ def run_policy(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.live.real_broker import RealBroker, check_real_trading_allowed
     from aster_rl.live.risk import live_settings
     from aster_rl.live.runner import LiveRunner
+    from aster_rl.live.sources import ExchangeSource, ReplaySource
     from aster_rl.storage import Database, load_market
 
     live_cfg = live_settings(config)
@@ -91,9 +92,10 @@ def run_policy(args: argparse.Namespace, config: AppConfig) -> int:
     db = Database.from_config(config.data)
     db.init_schema()
     prices = LivePrices(config.data.timeframe)
+    source: ReplaySource | ExchangeSource
+    broker: PaperBroker | RealBroker
+    replayed = ""  # the replayed range, in the default session name
     if args.replay:
-        from aster_rl.live.sources import ReplaySource
-
         market = load_market(db, config.data)
         start = args.start
         if start is None:
@@ -104,22 +106,19 @@ def run_policy(args: argparse.Namespace, config: AppConfig) -> int:
             start = min(warm, len(market) - 2)
         source = ReplaySource(market, start, args.end, pace_s=args.pace)
         mode = "replay"
+        index = source.market.candles.index
+        replayed = f":{index[source.start]:%Y%m%dT%H%M}-{index[source.end - 1]:%Y%m%dT%H%M}"
+        broker = PaperBroker(env_cfg, prices)
     else:
         from aster_rl.exchange.client import ExchangeClient
-        from aster_rl.live.sources import ExchangeSource
 
         client = ExchangeClient.from_config(config.data, with_secrets=args.real)
         source = ExchangeSource(client, db, config.data, history_bars=config.live.warmup_bars,
                                 poll_interval_s=live_cfg.poll_interval_s, websocket=live_cfg.use_websocket,
                                 retry_backoff_s=live_cfg.retry_backoff_s, max_backoff_s=live_cfg.max_backoff_s)
         mode = "real" if args.real else "paper"
-    if mode == "real":
-        broker = RealBroker(source.client, config.data.symbol, env_cfg, live_cfg, prices)
-    else:
-        broker = PaperBroker(env_cfg, prices)
-    session = args.session or f"{mode}:{run_dir.name}:{config.data.symbol}:{config.data.timeframe}"
-    if mode == "replay" and not args.session:
-        session += f":{source.market.candles.index[source.start]:%Y%m%dT%H%M}-{source.market.candles.index[source.end - 1]:%Y%m%dT%H%M}"
+        broker = RealBroker(client, config.data.symbol, env_cfg, live_cfg, prices) if args.real else PaperBroker(env_cfg, prices)
+    session = args.session or f"{mode}:{run_dir.name}:{config.data.symbol}:{config.data.timeframe}{replayed}"
     runner = LiveRunner(policy, source, broker, db, env_cfg=env_cfg, live_cfg=live_cfg, features_cfg=feats_cfg,
                         session_id=session, mode=mode, features=args.features, prices=prices, freeze_gc=mode != "replay",
                         patterns_cfg=config.patterns)

@@ -156,8 +156,8 @@ def show(args: argparse.Namespace, config: AppConfig) -> int:
     print("  history: " + ", ".join(f"{pd.Timestamp(h.ts_ms, unit='ms', tz='UTC'):%Y-%m-%d %H:%M} {h.event}" for h in e.history))
     training, live = pattern_trades(db, e.name)
     print(f"  training trades ({len(training)}):")
-    for t in training:
-        print(f"    {t[0]}  exit {t[1]}  {t[2]:+.3%}  {t[3]}")
+    for entry, exit_reason, net, regime in training:
+        print(f"    {entry}  exit {exit_reason}  {net:+.3%}  {regime}")
     print(f"  live/paper trades ({len(live)}):")
     for t in live:
         counted = f"  net {t['net_return']:+.3%}" if t.get("net_return") is not None else ""

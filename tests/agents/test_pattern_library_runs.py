@@ -42,10 +42,11 @@ def config_file(tmp_path, cfg) -> str:
 
 def hand_library(cfg, index, last: int) -> PatternLibrary:
     """One pattern whose 40 winning trades close up to bar ``last``; mined up to that bar."""
-    lib = PatternLibrary(cfg.patterns, mined=MinedRange(index[200], index[last], index[last]))
+    mined = MinedRange(index[200], index[last], index[last])
+    lib = PatternLibrary(cfg.patterns, mined=mined)
     trades = [(str(index[last - 60 - i]), str(index[last - i]), 0.01, "target") for i in range(40)]
     lib.add(Pattern((Condition("market_volume_ratio", ">=", 1.0),), "long", "swing"), compute_stats([0.01] * 40),
-            {**lib.mined.to_meta()}, trades=trades)
+            {**mined.to_meta()}, trades=trades)
     return lib
 
 

@@ -48,7 +48,7 @@ def test_retrain_records_the_decision_and_promotes_only_if_better(champion, tiny
     for better in (True, False):
         (ckpt / "champion.json").unlink(missing_ok=True)
         calls = iter([{"net_pnl_usd": 0.0}, {"net_pnl_usd": 1.0 if better else -1.0}])
-        monkeypatch.setattr(R, "summarize_backtest", lambda *a, **k: _fake(calls))
+        monkeypatch.setattr(R, "summarize_backtest", lambda *a, _calls=calls, **k: _fake(_calls))
         d2 = retrain(cfg, champ_dir, timesteps=32, dataset=tiny_dataset)
         assert d2.promoted is better
         assert (ckpt / "champion.json").exists() is better

@@ -12,7 +12,7 @@ from agents import run_files
 from agents.run_dir import RunDir
 from aster_rl.errors import DataError
 
-TEST_SPLITS = {"train": {}, "validation": {}, "test": {}}
+TEST_SPLITS: dict[str, dict] = {"train": {}, "validation": {}, "test": {}}
 
 
 def test_paths_follow_the_documented_layout(tmp_path):
@@ -81,5 +81,5 @@ def test_resolve_names_what_is_missing(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(DataError, match="not a trained run"):
         RunDir.resolve(tmp_path / "half")
-    with pytest.raises(DataError, match="no splits.json"):
+    with pytest.raises(DataError, match=r"no splits\.json"):
         RunDir(tmp_path / "half").read_splits()

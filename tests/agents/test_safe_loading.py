@@ -124,7 +124,7 @@ def test_crafted_pickles_in_a_run_do_not_run(run_copy, tmp_path):
     RunDir(run_copy).pickled_normalizer("best").write_bytes(_evil_pickle(marker))
     RunDir(run_copy).pickled_normalizer("last").write_bytes(_evil_pickle(marker))
     _evil_sb3_zip(RunDir(run_copy).sb3_model("best"), marker)
-    with pytest.raises(UntrustedRunError, match="model_best.zip was modified"):
+    with pytest.raises(UntrustedRunError, match=r"model_best\.zip was modified"):
         load_policy(run_copy)
     assert not marker.exists()
 
@@ -133,7 +133,7 @@ def test_a_crafted_policy_file_with_a_rewritten_manifest_does_not_run(run_copy, 
     marker = tmp_path / "payload_ran"
     torch.save({"format": 1, "policy": _Payload(marker)}, RunDir(run_copy).policy("best"))  # a pickle inside torch's zip
     run_files.write_manifest(run_copy)  # whoever planted it also fixed the checksums
-    with pytest.raises(UntrustedRunError, match="policy_best.pt: not a plain state-dict file"):
+    with pytest.raises(UntrustedRunError, match=r"policy_best\.pt: not a plain state-dict file"):
         load_policy(run_copy)
     assert not marker.exists()
 
@@ -151,7 +151,7 @@ def test_an_old_pickled_run_needs_trust_and_then_loads(run_copy, tmp_path, tiny_
     vn = VecNormalize(DummyVecEnv([lambda: gym.make("CartPole-v1")]))
     vn.obs_rms.mean, vn.obs_rms.var = arrays["obs_mean"], arrays["obs_var"]
     vn.save(str(RunDir(old).pickled_normalizer("best")))  # the format older runs were saved in
-    with pytest.raises(UntrustedRunError, match="older pickled format.*--trust-run"):
+    with pytest.raises(UntrustedRunError, match=r"older pickled format.*--trust-run"):
         load_policy(old)
     trusted = load_policy(old, trust_run=True)
     obs = _obs(tiny_dataset)[0]
@@ -182,7 +182,7 @@ def test_a_modified_file_is_refused_by_name(run_copy, name):
 
 def test_a_missing_file_is_refused_by_name(run_copy):
     RunDir(run_copy).normalizer("last").unlink()
-    with pytest.raises(UntrustedRunError, match="obs_norm_last.npz is missing"):
+    with pytest.raises(UntrustedRunError, match=r"obs_norm_last\.npz is missing"):
         load_policy(run_copy, which="last")
 
 
@@ -208,7 +208,7 @@ def test_retrain_resumes_from_state_dicts(trained, tiny_dataset):
 @pytest.mark.parametrize("name", ["../../x", "/tmp/abs", "a/b", "..", ".hidden"])
 def test_run_names_that_leave_checkpoints_are_refused(trained, name, tmp_path, tiny_dataset):
     cfg, _ = trained
-    with pytest.raises(ConfigError, match="train.name"):
+    with pytest.raises(ConfigError, match=r"train\.name"):
         replace(cfg, train={"name": name})
     bypass = cfg.model_copy(update={"train": cfg.train.model_copy(update={"name": name})})  # skips validation
     with pytest.raises(ConfigError, match="not a plain name"):

@@ -29,7 +29,7 @@ def test_splits_are_ordered_disjoint_and_purged(n, warmup, episode):
 
 
 def test_too_little_data_is_a_clear_error():
-    with pytest.raises(DataError, match="shorter env.episode_length"):
+    with pytest.raises(DataError, match=r"shorter env\.episode_length"):
         make_splits(3_000, warmup=300, episode_length=2_048, train_fraction=0.6, validation_fraction=0.2)
     with pytest.raises(DataError, match="leave room for a test split"):
         make_splits(30_000, warmup=0, episode_length=10, train_fraction=0.8, validation_fraction=0.2)
@@ -89,7 +89,7 @@ def test_load_run_splits_checks_the_recorded_bar_times(tmp_path):
 
 
 def test_load_run_splits_refuses_a_retrained_run_and_a_missing_file(tmp_path):
-    with pytest.raises(DataError, match="no splits.json"):
+    with pytest.raises(DataError, match=r"no splits\.json"):
         load_run_splits(tmp_path)
     RunDir(tmp_path).splits.write_text(json.dumps({"retrained_from": "ck/champ", "train": [100, 900], "holdout": [1000, 1200]}))
     with pytest.raises(DataError, match="no untouched test split"):
