@@ -284,7 +284,7 @@ def tensorboard_scalars(path: str | Path) -> pd.DataFrame:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     path = Path(path)
-    root = path / "tb" if (path / "tb").is_dir() else path
+    root = RunDir(path).tensorboard if RunDir(path).tensorboard.is_dir() else path
     dirs = sorted({p.parent for p in root.rglob("events.out.tfevents.*")})
     rows: list[tuple[str, int, float, float]] = []
     for d in dirs:

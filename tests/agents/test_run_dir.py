@@ -54,7 +54,7 @@ def test_the_newest_run_is_by_creation_time_not_by_file_times(tmp_path):
     late = hand_made_run(tmp_path / "b__0__2", now - 100, splits=TEST_SPLITS)
     fold = hand_made_run(tmp_path / "wf" / "fold0__seed0", now - 200, splits=TEST_SPLITS)
     hand_made_run(tmp_path / "empty__0__3", now)
-    (tmp_path / "empty__0__3" / "model_last.zip").unlink()  # no model: not a run
+    RunDir(tmp_path / "empty__0__3").sb3_model("last").unlink()  # no model: not a run
     # the early run's files were touched last (e.g. re-evaluated): it stays the oldest
     for f in early.path.iterdir():
         os.utime(f, (now, now))

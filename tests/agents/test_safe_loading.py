@@ -25,6 +25,10 @@ from aster_rl.errors import ConfigError, UntrustedRunError
 
 from agent_helpers import tiny_config
 
+RUN_INPUTS = (RunDir.CONFIG, RunDir.SCHEMA, RunDir.SPLITS)
+SB3_FILES = (RunDir.sb3_model_name("best"), RunDir.sb3_model_name("last"))
+MODEL_FILES = tuple(f(w) for f in (RunDir.policy_name, RunDir.normalizer_name) for w in ("best", "last"))
+
 
 class _Payload:
     """Unpickling this creates the marker file: proof that code ran."""
@@ -59,7 +63,7 @@ def trained(tmp_path_factory, tiny_dataset):
 def run_copy(trained, tmp_path):
     _, run_dir = trained
     copy = tmp_path / run_dir.name
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("tb", "eval"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(RunDir.TENSORBOARD, RunDir.EVAL))
     return copy
 
 
@@ -73,8 +77,7 @@ def _obs(dataset, rows=(900, 1500, 2000, 2500, 3000)) -> np.ndarray:
 def test_a_run_holds_state_dicts_plain_statistics_and_a_manifest(trained):
     _, run_dir = trained
     manifest = json.loads(RunDir(run_dir).manifest.read_text())
-    for name in ("policy_best.pt", "policy_last.pt", "obs_norm_best.npz", "obs_norm_last.npz", "config.toml",
-                 "feature_schema.json", "splits.json"):
+    for name in (*MODEL_FILES, RunDir.CONFIG, RunDir.SCHEMA, RunDir.SPLITS):
         assert manifest["files"][name] == run_files.sha256_of(run_dir / name)
     assert not list(run_dir.glob("*.pkl"))
     payload = torch.load(RunDir(run_dir).policy("last"), weights_only=True)
@@ -145,7 +148,7 @@ def test_an_old_pickled_run_needs_trust_and_then_loads(run_copy, tmp_path, tiny_
 
     old = tmp_path / "old_run"
     old.mkdir()
-    for name in ("config.toml", "feature_schema.json", "splits.json", "support.json", "model_best.zip", "model_last.zip"):
+    for name in (*RUN_INPUTS, RunDir.SUPPORT, *SB3_FILES):
         shutil.copy(run_copy / name, old / name)
     arrays = run_files.read_norm_arrays(RunDir(run_copy).normalizer("best"))
     vn = VecNormalize(DummyVecEnv([lambda: gym.make("CartPole-v1")]))
@@ -163,7 +166,7 @@ def test_an_old_run_with_a_payload_is_refused_without_running_it(tmp_path, run_c
     marker = tmp_path / "payload_ran"
     old = tmp_path / "old_run"
     old.mkdir()
-    for name in ("config.toml", "feature_schema.json", "splits.json"):
+    for name in RUN_INPUTS:
         shutil.copy(run_copy / name, old / name)
     _evil_sb3_zip(RunDir(old).sb3_model("last"), marker)
     RunDir(old).pickled_normalizer("last").write_bytes(_evil_pickle(marker))
@@ -172,7 +175,7 @@ def test_an_old_run_with_a_payload_is_refused_without_running_it(tmp_path, run_c
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", ["config.toml", "feature_schema.json", "policy_best.pt", "obs_norm_best.npz", "splits.json"])
+@pytest.mark.parametrize("name", [*RUN_INPUTS, RunDir.policy_name("best"), RunDir.normalizer_name("best")])
 def test_a_modified_file_is_refused_by_name(run_copy, name):
     with open(run_copy / name, "ab") as fh:
         fh.write(b"\n")
@@ -217,7 +220,7 @@ def test_run_names_that_leave_checkpoints_are_refused(trained, name, tmp_path, t
 
 def _old_run(src: Path, dest: Path) -> Path:
     dest.mkdir()
-    for name in ("config.toml", "feature_schema.json", "splits.json", "model_best.zip", "model_last.zip"):
+    for name in (*RUN_INPUTS, *SB3_FILES):
         shutil.copy(src / name, dest / name)
     return dest
 
