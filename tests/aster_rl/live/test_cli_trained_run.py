@@ -1,4 +1,4 @@
-"""``aster-rl live --run RUN --replay`` end to end on a REALLY trained PPO checkpoint: the
+"""``aster-rl live run --run RUN --replay`` end to end on a REALLY trained PPO checkpoint: the
 command stores its decisions (with confidence and reasoning), ``aster-rl predictions``
 lists them, and they are the run's deterministic policy through the backtester on the
 same bars, with the batch features (the replay default) and with the live feature path."""
