@@ -178,6 +178,7 @@ class TradingMetricsCallback(BaseCallback):
 
     def _policy_entropy(self, max_obs: int = 2_048) -> float | None:
         import torch
+        from stable_baselines3.common.policies import ActorCriticPolicy
 
         buf = getattr(self.model, "rollout_buffer", None)
         if buf is None or not getattr(buf, "full", False):
@@ -185,9 +186,12 @@ class TradingMetricsCallback(BaseCallback):
         obs = buf.observations.reshape(-1, buf.observations.shape[-1])
         if len(obs) > max_obs:
             obs = obs[np.linspace(0, len(obs) - 1, max_obs).astype(int)]
+        policy = self.model.policy
+        if not isinstance(policy, ActorCriticPolicy):
+            return None
         with torch.no_grad():
-            dist = self.model.policy.get_distribution(torch.as_tensor(obs, device=self.model.device))
-            return float(dist.entropy().mean())
+            entropy = policy.get_distribution(torch.as_tensor(obs, device=self.model.device)).entropy()
+        return None if entropy is None else float(entropy.mean())
 
 
 class ValidationCallback(BaseCallback):

@@ -145,25 +145,21 @@ def bind_pattern_library(config: AppConfig, dataset: Dataset, splits: Any) -> Ap
 def check_run_pattern_library(run_dir: Any, schema: Any) -> None:
     """Refuse a trained run whose feature schema holds a pattern library that learned from a bar after
     its training bars (``splits.json``: the training split's last bar, or a retrained run's hold-out start)."""
-    import json
-    from pathlib import Path
-
+    from agents.run_dir import RunDir
     from aster_rl.patterns.library import check_mined_before
 
     if PATTERN_LIBRARY not in schema.tentacles:
         return
-    path = Path(run_dir) / "splits.json"
-    if not path.exists():
-        raise DataError(f"{run_dir}: no splits.json; the run is incomplete")
-    d = json.loads(path.read_text())
+    rd = RunDir(run_dir)
+    d = rd.read_splits()
     train = d.get("train")
     if isinstance(train, dict) and train.get("last_bar"):
         last = pd.Timestamp(train["last_bar"])
     elif d.get("holdout_from"):  # a retrained run: every bar before its hold-out
         last = pd.Timestamp(d["holdout_from"], tz="UTC") - pd.Timedelta(1, "ns")
     else:
-        raise DataError(f"{Path(run_dir).name}: splits.json records no training split times; the run is incomplete")
-    check_mined_before(schema.params[PATTERN_LIBRARY], last, f"run {Path(run_dir).name}")
+        raise DataError(f"{rd.name}: {rd.SPLITS} records no training split times; the run is incomplete")
+    check_mined_before(schema.params[PATTERN_LIBRARY], last, f"run {rd.name}")
 
 
 def mine_library(config: AppConfig, dataset: Dataset, start: int, end: int, *, naive: bool = False,

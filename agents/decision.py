@@ -24,6 +24,7 @@ from aster_rl.sim.prices import PriceArrays
 from aster_rl.evaluation.support import support_of
 
 from agents.policy import load_policy
+from agents.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position
         stop, target = price + profile.stop_atr * atr, price - profile.target_atr * atr
     readings = features.readings(row)
     reasons = [readings[t] for t in REASONING_TENTACLES if t in readings]
-    reasoning = f"policy {Path(policy.run_dir).name}: {side} with P(side)={d.confidence:.2f}; " + "; ".join(reasons[:4])
+    run_name = policy.run_dir.name if policy.run_dir is not None else Path(run_dir).name
+    reasoning = f"policy {run_name}: {side} with P(side)={d.confidence:.2f}; " + "; ".join(reasons[:4])
     return {
         "side": side,
         "leverage": leverage if side != "WAIT" else 0.0,
@@ -79,7 +81,7 @@ def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position
 
 def training_end(run_dir: str | Path) -> pd.Timestamp | None:
     """Open time of the run's last training bar (from ``splits.json``), when known."""
-    path = Path(run_dir) / "splits.json"
+    path = RunDir(run_dir).splits
     try:
         last = json.loads(path.read_text())["train"]["last_bar"]
     except (OSError, KeyError, TypeError, ValueError):

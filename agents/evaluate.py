@@ -34,6 +34,7 @@ from aster_rl.config import AppConfig, EnvConfig, EvalConfig, replace
 from aster_rl.evaluation.support import policy_support_report
 from aster_rl.data.timeframes import timeframe_to_timedelta
 
+from agents.run_dir import EvalDir, RunDir, Which
 from agents.baselines import (
     Baseline,
     buy_and_hold,
@@ -47,7 +48,6 @@ from agents.splits import Span, Splits, load_run_splits
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("flat", "buy_and_hold", "exposure_matched", "random", "rule_brain")
 EXCESS_OVER = ("exposure_matched", "flat")
 REGIME_NAMES = {0: "ranging", 1: "trending_up", 2: "trending_down", 3: "volatile"}
 PHASE_NAMES = {0: "accumulation", 1: "bull_phase_1", 2: "parabolic", 3: "distribution", 4: "bear"}
@@ -334,12 +334,13 @@ class EvaluationReport:
             "support": self.support,
         })
 
-    def save(self, out_dir: Path) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.json").write_text(json.dumps(self.to_dict(), indent=2))
+    def save(self, out_dir: Path | EvalDir) -> None:
+        files = out_dir if isinstance(out_dir, EvalDir) else EvalDir(Path(out_dir))
+        files.path.mkdir(parents=True, exist_ok=True)
+        files.results.write_text(json.dumps(self.to_dict(), indent=2))
         for name, o in self.outcomes().items():
-            o.equity.to_csv(out_dir / f"equity_{name}.csv", header=True)
-            o.trades.to_csv(out_dir / f"trades_{name}.csv", index=False)
+            o.equity.to_csv(files.equity(name), header=True)
+            o.trades.to_csv(files.trades(name), index=False)
 
     def table(self) -> str:
         return format_table(self)
@@ -470,26 +471,27 @@ def evaluate_run(
     config: AppConfig | None = None,
     dataset=None,
     *,
-    which: str = "best",
+    which: Which = "best",
     save: bool = True,
     trust_run: bool = False,
 ) -> EvaluationReport:
     """Load a run, rebuild its data (or use ``dataset``), check the schema and the split boundaries, evaluate on its test split."""
     from agents.data import build_dataset
-    from agents.policy import load_policy, load_run_config, resolve_run_dir
+    from agents.policy import load_policy
 
     checkpoint_dir = config.train.checkpoint_dir if config is not None else "checkpoints"
-    run_dir = resolve_run_dir(run, checkpoint_dir)
-    run_config = load_run_config(run_dir)
+    rd = RunDir.resolve(run, checkpoint_dir)
+    run_dir = rd.path
+    run_config = rd.load_config()
     if config is not None:  # evaluation settings may change; the market and the env are the run's
         run_config = replace(run_config, eval=config.eval)
     if dataset is None:
         dataset = build_dataset(run_config)
-    policy = load_policy(run_dir, schema=dataset.schema, which=which, trust_run=trust_run)  # type: ignore[arg-type]
+    policy = load_policy(rd, schema=dataset.schema, which=which, trust_run=trust_run)
     splits = load_run_splits(run_dir, dataset.prices.timestamps)
     report = evaluate_policy(policy, dataset, run_config, splits, run_dir=run_dir)
     if save:
-        report.save(run_dir / "eval")
+        report.save(rd.eval)
     return report
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from agents.run_dir import WALKFORWARD_FILE, RunDir, Which
 from aster_rl.config import AppConfig, load_config, replace
 from aster_rl.errors import DataError
 
@@ -219,21 +220,6 @@ def tiny_config(
     )
 
 
-def list_runs(checkpoint_dir: str | Path) -> list[Path]:
-    """Trained runs under ``checkpoint_dir`` (directly or one level down, e.g. walk-forward folds), newest first."""
-    root = Path(checkpoint_dir)
-    if not root.exists():
-        return []
-    runs = {p.parent for p in root.glob("*/model_last.zip")} | {p.parent for p in root.glob("*/*/model_last.zip")}
-    return sorted(runs, key=lambda p: (p / "model_last.zip").stat().st_mtime, reverse=True)
-
-
-def _has_test_split(run_dir: Path) -> bool:
-    """Whether the run saved a test split (a retrained run has only its selection hold-out)."""
-    path = run_dir / "splits.json"
-    return path.exists() and "test" in json.loads(path.read_text())
-
-
 def ensure_run(
     run: str | Path | None = None,
     *,
@@ -245,14 +231,12 @@ def ensure_run(
 ) -> Path:
     """``run`` if given; else the newest run with a test split under ``checkpoint_dir``; else a tiny run trained
     now on the configured market (the synthetic default) through :func:`agents.train.train`."""
-    from agents.policy import resolve_run_dir
-
     if run:
-        return resolve_run_dir(run, checkpoint_dir)
-    runs = [r for r in list_runs(checkpoint_dir) if _has_test_split(r)]
-    if runs:
-        logger.info("newest run under %s: %s", checkpoint_dir, runs[0].name)
-        return runs[0]
+        return RunDir.resolve(run, checkpoint_dir).path
+    newest = RunDir.newest(checkpoint_dir, where=RunDir.has_test_split)
+    if newest is not None:
+        logger.info("newest run under %s: %s", checkpoint_dir, newest.name)
+        return newest.path
     from agents.data import build_dataset
     from agents.train import train
 
@@ -273,17 +257,17 @@ class RunContext:
     policy: Any  # agents.policy.LoadedPolicy
 
 
-def open_run(run_dir: str | Path, which: str = "best", dataset=None) -> RunContext:
+def open_run(run_dir: str | Path, which: Which = "best", dataset=None) -> RunContext:
     """Load a run's config, rebuild its dataset (unless given), load its splits and policy (schema checked)."""
     from agents.data import build_dataset
-    from agents.policy import load_policy, load_run_config
+    from agents.policy import load_policy
     from agents.splits import load_run_splits
 
     run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
+    config = RunDir(run_dir).load_config()
     dataset = dataset if dataset is not None else build_dataset(config)
     splits = load_run_splits(run_dir, dataset.prices.timestamps)
-    policy = load_policy(run_dir, schema=dataset.schema, which=which)  # type: ignore[arg-type]
+    policy = load_policy(run_dir, schema=dataset.schema, which=which)
     return RunContext(run_dir, config, dataset, splits, policy)
 
 
@@ -300,9 +284,9 @@ def tensorboard_scalars(path: str | Path) -> pd.DataFrame:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     path = Path(path)
-    root = path / "tb" if (path / "tb").is_dir() else path
+    root = RunDir(path).tensorboard if RunDir(path).tensorboard.is_dir() else path
     dirs = sorted({p.parent for p in root.rglob("events.out.tfevents.*")})
-    rows = []
+    rows: list[tuple[str, int, float, float]] = []
     for d in dirs:
         acc = EventAccumulator(str(d), size_guidance={"scalars": 0})
         acc.Reload()
@@ -315,7 +299,7 @@ def tensorboard_scalars(path: str | Path) -> pd.DataFrame:
 def find_walkforward(checkpoint_dir: str | Path) -> tuple[Path, dict] | None:
     """The newest ``walkforward.json`` under ``checkpoint_dir``, with its contents; None if there is none."""
     root = Path(checkpoint_dir)
-    found = sorted(root.glob("*/walkforward.json"), key=lambda p: p.stat().st_mtime, reverse=True) if root.exists() else []
+    found = sorted(root.glob(f"*/{WALKFORWARD_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True) if root.exists() else []
     if not found:
         return None
     return found[0], json.loads(found[0].read_text())

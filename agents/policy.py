@@ -4,7 +4,7 @@ A run directory holds ``policy_best.pt`` / ``policy_last.pt`` (state dicts),
 ``obs_norm_best.npz`` / ``obs_norm_last.npz`` (the observation statistics fitted on the
 training split), ``feature_schema.json``, ``config.toml``, ``splits.json``, ``support.json``
 (the observation's columns and their training ranges, :mod:`aster_rl.evaluation.support`) and
-``manifest.json`` (see :mod:`agents.run_files`); nothing in it is unpickled. Older runs
+``manifest.json`` (the layout: :class:`agents.run_dir.RunDir`); nothing in it is unpickled. Older runs
 (``model_*.zip`` + ``vecnormalize*.pkl`` only) load only with ``trust_run=True``.
 :class:`LoadedPolicy` satisfies the :class:`Policy` protocol the live runner and the
 backtester use: ``predict(obs) -> action`` on a full observation (every feature column +
@@ -20,26 +20,24 @@ leverage and profile.
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from aster_rl.config import AppConfig, load_config
-from aster_rl.errors import DataError, SchemaMismatchError
+from aster_rl.config import AppConfig
+from aster_rl.errors import SchemaMismatchError
 from aster_rl.evaluation.support import ObservationSupport
 
 from agents.data import check_run_pattern_library
 
 from agents import run_files
+from agents.run_dir import RunDir, Which
 
 logger = logging.getLogger(__name__)
-
-MODEL_FILES = {w: (run_files.SB3_FILES[w], run_files.PICKLED_NORM_FILES[w]) for w in ("best", "last")}  # older runs
 
 
 @runtime_checkable
@@ -64,35 +62,6 @@ class Decision:
     def profile_probability(self) -> float:
         """The exit-profile head's probability of the chosen profile."""
         return float(self.probabilities[2][int(self.action[2])])
-
-
-def resolve_run_dir(run: str | Path, checkpoint_dir: str | Path = "checkpoints") -> Path:
-    """A run directory, or ``"latest"``: the newest run under ``checkpoint_dir``."""
-    if str(run) == "latest":
-        root = Path(checkpoint_dir)
-        runs = [p for p in root.glob("*__*") if run_files.has_model(p)] if root.exists() else []
-        if not runs:
-            raise DataError(f"no trained run under {root}/; train one with `aster-rl train`")
-        return max(runs, key=lambda p: max(f.stat().st_mtime for f in p.iterdir() if f.name.startswith(("model_", "policy_"))))
-    path = Path(run)
-    if not path.is_dir():
-        raise DataError(f"run directory {path} does not exist")
-    if not run_files.has_model(path):
-        raise DataError(f"{path} is not a trained run (no {run_files.POLICY_FILES['last']} or model_last.zip)")
-    return path
-
-
-def load_schema(run_dir: Path) -> Any:
-    from aster_rl.features.pipeline import FeatureSchema
-
-    path = Path(run_dir) / "feature_schema.json"
-    if not path.exists():
-        raise DataError(f"{run_dir}: no feature_schema.json; the run is incomplete")
-    return FeatureSchema.from_dict(json.loads(path.read_text()))
-
-
-def load_run_config(run_dir: Path) -> AppConfig:
-    return load_config(Path(run_dir) / "config.toml")
 
 
 class LoadedPolicy:
@@ -149,9 +118,9 @@ def action_confidence(probs: tuple[np.ndarray, ...], action: np.ndarray) -> floa
 
 
 def load_policy(
-    run: str | Path,
+    run: str | Path | RunDir,
     schema: Any | None = None,
-    which: Literal["best", "last"] = "best",
+    which: Which = "best",
     checkpoint_dir: str | Path = "checkpoints",
     trust_run: bool = False,
 ) -> LoadedPolicy:
@@ -164,40 +133,41 @@ def load_policy(
     """
     import torch
 
-    run_dir = resolve_run_dir(run, checkpoint_dir)
+    rd = RunDir.resolve(run, checkpoint_dir)
+    run_dir = rd.path
     safe, which = run_files.admit_run(run_dir, which, trust_run)
-    saved = load_schema(run_dir)
+    saved = rd.load_schema()
     check_run_pattern_library(run_dir, saved)
     if schema is not None:
         try:
             saved.check_compatible(schema)
         except SchemaMismatchError as e:
             raise SchemaMismatchError(f"run {run_dir.name}: the data's features differ from the model's: {e}") from None
-    config = load_run_config(run_dir)
+    config = rd.load_config()
     torch.set_num_threads(config.train.torch_threads)
+    normalizer: Any  # the plain statistics, or an older run's VecNormalize
     if safe:
         model, normalizer, _ = run_files.load_model_files(run_dir, which, config)
     else:
-        model, normalizer = _load_pickled(run_dir, which)
+        model, normalizer = _load_pickled(rd, which)
     support = ObservationSupport.load(run_dir)
     if support is not None and tuple(support.columns) != tuple(saved.names):
-        raise SchemaMismatchError(f"run {run_dir.name}: support.json lists other columns than feature_schema.json")
+        raise SchemaMismatchError(f"run {run_dir.name}: {RunDir.SUPPORT} lists other columns than {RunDir.SCHEMA}")
     return LoadedPolicy(model, normalizer, saved, config, run_dir, support)
 
 
-def _load_pickled(run_dir: Path, which: str) -> tuple[Any, Any | None]:
+def _load_pickled(rd: RunDir, which: Which) -> tuple[Any, Any | None]:
     """An older run's SB3 zip and pickled VecNormalize: runs code stored in them (trusted runs only)."""
     from stable_baselines3 import PPO
 
-    model_file, norm_file = MODEL_FILES[which]
-    if not (run_dir / model_file).exists():
-        logger.info("%s: no %s, using the last model", run_dir, model_file)
-        model_file, norm_file = MODEL_FILES["last"]
-    logger.warning("%s: loading a pickled run (trusted explicitly)", run_dir)
-    model = PPO.load(run_dir / model_file, device="cpu")
+    if not rd.sb3_model(which).exists():
+        logger.info("%s: no %s, using the last model", rd.path, rd.sb3_model_name(which))
+        which = "last"
+    logger.warning("%s: loading a pickled run (trusted explicitly)", rd.path)
+    model = PPO.load(rd.sb3_model(which), device="cpu")
     normalizer = None
-    if (run_dir / norm_file).exists():
-        with open(run_dir / norm_file, "rb") as fh:
+    if rd.pickled_normalizer(which).exists():
+        with open(rd.pickled_normalizer(which), "rb") as fh:
             normalizer = pickle.load(fh)
         normalizer.training = False
     return model, normalizer

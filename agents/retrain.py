@@ -13,7 +13,7 @@ promote the challenger only if it beats the champion on the newest held-out rang
   the challenger is promoted when its net PnL is higher (ties keep the champion).
 - The decision is recorded as ``retrain_decision.json`` in the challenger's run
   directory, appended to ``<checkpoint_dir>/retrain_decisions.jsonl``, and a promotion
-  rewrites ``<checkpoint_dir>/champion.json`` (what ``aster-rl live --run champion`` uses).
+  rewrites ``<checkpoint_dir>/champion.json`` (what ``aster-rl live run --run champion`` uses).
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from aster_rl.data.timeframes import timeframe_to_timedelta
 
 from agents import run_files
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
-from agents.policy import MODEL_FILES, load_policy, load_run_config, load_schema, resolve_run_dir
+from agents.policy import load_policy
+from agents.run_dir import RunDir, Which, champion_file, retrain_log
 from agents.splits import Span, purge_bars
 
 logger = logging.getLogger(__name__)
 
-CHAMPION_FILE = "champion.json"
 KEYS = ("net_pnl_usd", "net_return", "sharpe", "max_drawdown", "win_rate", "profit_factor", "trades", "fees_usd")
 
 
@@ -61,14 +61,14 @@ class RetrainDecision:
         return jsonable(asdict(self))
 
 
-def resolve_champion(run: str | Path, checkpoint_dir: str | Path) -> Path:
-    """``run``, or for ``"champion"`` the run named in ``<checkpoint_dir>/champion.json``."""
+def resolve_champion(run: str | Path, checkpoint_dir: str | Path) -> RunDir:
+    """``run`` (see :meth:`RunDir.resolve`), or for ``"champion"`` the run named in ``<checkpoint_dir>/champion.json``."""
     if str(run) == "champion":
-        path = Path(checkpoint_dir) / CHAMPION_FILE
+        path = champion_file(checkpoint_dir)
         if not path.exists():
             raise DataError(f"no {path}: nothing was promoted yet; pass a run directory")
-        return resolve_run_dir(json.loads(path.read_text())["run"], checkpoint_dir)
-    return resolve_run_dir(run, checkpoint_dir)
+        return RunDir.resolve(json.loads(path.read_text())["run"], checkpoint_dir)
+    return RunDir.resolve(run, checkpoint_dir)
 
 
 def holdout_spans(n_bars: int, warmup: int, episode_length: int, holdout_fraction: float) -> tuple[Span, Span]:
@@ -106,13 +106,13 @@ def _live_outcomes(config: AppConfig, run_name: str) -> dict[str, Any]:
     }
 
 
-def _resume_safe(champion_dir: Path, which: str, config: AppConfig, venv: Any) -> tuple[Any, Any]:
+def _resume_safe(champion: RunDir, which: Which, config: AppConfig, venv: Any) -> tuple[Any, Any]:
     """PPO rebuilt from the run's config with the saved policy and optimizer state, and its statistics."""
     from agents.train import make_model
 
-    arrays = run_files.read_norm_arrays(champion_dir / run_files.NORM_FILES[which])
+    arrays = run_files.read_norm_arrays(champion.normalizer(which))
     vn = run_files.vec_normalize_from(arrays, venv, training=True)
-    source = champion_dir / run_files.POLICY_FILES[which]
+    source = champion.policy(which)
     payload = run_files.read_policy_payload(source)
     model = make_model(config, vn, None)
     run_files.load_weights(model.policy, payload, source)
@@ -120,21 +120,20 @@ def _resume_safe(champion_dir: Path, which: str, config: AppConfig, venv: Any) -
     return model, vn
 
 
-def _resume_pickled(champion_dir: Path, which: str, config: AppConfig, venv: Any) -> tuple[Any, Any]:
+def _resume_pickled(champion: RunDir, which: Which, config: AppConfig, venv: Any) -> tuple[Any, Any]:
     """An older run's SB3 zip and pickled VecNormalize (trusted explicitly: unpickling runs code)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecNormalize
 
     t = config.train
-    model_file, norm_file = MODEL_FILES[which]
-    if not (champion_dir / model_file).exists():
-        model_file, norm_file = MODEL_FILES["last"]
-    if (champion_dir / norm_file).exists():
-        vn = VecNormalize.load(str(champion_dir / norm_file), venv)
+    if not champion.sb3_model(which).exists():
+        which = "last"
+    if champion.pickled_normalizer(which).exists():
+        vn = VecNormalize.load(str(champion.pickled_normalizer(which)), venv)
         vn.training = True
     else:
         vn = VecNormalize(venv, norm_obs=t.normalize_observations, norm_reward=True, gamma=t.gamma, clip_obs=10.0)
-    return PPO.load(champion_dir / model_file, env=vn, device="cpu"), vn
+    return PPO.load(champion.sb3_model(which), env=vn, device="cpu"), vn
 
 
 def retrain(
@@ -143,7 +142,7 @@ def retrain(
     *,
     timesteps: int | None = None,
     holdout_fraction: float = 0.15,
-    which: str = "best",
+    which: Which = "best",
     dataset: Any = None,
     progress_bar: bool = False,
     trust_run: bool = False,
@@ -155,14 +154,15 @@ def retrain(
     from envs import BatchedPerpEnv
 
     ckpt = config.train.checkpoint_dir
-    champion_dir = resolve_champion(run, ckpt)
+    champion = resolve_champion(run, ckpt)
+    champion_dir = champion.path
     safe, which = run_files.admit_run(champion_dir, which, trust_run)
-    run_cfg = load_run_config(champion_dir)
+    run_cfg = champion.load_config()
     # the champion's model-defining sections; the current data location and bookkeeping
     merged = replace(run_cfg, data=config.data.model_dump(), train={"checkpoint_dir": str(ckpt)})
     if dataset is None:
         dataset = build_dataset(merged)
-    saved = load_schema(champion_dir)
+    saved = champion.load_schema()
     try:
         saved.check_compatible(dataset.schema)
     except SchemaMismatchError as e:
@@ -177,16 +177,17 @@ def retrain(
     matrix = support.select_features(dataset.matrix) if support is not None else dataset.matrix
     venv = BatchedPerpEnv(matrix, dataset.prices, env_cfg, t.n_envs, start=train_span.start, end=train_span.end,
                           random_start=True, seed=t.seed + 1)
-    model, vn = (_resume_safe if safe else _resume_pickled)(champion_dir, which, merged, venv)
+    model, vn = (_resume_safe if safe else _resume_pickled)(champion, which, merged, venv)
     logger.info("retrain %s: resuming for %d steps on %d bars; hold-out %d bars", champion_dir.name, steps, len(train_span), len(holdout))
     model.learn(total_timesteps=steps, reset_num_timesteps=False, progress_bar=progress_bar)
 
     name_cfg = replace(merged, train={"name": f"{t.name}-retrain", "trials": t.trials + 1})  # a retrain is one more try
     challenger_dir = new_run_dir(name_cfg)
-    (challenger_dir / "config.toml").write_text(to_toml(name_cfg))
-    (challenger_dir / "feature_schema.json").write_text(json.dumps(dataset.schema.to_dict(), indent=2))
+    challenger = RunDir(challenger_dir)
+    challenger.config.write_text(to_toml(name_cfg))
+    challenger.schema.write_text(json.dumps(dataset.schema.to_dict(), indent=2))
     ts = dataset.prices.timestamps
-    (challenger_dir / "splits.json").write_text(json.dumps({
+    challenger.splits.write_text(json.dumps({
         "retrained_from": str(champion_dir), "train": [train_span.start, train_span.end], "holdout": [holdout.start, holdout.end],
         "holdout_from": str(np.datetime64(int(ts[holdout.start]), "ns")), "holdout_to": str(np.datetime64(int(ts[holdout.end - 1]), "ns")),
     }, indent=2))
@@ -199,7 +200,7 @@ def retrain(
     periods = periods_per_year_of(dataset.prices.timeframe)
     bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
 
-    def score(run_dir: Path, which_model: str) -> dict[str, float]:
+    def score(run_dir: Path, which_model: Which) -> dict[str, float]:
         policy = load_policy(run_dir, dataset.schema, which=which_model, checkpoint_dir=ckpt, trust_run=trust_run)
         res = run_backtest(policy.predict, dataset, env_cfg, holdout)
         s = summarize_backtest(res, env_cfg, periods, bar_ns)
@@ -219,10 +220,10 @@ def retrain(
         live_outcomes=_live_outcomes(config, champion_dir.name), decided_at=time.time(),
     )
     record = decision.to_dict()
-    (challenger_dir / "retrain_decision.json").write_text(json.dumps(record, indent=2))
-    with open(Path(ckpt) / "retrain_decisions.jsonl", "a") as fh:
+    challenger.retrain_decision.write_text(json.dumps(record, indent=2))
+    with open(retrain_log(ckpt), "a") as fh:
         fh.write(json.dumps(record) + "\n")
     if promoted:
-        (Path(ckpt) / CHAMPION_FILE).write_text(json.dumps({"run": str(challenger_dir), "since": record["decided_at"]}, indent=2))
+        champion_file(ckpt).write_text(json.dumps({"run": str(challenger_dir), "since": record["decided_at"]}, indent=2))
     logger.info("retrain: %s -> %s", "promoted" if promoted else "kept the champion", reason)
     return decision

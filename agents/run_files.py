@@ -19,29 +19,22 @@ import hashlib
 import json
 import logging
 import pickle
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from agents.run_dir import RunDir, Which
 from aster_rl.config import AppConfig
 from aster_rl.errors import UntrustedRunError
 
 logger = logging.getLogger(__name__)
 
-Which = Literal["best", "last"]
-
 FORMAT = 1
-MANIFEST = "manifest.json"
-POLICY_FILES = {"best": "policy_best.pt", "last": "policy_last.pt"}
-NORM_FILES = {"best": "obs_norm_best.npz", "last": "obs_norm_last.npz"}
-SB3_FILES = {"best": "model_best.zip", "last": "model_last.zip"}  # SB3's zip: cloudpickle inside
-PICKLED_NORM_FILES = {"best": "vecnormalize_best.pkl", "last": "vecnormalize.pkl"}  # older runs
-# The files a manifest covers when present (later reports such as eval/ or metrics.json are not run inputs).
-RUN_FILES = ("config.toml", "feature_schema.json", "splits.json", "support.json", *POLICY_FILES.values(), *NORM_FILES.values(),
-             *SB3_FILES.values())
+MANIFEST = RunDir.MANIFEST
 _NORM_KEYS = ("obs_mean", "obs_var", "obs_count", "ret_mean", "ret_var", "ret_count", "clip_obs", "clip_reward",
               "epsilon", "gamma", "norm_obs", "norm_reward")
 
@@ -57,12 +50,13 @@ def sha256_of(path: Path) -> str:
 
 
 def write_manifest(run_dir: Path) -> Path:
-    """Record the sha256 of every run file present in ``run_dir``."""
-    run_dir = Path(run_dir)
-    files = {name: sha256_of(run_dir / name) for name in RUN_FILES if (run_dir / name).is_file()}
-    path = run_dir / MANIFEST
+    """Record the sha256 of every run file present in ``run_dir``, and when the run was created (the first write)."""
+    rd = RunDir(run_dir)
+    files = {name: sha256_of(rd.path / name) for name in RunDir.manifest_files() if (rd.path / name).is_file()}
+    path = rd.manifest
+    created = rd.created_at() if path.is_file() else time.time()
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"format": FORMAT, "algorithm": "sha256", "files": files}, indent=2) + "\n")
+    tmp.write_text(json.dumps({"format": FORMAT, "algorithm": "sha256", "created": created, "files": files}, indent=2) + "\n")
     tmp.replace(path)
     return path
 
@@ -87,17 +81,6 @@ def verify_manifest(run_dir: Path, needed: tuple[str, ...]) -> None:
                 f"run {run_dir}: {name} was modified after the run was saved (its sha256 differs from {MANIFEST}); "
                 "refusing to load the run"
             )
-
-
-def is_safe_format(run_dir: Path) -> bool:
-    run_dir = Path(run_dir)
-    return (run_dir / MANIFEST).is_file() and any((run_dir / f).is_file() for f in POLICY_FILES.values())
-
-
-def has_model(run_dir: Path, which: Which = "last") -> bool:
-    """Whether ``run_dir`` holds a ``which`` model in either format."""
-    run_dir = Path(run_dir)
-    return (run_dir / POLICY_FILES[which]).is_file() or (run_dir / SB3_FILES[which]).is_file()
 
 
 # ---------------------------------------------------------------- observation statistics
@@ -159,6 +142,7 @@ def obs_normalizer(arrays: dict[str, np.ndarray]) -> ObsNormalizer:
 
 def vec_normalize_from(arrays: dict[str, np.ndarray], venv: Any, training: bool = True) -> Any:
     """An SB3 ``VecNormalize`` around ``venv`` carrying the saved statistics (to continue training)."""
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
     from stable_baselines3.common.vec_env import VecNormalize
 
     vn = VecNormalize(
@@ -166,12 +150,15 @@ def vec_normalize_from(arrays: dict[str, np.ndarray], venv: Any, training: bool 
         clip_obs=float(arrays["clip_obs"]), clip_reward=float(arrays["clip_reward"]), gamma=float(arrays["gamma"]),
         epsilon=float(arrays["epsilon"]),
     )
-    if vn.obs_rms.mean.shape != arrays["obs_mean"].shape:
+    obs_rms = vn.obs_rms
+    if not isinstance(obs_rms, RunningMeanStd):  # a dict observation space: not this program's environment
+        raise UntrustedRunError("the environment's observations are a dict; saved statistics are for one array")
+    if obs_rms.mean.shape != arrays["obs_mean"].shape:
         raise UntrustedRunError(
             f"saved observation statistics have shape {arrays['obs_mean'].shape}, the environment's observation "
-            f"{vn.obs_rms.mean.shape}"
+            f"{obs_rms.mean.shape}"
         )
-    vn.obs_rms.mean, vn.obs_rms.var, vn.obs_rms.count = arrays["obs_mean"].copy(), arrays["obs_var"].copy(), float(arrays["obs_count"])
+    obs_rms.mean, obs_rms.var, obs_rms.count = arrays["obs_mean"].copy(), arrays["obs_var"].copy(), float(arrays["obs_count"])
     vn.ret_rms.mean, vn.ret_rms.var, vn.ret_rms.count = arrays["ret_mean"].copy(), arrays["ret_var"].copy(), float(arrays["ret_count"])
     return vn
 
@@ -196,7 +183,7 @@ def save_model(model: Any, vec_normalize: Any, run_dir: Path, which: Which) -> N
     """Write ``which`` model of a run: state dicts, plain statistics, SB3's zip, and the manifest."""
     import torch
 
-    run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
     policy = model.policy
     payload = {
         "format": FORMAT,
@@ -206,10 +193,11 @@ def save_model(model: Any, vec_normalize: Any, run_dir: Path, which: Which) -> N
         "policy": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
         "optimizer": policy.optimizer.state_dict(),
     }
-    torch.save(payload, run_dir / POLICY_FILES[which])
-    np.savez(run_dir / NORM_FILES[which], **norm_arrays(vec_normalize))
-    model.save(run_dir / SB3_FILES[which])
-    write_manifest(run_dir)
+    torch.save(payload, rd.policy(which))
+    arrays: dict[str, Any] = norm_arrays(vec_normalize)
+    np.savez(rd.normalizer(which), **arrays)
+    model.save(rd.sb3_model(which))
+    write_manifest(rd.path)
 
 
 def read_policy_payload(path: Path) -> dict[str, Any]:
@@ -256,26 +244,27 @@ def load_weights(policy: Any, payload: dict[str, Any], source: Path) -> None:
 def check_run(run_dir: Path, which: Which) -> Which:
     """Refuse ``run_dir`` unless the files ``which`` model needs match its manifest; the model to load
     (the last one when there is no best one)."""
-    if not (Path(run_dir) / POLICY_FILES[which]).exists():
-        logger.info("%s: no %s, using the last model", run_dir, POLICY_FILES[which])
+    rd = RunDir(run_dir)
+    if not rd.policy(which).exists():
+        logger.info("%s: no %s, using the last model", rd.path, rd.policy_name(which))
         which = "last"
-    verify_manifest(Path(run_dir), ("config.toml", "feature_schema.json", POLICY_FILES[which], NORM_FILES[which]))
+    verify_manifest(rd.path, (RunDir.CONFIG, RunDir.SCHEMA, rd.policy_name(which), rd.normalizer_name(which)))
     return which
 
 
 def load_model_files(run_dir: Path, which: Which, config: AppConfig) -> tuple[PolicyModel, ObsNormalizer, dict[str, Any]]:
     """The policy and observation normalizer of a run in the safe format (call :func:`check_run` first)."""
-    run_dir = Path(run_dir)
-    payload = read_policy_payload(run_dir / POLICY_FILES[which])
-    policy = build_policy(payload, config, run_dir / POLICY_FILES[which])
-    arrays = read_norm_arrays(run_dir / NORM_FILES[which])
+    rd = RunDir(run_dir)
+    payload = read_policy_payload(rd.policy(which))
+    policy = build_policy(payload, config, rd.policy(which))
+    arrays = read_norm_arrays(rd.normalizer(which))
     return PolicyModel(policy), obs_normalizer(arrays), payload
 
 
 def admit_run(run_dir: Path, which: Which, trust_run: bool = False) -> tuple[bool, Which]:
     """``(safe, which)``: a safe-format run checked against its manifest, or an older pickled run the
     user trusts explicitly; anything else is refused."""
-    if is_safe_format(run_dir):
+    if RunDir(run_dir).is_safe_format():
         return True, check_run(run_dir, which)
     if not trust_run:
         raise UntrustedRunError(

@@ -10,7 +10,6 @@ not yet meaningful).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.errors import DataError
+
+from agents.run_dir import RunDir
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -94,10 +95,7 @@ def load_run_splits(run_dir: str | Path, timestamps: np.ndarray | pd.DatetimeInd
     hold-out and the hold-out chose it, so no untouched test split is left.
     """
     run_dir = Path(run_dir)
-    path = run_dir / "splits.json"
-    if not path.exists():
-        raise DataError(f"{run_dir}: no splits.json; the run is incomplete")
-    d = json.loads(path.read_text())
+    d = RunDir(run_dir).read_splits()
     if "retrained_from" in d:
         raise DataError(
             f"{run_dir.name} was retrained from {d['retrained_from']} on every bar before its hold-out, which then chose it: "

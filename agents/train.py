@@ -14,7 +14,7 @@ last), ``policy_*.pt`` (state dicts), ``obs_norm_*.npz`` (observation statistics
 ``model_*.zip``; ``config.toml``, ``feature_schema.json``, ``splits.json``, ``support.json``
 (each feature column's training range and variance, and which columns the observation
 leaves out: see :mod:`aster_rl.evaluation.support`), ``manifest.json`` (sha256 of each run file),
-``metrics.json`` and the TensorBoard logs in ``tb/`` (see :mod:`agents.run_files`).
+``metrics.json`` and the TensorBoard logs in ``tb/`` (the layout: :class:`agents.run_dir.RunDir`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from aster_rl.data.timeframes import timeframe_to_timedelta
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.data import bind_pattern_library, observation_support
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
+from agents.run_dir import RunDir
 from agents.run_files import save_model
 from agents.splits import Splits, make_splits
 
@@ -139,9 +140,10 @@ def train(
     config = bind_pattern_library(config, dataset, splits)  # the run's config holds the library snapshot it trains with
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(to_toml(config))
-    (run_dir / "feature_schema.json").write_text(json.dumps(dataset.schema.to_dict(), indent=2))
-    (run_dir / "splits.json").write_text(json.dumps(splits.to_dict(dataset.prices.timestamps), indent=2))
+    rd = RunDir(run_dir)
+    rd.config.write_text(to_toml(config))
+    rd.schema.write_text(json.dumps(dataset.schema.to_dict(), indent=2))
+    rd.splits.write_text(json.dumps(splits.to_dict(dataset.prices.timestamps), indent=2))
     support = observation_support(dataset, splits.train)
     support.save(run_dir)
 
@@ -150,7 +152,7 @@ def train(
         start=splits.train.start, end=splits.train.end, random_start=True, seed=t.seed,
     )
     vn = VecNormalize(venv, norm_obs=t.normalize_observations, norm_reward=True, gamma=t.gamma, clip_obs=10.0)
-    tb_dir = str(run_dir / "tb") if t.tensorboard else None
+    tb_dir = str(rd.tensorboard) if t.tensorboard else None
     model = make_model(config, vn, tb_dir)
 
     periods = periods_per_year_of(dataset.prices.timeframe)
@@ -202,7 +204,7 @@ def train(
         "support_notice": support.notice(),
         "observation_columns": len(support.kept),
     }
-    (run_dir / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=2))
+    rd.metrics.write_text(json.dumps(jsonable(metrics), indent=2))
     logger.info("trained %s in %.1f s (%.0f fps); best validation net PnL %.2f USD at %s steps", run_dir.name, seconds,
                 metrics["fps"], best.get("net_pnl_usd", float("nan")), best.get("timesteps"))
     return TrainResult(run_dir=run_dir, splits=splits, metrics=metrics)

@@ -27,6 +27,7 @@ from aster_rl.config import AppConfig, replace
 from agents.data import fold_dataset
 from agents.evaluate import jsonable, evaluate_policy
 from agents.policy import load_policy
+from agents.run_dir import WALKFORWARD_FILE, RunDir
 from agents.splits import walkforward_splits
 from agents.train import train
 
@@ -66,7 +67,7 @@ class WalkForwardResult:
 def run_record(fold: int, seed: int, run_dir: Path, report, trained) -> dict[str, Any]:
     """One (fold, seed) run as a flat record: net returns, excesses, the best baseline."""
     base = {n: o.metrics["net_return"] for n, o in report.baselines.items()}
-    best_name = max(base, key=base.get)
+    best_name = max(base, key=base.__getitem__)
     agent_ret = report.agent.metrics["net_return"]
     return {
         "fold": fold,
@@ -170,10 +171,10 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None) -> Walk
             trained = train(cfg, fold_data, splits=splits, run_dir=run_dir)
             policy = load_policy(run_dir, schema=fold_data.schema)
             report = evaluate_policy(policy, fold_data, cfg, splits, run_dir=run_dir)
-            report.save(run_dir / "eval")
+            report.save(RunDir(run_dir).eval)
             result.runs.append({**run_record(k, seed, run_dir, report, trained), **mined})
     result.summary = summarize_runs(result.runs, folds=len(folds), seeds=ev.walkforward_seeds, confidence=ev.confidence)
     verdict = result.summary["verdict"]
-    (out_dir / "walkforward.json").write_text(json.dumps(jsonable({"summary": result.summary, "runs": result.runs}), indent=2))
+    (out_dir / WALKFORWARD_FILE).write_text(json.dumps(jsonable({"summary": result.summary, "runs": result.runs}), indent=2))
     logger.info("walk-forward: %s", verdict)
     return result

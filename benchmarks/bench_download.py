@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aster_rl.exchange.client import client as exchange_mod
+from aster_rl.exchange import client as exchange_mod
 from aster_rl.data import download as download_mod
 from aster_rl.config import DataConfig
 from aster_rl.data.download import download_candles
@@ -70,7 +70,8 @@ def main() -> int:
     candles = make_candles(args.bars)
     server, http, parse, store = Timer(), Timer(), Timer(), Timer()
     with tempfile.TemporaryDirectory() as tmp, FakeAsterExchange(candles) as fake:
-        fake._handle = server.wrap(fake._handle)  # time spent inside the server thread
+        # time spent inside the server thread: a timing wrapper shadows the method on this instance
+        fake._handle = server.wrap(fake._handle)  # type: ignore[method-assign]
         db = Database(f"sqlite:///{(Path(tmp) / 'bench.db').as_posix()}")
         db.init_schema()
         client = ExchangeClient.from_config(DataConfig(api_url=fake.url, retry_backoff_s=0), rate_limit_ms=0)

@@ -36,7 +36,7 @@ from aster_rl.live.brokers import PaperBroker
 from aster_rl.live.sources import ReplaySource, bars_from_market
 
 LEVERAGES = 4  # 1x to 5x
-FREEZE_GC = True  # as `aster-rl live` does on the exchange: no full collections over the history mid-bar
+FREEZE_GC = True  # as `aster-rl live run` does on the exchange: no full collections over the history mid-bar
 SEED = 37  # a synthetic path whose price stays near 1 USDT over the 180 days (others drift to 0.001 or 1e6)
 
 

@@ -1,8 +1,9 @@
 """The ``aster-rl`` command: the composition root.
 
-Each subcommand lives in a module of this package with ``register(subparsers)``; the
-handlers import heavy or outer-layer code (``envs``, ``agents``) lazily, inside the
-command that needs it. This package is the only part of ``aster_rl`` allowed to import
+Each command is a noun with a module ``<noun>_cmd.py`` in this package: ``register(subparsers)``
+adds its parser (a noun with several actions, e.g. ``data synth|import|download``, gets one
+subparser per action) and ``run(args, config) -> int`` runs it. The handlers import heavy or
+outer-layer code (``envs``, ``agents``) lazily, inside the command that needs it. This package is the only part of ``aster_rl`` allowed to import
 ``envs`` and ``agents``.
 """
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         config: AppConfig = load_config(args.config, args.overrides)
         result = args.func(args, config)
     except AsterError as e:
-        _report(args, f"{prefix}: error: {_one_line(e)}")
+        _report(args, f"{prefix}: error: {_one_line(str(e))}")
         return 2
     except OSError as e:  # a path the user named cannot be read or written
         _report(args, f"{prefix}: error: {_one_line(_os_error_text(e))}")
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: still one line, the traceback with -v
-        _report(args, f"{prefix}: internal error: {type(e).__name__}: {_one_line(e)} (run with -v for the traceback)")
+        _report(args, f"{prefix}: internal error: {type(e).__name__}: {_one_line(str(e))} (run with -v for the traceback)")
         return 1
     return int(result or 0)
 

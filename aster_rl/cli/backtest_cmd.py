@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from aster_rl.config import AppConfig
@@ -23,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--start", help="first bar (UTC time); default: the run's test split, else the end of the warm-up")
     p.add_argument("--end", help="last bar (UTC time); default: the run's test split end, else the last bar")
     p.add_argument("--out", metavar="DIR", help="write trades.csv, equity.csv and metrics.json here")
-    p.set_defaults(func=run_backtest_cmd)
+    p.set_defaults(func=run)
 
 
 def _bar_position(index: pd.DatetimeIndex, when: str, side: str) -> int:
@@ -31,7 +34,7 @@ def _bar_position(index: pd.DatetimeIndex, when: str, side: str) -> int:
     return int(index.searchsorted(ts, side="left" if side == "start" else "right"))
 
 
-def run_backtest_cmd(args, config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset
     from agents.evaluate import (
         baseline_policies,
@@ -40,21 +43,22 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
         run_backtest,
         summarize_backtest,
     )
-    from agents.policy import load_policy, load_run_config, resolve_run_dir
+    from agents.policy import load_policy
+    from agents.run_dir import RunDir
     from agents.splits import Span, load_run_splits
     from aster_rl.evaluation.support import policy_support_report
     from aster_rl.data.timeframes import timeframe_to_timedelta
 
     if args.policy == "agent" and not args.run:
         raise ConfigError("--policy agent needs --run RUN (a trained run directory or 'latest')")
-    run_dir = resolve_run_dir(args.run, config.train.checkpoint_dir) if args.run else None
-    run_config = load_run_config(run_dir) if run_dir else config
+    run_dir = RunDir.resolve(args.run, config.train.checkpoint_dir) if args.run else None
+    run_config = run_dir.load_config() if run_dir is not None else config
     dataset = build_dataset(run_config)
     cfg = run_config.env
     index = dataset.index
 
     if run_dir is not None:
-        default = load_run_splits(run_dir, dataset.prices.timestamps).test
+        default = load_run_splits(run_dir.path, dataset.prices.timestamps).test
     else:
         default = Span(dataset.warmup, len(dataset))
     start = _bar_position(index, args.start, "start") if args.start else default.start
@@ -63,7 +67,9 @@ def run_backtest_cmd(args, config: AppConfig) -> int:
     if end - start < 2:
         raise ConfigError(f"the range {args.start or index[start]} .. {args.end or index[-1]} holds fewer than 2 bars after the warm-up")
 
+    policy: Callable[[np.ndarray], np.ndarray]
     if args.policy == "agent":
+        assert run_dir is not None  # checked above: --policy agent needs --run
         policy = load_policy(run_dir, schema=dataset.schema, trust_run=args.trust_run)
     else:  # a baseline trades on its own account settings (buy_and_hold: all equity at 1x, no stops)
         baseline = baseline_policies(dataset, cfg)[args.policy]

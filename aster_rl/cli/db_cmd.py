@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+
 from aster_rl.config import AppConfig
 
 
 def register(sub) -> None:
     p = sub.add_parser("db", help="create the database schema or show what it holds")
-    dbsub = p.add_subparsers(dest="db_command", metavar="ACTION")
-    dbsub.required = True
-    init = dbsub.add_parser("init", help="create the schema (idempotent) and print the database URL")
-    init.set_defaults(func=init_db)
-    info = dbsub.add_parser("info", help="row counts per table and stored candle series")
-    info.set_defaults(func=show_info)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("init", help="create the schema (idempotent) and print the database URL")
+    actions.add_parser("info", help="row counts per table and stored candle series")
+    p.set_defaults(func=run)
 
 
-def init_db(args, config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
+    return ACTIONS[args.action](args, config)
+
+
+def init(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.storage import SCHEMA_VERSION, Database
 
     db = Database.from_config(config.data)
@@ -24,7 +29,7 @@ def init_db(args, config: AppConfig) -> int:
     return 0
 
 
-def show_info(args, config: AppConfig) -> int:
+def info(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.storage import Database, describe
 
     db = Database.from_config(config.data)
@@ -40,3 +45,6 @@ def show_info(args, config: AppConfig) -> int:
                 f"{s['first']:%Y-%m-%d %H:%M} .. {s['last']:%Y-%m-%d %H:%M} UTC"
             )
     return 0
+
+
+ACTIONS: dict[str, Callable[[argparse.Namespace, AppConfig], int]] = {"init": init, "info": info}

@@ -11,8 +11,10 @@ so that it never mixes with another synthetic market in the same database, and s
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
+from typing import Any
 
 from aster_rl.config import AppConfig, replace
 
@@ -26,7 +28,7 @@ from aster_rl.config import AppConfig, replace
 # validation turns positive near 250k steps (chosen on another synthetic market, seed 11).
 # The leverage ladder stops at 10x: the 20-50x rungs multiply the reward noise of every
 # exploratory position by up to 5 (and bring liquidations), which drowned the edge.
-DEMO_TRAIN = {
+DEMO_TRAIN: dict[str, Any] = {
     "name": "demo",
     "total_timesteps": 600_000,
     "n_envs": 16,
@@ -53,7 +55,7 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="a tiny version (seconds; for smoke tests)")
     p.add_argument("--seed", type=int, help="training seed (default: train.seed)")
     p.add_argument("--timesteps", type=int, help="training steps (default: 600,000; --quick: 512)")
-    p.set_defaults(func=run_demo)
+    p.set_defaults(func=run)
 
 
 def demo_config(config: AppConfig, quick: bool = False, seed: int | None = None, timesteps: int | None = None) -> AppConfig:
@@ -69,9 +71,10 @@ def demo_config(config: AppConfig, quick: bool = False, seed: int | None = None,
     return replace(cfg, data={"source": f"synthetic-{s.edge}-s{s.seed}-{s.n_bars}"})
 
 
-def run_demo(args, config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset, load_market_for
     from agents.evaluate import evaluate_run
+    from agents.run_dir import RunDir
     from agents.train import train
     from aster_rl.storage import Database, store_market
     from aster_rl.data.synthetic import synthesize
@@ -102,8 +105,11 @@ def run_demo(args, config: AppConfig) -> int:
     print(report.table())
     wall = time.perf_counter() - started
     print()
-    print(f"checkpoint:  {result.run_dir}  (policy_*.pt, obs_norm_*.npz, model_*.zip, manifest.json, config.toml, splits.json)")
-    print(f"report:      {result.run_dir / 'eval'}  (results.json, equity_<name>.csv, trades_<name>.csv)")
+    rd = RunDir(result.run_dir)
+    ev = rd.eval
+    print(f"checkpoint:  {rd}  ({rd.policy_name('best')}, {rd.normalizer_name('best')}, {rd.sb3_model_name('best')} (and _last), "
+          f"{rd.MANIFEST}, {rd.CONFIG}, {rd.SPLITS})")
+    print(f"report:      {ev.path}  ({ev.results.name}, {ev.equity('<name>').name}, {ev.trades('<name>').name})")
     if m.get("tensorboard_dir"):
         print(f"TensorBoard: tensorboard --logdir {m['tensorboard_dir']}")
     print(f"brain:       aster-rl --set data.source={cfg.data.source} brain --run {result.run_dir}")

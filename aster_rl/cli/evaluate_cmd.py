@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from aster_rl.config import AppConfig
 
 
@@ -11,13 +12,16 @@ def register(sub) -> None:
     p.add_argument("--model", choices=("best", "last"), default="best",
                    help="which checkpoint: best by validation net PnL (default) or the last one")
     p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
-    p.set_defaults(func=run_evaluate)
+    p.set_defaults(func=run)
 
 
-def run_evaluate(args, config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.evaluate import evaluate_run
+    from agents.run_dir import RunDir
 
     report = evaluate_run(args.run, config, which=args.model, trust_run=args.trust_run)
     print(report.table())
-    print(f"results: {report.run_dir / 'eval'} (results.json, equity_<name>.csv, trades_<name>.csv)")
+    if report.run_dir is not None:
+        ev = RunDir(report.run_dir).eval
+        print(f"results: {ev.path} ({ev.results.name}, {ev.equity('<name>').name}, {ev.trades('<name>').name})")
     return 0

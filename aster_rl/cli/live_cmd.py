@@ -1,11 +1,13 @@
-"""``aster-rl live``: run a trained policy on live or replayed bars (paper by default);
+"""``aster-rl live run``: run a trained policy on live or replayed bars (paper by default);
 ``aster-rl live stop``: ask a running runner to flatten and stop (writes the kill file,
 ``live.kill_file`` under ``data.data_dir``, so it works from any directory)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aster_rl.config import AppConfig
@@ -14,14 +16,15 @@ logger = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "live",
-        help="run a trained policy on live or replayed bars (paper by default); 'live stop' stops it",
+    live = sub.add_parser("live", help="run a trained policy on live or replayed bars (paper by default), or stop a runner")
+    actions = live.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "run",
+        help="run a trained policy on live or replayed bars (paper by default)",
         description="Each closed bar: data -> features -> observation -> policy -> risk guard -> broker -> prediction log. "
         "Paper trading by default; real orders only with --real, keys in ASTER_PRIVATE_KEY / ASTER_WALLET_ADDRESS and "
         "the confirmation I-UNDERSTAND (typed when asked, or --confirm I-UNDERSTAND).",
     )
-    p.add_argument("action", nargs="?", choices=("run", "stop"), default="run", help="run (default) or stop a running runner")
     p.add_argument("--run", help="a trained run directory, 'latest', or 'champion' (the last promoted retrain)")
     p.add_argument("--model", choices=("best", "last"), default="best", help="which checkpoint of the run (default: best)")
     p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
@@ -35,10 +38,15 @@ def register(sub) -> None:
     p.add_argument("--max-bars", type=int, help="stop after this many bars")
     p.add_argument("--real", action="store_true", help="trade real money on the exchange (needs keys and the confirmation)")
     p.add_argument("--confirm", metavar="TEXT", help="the real-trading confirmation, I-UNDERSTAND")
-    p.set_defaults(func=run_live)
+    actions.add_parser("stop", help="ask a running runner to flatten and stop (writes the kill file)")
+    live.set_defaults(func=run)
 
 
-def stop_live(config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
+    return ACTIONS[args.action](args, config)
+
+
+def stop(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.live.risk import live_settings
 
     path = Path(live_settings(config).kill_file)
@@ -48,7 +56,7 @@ def stop_live(config: AppConfig) -> int:
     return 0
 
 
-def _confirmation(args) -> str | None:
+def _confirmation(args: argparse.Namespace) -> str | None:
     if args.confirm is not None:
         return args.confirm
     if args.real and sys.stdin.isatty():
@@ -56,7 +64,7 @@ def _confirmation(args) -> str | None:
     return None
 
 
-def run_live(args, config: AppConfig) -> int:
+def run_policy(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.config import load_secrets
     from aster_rl.errors import ConfigError
     from aster_rl.live.bars import LivePrices
@@ -64,17 +72,16 @@ def run_live(args, config: AppConfig) -> int:
     from aster_rl.live.real_broker import RealBroker, check_real_trading_allowed
     from aster_rl.live.risk import live_settings
     from aster_rl.live.runner import LiveRunner
+    from aster_rl.live.sources import ExchangeSource, ReplaySource
     from aster_rl.storage import Database, load_market
 
-    if args.action == "stop":
-        return stop_live(config)
     live_cfg = live_settings(config)
     if args.real or args.confirm is not None:
         check_real_trading_allowed(args.real, _confirmation(args), load_secrets())
         if args.replay:
             raise ConfigError("--real and --replay exclude each other: replayed bars are traded on paper only")
     if not args.run:
-        raise ConfigError("live: --run RUN is required (a run directory, 'latest' or 'champion')")
+        raise ConfigError("live run: --run RUN is required (a run directory, 'latest' or 'champion')")
 
     from agents.policy import load_policy
     from agents.retrain import resolve_champion
@@ -85,9 +92,10 @@ def run_live(args, config: AppConfig) -> int:
     db = Database.from_config(config.data)
     db.init_schema()
     prices = LivePrices(config.data.timeframe)
+    source: ReplaySource | ExchangeSource
+    broker: PaperBroker | RealBroker
+    replayed = ""  # the replayed range, in the default session name
     if args.replay:
-        from aster_rl.live.sources import ReplaySource
-
         market = load_market(db, config.data)
         start = args.start
         if start is None:
@@ -98,22 +106,19 @@ def run_live(args, config: AppConfig) -> int:
             start = min(warm, len(market) - 2)
         source = ReplaySource(market, start, args.end, pace_s=args.pace)
         mode = "replay"
+        index = source.market.candles.index
+        replayed = f":{index[source.start]:%Y%m%dT%H%M}-{index[source.end - 1]:%Y%m%dT%H%M}"
+        broker = PaperBroker(env_cfg, prices)
     else:
         from aster_rl.exchange.client import ExchangeClient
-        from aster_rl.live.sources import ExchangeSource
 
         client = ExchangeClient.from_config(config.data, with_secrets=args.real)
         source = ExchangeSource(client, db, config.data, history_bars=config.live.warmup_bars,
                                 poll_interval_s=live_cfg.poll_interval_s, websocket=live_cfg.use_websocket,
                                 retry_backoff_s=live_cfg.retry_backoff_s, max_backoff_s=live_cfg.max_backoff_s)
         mode = "real" if args.real else "paper"
-    if mode == "real":
-        broker = RealBroker(source.client, config.data.symbol, env_cfg, live_cfg, prices)
-    else:
-        broker = PaperBroker(env_cfg, prices)
-    session = args.session or f"{mode}:{run_dir.name}:{config.data.symbol}:{config.data.timeframe}"
-    if mode == "replay" and not args.session:
-        session += f":{source.market.candles.index[source.start]:%Y%m%dT%H%M}-{source.market.candles.index[source.end - 1]:%Y%m%dT%H%M}"
+        broker = RealBroker(client, config.data.symbol, env_cfg, live_cfg, prices) if args.real else PaperBroker(env_cfg, prices)
+    session = args.session or f"{mode}:{run_dir.name}:{config.data.symbol}:{config.data.timeframe}{replayed}"
     runner = LiveRunner(policy, source, broker, db, env_cfg=env_cfg, live_cfg=live_cfg, features_cfg=feats_cfg,
                         session_id=session, mode=mode, features=args.features, prices=prices, freeze_gc=mode != "replay",
                         patterns_cfg=config.patterns)
@@ -131,3 +136,6 @@ def run_live(args, config: AppConfig) -> int:
         print(f"decision latency (new bar -> orders sent): median {lat[len(lat) // 2] * 1e3:.1f} ms, max {lat[-1] * 1e3:.1f} ms")
     print("predictions: aster-rl predictions --session " + repr(session))
     return 0
+
+
+ACTIONS: dict[str, Callable[[argparse.Namespace, AppConfig], int]] = {"run": run_policy, "stop": stop}

@@ -1,10 +1,12 @@
-"""``aster-rl mine-patterns`` and ``aster-rl patterns [show NAME]``: the pattern miner and library."""
+"""``aster-rl patterns mine|list|show NAME``: the pattern miner and library."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -18,8 +20,10 @@ TOP = 10
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "mine-patterns",
+    patterns = sub.add_parser("patterns", help="mine the pattern library, list it, or show one pattern with its trades")
+    actions = patterns.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "mine",
         help="mine the training range for patterns and write the pattern library to the database",
         description="Enumerate candidate patterns (conjunctions of feature conditions, with a side and an exit "
         "profile), backtest each on the training range through the accounting core, and keep those that hold "
@@ -32,17 +36,19 @@ def register(sub) -> None:
     p.add_argument("--end", metavar="TIME", help="last bar of the range (UTC; default and latest: the training split's last)")
     p.add_argument("--naive", action="store_true", help="store the uncorrected (p < 0.05) list instead (for comparison only)")
     p.add_argument("--max-candidates", type=int, default=20_000, help="bound on the condition conjunctions tried")
-    p.set_defaults(func=run_mine)
-
-    q = sub.add_parser(
-        "patterns",
-        help="list the pattern library, or show one pattern with its trades",
-        description="`aster-rl patterns` lists the library as a table; `aster-rl patterns show NAME` (or the row "
-        "number from the table) shows one pattern with its statistics, history and trades.",
+    actions.add_parser("list", help="list the pattern library as a table")
+    q = actions.add_parser(
+        "show",
+        help="show one pattern with its statistics, history and trades",
+        description="`aster-rl patterns show NAME` (or the row number from `aster-rl patterns list`) shows one "
+        "pattern with its statistics, history and trades.",
     )
-    q.add_argument("action", nargs="?", choices=("list", "show"), default="list")
-    q.add_argument("name", nargs="?", help="pattern name (quoted) or row number, for show")
-    q.set_defaults(func=run_patterns)
+    q.add_argument("name", help="pattern name (quoted) or row number from `aster-rl patterns list`")
+    patterns.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, config: AppConfig) -> int:
+    return ACTIONS[args.action](args, config)
 
 
 def _fmt(x: float | None, pct: bool = False) -> str:
@@ -51,7 +57,7 @@ def _fmt(x: float | None, pct: bool = False) -> str:
     return f"{x:.1%}" if pct else f"{x:.2f}"
 
 
-def run_mine(args: argparse.Namespace, config: AppConfig) -> int:
+def mine(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import PATTERN_LIBRARY, build_dataset, mine_library
     from agents.train import default_splits
     from aster_rl.config import replace
@@ -104,27 +110,33 @@ def run_mine(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
-def run_patterns(args: argparse.Namespace, config: AppConfig) -> int:
+def _library(config: AppConfig) -> tuple[Any, Any]:
     from aster_rl.storage import Database
-    from aster_rl.storage.pattern_store import load_library, pattern_trades
+    from aster_rl.storage.pattern_store import load_library
 
     db = Database.from_config(config.data)
-    library = load_library(db, config.patterns)
+    return db, load_library(db, config.patterns)
+
+
+def list_library(args: argparse.Namespace, config: AppConfig) -> int:
+    db, library = _library(config)
     entries = list(library)
-    if args.action == "list":
-        if args.name:
-            raise DataError("`aster-rl patterns` takes no name; use `aster-rl patterns show NAME`")
-        if not entries:
-            print(f"the pattern library in {db.display_url} is empty; run `aster-rl mine-patterns`")
-            return 0
-        print(f"{'#':>3}  {'status':9} {'trades':>6} {'win':>6} {'win lb':>6} {'PF':>5} {'exp bps':>8}  name")
-        for i, e in enumerate(entries, 1):
-            s = e.stats
-            print(f"{i:>3}  {e.status!s:9} {s.trades:>6} {s.win_rate:>6.1%} {s.win_rate_lower_bound:>6.1%} "
-                  f"{_fmt(s.profit_factor):>5} {s.expectancy * 1e4:>8.1f}  {e.name}")
+    if not entries:
+        print(f"the pattern library in {db.display_url} is empty; run `aster-rl patterns mine`")
         return 0
-    if not args.name:
-        raise DataError("`aster-rl patterns show` needs a NAME (quoted) or a row number from `aster-rl patterns`")
+    print(f"{'#':>3}  {'status':9} {'trades':>6} {'win':>6} {'win lb':>6} {'PF':>5} {'exp bps':>8}  name")
+    for i, e in enumerate(entries, 1):
+        s = e.stats
+        print(f"{i:>3}  {e.status!s:9} {s.trades:>6} {s.win_rate:>6.1%} {s.win_rate_lower_bound:>6.1%} "
+              f"{_fmt(s.profit_factor):>5} {s.expectancy * 1e4:>8.1f}  {e.name}")
+    return 0
+
+
+def show(args: argparse.Namespace, config: AppConfig) -> int:
+    from aster_rl.storage.pattern_store import pattern_trades
+
+    db, library = _library(config)
+    entries = list(library)
     name = args.name
     if name.isdigit() and 1 <= int(name) <= len(entries):
         name = entries[int(name) - 1].name
@@ -144,10 +156,13 @@ def run_patterns(args: argparse.Namespace, config: AppConfig) -> int:
     print("  history: " + ", ".join(f"{pd.Timestamp(h.ts_ms, unit='ms', tz='UTC'):%Y-%m-%d %H:%M} {h.event}" for h in e.history))
     training, live = pattern_trades(db, e.name)
     print(f"  training trades ({len(training)}):")
-    for t in training:
-        print(f"    {t[0]}  exit {t[1]}  {t[2]:+.3%}  {t[3]}")
+    for entry, exit_reason, net, regime in training:
+        print(f"    {entry}  exit {exit_reason}  {net:+.3%}  {regime}")
     print(f"  live/paper trades ({len(live)}):")
     for t in live:
         counted = f"  net {t['net_return']:+.3%}" if t.get("net_return") is not None else ""
         print(f"    {pd.Timestamp(t['ts'], unit='ms', tz='UTC')}  {t['side']}  {t['status']}  pnl {t['pnl_usd']}{counted}  {t['exit_reason']}")
     return 0
+
+
+ACTIONS: dict[str, Callable[[argparse.Namespace, AppConfig], int]] = {"mine": mine, "list": list_library, "show": show}

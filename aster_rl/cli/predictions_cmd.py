@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 
 from aster_rl.config import AppConfig
@@ -13,14 +14,14 @@ def register(sub) -> None:
     p.add_argument("--run", dest="run_id", help="only decisions of this run (its directory name)")
     p.add_argument("--limit", type=int, default=20, help="how many of the newest decisions to list (default 20)")
     p.add_argument("--all", action="store_true", help="include WAIT/HOLD decisions (default: trades, exits and refusals)")
-    p.set_defaults(func=run_predictions)
+    p.set_defaults(func=run)
 
 
 def _num(x, fmt: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
-def run_predictions(args, config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
     import pandas as pd
 
     from aster_rl.errors import ConfigError
@@ -32,7 +33,7 @@ def run_predictions(args, config: AppConfig) -> int:
     db.init_schema()
     frame = live_store.predictions(db, session_id=args.session, run_id=args.run_id)
     if frame.empty:
-        print("no predictions logged yet (run `aster-rl live --run RUN --replay` or `aster-rl live --run RUN`)")
+        print("no predictions logged yet (run `aster-rl live run --run RUN --replay` or `aster-rl live run --run RUN`)")
         return 0
     shown = frame if args.all else frame[~frame["status"].isin(["wait", "hold"])]
     shown = shown.tail(args.limit)

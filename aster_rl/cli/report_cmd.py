@@ -7,6 +7,7 @@ inlined), ``reports/figures/<notebook>_<figure>.png`` and the executed notebooks
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=1_800, help="seconds allowed per notebook cell (default 1800)")
     p.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
                    help="an extra notebook parameter as a Python literal, e.g. --param range_bars=288 (repeatable)")
-    p.set_defaults(func=run_report)
+    p.set_defaults(func=run)
 
 
 def parse_params(items: list[str]) -> dict:
@@ -51,7 +52,7 @@ def notebook_parameters(name: str, args, config: AppConfig) -> dict:
     return common
 
 
-def run_report(args, config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
     from nbclient.exceptions import CellExecutionError
 
     from agents.notebooks import NOTEBOOK_DIR, execute_notebook, render_html, save_images

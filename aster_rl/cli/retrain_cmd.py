@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from aster_rl.config import AppConfig
@@ -14,11 +15,12 @@ def register(sub) -> None:
     p.add_argument("--holdout", type=float, default=0.15, help="share of the newest bars held out for the comparison (default 0.15)")
     p.add_argument("--model", choices=("best", "last"), default="best", help="which checkpoint of the champion to resume")
     p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
-    p.set_defaults(func=run_retrain)
+    p.set_defaults(func=run)
 
 
-def run_retrain(args, config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.retrain import retrain
+    from agents.run_dir import RunDir
 
     d = retrain(config, args.run, timesteps=args.timesteps, holdout_fraction=args.holdout, which=args.model,
                 progress_bar=config.train.progress_bar and sys.stderr.isatty(), trust_run=args.trust_run)
@@ -28,5 +30,5 @@ def run_retrain(args, config: AppConfig) -> int:
         print(f"  {name:10} net PnL {m['net_pnl_usd']:+10.2f} USD  return {m['net_return']:+.2%}  trades {m['trades']:.0f}  "
               f"win rate {m['win_rate']:.0%}")
     print(("PROMOTED: " if d.promoted else "kept the champion: ") + d.reason)
-    print(f"decision recorded in {d.challenger}/retrain_decision.json")
+    print(f"decision recorded in {RunDir(d.challenger).retrain_decision}")
     return 0

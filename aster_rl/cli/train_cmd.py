@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from aster_rl.config import AppConfig, replace
@@ -12,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--name", help="run name (default: train.name)")
     p.add_argument("--seed", type=int, help="random seed (default: train.seed)")
     p.add_argument("--timesteps", type=int, help="total environment steps (default: train.total_timesteps)")
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run)
 
 
 def with_overrides(config: AppConfig, args) -> AppConfig:
@@ -26,7 +27,7 @@ def with_overrides(config: AppConfig, args) -> AppConfig:
     return replace(config, train=changes) if changes else config
 
 
-def run_train(args, config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset
     from agents.train import train
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from aster_rl.config import AppConfig, replace
@@ -12,11 +13,12 @@ def register(sub) -> None:
     p.add_argument("--folds", type=int, help="number of folds (default: eval.walkforward_folds)")
     p.add_argument("--seeds", type=int, help="seeds per fold (default: eval.walkforward_seeds)")
     p.add_argument("--timesteps", type=int, help="training steps per fold and seed (default: train.total_timesteps)")
-    p.set_defaults(func=run_walkforward)
+    p.set_defaults(func=run)
 
 
-def run_walkforward(args, config: AppConfig) -> int:
+def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset
+    from agents.run_dir import WALKFORWARD_FILE
     from agents.walkforward import walkforward
 
     ev = {}
@@ -29,5 +31,5 @@ def run_walkforward(args, config: AppConfig) -> int:
     dataset = build_dataset(config, progress=sys.stderr.isatty())
     result = walkforward(config, dataset)
     print(result.table())
-    print(f"results: {result.out_dir / 'walkforward.json'}")
+    print(f"results: {result.out_dir / WALKFORWARD_FILE}")
     return 0

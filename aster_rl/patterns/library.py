@@ -111,7 +111,7 @@ class PatternLibrary:
         try:
             return self._entries[name]
         except KeyError:
-            raise DataError(f"no pattern named {name!r} in the library ({len(self)} patterns; `aster-rl patterns` lists them)") from None
+            raise DataError(f"no pattern named {name!r} in the library ({len(self)} patterns; `aster-rl patterns list` lists them)") from None
 
     def status_for(self, stats: PatternStats) -> Status:
         c = self.cfg
@@ -225,10 +225,10 @@ def check_mined_before(params: dict[str, Any], last_train_bar: pd.Timestamp, whe
         return
     until, outcomes = params.get("mined_until"), params.get("outcomes_until")
     if not until or not outcomes:
-        raise DataError(f"{where}: the pattern library records no mined range; mine it again with `aster-rl mine-patterns`")
+        raise DataError(f"{where}: the pattern library records no mined range; mine it again with `aster-rl patterns mine`")
     last = pd.Timestamp(last_train_bar)
     if max(pd.Timestamp(until), pd.Timestamp(outcomes)) > last:
         raise DataError(
             f"{where}: the pattern library was mined up to {until} (outcomes up to {outcomes}), past the training split's "
-            f"last bar {last}; mine it on the training bars only (`aster-rl mine-patterns` does by default)"
+            f"last bar {last}; mine it on the training bars only (`aster-rl patterns mine` does by default)"
         )

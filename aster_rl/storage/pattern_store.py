@@ -134,7 +134,7 @@ def pattern_trades(db: Database, name: str) -> tuple[list[list[Any]], list[dict[
     with db.session() as session:
         row = session.scalars(select(PatternRow).where(PatternRow.name == name)).first()
         if row is None:
-            raise DataError(f"no pattern named {name!r} in {db.display_url}; `aster-rl patterns` lists them")
+            raise DataError(f"no pattern named {name!r} in {db.display_url}; `aster-rl patterns list` lists them")
         training = list((row.definition or {}).get("trades") or [])
         # the net return each live outcome added to the statistics, by its close time
         counted = {
@@ -172,7 +172,7 @@ def record_outcome(
         with db.session() as session:
             entry = apply_outcome(session, cfg, name, net_return, regime, phase, ts_ms)
             if entry is None:
-                raise DataError(f"no pattern named {name!r} in {db.display_url}; `aster-rl patterns` lists them")
+                raise DataError(f"no pattern named {name!r} in {db.display_url}; `aster-rl patterns list` lists them")
     except SQLAlchemyError as e:
         raise StorageError(f"cannot update pattern {name!r} in {db.display_url}: {e}") from None
     return entry

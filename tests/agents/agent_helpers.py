@@ -19,3 +19,21 @@ def tiny_config(tmp_path, **train) -> AppConfig:
     )
 
 
+
+
+def hand_made_run(path, created: float | None = None, *, splits: dict | None = None, which: str = "last"):
+    """A run directory with only a model file (and a manifest recording ``created``, when given): enough to be
+    listed, not to be loaded."""
+    import json
+    from pathlib import Path
+
+    from agents.run_dir import RunDir
+
+    rd = RunDir(Path(path))
+    rd.path.mkdir(parents=True, exist_ok=True)
+    rd.sb3_model(which).write_bytes(b"x")  # type: ignore[arg-type]
+    if created is not None:
+        rd.manifest.write_text(json.dumps({"format": 1, "algorithm": "sha256", "created": created, "files": {}}))
+    if splits is not None:
+        rd.splits.write_text(json.dumps(splits))
+    return rd

@@ -2,6 +2,7 @@ import json
 
 from agent_helpers import tiny_config  # noqa: F401
 
+from agents.run_dir import RunDir
 from aster_rl.cli import main
 
 
@@ -15,7 +16,7 @@ def test_demo_quick_runs_the_whole_loop(tmp_path, capsys, monkeypatch):
                  "demo wall time"):
         assert text in out, text
     run = next((tmp_path / "ck").glob("demo_quick__*"))
-    results = json.loads((run / "eval" / "results.json").read_text())
+    results = json.loads((RunDir(run).eval.results).read_text())
     assert set(results["baselines"]) == {"flat", "buy_and_hold", "exposure_matched", "random", "rule_brain"}
     assert set(results["excess"]) == {"exposure_matched", "flat"}
     # evaluate the same run again from the CLI: same numbers from the stored market
@@ -26,7 +27,7 @@ def test_demo_quick_runs_the_whole_loop(tmp_path, capsys, monkeypatch):
                  "excess over flat (paired block bootstrap):", "95% CI [", "deflated Sharpe", "for 1 trial",
                  "net x", "gross x", "verdict: the agent's out-of-sample growth over exposure_matched"):
         assert text in evaluated, text
-    again = json.loads((run / "eval" / "results.json").read_text())
+    again = json.loads((RunDir(run).eval.results).read_text())
     assert again["agent"]["metrics"] == results["agent"]["metrics"]
     # and the brain report with the policy's decision
     source = next(line for line in out.splitlines() if line.startswith("brain:")).split("data.source=")[1].split()[0]

@@ -42,11 +42,9 @@ def walk(n: int, drift: float, sd: float = 0.004, seed: int = 0) -> np.ndarray:
     return 1.0 * np.exp(np.cumsum(np.random.default_rng(seed).normal(drift, sd, n)))
 
 
-def test_splits(n: int, start: int = 100) -> Splits:
+def judge_splits(n: int, start: int = 100) -> Splits:
     return Splits(train=Span(0, 10), validation=Span(20, 30), test=Span(start, n), purge=0, warmup=0)
 
-
-test_splits.__test__ = False  # a helper, not a test
 
 EVAL = {"bootstrap_samples": 300, "bootstrap_block": 48, "random_seeds": 2, "cost_multipliers": (0.0, 1.0)}
 
@@ -112,7 +110,7 @@ def test_always_long_10x_on_a_rising_market_is_no_edge():
     n = 6_000
     m = Market(walk(n, 0.0004, seed=2))
     cfg = config()
-    report = evaluate_policy(always(BUY, 10), m, cfg, test_splits(n))
+    report = evaluate_policy(always(BUY, 10), m, cfg, judge_splits(n))
     agent = report.agent
     assert agent.ci_return.low > 0  # the level is high: a return CI would have called it an edge
     bh, em = report.baselines["buy_and_hold"], report.baselines["exposure_matched"]
@@ -139,7 +137,7 @@ def test_a_policy_with_real_foresight_gets_an_edge():
     def oracle(obs):
         return np.array([BUY if obs[0] > 0 else SELL, leverage_index(CFG, 1), 2])
 
-    report = evaluate_policy(oracle, m, cfg, test_splits(n))
+    report = evaluate_policy(oracle, m, cfg, judge_splits(n))
     assert report.flags["edge"], report.verdict
     assert "both intervals lie above 0: evidence of an edge" in report.verdict
 
@@ -154,7 +152,7 @@ def test_random_baseline_matches_traded_notional_and_the_real_leverage_mix():
             return np.array([BUY if rng.random() < 0.5 else SELL, leverage_index(CFG, 5), 1])
         return np.array([WAIT, 0, 0])
 
-    report = evaluate_policy(trader, m, config(), test_splits(n))
+    report = evaluate_policy(trader, m, config(), judge_splits(n))
     rnd = report.baselines["random"]
     agent_notional = traded_notional(report.agent.trades)
     assert rnd.extra["agent_traded_notional_usd"] == pytest.approx(agent_notional)
@@ -165,7 +163,7 @@ def test_random_baseline_matches_traded_notional_and_the_real_leverage_mix():
 def test_zero_cost_sweep_charges_no_liquidation_fee():
     n = 3_000
     m = Market(walk(n, -0.0015, sd=0.006, seed=5))
-    report = evaluate_policy(always(BUY, 50), m, config(), test_splits(n))
+    report = evaluate_policy(always(BUY, 50), m, config(), judge_splits(n))
     assert report.agent.metrics["liquidations"] > 0
     free = report.cost_sweep["x0"]["agent"]
     assert free["fees_usd"] == 0.0 and free["slippage_usd"] == 0.0
@@ -176,7 +174,7 @@ def test_returns_start_at_the_first_bar_without_a_repeated_start():
     m = Market(walk(n, 0.001, seed=6))
     bh = buy_and_hold(CFG)
     res = run_backtest(bh.policy, m, bh.env, Span(100, n))
-    report = evaluate_policy(always(BUY, 1), m, config(), test_splits(n))
+    report = evaluate_policy(always(BUY, 1), m, config(), judge_splits(n))
     bh_out = report.baselines["buy_and_hold"]
     assert len(bh_out.returns) == len(res.equity) - 1
     assert bh_out.returns[0] == pytest.approx(res.equity.iloc[1] / res.equity.iloc[0] - 1)

@@ -2,7 +2,6 @@
 
 import base64
 import json
-import os
 import sys
 import time
 
@@ -21,6 +20,9 @@ from aster_rl.errors import DataError
 
 from agents import notebooks as N
 from agents import plots as P
+from agents.run_dir import WALKFORWARD_FILE
+
+from agent_helpers import hand_made_run
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 
@@ -102,17 +104,10 @@ def test_tensorboard_scalars(tmp_path):
     assert P.scalars(df, "trade/") is not None and P.scalars(df, "nothing/") is None
 
 
-def test_list_runs_and_find_walkforward(tmp_path):
-    assert N.list_runs(tmp_path / "none") == [] and N.find_walkforward(tmp_path) is None
-    old, new, fold = tmp_path / "a__0__1", tmp_path / "b__0__2", tmp_path / "wf" / "fold0__seed0"
-    for d in (old, new, fold):
-        d.mkdir(parents=True)
-        (d / "model_last.zip").write_bytes(b"x")
-    now = time.time()
-    os.utime(old / "model_last.zip", (now - 100, now - 100))
-    os.utime(fold / "model_last.zip", (now - 50, now - 50))
-    assert N.list_runs(tmp_path) == [new, fold, old]
-    (tmp_path / "wf" / "walkforward.json").write_text(json.dumps({"summary": {"verdict": "v"}, "runs": []}))
+def test_find_walkforward(tmp_path):
+    assert N.find_walkforward(tmp_path) is None
+    hand_made_run(tmp_path / "wf" / "fold0__seed0", created=time.time())
+    (tmp_path / "wf" / WALKFORWARD_FILE).write_text(json.dumps({"summary": {"verdict": "v"}, "runs": []}))
     path, wf = N.find_walkforward(tmp_path)
     assert path.parent.name == "wf" and wf["summary"]["verdict"] == "v"
 
@@ -168,12 +163,8 @@ def test_plots_draw_from_shaped_data(tmp_path):
 
 
 def test_ensure_run_skips_runs_without_a_test_split(tmp_path):
-    normal, retrained = tmp_path / "a__0__1", tmp_path / "a-retrain__0__2"
-    for d in (normal, retrained):
-        d.mkdir()
-        (d / "model_last.zip").write_bytes(b"x")
     now = time.time()
-    os.utime(normal / "model_last.zip", (now - 100, now - 100))
-    (normal / "splits.json").write_text(json.dumps({"train": {}, "validation": {}, "test": {}}))
-    (retrained / "splits.json").write_text(json.dumps({"retrained_from": str(normal), "train": [0, 1], "holdout": [2, 3]}))
-    assert N.ensure_run(checkpoint_dir=tmp_path) == normal
+    normal = hand_made_run(tmp_path / "a__0__1", now - 100, splits={"train": {}, "validation": {}, "test": {}})
+    hand_made_run(tmp_path / "a-retrain__0__2", now,
+                  splits={"retrained_from": str(normal), "train": [0, 1], "holdout": [2, 3]})
+    assert N.ensure_run(checkpoint_dir=tmp_path) == normal.path

@@ -1,6 +1,6 @@
 """A run whose observation includes the pattern library learns it from its training bars only.
 
-- ``mine-patterns`` mines the training split a ``train`` run with the same config uses, and
+- ``patterns mine`` mines the training split a ``train`` run with the same config uses, and
   the library records that range and the bar its outcomes stop;
 - training and loading a run refuse a library mined past the run's training split;
 - walk-forward mines one library per fold, on that fold's training bars.
@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from agent_helpers import tiny_config
 
+from agents.run_dir import RunDir
 from agents.data import build_dataset, mine_library
 from agents.train import default_splits, train
 from aster_rl.config import replace, to_toml
@@ -41,10 +42,11 @@ def config_file(tmp_path, cfg) -> str:
 
 def hand_library(cfg, index, last: int) -> PatternLibrary:
     """One pattern whose 40 winning trades close up to bar ``last``; mined up to that bar."""
-    lib = PatternLibrary(cfg.patterns, mined=MinedRange(index[200], index[last], index[last]))
+    mined = MinedRange(index[200], index[last], index[last])
+    lib = PatternLibrary(cfg.patterns, mined=mined)
     trades = [(str(index[last - 60 - i]), str(index[last - i]), 0.01, "target") for i in range(40)]
     lib.add(Pattern((Condition("market_volume_ratio", ">=", 1.0),), "long", "swing"), compute_stats([0.01] * 40),
-            {**lib.mined.to_meta()}, trades=trades)
+            {**mined.to_meta()}, trades=trades)
     return lib
 
 
@@ -59,7 +61,7 @@ def test_mine_patterns_mines_the_training_split_and_records_the_range(tmp_path, 
 
     cfg = library_config(tmp_path)
     conf = ["--config", config_file(tmp_path, cfg)]
-    assert main([*conf, "mine-patterns", "--max-candidates", "60"]) == 0
+    assert main([*conf, "patterns", "mine", "--max-candidates", "60"]) == 0
     out = capsys.readouterr().out
     dataset = build_dataset(replace(cfg, features={"tentacles": list(WITH_LIBRARY[:-1])}))
     splits = default_splits(cfg, dataset)
@@ -76,10 +78,10 @@ def test_mine_patterns_mines_the_training_split_and_records_the_range(tmp_path, 
         assert all(first <= pd.Timestamp(t[0]) < pd.Timestamp(t[1]) <= last for t in entry.trades)
     # an explicit range may not pass the training split
     too_late = str(dataset.index[splits.train.end + 10])
-    assert main([*conf, "mine-patterns", "--end", too_late]) == 2
+    assert main([*conf, "patterns", "mine", "--end", too_late]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "past the training split's last bar" in err[0]
-    assert main([*conf, "mine-patterns", "--end", str(dataset.index[splits.train.end - 300]), "--max-candidates", "20"]) == 0
+    assert main([*conf, "patterns", "mine", "--end", str(dataset.index[splits.train.end - 300]), "--max-candidates", "20"]) == 0
     assert load_library(Database.from_config(cfg.data), cfg.patterns).tentacle_params()["mined_until"] == str(
         dataset.index[splits.train.end - 300])
 
@@ -123,11 +125,11 @@ def test_a_run_keeps_its_library_and_loading_refuses_one_mined_past_its_split(tm
     report = evaluate_run(run_dir, cfg, save=False)
     assert report.agent.metrics["trades"] >= 0
     # a run whose library was mined past its split (as an older run could be) is refused at load time
-    schema = json.loads((run_dir / "feature_schema.json").read_text())
+    schema = json.loads(RunDir(run_dir).schema.read_text())
     late = str(dataset.index[splits.train.end + 50])
     schema["params"]["pattern_library"]["mined_until"] = late
     schema.pop("hash")
-    (run_dir / "feature_schema.json").write_text(json.dumps(FeatureSchema.from_dict(schema).to_dict()))
+    RunDir(run_dir).schema.write_text(json.dumps(FeatureSchema.from_dict(schema).to_dict()))
     write_manifest(run_dir)  # saved that way, not tampered with afterwards
     with pytest.raises(DataError, match="past the training split's last bar"):
         load_policy(run_dir)
@@ -147,8 +149,8 @@ def test_walkforward_mines_one_library_per_fold_on_its_training_bars(tmp_path):
     snapshots = []
     for r in result.runs:
         run_dir = tmp_path / "wf" / f"fold{r['fold']}__seed{r['seed']}"
-        split = json.loads((run_dir / "splits.json").read_text())["train"]
-        saved = json.loads((run_dir / "feature_schema.json").read_text())["params"]["pattern_library"]
+        split = json.loads(RunDir(run_dir).splits.read_text())["train"]
+        saved = json.loads(RunDir(run_dir).schema.read_text())["params"]["pattern_library"]
         print(f"\nfold {r['fold']}: train {split['first_bar']} .. {split['last_bar']}; library mined "
               f"{saved['mined_from']} .. {saved['mined_until']} (outcomes by {saved['outcomes_until']}), "
               f"{len(saved['patterns'])} patterns")

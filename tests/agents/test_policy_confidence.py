@@ -25,9 +25,11 @@ def hand_policy(n_features: int = 2) -> LoadedPolicy:
     """An SB3 actor-critic whose action logits are fixed: the action net's weights are zero, its bias the logits."""
     obs_space = spaces.Box(-np.inf, np.inf, (n_features + N_ACCOUNT,), np.float32)
     net = ActorCriticPolicy(obs_space, spaces.MultiDiscrete([3, 4, 3]), lambda _: 1e-3, net_arch=[4])
+    action_net = net.action_net
+    assert isinstance(action_net, torch.nn.Linear)
     with torch.no_grad():
-        net.action_net.weight.zero_()
-        net.action_net.bias.copy_(torch.tensor(np.concatenate([SIDE, LEVERAGE, PROFILE]), dtype=torch.float32))
+        action_net.weight.zero_()
+        action_net.bias.copy_(torch.tensor(np.concatenate([SIDE, LEVERAGE, PROFILE]), dtype=torch.float32))
     model = SimpleNamespace(policy=net, predict=lambda obs, deterministic=True: net.predict(obs, deterministic=deterministic))
     return LoadedPolicy(model, None, None, AppConfig(), None)
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import agents.retrain as R
+from agents.run_dir import RunDir, champion_file, retrain_log
 from agents.retrain import holdout_spans, resolve_champion, retrain
 from agents.train import train
 from aster_rl.errors import DataError
@@ -33,26 +34,26 @@ def test_retrain_records_the_decision_and_promotes_only_if_better(champion, tiny
     cfg, champ_dir = champion
     d = retrain(cfg, champ_dir, timesteps=64, dataset=tiny_dataset)
     ckpt = cfg.train.checkpoint_dir
-    record = json.loads((R.Path(d.challenger) / "retrain_decision.json").read_text())
+    record = json.loads(RunDir(R.Path(d.challenger)).retrain_decision.read_text())
     assert record["champion"] == str(champ_dir) and record["holdout"]["end"] == len(tiny_dataset)
     assert record["promoted"] == (record["challenger_metrics"]["net_pnl_usd"] > record["champion_metrics"]["net_pnl_usd"])
-    lines = (ckpt / "retrain_decisions.jsonl").read_text().splitlines()
+    lines = retrain_log(ckpt).read_text().splitlines()
     assert json.loads(lines[-1])["challenger"] == d.challenger
     # the challenger resumed from the champion: its timestep counter continued
     from stable_baselines3 import PPO
 
-    before = PPO.load(champ_dir / "model_best.zip").num_timesteps
-    assert PPO.load(R.Path(d.challenger) / "model_last.zip").num_timesteps > before
+    before = PPO.load(RunDir(champ_dir).sb3_model("best")).num_timesteps
+    assert PPO.load(RunDir(R.Path(d.challenger)).sb3_model("last")).num_timesteps > before
     # promotion follows the comparison: force each outcome through the scorer
     for better in (True, False):
-        (ckpt / "champion.json").unlink(missing_ok=True)
+        champion_file(ckpt).unlink(missing_ok=True)
         calls = iter([{"net_pnl_usd": 0.0}, {"net_pnl_usd": 1.0 if better else -1.0}])
-        monkeypatch.setattr(R, "summarize_backtest", lambda *a, **k: _fake(calls))
+        monkeypatch.setattr(R, "summarize_backtest", lambda *a, _calls=calls, **k: _fake(_calls))
         d2 = retrain(cfg, champ_dir, timesteps=32, dataset=tiny_dataset)
         assert d2.promoted is better
-        assert (ckpt / "champion.json").exists() is better
+        assert champion_file(ckpt).exists() is better
         if better:
-            assert resolve_champion("champion", ckpt) == R.Path(d2.challenger)
+            assert resolve_champion("champion", ckpt).path == R.Path(d2.challenger)
 
 
 def _fake(calls):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.run_dir import RunDir
 from agents import run_files
 from agents.policy import load_policy
 from agents.retrain import retrain
@@ -23,6 +24,10 @@ from aster_rl.config import replace
 from aster_rl.errors import ConfigError, UntrustedRunError
 
 from agent_helpers import tiny_config
+
+RUN_INPUTS = (RunDir.CONFIG, RunDir.SCHEMA, RunDir.SPLITS)
+SB3_FILES = (RunDir.sb3_model_name("best"), RunDir.sb3_model_name("last"))
+MODEL_FILES = tuple(f(w) for f in (RunDir.policy_name, RunDir.normalizer_name) for w in ("best", "last"))
 
 
 class _Payload:
@@ -58,7 +63,7 @@ def trained(tmp_path_factory, tiny_dataset):
 def run_copy(trained, tmp_path):
     _, run_dir = trained
     copy = tmp_path / run_dir.name
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("tb", "eval"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(RunDir.TENSORBOARD, RunDir.EVAL))
     return copy
 
 
@@ -71,14 +76,13 @@ def _obs(dataset, rows=(900, 1500, 2000, 2500, 3000)) -> np.ndarray:
 
 def test_a_run_holds_state_dicts_plain_statistics_and_a_manifest(trained):
     _, run_dir = trained
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    for name in ("policy_best.pt", "policy_last.pt", "obs_norm_best.npz", "obs_norm_last.npz", "config.toml",
-                 "feature_schema.json", "splits.json"):
+    manifest = json.loads(RunDir(run_dir).manifest.read_text())
+    for name in (*MODEL_FILES, RunDir.CONFIG, RunDir.SCHEMA, RunDir.SPLITS):
         assert manifest["files"][name] == run_files.sha256_of(run_dir / name)
     assert not list(run_dir.glob("*.pkl"))
-    payload = torch.load(run_dir / "policy_last.pt", weights_only=True)
+    payload = torch.load(RunDir(run_dir).policy("last"), weights_only=True)
     assert payload["action_nvec"][0] == 3 and payload["num_timesteps"] >= 256
-    with np.load(run_dir / "obs_norm_last.npz", allow_pickle=False) as data:
+    with np.load(RunDir(run_dir).normalizer("last"), allow_pickle=False) as data:
         assert set(data.files) >= {"obs_mean", "obs_var", "obs_count", "clip_obs", "epsilon"}
 
 
@@ -120,19 +124,19 @@ def test_plain_statistics_normalize_like_vecnormalize(tiny_dataset):
 
 def test_crafted_pickles_in_a_run_do_not_run(run_copy, tmp_path):
     marker = tmp_path / "payload_ran"
-    (run_copy / "vecnormalize_best.pkl").write_bytes(_evil_pickle(marker))
-    (run_copy / "vecnormalize.pkl").write_bytes(_evil_pickle(marker))
-    _evil_sb3_zip(run_copy / "model_best.zip", marker)
-    with pytest.raises(UntrustedRunError, match="model_best.zip was modified"):
+    RunDir(run_copy).pickled_normalizer("best").write_bytes(_evil_pickle(marker))
+    RunDir(run_copy).pickled_normalizer("last").write_bytes(_evil_pickle(marker))
+    _evil_sb3_zip(RunDir(run_copy).sb3_model("best"), marker)
+    with pytest.raises(UntrustedRunError, match=r"model_best\.zip was modified"):
         load_policy(run_copy)
     assert not marker.exists()
 
 
 def test_a_crafted_policy_file_with_a_rewritten_manifest_does_not_run(run_copy, tmp_path):
     marker = tmp_path / "payload_ran"
-    torch.save({"format": 1, "policy": _Payload(marker)}, run_copy / "policy_best.pt")  # a pickle inside torch's zip
+    torch.save({"format": 1, "policy": _Payload(marker)}, RunDir(run_copy).policy("best"))  # a pickle inside torch's zip
     run_files.write_manifest(run_copy)  # whoever planted it also fixed the checksums
-    with pytest.raises(UntrustedRunError, match="policy_best.pt: not a plain state-dict file"):
+    with pytest.raises(UntrustedRunError, match=r"policy_best\.pt: not a plain state-dict file"):
         load_policy(run_copy)
     assert not marker.exists()
 
@@ -144,13 +148,13 @@ def test_an_old_pickled_run_needs_trust_and_then_loads(run_copy, tmp_path, tiny_
 
     old = tmp_path / "old_run"
     old.mkdir()
-    for name in ("config.toml", "feature_schema.json", "splits.json", "support.json", "model_best.zip", "model_last.zip"):
+    for name in (*RUN_INPUTS, RunDir.SUPPORT, *SB3_FILES):
         shutil.copy(run_copy / name, old / name)
-    arrays = run_files.read_norm_arrays(run_copy / "obs_norm_best.npz")
+    arrays = run_files.read_norm_arrays(RunDir(run_copy).normalizer("best"))
     vn = VecNormalize(DummyVecEnv([lambda: gym.make("CartPole-v1")]))
     vn.obs_rms.mean, vn.obs_rms.var = arrays["obs_mean"], arrays["obs_var"]
-    vn.save(str(old / "vecnormalize_best.pkl"))  # the format older runs were saved in
-    with pytest.raises(UntrustedRunError, match="older pickled format.*--trust-run"):
+    vn.save(str(RunDir(old).pickled_normalizer("best")))  # the format older runs were saved in
+    with pytest.raises(UntrustedRunError, match=r"older pickled format.*--trust-run"):
         load_policy(old)
     trusted = load_policy(old, trust_run=True)
     obs = _obs(tiny_dataset)[0]
@@ -162,16 +166,16 @@ def test_an_old_run_with_a_payload_is_refused_without_running_it(tmp_path, run_c
     marker = tmp_path / "payload_ran"
     old = tmp_path / "old_run"
     old.mkdir()
-    for name in ("config.toml", "feature_schema.json", "splits.json"):
+    for name in RUN_INPUTS:
         shutil.copy(run_copy / name, old / name)
-    _evil_sb3_zip(old / "model_last.zip", marker)
-    (old / "vecnormalize.pkl").write_bytes(_evil_pickle(marker))
+    _evil_sb3_zip(RunDir(old).sb3_model("last"), marker)
+    RunDir(old).pickled_normalizer("last").write_bytes(_evil_pickle(marker))
     with pytest.raises(UntrustedRunError, match="--trust-run"):
         load_policy(old)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", ["config.toml", "feature_schema.json", "policy_best.pt", "obs_norm_best.npz", "splits.json"])
+@pytest.mark.parametrize("name", [*RUN_INPUTS, RunDir.policy_name("best"), RunDir.normalizer_name("best")])
 def test_a_modified_file_is_refused_by_name(run_copy, name):
     with open(run_copy / name, "ab") as fh:
         fh.write(b"\n")
@@ -180,14 +184,14 @@ def test_a_modified_file_is_refused_by_name(run_copy, name):
 
 
 def test_a_missing_file_is_refused_by_name(run_copy):
-    (run_copy / "obs_norm_last.npz").unlink()
-    with pytest.raises(UntrustedRunError, match="obs_norm_last.npz is missing"):
+    RunDir(run_copy).normalizer("last").unlink()
+    with pytest.raises(UntrustedRunError, match=r"obs_norm_last\.npz is missing"):
         load_policy(run_copy, which="last")
 
 
 def test_cli_refuses_a_tampered_run_in_one_line(run_copy, capsys, tmp_path):
-    (run_copy / "policy_best.pt").write_bytes(b"garbage")
-    code = main(["--set", f"data.data_dir={(tmp_path / 'data').as_posix()}", "live", "--run", str(run_copy), "--replay",
+    RunDir(run_copy).policy("best").write_bytes(b"garbage")
+    code = main(["--set", f"data.data_dir={(tmp_path / 'data').as_posix()}", "live", "run", "--run", str(run_copy), "--replay",
                  "--max-bars", "1"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "policy_best.pt was modified" in err
@@ -197,9 +201,9 @@ def test_retrain_resumes_from_state_dicts(trained, tiny_dataset):
     cfg, run_dir = trained
     d = retrain(cfg, run_dir, timesteps=64, dataset=tiny_dataset)
     challenger = Path(d.challenger)
-    assert (challenger / "policy_last.pt").exists() and (challenger / "manifest.json").exists()
-    payload = torch.load(challenger / "policy_last.pt", weights_only=True)
-    start = torch.load(run_dir / "policy_best.pt", weights_only=True)["num_timesteps"]
+    assert RunDir(challenger).policy("last").exists() and RunDir(challenger).manifest.exists()
+    payload = torch.load(RunDir(challenger).policy("last"), weights_only=True)
+    start = torch.load(RunDir(run_dir).policy("best"), weights_only=True)["num_timesteps"]
     assert payload["num_timesteps"] >= start + 64
     load_policy(challenger, schema=tiny_dataset.schema)
 
@@ -207,7 +211,7 @@ def test_retrain_resumes_from_state_dicts(trained, tiny_dataset):
 @pytest.mark.parametrize("name", ["../../x", "/tmp/abs", "a/b", "..", ".hidden"])
 def test_run_names_that_leave_checkpoints_are_refused(trained, name, tmp_path, tiny_dataset):
     cfg, _ = trained
-    with pytest.raises(ConfigError, match="train.name"):
+    with pytest.raises(ConfigError, match=r"train\.name"):
         replace(cfg, train={"name": name})
     bypass = cfg.model_copy(update={"train": cfg.train.model_copy(update={"name": name})})  # skips validation
     with pytest.raises(ConfigError, match="not a plain name"):
@@ -216,20 +220,20 @@ def test_run_names_that_leave_checkpoints_are_refused(trained, name, tmp_path, t
 
 def _old_run(src: Path, dest: Path) -> Path:
     dest.mkdir()
-    for name in ("config.toml", "feature_schema.json", "splits.json", "model_best.zip", "model_last.zip"):
+    for name in (*RUN_INPUTS, *SB3_FILES):
         shutil.copy(src / name, dest / name)
     return dest
 
 
 def test_cli_refuses_an_old_run_without_trust_in_one_line(run_copy, capsys, tmp_path):
     old = _old_run(run_copy, tmp_path / "old_run")
-    code = main(["--set", f"data.data_dir={(tmp_path / 'data').as_posix()}", "live", "--run", str(old), "--replay"])
+    code = main(["--set", f"data.data_dir={(tmp_path / 'data').as_posix()}", "live", "run", "--run", str(old), "--replay"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "older pickled format" in err and "--trust-run" in err
 
 
-@pytest.mark.parametrize("argv", [["brain", "--run", "x"], ["live", "--run", "x"], ["evaluate", "x"],
+@pytest.mark.parametrize("argv", [["brain", "--run", "x"], ["live", "run", "--run", "x"], ["evaluate", "x"],
                                   ["backtest", "--run", "x"], ["retrain", "--from", "x"]])
 def test_commands_that_load_runs_take_trust_run(argv):
     from aster_rl.cli import build_parser

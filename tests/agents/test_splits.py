@@ -3,6 +3,7 @@ import json
 import pandas as pd
 import pytest
 
+from agents.run_dir import RunDir
 from agents.splits import Splits, Span, load_run_splits, make_splits, purge_bars, walkforward_splits
 from aster_rl.errors import DataError
 import itertools
@@ -28,7 +29,7 @@ def test_splits_are_ordered_disjoint_and_purged(n, warmup, episode):
 
 
 def test_too_little_data_is_a_clear_error():
-    with pytest.raises(DataError, match="shorter env.episode_length"):
+    with pytest.raises(DataError, match=r"shorter env\.episode_length"):
         make_splits(3_000, warmup=300, episode_length=2_048, train_fraction=0.6, validation_fraction=0.2)
     with pytest.raises(DataError, match="leave room for a test split"):
         make_splits(30_000, warmup=0, episode_length=10, train_fraction=0.8, validation_fraction=0.2)
@@ -73,7 +74,7 @@ def test_walkforward_folds_are_chronological_and_purged(folds):
 def test_load_run_splits_checks_the_recorded_bar_times(tmp_path):
     ts = pd.date_range("2025-01-01", periods=3_000, freq="5min", tz="UTC").asi8
     s = make_splits(len(ts), warmup=100, episode_length=50, train_fraction=0.6, validation_fraction=0.2)
-    (tmp_path / "splits.json").write_text(json.dumps(s.to_dict(ts)))
+    RunDir(tmp_path).splits.write_text(json.dumps(s.to_dict(ts)))
     assert load_run_splits(tmp_path) == s
     assert load_run_splits(tmp_path, ts) == s
     # the same data with bars appended after it keeps every position
@@ -88,8 +89,8 @@ def test_load_run_splits_checks_the_recorded_bar_times(tmp_path):
 
 
 def test_load_run_splits_refuses_a_retrained_run_and_a_missing_file(tmp_path):
-    with pytest.raises(DataError, match="no splits.json"):
+    with pytest.raises(DataError, match=r"no splits\.json"):
         load_run_splits(tmp_path)
-    (tmp_path / "splits.json").write_text(json.dumps({"retrained_from": "ck/champ", "train": [100, 900], "holdout": [1000, 1200]}))
+    RunDir(tmp_path).splits.write_text(json.dumps({"retrained_from": "ck/champ", "train": [100, 900], "holdout": [1000, 1200]}))
     with pytest.raises(DataError, match="no untouched test split"):
         load_run_splits(tmp_path)

@@ -6,7 +6,8 @@ import pytest
 
 from agents.callbacks import event_scalar_tags
 from agents.evaluate import evaluate_run, jsonable
-from agents.policy import Policy, load_policy, resolve_run_dir
+from agents.policy import Policy, load_policy
+from agents.run_dir import RunDir
 from agents.train import train
 from aster_rl.errors import DataError, SchemaMismatchError
 
@@ -23,24 +24,25 @@ def trained(tmp_path_factory, tiny_dataset):
 def test_run_directory_layout(trained):
     cfg, result = trained
     d = result.run_dir
+    rd = RunDir(d)
     assert d.parent == cfg.train.checkpoint_dir
     name, seed, stamp = d.name.split("__")
     assert name == "ppo" and seed == "3" and stamp.isdigit()
-    for f in ("policy_last.pt", "policy_best.pt", "obs_norm_last.npz", "obs_norm_best.npz", "model_last.zip",
-              "model_best.zip", "manifest.json", "config.toml", "feature_schema.json", "splits.json", "support.json",
-              "metrics.json"):
-        assert (d / f).exists(), f
-    splits = json.loads((d / "splits.json").read_text())
+    models = [f(w) for f in (rd.policy, rd.normalizer, rd.sb3_model) for w in ("best", "last")]
+    for f in (*models, rd.manifest, rd.config, rd.schema, rd.splits, rd.support, rd.metrics):
+        assert f.exists(), f
+    assert abs(rd.created_at() - int(stamp)) < 60  # the manifest's creation time, from the first save
+    splits = json.loads(rd.splits.read_text())
     assert splits["train"]["end"] + splits["purge_bars"] <= splits["validation"]["start"]
     assert splits["validation"]["end"] + splits["purge_bars"] <= splits["test"]["start"]
     assert splits["train"]["first_bar"] < splits["validation"]["first_bar"] < splits["test"]["first_bar"]
-    metrics = json.loads((d / "metrics.json").read_text())
+    metrics = json.loads(rd.metrics.read_text())
     assert metrics["timesteps"] >= 256
     assert [h["timesteps"] for h in metrics["validation_history"]] == [128.0, 256.0]
     assert "net_pnl_usd" in metrics["best_validation"]
     # 12 days inside one BTC-cycle phase: the phase columns are constant over training and left
     # out by name, with the time-index columns; the model sees only the kept columns
-    support = json.loads((d / "support.json").read_text())
+    support = json.loads(rd.support.read_text())
     dropped = [c["name"] for c in support["columns"] if not c["kept"]]
     for name in ("btc_cycle_years", "btc_cycle_progress", "btc_cycle_phase", "btc_cycle_bull_phase_1"):
         assert name in dropped and name in metrics["support_notice"], name
@@ -53,7 +55,7 @@ def test_run_directory_layout(trained):
 
 def test_tensorboard_has_trading_scalars(trained):
     _, result = trained
-    tags = event_scalar_tags(result.run_dir / "tb")
+    tags = event_scalar_tags(RunDir(result.run_dir).tensorboard)
     for tag in ("trade/win_rate", "trade/profit_factor", "trade/expectancy", "trade/avg_pnl", "trade/trades_per_day",
                 "trade/avg_leverage", "trade/liquidations", "env/equity", "env/drawdown", "env/time_in_market",
                 "actions/side_wait", "actions/side_buy", "actions/side_sell", "actions/entropy",
@@ -67,7 +69,7 @@ def test_hyperparameters_logged_as_text(trained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, result = trained
-    events = next((result.run_dir / "tb").rglob("events.out.tfevents.*"))
+    events = next(RunDir(result.run_dir).tensorboard.rglob("events.out.tfevents.*"))
     acc = EventAccumulator(str(events.parent), size_guidance={"tensors": 0})
     acc.Reload()
     assert any("hyperparameters" in t for t in acc.Tags()["tensors"])
@@ -86,11 +88,12 @@ def test_reloaded_run_evaluates_to_the_same_numbers(trained, tiny_dataset):
     first = evaluate_run(result.run_dir, cfg, dataset=tiny_dataset)
     second = evaluate_run(result.run_dir, cfg, dataset=tiny_dataset)
     assert first.to_dict() == second.to_dict()
-    saved = json.loads((result.run_dir / "eval" / "results.json").read_text())
+    ev = RunDir(result.run_dir).eval
+    saved = json.loads(ev.results.read_text())
     assert saved["agent"]["metrics"]["net_return"] == pytest.approx(first.agent.metrics["net_return"])
     for name in ("agent", "flat", "buy_and_hold", "random", "rule_brain"):
-        assert (result.run_dir / "eval" / f"equity_{name}.csv").exists()
-        assert (result.run_dir / "eval" / f"trades_{name}.csv").exists()
+        assert ev.equity(name).exists()
+        assert ev.trades(name).exists()
     assert set(saved["cost_sweep"]) == {"x0", "x1", "x2"}
     assert saved["support"]["bars"] == first.split["bars"] and 0 <= saved["support"]["share"] <= 1
     assert "out of training support:" in first.table()
@@ -118,12 +121,11 @@ def test_schema_mismatch_is_a_clear_error(trained, tiny_dataset):
 
 def test_latest_and_missing_runs(trained, tmp_path):
     cfg, result = trained
-    assert resolve_run_dir("latest", cfg.train.checkpoint_dir) == result.run_dir or \
-        resolve_run_dir("latest", cfg.train.checkpoint_dir).parent == result.run_dir.parent
+    assert RunDir.resolve("latest", cfg.train.checkpoint_dir).path == result.run_dir
     with pytest.raises(DataError, match="no trained run"):
-        resolve_run_dir("latest", tmp_path / "empty")
+        RunDir.resolve("latest", tmp_path / "empty")
     with pytest.raises(DataError, match="does not exist"):
-        resolve_run_dir(tmp_path / "nope")
+        RunDir.resolve(tmp_path / "nope")
 
 
 def test_jsonable_writes_strict_json():

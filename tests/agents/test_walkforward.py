@@ -5,6 +5,7 @@ import pytest
 from agent_helpers import tiny_config
 
 from agents.data import build_dataset
+from agents.run_dir import WALKFORWARD_FILE, RunDir
 from agents.walkforward import summarize_runs, walkforward
 from aster_rl.config import replace
 from aster_rl.data.synthetic import synthesize
@@ -22,7 +23,7 @@ def test_walkforward_trains_and_tests_each_fold(tmp_path):
     fold1 = next(r for r in result.runs if r["fold"] == 1)
     assert fold0["test_last_bar"] < fold1["test_first_bar"]
     for r in result.runs:
-        splits = json.loads((tmp_path / "wf" / f"fold{r['fold']}__seed{r['seed']}" / "splits.json").read_text())
+        splits = json.loads(RunDir(tmp_path / "wf" / f"fold{r['fold']}__seed{r['seed']}").splits.read_text())
         assert splits["test"]["first_bar"] == r["test_first_bar"]
         assert r["beats_best_baseline"] == (r["agent_net_return"] > r["best_baseline_net_return"])
     s = result.summary
@@ -32,10 +33,10 @@ def test_walkforward_trains_and_tests_each_fold(tmp_path):
     assert "fewer than 3 folds make no claim" in s["verdict"] and s["edge"] is False
     assert set(s["excess_ci"]) == {"exposure_matched", "flat"}
     for r in result.runs:  # each run counts every fold and seed as a trial for its deflated Sharpe
-        metrics = json.loads((tmp_path / "wf" / f"fold{r['fold']}__seed{r['seed']}" / "metrics.json").read_text())
+        metrics = json.loads(RunDir(tmp_path / "wf" / f"fold{r['fold']}__seed{r['seed']}").metrics.read_text())
         assert metrics["trials"] == 4
         assert "agent_excess_exposure_matched" in r and "agent_excess_flat" in r
-    saved = json.loads((tmp_path / "wf" / "walkforward.json").read_text())
+    saved = json.loads((tmp_path / "wf" / WALKFORWARD_FILE).read_text())
     assert saved["summary"]["verdict"] == s["verdict"]
     table = result.table()
     assert "beats the best baseline in" in table and "verdict:" in table

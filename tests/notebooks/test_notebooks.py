@@ -15,6 +15,7 @@ from aster_rl.cli import main
 from aster_rl.storage import Database
 
 from agents.notebooks import DEMO_SESSION_PREFIX, image_outputs
+from agents.run_dir import WALKFORWARD_FILE, RunDir
 
 EXPECTED = {
     "evaluate": {"equity", "drawdown", "trades", "action_mix", "breakdown", "intervals", "cost_sweep", "walkforward",
@@ -33,7 +34,7 @@ def test_report_executes_every_notebook_and_renders_its_figures(tmp_path, capsys
     # a walk-forward summary as `aster-rl walkforward` writes it, so the evaluate notebook draws that section too
     wf_dir = checkpoints / "tiny__walkforward__1"
     wf_dir.mkdir(parents=True)
-    (wf_dir / "walkforward.json").write_text(json.dumps({
+    (wf_dir / WALKFORWARD_FILE).write_text(json.dumps({
         "summary": {"verdict": "mean out-of-sample net return CI [-1.00%, +1.00%] includes 0: no evidence of an edge"},
         "runs": [{"fold": k, "seed": 0, "test_first_bar": "2025-03-01T00:00:00+00:00", "test_last_bar": "2025-03-02T00:00:00+00:00",
                   "agent_net_return": 0.01 * k, "best_baseline": "flat", "best_baseline_net_return": 0.0,
@@ -51,9 +52,9 @@ def test_report_executes_every_notebook_and_renders_its_figures(tmp_path, capsys
     assert rc == 0, capsys.readouterr()
     assert seconds < 300, f"the notebooks took {seconds:.0f} s together"
 
-    runs = [p.parent for p in checkpoints.glob("*/model_last.zip")]
+    runs = RunDir.all(checkpoints)
     assert len(runs) == 1, "a tiny run was trained on the synthetic default"
-    assert (runs[0] / "eval" / "results.json").exists()
+    assert runs[0].eval.results.exists()
 
     for name, expected in EXPECTED.items():
         nb = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4)

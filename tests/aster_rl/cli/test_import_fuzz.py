@@ -23,8 +23,8 @@ BASE = make_candles(40, seed=11)
 HEADER = "timestamp,open,high,low,close,volume"
 MS = BASE.index.as_unit("ms").asi8.tolist()
 ROWS = [
-    f"{ms},{o!r},{h!r},{l!r},{c!r},{v!r}"
-    for ms, o, h, l, c, v in zip(MS, *(BASE[k].tolist() for k in ("open", "high", "low", "close", "volume")))
+    f"{ms},{o!r},{h!r},{lo!r},{c!r},{v!r}"
+    for ms, o, h, lo, c, v in zip(MS, *(BASE[k].tolist() for k in ("open", "high", "low", "close", "volume")))
 ]
 BAD_TIMESTAMPS = [
     "-5", "0", "9000000000000000000", "99999999999999999999", str(MS[0] // 1000), str(MS[0] * 1000),
@@ -54,6 +54,55 @@ def _as_iso(row: str) -> str:
     return f"{pd.Timestamp(int(ts), unit='ms'):%Y-%m-%dT%H:%M:%SZ}{comma}{rest}" if ts.isdigit() else row
 
 
+ROW_EDITS = ("timestamp", "value", "seconds row", "extra field", "truncate line", "latin-1", "nul")
+
+
+def _edit_row(draw, edit: str, row: str) -> str:
+    """One row with one edit: a bad timestamp or value, a seconds timestamp, an extra field, a cut, a byte."""
+    if edit == "timestamp":
+        _, comma, rest = row.partition(",")
+        return draw(st.sampled_from(BAD_TIMESTAMPS)) + comma + rest
+    if edit == "value":
+        fields = row.split(",")
+        fields[draw(st.integers(0, len(fields) - 1))] = draw(st.sampled_from(BAD_VALUES))
+        return ",".join(fields)
+    if edit == "seconds row":
+        ts, comma, rest = row.partition(",")
+        return f"{int(ts) // 1000}{comma}{rest}" if ts.isdigit() else row
+    if edit == "extra field":
+        return row + ",1"
+    if edit == "truncate line":
+        return row[: draw(st.integers(0, len(row)))]
+    if edit == "latin-1":
+        return row + ",caf\xe9"
+    return row.replace(",", "\x00", 1)  # nul
+
+
+def _edit_file(draw, edit: str, header: str, rows: list[str], i: int) -> tuple[str, list[str]]:
+    """The header and rows with one file-level edit (order, duplicates, columns, blank lines, ISO times)."""
+    if edit == "shuffle":
+        rows = draw(st.permutations(rows))
+    elif edit == "swap":
+        j = draw(st.integers(0, len(rows) - 1))
+        rows[i], rows[j] = rows[j], rows[i]
+    elif edit == "duplicate":
+        rows.insert(i, rows[i])
+    elif edit == "drop header":
+        header = ""
+    elif edit == "rename column":
+        header = header.replace(draw(st.sampled_from(HEADER.split(","))), draw(st.sampled_from(["x", "", "open", "ts"])))
+    elif edit == "drop column":
+        k = draw(st.integers(0, 5))
+        header = ",".join(f for n, f in enumerate(header.split(",")) if n != k)
+        if draw(st.booleans()):
+            rows = [",".join(f for n, f in enumerate(r.split(",")) if n != k) for r in rows]
+    elif edit == "blank line":
+        rows.insert(i, "")
+    elif edit == "iso":
+        rows = [_as_iso(r) for r in rows]
+    return header, rows
+
+
 @st.composite
 def mutated_csv(draw) -> bytes:
     """The valid file with a few edits: shuffled or repeated rows, bad timestamps and values, bad columns, cut lines."""
@@ -64,44 +113,10 @@ def mutated_csv(draw) -> bytes:
              "drop column", "extra field", "truncate line", "truncate file", "blank line", "latin-1", "nul", "iso"]
         ))
         i = draw(st.integers(0, len(rows) - 1))
-        if edit == "shuffle":
-            rows = draw(st.permutations(rows))
-        elif edit == "swap":
-            j = draw(st.integers(0, len(rows) - 1))
-            rows[i], rows[j] = rows[j], rows[i]
-        elif edit == "timestamp":
-            _, comma, rest = rows[i].partition(",")
-            rows[i] = draw(st.sampled_from(BAD_TIMESTAMPS)) + comma + rest
-        elif edit == "value":
-            fields = rows[i].split(",")
-            fields[draw(st.integers(0, len(fields) - 1))] = draw(st.sampled_from(BAD_VALUES))
-            rows[i] = ",".join(fields)
-        elif edit == "seconds row":
-            ts, comma, rest = rows[i].partition(",")
-            rows[i] = f"{int(ts) // 1000}{comma}{rest}" if ts.isdigit() else rows[i]
-        elif edit == "duplicate":
-            rows.insert(i, rows[i])
-        elif edit == "drop header":
-            header = ""
-        elif edit == "rename column":
-            header = header.replace(draw(st.sampled_from(HEADER.split(","))), draw(st.sampled_from(["x", "", "open", "ts"])))
-        elif edit == "drop column":
-            k = draw(st.integers(0, 5))
-            header = ",".join(f for n, f in enumerate(header.split(",")) if n != k)
-            if draw(st.booleans()):
-                rows = [",".join(f for n, f in enumerate(r.split(",")) if n != k) for r in rows]
-        elif edit == "extra field":
-            rows[i] += ",1"
-        elif edit == "truncate line":
-            rows[i] = rows[i][: draw(st.integers(0, len(rows[i])))]
-        elif edit == "blank line":
-            rows.insert(i, "")
-        elif edit == "latin-1":
-            rows[i] += ",caf\xe9"
-        elif edit == "iso":
-            rows = [_as_iso(r) for r in rows]
-        elif edit == "nul":
-            rows[i] = rows[i].replace(",", "\x00", 1)
+        if edit in ROW_EDITS:
+            rows[i] = _edit_row(draw, edit, rows[i])
+        else:
+            header, rows = _edit_file(draw, edit, header, rows, i)
         text = "\n".join([header, *rows] if header else rows) + "\n"
         if edit == "truncate file":
             text = text[: draw(st.integers(0, len(text)))]
@@ -187,7 +202,7 @@ def _run(root: Path, path: Path, extra: list[str]) -> tuple[int, str, str]:
         try:
             code = main(["--set", f"data.data_dir={root.as_posix()}", "data", "import", str(path), *extra])
         except SystemExit as e:  # argparse
-            code = e.code
+            code = e.code if isinstance(e.code, int) else 2
     return code, out.getvalue(), err.getvalue()
 
 

@@ -119,7 +119,7 @@ def test_verbose_shows_the_traceback_and_the_line():
     (["features", "--start", "garbage"], "--start"),
     (["features", "--end", "2025-13-45"], "--end"),
     (["brain", "--at", "yesterday-ish"], "--at"),
-    (["mine-patterns", "--start", "garbage"], "--start"),
+    (["patterns", "mine", "--start", "garbage"], "--start"),
 ])
 def test_a_time_that_is_not_a_time_is_one_line(capsys, tmp_path, argv, flag):
     code, _, err = _run(capsys, ["--set", f"data.data_dir={tmp_path.as_posix()}", *argv])

@@ -273,7 +273,7 @@ def test_a_bad_key_or_a_wallet_of_another_key_is_one_line_before_any_download(en
     monkeypatch.delenv("ASTER_WALLET_ADDRESS", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert main(["live", "--run", "x", "--real", "--confirm", "I-UNDERSTAND"]) == 2
+    assert main(["live", "run", "--run", "x", "--real", "--confirm", "I-UNDERSTAND"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "ASTER_" in err and "Traceback" not in err
     assert env["ASTER_PRIVATE_KEY"][2:] not in err

@@ -1,4 +1,4 @@
-"""``aster-rl live --run RUN --replay`` end to end on a REALLY trained PPO checkpoint: the
+"""``aster-rl live run --run RUN --replay`` end to end on a REALLY trained PPO checkpoint: the
 command stores its decisions (with confidence and reasoning), ``aster-rl predictions``
 lists them, and they are the run's deterministic policy through the backtester on the
 same bars, with the batch features (the replay default) and with the live feature path."""
@@ -68,7 +68,7 @@ def _reference(run_dir, dataset, cfg, start: int, bars: int):
 
 
 def _live(config_file, run_dir, session: str, start: pd.Timestamp, bars: int, *extra: str) -> int:
-    return main(["--config", str(config_file), "live", "--run", str(run_dir), "--replay", "--start", start.isoformat(),
+    return main(["--config", str(config_file), "live", "run", "--run", str(run_dir), "--replay", "--start", start.isoformat(),
                  "--max-bars", str(bars), "--session", session, *extra])
 
 

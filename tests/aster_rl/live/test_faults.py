@@ -323,7 +323,7 @@ def test_kill_file_is_under_the_data_dir_and_live_stop_works_from_any_directory(
     assert main(["--set", f"data.data_dir='{data_dir}'", "live", "stop"]) == 0
     assert (data_dir / "KILL").exists() and not (elsewhere / "data").exists()
     assert str(data_dir / "KILL") in capsys.readouterr().out
-    # a runner configured the way `aster-rl live` does it sees that file, whatever its own directory
+    # a runner configured the way `aster-rl live run` does it sees that file, whatever its own directory
     from aster_rl.live.risk import live_settings
 
     third = tmp_path / "third"

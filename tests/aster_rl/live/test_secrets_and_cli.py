@@ -23,9 +23,9 @@ PLANTED = "0x" + "9f" * 32  # a fake key planted in the environment
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["live", "--run", "x", "--real"], "confirmation"),
-    (["live", "--run", "x", "--real", "--confirm", "yes"], "confirmation"),
-    (["live", "--run", "x", "--confirm", "I-UNDERSTAND"], "needs --real"),
+    (["live", "run", "--run", "x", "--real"], "confirmation"),
+    (["live", "run", "--run", "x", "--real", "--confirm", "yes"], "confirmation"),
+    (["live", "run", "--run", "x", "--confirm", "I-UNDERSTAND"], "needs --real"),
 ])
 def test_real_without_flag_or_confirmation_refuses(argv, match, capsys, monkeypatch):
     monkeypatch.setenv("ASTER_PRIVATE_KEY", PLANTED)
@@ -35,7 +35,7 @@ def test_real_without_flag_or_confirmation_refuses(argv, match, capsys, monkeypa
 
 def test_real_without_keys_refuses(capsys, monkeypatch):
     monkeypatch.delenv("ASTER_PRIVATE_KEY", raising=False)
-    assert main(["live", "--run", "x", "--real", "--confirm", "I-UNDERSTAND"]) == 2
+    assert main(["live", "run", "--run", "x", "--real", "--confirm", "I-UNDERSTAND"]) == 2
     assert "ASTER_PRIVATE_KEY" in capsys.readouterr().err
 
 
@@ -68,7 +68,7 @@ def test_planted_key_never_in_logs_db_or_output(tmp_path, capsys, caplog, monkey
         db.dispose()
     assert main(["--set", f"data.database_url='sqlite:///{dbfile}'", "config", "show"]) == 0
     assert main(["--set", f"data.database_url='sqlite:///{dbfile}'", "predictions", "--session", "secret-test"]) == 0
-    assert main(["live", "--run", "x", "--real"]) == 2
+    assert main(["live", "run", "--run", "x", "--real"]) == 2
     out = capsys.readouterr()
     body = PLANTED[2:]
     assert body not in caplog.text and PLANTED not in caplog.text

@@ -115,9 +115,9 @@ def test_cli_mine_and_list(tmp_path, capsys):
         "--set", "patterns.max_conditions=1",
     ]
     assert main([*sets, "data", "synth"]) == 0
-    assert main([*sets, "mine-patterns", "--max-candidates", "40"]) == 0
+    assert main([*sets, "patterns", "mine", "--max-candidates", "40"]) == 0
     out = capsys.readouterr().out
     assert "naive (p < 0.05" in out and "corrected (Benjamini-Hochberg" in out
-    assert main([*sets, "patterns"]) == 0
+    assert main([*sets, "patterns", "list"]) == 0
     assert main([*sets, "patterns", "show", "no such pattern"]) == 2
     assert "no pattern named" in capsys.readouterr().err
