@@ -6,9 +6,10 @@ training split), ``feature_schema.json``, ``config.toml``, ``splits.json``, ``su
 (the observation's columns and their training ranges, :mod:`aster_rl.evaluation.support`) and
 ``manifest.json`` (see :mod:`agents.run_files`); nothing in it is unpickled. Older runs
 (``model_*.zip`` + ``vecnormalize*.pkl`` only) load only with ``trust_run=True``.
-:class:`LoadedPolicy` satisfies the :class:`Policy` protocol the live runner and the
-backtester use: ``predict(obs) -> action`` on a full observation (every feature column +
-the account state; the columns left out at training are dropped here); ``decide`` adds the
+:class:`LoadedPolicy` is an :class:`aster_rl.interfaces.DecidingPolicy`, the contract the live
+runner and the backtester use: ``policy(obs) -> action`` (also ``predict``) on a full
+observation (every feature column + the account state; the columns left out at training
+are dropped here); ``decide`` adds the
 confidence, P(side) from the side head, the leverage and profile heads' probabilities,
 the policy's entropy and its value estimate.
 
@@ -23,14 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import numpy as np
 
 from aster_rl.config import AppConfig, load_config
 from aster_rl.errors import DataError, SchemaMismatchError
+from aster_rl.interfaces import DecidingPolicy, PolicyDecision
 from aster_rl.evaluation.support import ObservationSupport
 
 from agents.data import check_run_pattern_library
@@ -40,30 +41,6 @@ from agents import run_files
 logger = logging.getLogger(__name__)
 
 MODEL_FILES = {w: (run_files.SB3_FILES[w], run_files.PICKLED_NORM_FILES[w]) for w in ("best", "last")}  # older runs
-
-
-@runtime_checkable
-class Policy(Protocol):
-    def predict(self, obs: np.ndarray) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: np.ndarray  # (side, leverage index, profile index)
-    confidence: float  # P(side): the side head's probability of the chosen side (see action_confidence)
-    value: float  # the critic's estimate (in training-reward units)
-    probabilities: tuple[np.ndarray, ...]  # per action head: side, leverage, profile
-    entropy: float = float("nan")  # of the whole action distribution (nats; the sum over the heads)
-
-    @property
-    def leverage_probability(self) -> float:
-        """The leverage head's probability of the chosen rung."""
-        return float(self.probabilities[1][int(self.action[1])])
-
-    @property
-    def profile_probability(self) -> float:
-        """The exit-profile head's probability of the chosen profile."""
-        return float(self.probabilities[2][int(self.action[2])])
 
 
 def resolve_run_dir(run: str | Path, checkpoint_dir: str | Path = "checkpoints") -> Path:
@@ -95,7 +72,7 @@ def load_run_config(run_dir: Path) -> AppConfig:
     return load_config(Path(run_dir) / "config.toml")
 
 
-class LoadedPolicy:
+class LoadedPolicy(DecidingPolicy):
     """A trained PPO policy with its observation normalization, ready for raw observations."""
 
     def __init__(self, model: Any, obs_normalizer: Any | None, schema: Any, config: AppConfig, run_dir: Path | None,
@@ -123,7 +100,7 @@ class LoadedPolicy:
 
     __call__ = predict
 
-    def decide(self, obs: np.ndarray) -> Decision:
+    def decide(self, obs: np.ndarray) -> PolicyDecision:
         import torch
 
         norm = self.normalize(obs)
@@ -135,8 +112,8 @@ class LoadedPolicy:
             entropy = float(dist.entropy()[0])
             value = float(policy.predict_values(obs_t)[0, 0])
         action = np.array([int(np.argmax(p)) for p in probs], dtype=np.int64)
-        return Decision(action=action, confidence=action_confidence(probs, action), value=value, probabilities=probs,
-                        entropy=entropy)
+        return PolicyDecision(action=(int(action[0]), int(action[1]), int(action[2])),
+                              confidence=action_confidence(probs, action), value=value, probabilities=probs, entropy=entropy)
 
 
 def action_confidence(probs: tuple[np.ndarray, ...], action: np.ndarray) -> float:

@@ -5,8 +5,8 @@
   over the runner's growing price buffer, reading the buffer's own price matrix (views,
   no copy of the history per bar): a decision at bar *t*'s close fills at bar
   *t + 1*'s open with the same fees, slippage, funding, stops, targets and liquidation.
-  Between bars, :meth:`PaperBroker.watch` closes a position whose stop or target a polled
-  price crossed, through the core's own close (same fill rule and costs), at once.
+  Between bars, :meth:`PaperBroker.watch` applies the core's exit rule (liquidation, target,
+  stop; same fills and costs) to a polled price, at once.
 - :class:`RealBroker` (in :mod:`aster_rl.live.real_broker`) trades on the exchange.
 
 Every broker reports closed trades as dicts with the accounting core's ``TRADE_KEYS``.
@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from aster_rl.sim.accounting import BUY, CLOSE, OPEN_LONG, OPEN_SHORT, R_END, R_STOP, R_TARGET, SELL, WAIT, SingleAccount
+from aster_rl.sim.accounting import BUY, CLOSE, OPEN_LONG, OPEN_SHORT, R_END, SELL, WAIT, SingleAccount
 from aster_rl.config import EnvConfig
+from aster_rl.interfaces import Broker
 from aster_rl.live.bars import LivePrices
 
 logger = logging.getLogger(__name__)
@@ -76,10 +77,11 @@ class _BufferAccount(SingleAccount):
         self._px = p.matrix
 
 
-class PaperBroker:
+class PaperBroker(Broker):
     """Paper trading on the accounting core, bar by bar (see the module docstring)."""
 
     kind = "paper"
+    reconciles = False  # nothing leaves the process
 
     def __init__(self, env_cfg: EnvConfig, prices: LivePrices) -> None:
         self.cfg = env_cfg
@@ -129,6 +131,12 @@ class PaperBroker:
         """Everything needed to continue after a restart (JSON-able): the account's two state
         matrices (every field and counter is a row of them) and the pending order."""
         return {"book": {"F": self.book.F.tolist(), "I": self.book.I.tolist()}, "pending": self.pending}
+
+    def prepare(self) -> None:
+        return None  # no exchange to prepare
+
+    def reconcile_orders(self, db: Any, session_id: str, fresh_after_ms: int | None = None) -> BarResult:
+        return BarResult()  # no exchange to reconcile with
 
     def restore(self, state: dict[str, Any]) -> None:
         self._sync()
@@ -205,26 +213,20 @@ class PaperBroker:
         return BarResult()
 
     def watch(self, price: float, now_ns: int) -> list[dict[str, Any]]:
-        """Between bars: close the position if ``price`` crossed its stop or target (core fill rule:
-        at the level, or at ``price`` when it is worse for a stop / better for a target)."""
+        """Between bars: the core's exit rule (:meth:`AccountBook.exits_at`) at ``price``, as if it
+        were a bar's open, high and low: liquidation at or past the liquidation price, else the
+        target at ``price`` at or past it, else the stop at ``price`` at or past it."""
         book = self.book
-        s = book.side[0]
-        if s == 0 or price is None or not np.isfinite(price):
-            return []
-        stop, target = float(book.stop[0]), float(book.target[0])
-        if s * (price - stop) <= 0:
-            base, reason = (price if s * (price - stop) < 0 else stop), R_STOP
-        elif s * (price - target) >= 0:
-            base, reason = target, R_TARGET
-        else:
+        if book.side[0] == 0 or price is None or not np.isfinite(price):
             return []
         n = len(self.prices)
         volume = float(self.prices.volume[n - 1]) if n else 0.0
         book.begin_bar()
-        book.close_positions(np.array([0]), base, volume, now_ns, reason)
+        book.exits_at(np.array([0]), price, volume, now_ns)
         closed = [tr for _, tr in book.closed]
         book.closed = []
-        logger.info("paper broker: %s hit between bars at %.6g", "stop" if reason == R_STOP else "target", price)
+        for tr in closed:
+            logger.info("paper broker: %s between bars at %.6g", tr["reason"], price)
         return closed
 
     def flatten(self, t: int, reason: str = "kill") -> list[dict[str, Any]]:

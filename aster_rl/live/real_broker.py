@@ -58,6 +58,7 @@ from aster_rl.errors import (
     ConfigError, ExchangeError, FlattenFailed, OrderNotFound, OrderRejected, OrderStateUnknown, TemporaryExchangeError,
 )
 from aster_rl.exchange.client import check_trading_keys
+from aster_rl.interfaces import Broker
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.brokers import ABANDONED, BELOW_MIN_NOTIONAL, NOT_FILLED, REJECTED, BarResult
 from aster_rl.sim.observation import EquityReference, account_state, build_observation
@@ -89,8 +90,11 @@ def client_order_id(session_id: str, ts_ms: int, kind: str) -> str:
     return f"ar{tag}{int(ts_ms) // 1000:x}{kind}"
 
 
-class RealBroker:
+class RealBroker(Broker):
+    """Trades on the exchange through the project's client, under the real-money invariants."""
+
     kind = "real"
+    reconciles = True
 
     def __init__(self, client: Any, symbol: str, env_cfg: EnvConfig, live_cfg: LiveConfig, prices: LivePrices) -> None:
         self.client = client
@@ -369,6 +373,9 @@ class RealBroker:
 
     def submit(self, t: int, side: int, lev_i: int, prof_i: int) -> None:
         return None  # orders go out in execute(), after the runner stored them
+
+    def withdraw(self) -> None:
+        return None  # nothing was sent: orders go out only in execute()
 
     # ------------------------------------------------------------ a bar's orders
     def execute(self, orders: list[dict[str, Any]], db: Any = None) -> BarResult:

@@ -63,7 +63,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +75,9 @@ from aster_rl.errors import DataError, ExchangeError, RiskRefusal, StorageError
 from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import SIDE_NAMES, BarResult
 from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
+from aster_rl.interfaces import BarSource, Broker, Policy
 from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
+from aster_rl.live.sources import ReplaySource
 from aster_rl.evaluation.support import SupportTally, support_of
 from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard, brief
 from aster_rl.storage import live_store
@@ -124,9 +126,9 @@ class LiveRunner:
 
     def __init__(
         self,
-        policy: Any,
-        source: Any,
-        broker: Any,
+        policy: Policy,
+        source: BarSource,
+        broker: Broker,
         db: Any,
         *,
         env_cfg: EnvConfig,
@@ -145,7 +147,7 @@ class LiveRunner:
     ) -> None:
         if features not in ("auto", "batch", "incremental"):
             raise ValueError(f"features = {features!r}: use 'auto', 'batch' or 'incremental'")
-        if features == "batch" and source.kind != "replay":
+        if features == "batch" and not isinstance(source, ReplaySource):
             raise ValueError("features = 'batch' needs the replay source; live bars use 'incremental'")
         self.policy = policy
         self.source = source
@@ -156,8 +158,8 @@ class LiveRunner:
         self.features_cfg = features_cfg
         self.session_id = session_id
         self.mode = mode
-        self.feature_mode = ("batch" if source.kind == "replay" else "incremental") if features == "auto" else features
-        self.prices = prices if prices is not None else getattr(broker, "prices", None) or LivePrices(source.timeframe)
+        self.feature_mode = ("batch" if isinstance(source, ReplaySource) else "incremental") if features == "auto" else features
+        self.prices = prices if prices is not None else broker.prices
         self.store_observations = store_observations
         self.after_store = after_store  # called after the bar is stored, before orders are sent (tests)
         # After start-up, move every object alive then (history, model, caches) out of the garbage
@@ -216,7 +218,7 @@ class LiveRunner:
         backlog: list[Bar] = []
         if state is not None and state.get("last_bar_ts") is not None:
             last = pd.Timestamp(int(state["last_bar_ts"]), unit="ms", tz="UTC")
-            if self.source.kind == "replay":
+            if isinstance(self.source, ReplaySource):
                 after = history[-1].time if history else pd.Timestamp(0, tz="UTC") - self.tf
                 history = history + self.source.bars_between(after, last)
                 self.source.resume_after = last
@@ -252,9 +254,8 @@ class LiveRunner:
         )
 
     def _fresh_start(self) -> None:
-        if hasattr(self.broker, "prepare"):
-            self.broker.prepare()
-        if hasattr(self.broker, "reconcile_orders"):  # a position already there is tracked and protected first
+        self.broker.prepare()
+        if self.broker.reconciles:  # a position already there is tracked and protected first
             self._needs_reconcile = True
             try:
                 self._unsaved_outcomes += self._outcomes(self.broker.reconcile_orders(self.db, self.session_id, None), None)
@@ -277,7 +278,7 @@ class LiveRunner:
         self._position_pattern = state.get("position_pattern")
         self._day = state.get("day")
         self._day_start_equity = float(state.get("day_start_equity", self.env_cfg.initial_equity_usd))
-        self._needs_reconcile = hasattr(self.broker, "reconcile_orders")
+        self._needs_reconcile = self.broker.reconciles
         self._reconcile(state.get("last_bar_ts"))
         logger.info("session %s resumed after bar %s", self.session_id, state.get("last_bar_ts"))
 
@@ -301,6 +302,8 @@ class LiveRunner:
         from aster_rl.features.pipeline import build_features
 
         if self.feature_mode == "batch":
+            if not isinstance(self.source, ReplaySource):
+                raise ValueError("features = 'batch' needs the replay source")
             end = self.source.end
             market = self.source.market.window(None, self.source.market.candles.index[end - 1])
             self._batch = build_features(market, self.features_cfg)
@@ -477,15 +480,11 @@ class LiveRunner:
         finally:
             self.release()
 
-    def _backlog_then_source(self):
+    def _backlog_then_source(self) -> Iterator[tuple[Bar, bool]]:
         for bar in self._backlog:
             yield bar, False
-        if self.source.kind == "replay":
-            for sb in self.source.bars():
-                yield sb.bar, sb.last
-        else:
-            for sb in self.source.bars(on_tick=self._on_tick, on_error=self._on_source_error):
-                yield sb.bar, sb.last
+        for sb in self.source.bars(on_tick=self._on_tick, on_error=self._on_source_error):
+            yield sb.bar, sb.last
 
     def _on_tick(self, price: float | None, now: pd.Timestamp) -> bool:
         """Between bars (exchange source, also while it retries): kill switch, lease, stale data,
@@ -504,7 +503,7 @@ class LiveRunner:
                     self._flatten(t, "stale", RiskEvent("stale", "flattened", f"{stale}: flattened until fresh bars"),
                                   ts_ms=int(now.value // 1_000_000))
                     self._stale_flattened = True
-            if price is not None and hasattr(self.broker, "watch"):
+            if price is not None:
                 closed = self.broker.watch(price, int(now.value))
                 if closed:
                     self._unsaved_outcomes += self._outcomes(BarResult(closed=closed), None)
@@ -662,8 +661,7 @@ class LiveRunner:
         except StorageError:  # not stored: the decision is not carried out
             self._pending_pred = None
             self._pending_pattern = None
-            if hasattr(self.broker, "withdraw"):
-                self.broker.withdraw()
+            self.broker.withdraw()
             raise
         if intent.startswith("open"):
             self._pending_pred = (close_ms, pred_id)
@@ -673,7 +671,7 @@ class LiveRunner:
         if self.after_store is not None:
             self.after_store(t)
         if orders:
-            self._needs_reconcile = hasattr(self.broker, "reconcile_orders")  # until the replies are in
+            self._needs_reconcile = self.broker.reconciles  # until the replies are in
             done = self.broker.execute(orders, self.db)
             self._needs_reconcile = False
             self._unsaved_outcomes += self._outcomes(done, None)  # a skipped entry resolves its prediction here (true reason)

@@ -36,6 +36,7 @@ import pandas as pd
 
 from aster_rl.config import DataConfig
 from aster_rl.errors import DataError, ExchangeError, StorageError
+from aster_rl.interfaces import BarSource, ErrorCallback, TickCallback
 from aster_rl.live.bars import Bar
 from aster_rl.live.risk import brief
 from aster_rl.data.market import OPTIONAL_CANDLE_COLUMNS, MarketBundle
@@ -162,7 +163,7 @@ def market_slice(market: MarketBundle, first_open: pd.Timestamp, last_open: pd.T
     )
 
 
-class ReplaySource:
+class ReplaySource(BarSource):
     """Stored history replayed bar by bar: bars with open time in ``[start, end)`` are streamed.
 
     ``pace_s`` = 0 replays as fast as possible; otherwise each bar is handed out
@@ -223,7 +224,9 @@ class ReplaySource:
         """Bars before the replay range (warm-up), oldest first."""
         return self._bars[: self.start]
 
-    def bars(self) -> Iterator[SourceBar]:
+    def bars(self, on_tick: TickCallback | None = None, on_error: ErrorCallback | None = None) -> Iterator[SourceBar]:
+        """The replay range's bars, one after the other (no time between them: ``on_tick`` and
+        ``on_error`` are never called)."""
         first = self.start
         if self.resume_after is not None:  # a restarted session continues after its last processed bar
             first = max(first, int(self.market.candles.index.searchsorted(self.resume_after, side="right")))
@@ -262,7 +265,7 @@ class ReplaySource:
         return None  # replay has no price between bars: stops and targets are checked on each bar
 
 
-class ExchangeSource:
+class ExchangeSource(BarSource):
     """Closed bars polled from the exchange and stored in the database first.
 
     ``clock``: what time it is on the exchange; by default an :class:`ExchangeClock` on
@@ -377,11 +380,7 @@ class ExchangeSource:
             self.last_emitted = bars[-1].time
         return bars
 
-    def bars(
-        self,
-        on_tick: Callable[[float | None, pd.Timestamp], bool] | None = None,
-        on_error: Callable[[BaseException, int], None] | None = None,
-    ) -> Iterator[SourceBar]:
+    def bars(self, on_tick: TickCallback | None = None, on_error: ErrorCallback | None = None) -> Iterator[SourceBar]:
         """New closed bars as they close. Between bars ``on_tick(price, now)`` is called about
         every ``poll_interval_s``; returning False ends the stream.
 
@@ -433,7 +432,7 @@ class ExchangeSource:
         finally:
             self.close()
 
-    def _wait_until(self, until: pd.Timestamp, on_tick: Callable[[float | None, pd.Timestamp], bool] | None) -> bool:
+    def _wait_until(self, until: pd.Timestamp, on_tick: TickCallback | None) -> bool:
         """Wait (ticking) until the clock reaches ``until``; False when ``on_tick`` ended the stream."""
         while True:
             if on_tick is not None and not on_tick(self.last_price(), self._clock()):

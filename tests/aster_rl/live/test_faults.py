@@ -430,6 +430,8 @@ print(runner.run().stopped_by, flush=True)
 class ReconcilingPaperBroker(PaperBroker):
     """A paper broker with an exchange to reconcile with, failing the first ``failures`` times."""
 
+    reconciles = True
+
     def __init__(self, env, prices, policy, failures: int) -> None:
         super().__init__(env, prices)
         self.policy, self.failures = policy, failures
