@@ -206,7 +206,8 @@ class PaperBroker(Broker):
     def entry_skip_reason(self, t: int, side: int, lev_i: int) -> tuple[str, str] | None:
         return None  # the core sizes an entry at its fill (the next bar's open) and reports a skip then
 
-    def planned_orders(self, t: int, side: int, lev_i: int, prof_i: int, prediction_ts: int, ids: Any) -> list[dict[str, Any]]:
+    def planned_orders(self, t: int, side: int, lev_i: int, prof_i: int, ts_ms: int,
+                       session_id: str) -> list[dict[str, Any]]:
         return []  # nothing leaves the process: the pending order is part of the stored state
 
     def execute(self, orders: list[dict[str, Any]], db: Any = None) -> BarResult:
