@@ -7,7 +7,7 @@
   in the database first), then reads the new closed bars back from the database. Between
   bars it reports the last traded price about every ``poll_interval_s`` seconds, for the
   paper broker's stop / target watch. With ``websocket=True`` a ccxt.pro candle stream
-  (:class:`aster_rl.exchange.client.CandleWatcher`) tells it sooner that a bar has closed; the
+  (:class:`aster_rl.exchange.watcher.CandleWatcher`) tells it sooner that a bar has closed; the
   bar itself still comes through the same REST download, which stays the fallback.
   Which candle has closed is decided by the exchange's clock (:class:`ExchangeClock`: the
   server time measured as an offset from this machine's clock, measured again now and
@@ -313,7 +313,7 @@ class ExchangeSource(BarSource):
         self._ws_client_factory = ws_client_factory
         self._ws_retry_s = float(ws_retry_s)
         self._ws_max_retry_s = float(ws_max_retry_s)
-        self.watcher: Any = None  # aster_rl.exchange.client.CandleWatcher while bars() runs with websocket=True
+        self.watcher: Any = None  # aster_rl.exchange.watcher.CandleWatcher while bars() runs with websocket=True
         self.early_polls = 0  # polls started by the websocket before the clock reached the bar's close
         self.retry_backoff_s = float(retry_backoff_s)
         self.max_backoff_s = float(max_backoff_s)
@@ -447,7 +447,7 @@ class ExchangeSource(BarSource):
     def _start_watcher(self) -> None:
         if not self.websocket or self.watcher is not None:
             return
-        from aster_rl.exchange.client import CandleWatcher, make_pro_exchange
+        from aster_rl.exchange.watcher import CandleWatcher, make_pro_exchange
 
         factory = self._ws_client_factory or (lambda: make_pro_exchange(self.data_cfg))
         self.watcher = CandleWatcher(

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.errors import DataError
-from aster_rl.testing.fake_account import FakeAccount
+from aster_rl.testing.fake_account import FakeAccount, FakeApiError, MarketView
 from aster_rl.data.market import MarketBundle
 from aster_rl.data.timeframes import resample_candles, timeframe_to_ms
 
@@ -108,7 +108,7 @@ class _Series:
         ]
 
 
-class FakeAsterExchange:
+class FakeAsterExchange(MarketView):
     """A loopback HTTP server that looks like Aster's futures REST API to ccxt.
 
     ``market`` is a :class:`MarketBundle` (candles -> its symbol, ``btc`` -> BTCUSDT,
@@ -425,6 +425,10 @@ class FakeAsterExchange:
                 self._price_override[mid] = float(price)
         self.account.on_price(mid, self.last_price(mid))
 
+    def market_ids(self) -> list[str]:
+        """The exchange ids of the markets it serves (its own symbol and any companions)."""
+        return list(self._frames)
+
     def last_price(self, mid: str | None = None) -> float:
         """The close of the newest bar visible at the fake's clock (or the price of a gap)."""
         override = self._price_override.get(mid or self.symbol_id)
@@ -599,14 +603,6 @@ class FakeAsterExchange:
             "assets": [{"asset": "USDT", "marginAvailable": True}],
             "symbols": symbols,
         }
-
-
-class FakeApiError(Exception):
-    """An Aster-style error reply: HTTP ``status`` with body ``{"code": code, "msg": msg}``."""
-
-    def __init__(self, status: int, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.status, self.code, self.msg = status, code, msg
 
 
 def _to_ms(when: pd.Timestamp | str | int) -> int:
