@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aster_rl.config import EnvConfig
 from aster_rl.sim.observation import account_state, build_observation
 from aster_rl.sim.prices import PriceArrays
 from aster_rl.evaluation.support import support_of
@@ -31,7 +32,7 @@ SIDES = ("WAIT", "BUY", "SELL")
 REASONING_TENTACLES = ("regime", "orderflow", "multi_timeframe", "strategy", "btc_cycle", "market")
 
 
-def flat_observation(features_row: np.ndarray, price: float, cfg) -> np.ndarray:
+def flat_observation(features_row: np.ndarray, price: float, cfg: EnvConfig) -> np.ndarray:
     eq = np.array([cfg.initial_equity_usd])
     state = account_state([0], [0.0], cfg.max_leverage, [0.0], [0.0], [0], [price], [0.0], eq, eq)[0]
     return build_observation(np.asarray(features_row, dtype=np.float32), state)
@@ -58,7 +59,8 @@ def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position
         stop, target = price + profile.stop_atr * atr, price - profile.target_atr * atr
     readings = features.readings(row)
     reasons = [readings[t] for t in REASONING_TENTACLES if t in readings]
-    reasoning = f"policy {Path(policy.run_dir).name}: {side} with P(side)={d.confidence:.2f}; " + "; ".join(reasons[:4])
+    name = Path(policy.run_dir if policy.run_dir is not None else run_dir).name
+    reasoning = f"policy {name}: {side} with P(side)={d.confidence:.2f}; " + "; ".join(reasons[:4])
     return {
         "side": side,
         "leverage": leverage if side != "WAIT" else 0.0,

@@ -50,16 +50,6 @@ class BarResult:
     skipped_prediction_id: int | None = None  # the prediction of that entry, when the broker knows it
 
 
-class _RowAt:
-    """``features[t]`` for the accounting core's observation code, backed by one row."""
-
-    def __init__(self, row: np.ndarray) -> None:
-        self.row = row
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        return self.row
-
-
 class _BufferAccount(SingleAccount):
     """``SingleAccount`` over a :class:`LivePrices` buffer: the core reads views of the buffer's
     timestamps and price matrix, taken again (O(1)) by :meth:`bind` when bars arrived, instead
@@ -150,7 +140,8 @@ class PaperBroker(Broker):
     def observation(self, features_row: np.ndarray, t: int) -> np.ndarray:
         """The env's observation at bar ``t``'s close (same code: ``SingleAccount.observation``)."""
         self._sync()
-        return self.acc.observation(_RowAt(np.asarray(features_row, dtype=np.float32)), t)
+        row = np.asarray(features_row, dtype=np.float32)
+        return self.acc.observation(np.broadcast_to(row, (t + 1, row.shape[0])), t)  # row t is ``row`` (a view, no copy)
 
     def on_bar(self, t: int, *, last: bool = False) -> BarResult:
         """Run bar ``t`` (just closed): fill the order decided at ``t - 1``, funding, exits, mark."""
@@ -158,7 +149,7 @@ class PaperBroker(Broker):
         book = self.book
         p = self.pending
         self.pending = None
-        hold = {"ts": None, "side": WAIT, "lev_i": 0, "prof_i": 0}
+        hold: dict[str, Any] = {"ts": None, "side": WAIT, "lev_i": 0, "prof_i": 0}
         dropped_entry = None
         if p is None:
             if book.side[0] == 0:
@@ -183,8 +174,9 @@ class PaperBroker(Broker):
             result.skipped, result.skip_reason = True, EXPIRED
             result.skip_detail = "paper broker: the entry was not filled at the bar after its decision (that bar was not run)"
         ts = int(self.prices.timestamps[t])
-        if book.side[0] != 0 and int(book.entry_time[0]) == ts:
-            result.opened = {**self.position(), "time": ts}
+        position = self.position()
+        if position is not None and int(book.entry_time[0]) == ts:
+            result.opened = {**position, "time": ts}
         else:
             opened_and_closed = [tr for tr in result.closed if tr["entry_time"] == ts]
             if opened_and_closed:

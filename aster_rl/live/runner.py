@@ -63,7 +63,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,7 +178,7 @@ class LiveRunner:
         self._batch: Any = None
         self._batch_pos: dict[int, int] = {}
         self._stream: Any = None  # the FeatureStream of the incremental mode
-        self._pending_pred: tuple[int, int] | None = None  # (decision ts ms, prediction id) of the pending entry
+        self._pending_pred: tuple[int, int | None] | None = None  # (decision ts ms, prediction id) of the pending entry
         self._position_pred: int | None = None  # prediction id of the open position
         self._pending_pattern: dict[str, Any] | None = None  # matched pattern (name, regime, phase) of the pending entry
         self._position_pattern: dict[str, Any] | None = None  # ... of the open position
@@ -197,6 +197,13 @@ class LiveRunner:
         self._stale_flattened = False  # flattened for the current stretch of stale data
         self._kill_failed = False  # a failed kill flatten was recorded (once per stretch of failures)
         self._backlog: list[Bar] = []
+
+    @property
+    def risk(self) -> RiskGuard:
+        """The risk guard (made by :meth:`start`)."""
+        if self.guard is None:
+            raise RuntimeError(f"live runner {self.session_id}: start() first")
+        return self.guard
 
     # ------------------------------------------------------------ start-up
     def start(self) -> None:
@@ -355,7 +362,7 @@ class LiveRunner:
         return int(self.wall_clock() * 1000)
 
     def _save(self, last_bar_ts: int | None, *, prediction: dict[str, Any] | None = None,
-              orders: list[dict[str, Any]] = (), events: list[dict[str, Any]] = ()) -> int | None:
+              orders: Sequence[dict[str, Any]] = (), events: Sequence[dict[str, Any]] = ()) -> int | None:
         """ONE transaction: the state, ``prediction``, ``orders``, ``events`` and everything an earlier
         failed transaction left unsaved; the lease is renewed in it. On failure the outcomes and
         events stay queued for the next one (the prediction and orders do not: that decision is lost)."""
@@ -363,7 +370,7 @@ class LiveRunner:
         risk_events = self._unsaved_events + list(events)
         pred_id = live_store.record_bar(
             self.db, self.session_id, state=self._state(last_bar_ts), prediction=prediction, outcomes=outcomes,
-            orders=orders, risk_events=risk_events, lease=self.lease, now_ms=self._wall_ms(),
+            orders=list(orders), risk_events=risk_events, lease=self.lease, now_ms=self._wall_ms(),
         )
         self._unsaved_outcomes, self._unsaved_events = [], []
         self._lease_renewed_s = self.wall_clock()
@@ -489,7 +496,7 @@ class LiveRunner:
     def _on_tick(self, price: float | None, now: pd.Timestamp) -> bool:
         """Between bars (exchange source, also while it retries): kill switch, lease, stale data,
         and the paper broker's stop / target watch."""
-        if self.guard.kill_requested():
+        if self.risk.kill_requested():
             self._kill(None)
             return not self._stop
         self._renew_lease()
@@ -498,7 +505,7 @@ class LiveRunner:
         t = len(self.prices) - 1
         try:
             if not self._stale_flattened:
-                stale = self.guard.stale_reason(pd.Timestamp(int(self.prices.timestamps[t]), tz="UTC"), now)
+                stale = self.risk.stale_reason(pd.Timestamp(int(self.prices.timestamps[t]), tz="UTC"), now)
                 if stale is not None:
                     self._flatten(t, "stale", RiskEvent("stale", "flattened", f"{stale}: flattened until fresh bars"),
                                   ts_ms=int(now.value // 1_000_000))
@@ -579,7 +586,7 @@ class LiveRunner:
         started = time.perf_counter()
         t = self.prices.append(bar)
         self.summary.bars += 1
-        if self.guard.kill_requested():
+        if self.risk.kill_requested():
             self._kill(t)
             return
         close_ms = (bar.ts_ns + int(self.tf.value)) // 1_000_000
@@ -617,7 +624,7 @@ class LiveRunner:
             self._save(bar.ts_ms)
             return
         now = self.source.now()
-        stale = self.guard.stale_reason(bar.time, now)
+        stale = self.risk.stale_reason(bar.time, now)
         if stale is None:
             self._stale_flattened = False
         elif not self._stale_flattened:
@@ -627,6 +634,11 @@ class LiveRunner:
         if row is None:  # warm-up: no decision, the account only runs
             self._save(bar.ts_ms)
             return
+        self._decide(bar, t, row, equity, now, close_ms)
+        self.summary.latencies_s.append(time.perf_counter() - started)
+
+    def _decide(self, bar: Bar, t: int, row: np.ndarray, equity: float, now: pd.Timestamp, close_ms: int) -> None:
+        """The policy's decision on bar ``t``, reviewed, stored with its orders, then sent."""
         obs = self.broker.observation(row, t)
         if self.support is not None:
             self.support.check(row, bar.time)
@@ -637,7 +649,7 @@ class LiveRunner:
         intent = self.broker.intended(side)
         view = AccountView(equity=equity, day_start_equity=self._day_start_equity, open_positions=self.broker.open_positions(),
                            opening=intent.startswith("open"))
-        verdict = self.guard.review(side, lev_i, prof_i, view, last_bar_open=bar.time, now=now)
+        verdict = self.risk.review(side, lev_i, prof_i, view, last_bar_open=bar.time, now=now)
         side, lev_i, prof_i = verdict.side, verdict.lev_i, verdict.prof_i
         intent = self.broker.intended(side)
         prediction = self._prediction(bar, t, obs, row, d, (side, lev_i, prof_i), intent, verdict, close_ms)
@@ -671,16 +683,19 @@ class LiveRunner:
         if self.after_store is not None:
             self.after_store(t)
         if orders:
-            self._needs_reconcile = self.broker.reconciles  # until the replies are in
-            done = self.broker.execute(orders, self.db)
-            self._needs_reconcile = False
-            self._unsaved_outcomes += self._outcomes(done, None)  # a skipped entry resolves its prediction here (true reason)
-            if done.opened is None and intent.startswith("open"):
-                self._pending_pred = None
-                self._pending_pattern = None
-            if self._unsaved_outcomes or done.opened is not None or done.skipped:  # the outcomes and the state: one transaction
-                self._save(bar.ts_ms)
-        self.summary.latencies_s.append(time.perf_counter() - started)
+            self._send(orders, intent, bar)
+
+    def _send(self, orders: list[dict[str, Any]], intent: str, bar: Bar) -> None:
+        """Send the stored orders; their outcomes and the state are stored in one transaction."""
+        self._needs_reconcile = self.broker.reconciles  # until the replies are in
+        done = self.broker.execute(orders, self.db)
+        self._needs_reconcile = False
+        self._unsaved_outcomes += self._outcomes(done, None)  # a skipped entry resolves its prediction here (true reason)
+        if done.opened is None and intent.startswith("open"):
+            self._pending_pred = None
+            self._pending_pattern = None
+        if self._unsaved_outcomes or done.opened is not None or done.skipped:
+            self._save(bar.ts_ms)
 
     def _prediction(self, bar, t, obs, row, d, action, intent, verdict, close_ms) -> dict[str, Any]:
         side, lev_i, prof_i = action

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -224,7 +224,7 @@ class ReplaySource(BarSource):
         """Bars before the replay range (warm-up), oldest first."""
         return self._bars[: self.start]
 
-    def bars(self, on_tick: TickCallback | None = None, on_error: ErrorCallback | None = None) -> Iterator[SourceBar]:
+    def bars(self, on_tick: TickCallback | None = None, on_error: ErrorCallback | None = None) -> Generator[SourceBar]:
         """The replay range's bars, one after the other (no time between them: ``on_tick`` and
         ``on_error`` are never called)."""
         first = self.start
@@ -380,7 +380,7 @@ class ExchangeSource(BarSource):
             self.last_emitted = bars[-1].time
         return bars
 
-    def bars(self, on_tick: TickCallback | None = None, on_error: ErrorCallback | None = None) -> Iterator[SourceBar]:
+    def bars(self, on_tick: TickCallback | None = None, on_error: ErrorCallback | None = None) -> Generator[SourceBar]:
         """New closed bars as they close. Between bars ``on_tick(price, now)`` is called about
         every ``poll_interval_s``; returning False ends the stream.
 

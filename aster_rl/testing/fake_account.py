@@ -94,7 +94,7 @@ class FakeAccount:
                 return
             oid = self._next_id
             self._next_id += 1
-            order = {
+            order: dict[str, Any] = {
                 "orderId": oid, "symbol": mid, "status": "NEW", "clientOrderId": f"web-{oid}", "price": "0", "avgPrice": "0",
                 "origQty": f"{abs(pos.amount):.8g}", "executedQty": "0", "cumQuote": "0", "timeInForce": "GTC", "type": "MARKET",
                 "origType": "MARKET", "reduceOnly": True, "closePosition": False, "side": "SELL" if pos.amount > 0 else "BUY",

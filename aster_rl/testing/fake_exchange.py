@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, overload
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
@@ -94,7 +94,7 @@ class _Series:
         self.open_ms = (candles.index.as_unit("ms").asi8).astype("int64")
         n = len(candles)
         col = lambda name, default: candles[name].to_numpy(float) if name in candles.columns else np.full(n, default)  # noqa: E731
-        o, h, l, c, v = (candles[k].to_numpy(float) for k in ("open", "high", "low", "close", "volume"))
+        o, h, low, c, v = (candles[k].to_numpy(float) for k in ("open", "high", "low", "close", "volume"))
         qv = col("quote_volume", np.nan)
         qv = np.where(np.isnan(qv), v * c, qv)
         trades = col("trades", 0.0).astype("int64")
@@ -102,7 +102,7 @@ class _Series:
         tbv = np.where(np.isnan(tbv), v / 2, tbv)
         self.close = c
         self.rows = [
-            f'[{t},"{o[i]:.8g}","{h[i]:.8g}","{l[i]:.8g}","{c[i]:.8g}","{v[i]:.8g}",{t + tf_ms - 1},'
+            f'[{t},"{o[i]:.8g}","{h[i]:.8g}","{low[i]:.8g}","{c[i]:.8g}","{v[i]:.8g}",{t + tf_ms - 1},'
             f'"{qv[i]:.8g}",{trades[i]},"{tbv[i]:.8g}","{tbv[i] * c[i]:.8g}","0"]'
             for i, t in enumerate(self.open_ms.tolist())
         ]
@@ -631,7 +631,16 @@ def _required(p: dict[str, str], name: str) -> str:
     return value
 
 
+@overload
+def _int(p: dict[str, str], name: str, default: int) -> int: ...
+
+
+@overload
+def _int(p: dict[str, str], name: str, default: None) -> int | None: ...
+
+
 def _int(p: dict[str, str], name: str, default: int | None) -> int | None:
+    """Parameter ``name`` as an int (``default`` when absent); -1100 when it is not one."""
     value = p.get(name)
     if value in (None, ""):
         return default

@@ -90,7 +90,7 @@ class LockHolder:
 
     def __init__(self, path, seconds: float) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "locked"
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
         self.since = time.monotonic()
 
     def wait(self) -> None:

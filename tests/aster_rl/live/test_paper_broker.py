@@ -94,7 +94,7 @@ def test_a_liquidation_sized_move_between_bars_liquidates_like_the_core():
     """A price past the liquidation price (and past the stop) liquidates at the bankruptcy
     price, the whole margin lost and no exit fee, as a bar gapping there does."""
     lev_i = NO_SLIP.leverages.index(20)
-    broker, prices, t = _long(lev_i)
+    broker, _, t = _long(lev_i)
     pos = broker.position()
     assert pos["liquidation_price"] < pos["stop_price"]
     margin = float(broker.book.margin[0])
@@ -116,7 +116,7 @@ def test_a_liquidation_sized_move_between_bars_liquidates_like_the_core():
 
 def test_a_gap_past_the_target_between_bars_fills_at_the_price_like_the_core():
     """A polled price past the target fills at that price (the better one), as a bar opening past it does."""
-    broker, prices, t = _long(0)
+    broker, _, t = _long(0)
     pos = broker.position()
     price = pos["target_price"] + 0.01
     closed = broker.watch(price, _ns(t + 1))

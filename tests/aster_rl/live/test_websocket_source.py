@@ -8,6 +8,7 @@ import asyncio
 import logging
 import threading
 import time
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -47,7 +48,7 @@ class ScriptedSocket:
     pushed candle has a newer open time: the previous bar has just closed. After ``fail_after``
     pushes it raises like a dropped connection."""
 
-    has = {"watchOHLCV": True}
+    has: ClassVar[dict[str, bool]] = {"watchOHLCV": True}
 
     def __init__(self, fake, advance=lambda: False, *, every_s: float = 0.005, fail_after: int | None = None) -> None:
         self.fake = fake
@@ -214,7 +215,7 @@ def test_without_websocket_candles_the_source_polls(tmp_path, market, caplog, un
     caplog.set_level(logging.INFO, logger="aster_rl.exchange.watcher")
 
     class NoCandles(ScriptedSocket):
-        has = {"watchOHLCV": False}
+        has: ClassVar[dict[str, bool]] = {"watchOHLCV": False}
 
     with FakeAsterExchange(market, now=market.candles.index[900] + pd.Timedelta(seconds=30)) as fake:
         if unsupported == "no-watchOHLCV":

@@ -168,9 +168,9 @@ def test_bad_construction_is_a_clear_error():
     with pytest.raises(DataError, match="no candles"):
         FakeAsterExchange()
     with pytest.raises(TypeError, match="MarketBundle or a DataFrame"):
-        FakeAsterExchange([1, 2, 3])  # type: ignore[arg-type]
+        FakeAsterExchange([1, 2, 3])
     with pytest.raises(RuntimeError, match="not running"):
-        FakeAsterExchange(make_candles(5)).url
+        _ = FakeAsterExchange(make_candles(5)).url
 
 
 # ---------------------------------------------------------------- signed endpoints
