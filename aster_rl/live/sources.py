@@ -29,7 +29,7 @@ import time
 import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,9 @@ from aster_rl.live.risk import brief
 from aster_rl.data.market import OPTIONAL_CANDLE_COLUMNS, MarketBundle
 from aster_rl.sim.prices import PriceArrays
 from aster_rl.data.timeframes import timeframe_to_timedelta
+
+if TYPE_CHECKING:
+    from aster_rl.exchange.watcher import CandleWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +316,7 @@ class ExchangeSource(BarSource):
         self._ws_client_factory = ws_client_factory
         self._ws_retry_s = float(ws_retry_s)
         self._ws_max_retry_s = float(ws_max_retry_s)
-        self.watcher: Any = None  # aster_rl.exchange.watcher.CandleWatcher while bars() runs with websocket=True
+        self.watcher: CandleWatcher | None = None  # while bars() runs with websocket=True
         self.early_polls = 0  # polls started by the websocket before the clock reached the bar's close
         self.retry_backoff_s = float(retry_backoff_s)
         self.max_backoff_s = float(max_backoff_s)
