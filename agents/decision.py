@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aster_rl.config import EnvConfig
 from aster_rl.sim.observation import account_state, build_observation
 from aster_rl.sim.prices import PriceArrays
 from aster_rl.evaluation.support import support_of
@@ -32,7 +33,7 @@ SIDES = ("WAIT", "BUY", "SELL")
 REASONING_TENTACLES = ("regime", "orderflow", "multi_timeframe", "strategy", "btc_cycle", "market")
 
 
-def flat_observation(features_row: np.ndarray, price: float, cfg) -> np.ndarray:
+def flat_observation(features_row: np.ndarray, price: float, cfg: EnvConfig) -> np.ndarray:
     eq = np.array([cfg.initial_equity_usd])
     state = account_state([0], [0.0], cfg.max_leverage, [0.0], [0.0], [0], [price], [0.0], eq, eq)[0]
     return build_observation(np.asarray(features_row, dtype=np.float32), state)

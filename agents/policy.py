@@ -6,9 +6,10 @@ training split), ``feature_schema.json``, ``config.toml``, ``splits.json``, ``su
 (the observation's columns and their training ranges, :mod:`aster_rl.evaluation.support`) and
 ``manifest.json`` (the layout: :class:`agents.run_dir.RunDir`); nothing in it is unpickled. Older runs
 (``model_*.zip`` + ``vecnormalize*.pkl`` only) load only with ``trust_run=True``.
-:class:`LoadedPolicy` satisfies the :class:`Policy` protocol the live runner and the
-backtester use: ``predict(obs) -> action`` on a full observation (every feature column +
-the account state; the columns left out at training are dropped here); ``decide`` adds the
+:class:`LoadedPolicy` is an :class:`aster_rl.interfaces.DecidingPolicy`, the contract the live
+runner and the backtester use: ``policy(obs) -> action`` (also ``predict``) on a full
+observation (every feature column + the account state; the columns left out at training
+are dropped here); ``decide`` adds the
 confidence, P(side) from the side head, the leverage and profile heads' probabilities,
 the policy's entropy and its value estimate.
 
@@ -22,14 +23,14 @@ from __future__ import annotations
 
 import logging
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from aster_rl.config import AppConfig
 from aster_rl.errors import SchemaMismatchError
+from aster_rl.interfaces import DecidingPolicy, PolicyDecision
 from aster_rl.evaluation.support import ObservationSupport
 
 from agents.data import check_run_pattern_library
@@ -40,31 +41,7 @@ from agents.run_dir import RunDir, Which
 logger = logging.getLogger(__name__)
 
 
-@runtime_checkable
-class Policy(Protocol):
-    def predict(self, obs: np.ndarray) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: np.ndarray  # (side, leverage index, profile index)
-    confidence: float  # P(side): the side head's probability of the chosen side (see action_confidence)
-    value: float  # the critic's estimate (in training-reward units)
-    probabilities: tuple[np.ndarray, ...]  # per action head: side, leverage, profile
-    entropy: float = float("nan")  # of the whole action distribution (nats; the sum over the heads)
-
-    @property
-    def leverage_probability(self) -> float:
-        """The leverage head's probability of the chosen rung."""
-        return float(self.probabilities[1][int(self.action[1])])
-
-    @property
-    def profile_probability(self) -> float:
-        """The exit-profile head's probability of the chosen profile."""
-        return float(self.probabilities[2][int(self.action[2])])
-
-
-class LoadedPolicy:
+class LoadedPolicy(DecidingPolicy):
     """A trained PPO policy with its observation normalization, ready for raw observations."""
 
     def __init__(self, model: Any, obs_normalizer: Any | None, schema: Any, config: AppConfig, run_dir: Path | None,
@@ -92,7 +69,7 @@ class LoadedPolicy:
 
     __call__ = predict
 
-    def decide(self, obs: np.ndarray) -> Decision:
+    def decide(self, obs: np.ndarray) -> PolicyDecision:
         import torch
 
         norm = self.normalize(obs)
@@ -104,8 +81,8 @@ class LoadedPolicy:
             entropy = float(dist.entropy()[0])
             value = float(policy.predict_values(obs_t)[0, 0])
         action = np.array([int(np.argmax(p)) for p in probs], dtype=np.int64)
-        return Decision(action=action, confidence=action_confidence(probs, action), value=value, probabilities=probs,
-                        entropy=entropy)
+        return PolicyDecision(action=(int(action[0]), int(action[1]), int(action[2])),
+                              confidence=action_confidence(probs, action), value=value, probabilities=probs, entropy=entropy)
 
 
 def action_confidence(probs: tuple[np.ndarray, ...], action: np.ndarray) -> float:

@@ -5,8 +5,8 @@
   over the runner's growing price buffer, reading the buffer's own price matrix (views,
   no copy of the history per bar): a decision at bar *t*'s close fills at bar
   *t + 1*'s open with the same fees, slippage, funding, stops, targets and liquidation.
-  Between bars, :meth:`PaperBroker.watch` closes a position whose stop or target a polled
-  price crossed, through the core's own close (same fill rule and costs), at once.
+  Between bars, :meth:`PaperBroker.watch` applies the core's exit rule (liquidation, target,
+  stop; same fills and costs) to a polled price, at once.
 - :class:`RealBroker` (in :mod:`aster_rl.live.real_broker`) trades on the exchange.
 
 Every broker reports closed trades as dicts with the accounting core's ``TRADE_KEYS``.
@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from aster_rl.sim.accounting import BUY, CLOSE, OPEN_LONG, OPEN_SHORT, R_END, R_STOP, R_TARGET, SELL, WAIT, SingleAccount
+from aster_rl.sim.accounting import BUY, CLOSE, OPEN_LONG, OPEN_SHORT, R_END, SELL, WAIT, SingleAccount
 from aster_rl.config import EnvConfig
+from aster_rl.interfaces import Broker
 from aster_rl.live.bars import LivePrices
 
 logger = logging.getLogger(__name__)
@@ -49,16 +50,6 @@ class BarResult:
     skipped_prediction_id: int | None = None  # the prediction of that entry, when the broker knows it
 
 
-class _RowAt:
-    """``features[t]`` for the accounting core's observation code, backed by one row."""
-
-    def __init__(self, row: np.ndarray) -> None:
-        self.row = row
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        return self.row
-
-
 class _BufferAccount(SingleAccount):
     """``SingleAccount`` over a :class:`LivePrices` buffer: the core reads views of the buffer's
     timestamps and price matrix, taken again (O(1)) by :meth:`bind` when bars arrived, instead
@@ -76,10 +67,11 @@ class _BufferAccount(SingleAccount):
         self._px = p.matrix
 
 
-class PaperBroker:
+class PaperBroker(Broker):
     """Paper trading on the accounting core, bar by bar (see the module docstring)."""
 
     kind = "paper"
+    reconciles = False  # nothing leaves the process
 
     def __init__(self, env_cfg: EnvConfig, prices: LivePrices) -> None:
         self.cfg = env_cfg
@@ -130,6 +122,12 @@ class PaperBroker:
         matrices (every field and counter is a row of them) and the pending order."""
         return {"book": {"F": self.book.F.tolist(), "I": self.book.I.tolist()}, "pending": self.pending}
 
+    def prepare(self) -> None:
+        return None  # no exchange to prepare
+
+    def reconcile_orders(self, db: Any, session_id: str, fresh_after_ms: int | None = None) -> BarResult:
+        return BarResult()  # no exchange to reconcile with
+
     def restore(self, state: dict[str, Any]) -> None:
         self._sync()
         book = self.book
@@ -142,7 +140,8 @@ class PaperBroker:
     def observation(self, features_row: np.ndarray, t: int) -> np.ndarray:
         """The env's observation at bar ``t``'s close (same code: ``SingleAccount.observation``)."""
         self._sync()
-        return self.acc.observation(_RowAt(np.asarray(features_row, dtype=np.float32)), t)
+        row = np.asarray(features_row, dtype=np.float32)
+        return self.acc.observation(np.broadcast_to(row, (t + 1, row.shape[0])), t)  # row t is ``row`` (a view, no copy)
 
     def on_bar(self, t: int, *, last: bool = False) -> BarResult:
         """Run bar ``t`` (just closed): fill the order decided at ``t - 1``, funding, exits, mark."""
@@ -150,7 +149,7 @@ class PaperBroker:
         book = self.book
         p = self.pending
         self.pending = None
-        hold = {"ts": None, "side": WAIT, "lev_i": 0, "prof_i": 0}
+        hold: dict[str, Any] = {"ts": None, "side": WAIT, "lev_i": 0, "prof_i": 0}
         dropped_entry = None
         if p is None:
             if book.side[0] == 0:
@@ -175,8 +174,9 @@ class PaperBroker:
             result.skipped, result.skip_reason = True, EXPIRED
             result.skip_detail = "paper broker: the entry was not filled at the bar after its decision (that bar was not run)"
         ts = int(self.prices.timestamps[t])
-        if book.side[0] != 0 and int(book.entry_time[0]) == ts:
-            result.opened = {**self.position(), "time": ts}
+        position = self.position()
+        if position is not None and int(book.entry_time[0]) == ts:
+            result.opened = {**position, "time": ts}
         else:
             opened_and_closed = [tr for tr in result.closed if tr["entry_time"] == ts]
             if opened_and_closed:
@@ -198,33 +198,28 @@ class PaperBroker:
     def entry_skip_reason(self, t: int, side: int, lev_i: int) -> tuple[str, str] | None:
         return None  # the core sizes an entry at its fill (the next bar's open) and reports a skip then
 
-    def planned_orders(self, t: int, side: int, lev_i: int, prof_i: int, prediction_ts: int, ids: Any) -> list[dict[str, Any]]:
+    def planned_orders(self, t: int, side: int, lev_i: int, prof_i: int, ts_ms: int,
+                       session_id: str) -> list[dict[str, Any]]:
         return []  # nothing leaves the process: the pending order is part of the stored state
 
     def execute(self, orders: list[dict[str, Any]], db: Any = None) -> BarResult:
         return BarResult()
 
     def watch(self, price: float, now_ns: int) -> list[dict[str, Any]]:
-        """Between bars: close the position if ``price`` crossed its stop or target (core fill rule:
-        at the level, or at ``price`` when it is worse for a stop / better for a target)."""
+        """Between bars: the core's exit rule (:meth:`AccountBook.exits_at`) at ``price``, as if it
+        were a bar's open, high and low: liquidation at or past the liquidation price, else the
+        target at ``price`` at or past it, else the stop at ``price`` at or past it."""
         book = self.book
-        s = book.side[0]
-        if s == 0 or price is None or not np.isfinite(price):
-            return []
-        stop, target = float(book.stop[0]), float(book.target[0])
-        if s * (price - stop) <= 0:
-            base, reason = (price if s * (price - stop) < 0 else stop), R_STOP
-        elif s * (price - target) >= 0:
-            base, reason = target, R_TARGET
-        else:
+        if book.side[0] == 0 or price is None or not np.isfinite(price):
             return []
         n = len(self.prices)
         volume = float(self.prices.volume[n - 1]) if n else 0.0
         book.begin_bar()
-        book.close_positions(np.array([0]), base, volume, now_ns, reason)
+        book.exits_at(np.array([0]), price, volume, now_ns)
         closed = [tr for _, tr in book.closed]
         book.closed = []
-        logger.info("paper broker: %s hit between bars at %.6g", "stop" if reason == R_STOP else "target", price)
+        for tr in closed:
+            logger.info("paper broker: %s between bars at %.6g", tr["reason"], price)
         return closed
 
     def flatten(self, t: int, reason: str = "kill") -> list[dict[str, Any]]:

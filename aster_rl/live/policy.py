@@ -1,75 +1,37 @@
-"""What the live runner needs from a policy: any object with ``predict(obs) -> action``.
+"""What the live runner asks of a policy: :class:`aster_rl.interfaces.Policy`, ``policy(obs) -> action``.
 
-A trained PPO run (``agents.policy.LoadedPolicy``) satisfies it and also offers
-``decide(obs)`` with the confidence P(side) (the side head's probability of the chosen
-side), the leverage and profile heads' probabilities, the policy's entropy and its value
-estimate; plain objects with only ``predict`` work too (confidence and value are then
-unknown). Optional attributes describe the model for the prediction log and the risk
-guard: ``schema`` (its feature schema), ``run_dir`` (a path), ``model_version``, and
-``support`` (an :class:`aster_rl.evaluation.support.ObservationSupport`: the runner counts the bars
-whose features lie outside the training ranges).
+A trained PPO run (``agents.policy.LoadedPolicy``) is also a
+:class:`aster_rl.interfaces.DecidingPolicy`: ``decide(obs)`` gives the confidence P(side)
+(the side head's probability of the chosen side), the heads' probabilities, the policy's
+entropy and its value estimate; for a plain policy they are unknown. Optional attributes
+describe the model for the prediction log and the risk guard: ``schema`` (its feature
+schema), ``run_dir`` (a path), ``model_version``, and ``support`` (an
+:class:`aster_rl.evaluation.support.ObservationSupport`: the runner counts the bars whose
+features lie outside the training ranges).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
+
+from aster_rl.interfaces import DecidingPolicy, Policy, PolicyDecision, as_action
 
 logger = logging.getLogger(__name__)
 
 
-@runtime_checkable
-class Policy(Protocol):
-    def predict(self, obs: np.ndarray) -> Any: ...
-
-
-@dataclass(frozen=True)
-class PolicyDecision:
-    action: tuple[int, int, int]  # side (WAIT/BUY/SELL), leverage index, profile index
-    confidence: float | None  # P(side)
-    value: float | None
-    leverage_probability: float | None = None
-    profile_probability: float | None = None
-    entropy: float | None = None  # nats, of the whole action distribution
-
-
-def decide(policy: Any, obs: np.ndarray) -> PolicyDecision:
-    """Ask ``policy``: its ``decide`` when it has one (object with ``action``/``confidence``/``value``
-    or a tuple ``(action, confidence, value)``), else ``predict``."""
-    conf = value = None
-    extra: dict[str, float | None] = {}
-    if hasattr(policy, "decide"):
-        out = policy.decide(obs)
-        if hasattr(out, "action"):
-            raw, conf, value = out.action, getattr(out, "confidence", None), getattr(out, "value", None)
-            extra = {k: _float_or_none(getattr(out, k, None))
-                     for k in ("leverage_probability", "profile_probability", "entropy")}
-        else:
-            raw, conf, value = out
-    elif hasattr(policy, "predict"):
-        raw = policy.predict(obs)
-    elif callable(policy):
-        raw = policy(obs)
-    else:
-        raise TypeError(f"policy {type(policy).__name__} has neither decide(obs) nor predict(obs)")
-    a = np.asarray(raw).reshape(-1)
-    if a.shape[0] != 3:
-        raise ValueError(f"policy returned {raw!r}: expected 3 ints (side, leverage index, profile index)")
-    return PolicyDecision(
-        action=(int(a[0]), int(a[1]), int(a[2])),
-        confidence=None if conf is None else float(conf),
-        value=None if value is None else float(value),
-        **extra,
-    )
-
-
-def _float_or_none(x: Any) -> float | None:
-    return None if x is None else float(x)
+def decide(policy: Policy, obs: np.ndarray) -> PolicyDecision:
+    """Ask ``policy``: its ``decide`` when it has one, else ``policy(obs)``; the action is checked
+    to be 3 ints (ValueError)."""
+    if isinstance(policy, DecidingPolicy):
+        d = policy.decide(obs)
+        return dataclasses.replace(d, action=as_action(d.action))
+    return PolicyDecision(action=as_action(policy(obs)))
 
 
 def model_version(policy: Any) -> str:

@@ -58,6 +58,7 @@ from aster_rl.errors import (
     ConfigError, ExchangeError, FlattenFailed, OrderNotFound, OrderRejected, OrderStateUnknown, TemporaryExchangeError,
 )
 from aster_rl.exchange.client import check_trading_keys
+from aster_rl.interfaces import Broker
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.brokers import ABANDONED, BELOW_MIN_NOTIONAL, NOT_FILLED, REJECTED, BarResult
 from aster_rl.sim.observation import EquityReference, account_state, build_observation
@@ -89,8 +90,11 @@ def client_order_id(session_id: str, ts_ms: int, kind: str) -> str:
     return f"ar{tag}{int(ts_ms) // 1000:x}{kind}"
 
 
-class RealBroker:
+class RealBroker(Broker):
+    """Trades on the exchange through the project's client, under the real-money invariants."""
+
     kind = "real"
+    reconciles = True
 
     def __init__(self, client: Any, symbol: str, env_cfg: EnvConfig, live_cfg: LiveConfig, prices: LivePrices) -> None:
         self.client = client
@@ -370,6 +374,9 @@ class RealBroker:
     def submit(self, t: int, side: int, lev_i: int, prof_i: int) -> None:
         return None  # orders go out in execute(), after the runner stored them
 
+    def withdraw(self) -> None:
+        return None  # nothing was sent: orders go out only in execute()
+
     # ------------------------------------------------------------ a bar's orders
     def execute(self, orders: list[dict[str, Any]], db: Any = None) -> BarResult:
         """Send stored orders: an entry (then protection sized to its fill), or an exit."""
@@ -439,8 +446,14 @@ class RealBroker:
             "fees": self.cfg.taker_fee_rate * qty * fill, "bars": 0, "prediction_id": prediction_id, "closes": 0,
         }
 
+    def _tracked(self) -> dict[str, Any]:
+        """The tracked trade (only called where one is tracked)."""
+        if self.trade is None:
+            raise RuntimeError("real broker: no tracked trade")
+        return self.trade
+
     def _opened(self) -> dict[str, Any]:
-        tr = self.trade
+        tr = self._tracked()
         return {**{k: tr[k] for k in ("side", "qty", "entry_price", "stop_price", "target_price", "leverage", "prediction_id")},
                 "time": tr["entry_time"]}
 
@@ -449,7 +462,7 @@ class RealBroker:
         (it must not open a position later, unseen); the detail for the prediction."""
         if placed.get("status") == "open":
             self._cancel(entry["client_order_id"])
-        info = placed.get("info") if isinstance(placed.get("info"), dict) else {}
+        info = _info(placed)
         status = str(info.get("status") or placed.get("status"))  # the exchange's own word for it
         logger.warning("entry %s not filled (status %s); no position", entry["client_order_id"], status)
         return f"exchange not filled: order status {status}"
@@ -484,7 +497,7 @@ class RealBroker:
         side = 1.0 if self.position_side > 0 else -1.0
         if self.trade is None or self.trade["side"] != side:
             self._adopt(result)
-        tr = self.trade
+        tr = self._tracked()
         qty = self.position_qty
         if abs(tr["qty"] - qty) > 1e-9:
             logger.info("position %s -> %s (fills after the entry); protection follows", tr["qty"], qty)
@@ -515,7 +528,7 @@ class RealBroker:
     def _resize(self, kind: str, old: list[dict[str, Any]], qty: float, exit_side: str) -> str | None:
         """Place ``kind`` for ``qty`` (a new generation of client id when the current one is
         used up), then cancel ``old``; the exchange's message when it was rejected."""
-        tr = self.trade
+        tr = self._tracked()
         for _ in range(RESOLVE_ROUNDS):
             cid = tr[f"{kind}_id"]
             order = {"client_order_id": cid, "kind": kind, "side": exit_side, "qty": qty,
@@ -534,6 +547,9 @@ class RealBroker:
     def _adopt(self, result: BarResult) -> None:
         """Track and protect a position this runner does not know: its stored entry (the
         newest of this session on that side, looked up on the exchange) names the prediction."""
+        pos = self._pos
+        if pos is None:
+            raise RuntimeError("real broker: no position to adopt")
         side = "buy" if self.position_side > 0 else "sell"
         entry = self._stored_entry(side)
         placed = None
@@ -544,24 +560,25 @@ class RealBroker:
                 placed = None
             if placed is not None:
                 self._record_reply(entry["client_order_id"], placed)
-        entry_px = float(self._pos.get("entryPrice") or self.prices.close[-1])
+        entry_px = float(pos.get("entryPrice") or self.prices.close[-1])
         sgn = 1.0 if side == "buy" else -1.0
         if entry is not None:
             stop, target = self._stored_trigger(entry, "s"), self._stored_trigger(entry, "t")
         else:  # not this runner's: protect it at the first exit profile's distances
             ts_ms = int(self.prices.timestamps[-1]) // 1_000_000 if len(self.prices) else 0
             entry = {"client_order_id": client_order_id(self._session or "adopted", ts_ms, "a") + "e", "side": side,
-                     "trigger_price": float(self._pos.get("leverage") or 1), "ts": ts_ms}
+                     "trigger_price": float(pos.get("leverage") or 1), "ts": ts_ms}
             stop = target = None
         if stop is None or target is None:
             p = next(iter(self.cfg.exit_profiles.values()))
             atr = float(self.prices.atr[-1]) if len(self.prices) else 0.0
             stop = self._tick(entry_px - sgn * p.stop_atr * atr)
             target = self._tick(entry_px + sgn * p.target_atr * atr)
-        self.trade = self._new_trade(entry, placed if placed and placed.get("filled") else None, stop_price=stop,
-                                     target_price=target, prediction_id=entry.get("prediction_id"))
-        self.trade["qty"], self.trade["entry_price"] = self.position_qty, entry_px
-        self._event("reconcile", "adopted", f"untracked {self._pos.get('side')} position of {self.position_qty:g} at "
+        trade = self._new_trade(entry, placed if placed and placed.get("filled") else None, stop_price=stop,
+                                target_price=target, prediction_id=entry.get("prediction_id"))
+        trade["qty"], trade["entry_price"] = self.position_qty, entry_px
+        self.trade = trade
+        self._event("reconcile", "adopted", f"untracked {pos.get('side')} position of {self.position_qty:g} at "
                     f"{entry_px:g}: tracked and protected (entry {entry['client_order_id']})")
         result.opened = self._opened()
 
@@ -578,6 +595,8 @@ class RealBroker:
         return entries[-1] if entries else None
 
     def _stored_trigger(self, entry: dict[str, Any], kind: str) -> float | None:
+        if self._db is None or self._session is None:
+            return None
         cid = entry["client_order_id"][:-1] + kind
         rows = [o for o in live_store.orders(self._db, self._session) if o["client_order_id"] == cid]
         return float(rows[0]["trigger_price"]) if rows and rows[0]["trigger_price"] else None
@@ -586,7 +605,7 @@ class RealBroker:
     def _closed_on_exchange(self) -> list[dict[str, Any]]:
         """The tracked position is gone: which order closed it (stop, target, a close in flight,
         or someone else)."""
-        tr = self.trade
+        tr = self._tracked()
         reason = "external"
         if self.flattening is not None:
             reason = self.flattening["reason"]
@@ -628,7 +647,7 @@ class RealBroker:
         return closed
 
     def _flatten(self, reason: str) -> list[dict[str, Any]]:
-        tr = self.trade
+        tr = self._tracked()
         if self.flattening is not None:  # a close whose state is unknown: the same order again (a duplicate is refused)
             cid = self.flattening["cid"]
         elif tr is not None:
@@ -645,7 +664,7 @@ class RealBroker:
     def _closed(self, reason: str) -> dict[str, Any]:
         """The closed trade's record: PnL and fees from the exchange's own fills when they can
         be read, else from the fill prices and the taker fee."""
-        tr = self.trade
+        tr = self._tracked()
         realized = self._realized(tr)  # read before the trade is let go: a failed read leaves it tracked
         self.trade = None
         if realized is not None:
@@ -858,15 +877,21 @@ class RealBroker:
         result.closed.extend(self._closed_on_exchange())
 
 
+def _info(order: dict[str, Any]) -> dict[str, Any]:
+    """The exchange's raw reply inside a ccxt order (empty when there is none)."""
+    info = order.get("info")
+    return info if isinstance(info, dict) else {}
+
+
 def _protective_type(order: dict[str, Any]) -> str | None:
     """``STOP_MARKET`` / ``TAKE_PROFIT_MARKET`` for a resting reduce-only protective order, else None."""
-    info = order.get("info") if isinstance(order.get("info"), dict) else {}
+    info = _info(order)
     kind = str(info.get("type") or info.get("origType") or "")
     return kind if kind in (STOP_TYPE, TARGET_TYPE) and _reduce_only(order) else None
 
 
 def _reduce_only(order: dict[str, Any]) -> bool:
-    info = order.get("info") if isinstance(order.get("info"), dict) else {}
+    info = _info(order)
     return bool(order.get("reduceOnly")) or str(info.get("reduceOnly")).lower() == "true"
 
 

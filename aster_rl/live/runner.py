@@ -63,7 +63,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +75,9 @@ from aster_rl.errors import DataError, ExchangeError, RiskRefusal, StorageError
 from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import SIDE_NAMES, BarResult
 from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
+from aster_rl.interfaces import BarSource, Broker, Policy
 from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
+from aster_rl.live.sources import ReplaySource
 from aster_rl.evaluation.support import SupportTally, support_of
 from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard, brief
 from aster_rl.storage import live_store
@@ -124,9 +126,9 @@ class LiveRunner:
 
     def __init__(
         self,
-        policy: Any,
-        source: Any,
-        broker: Any,
+        policy: Policy,
+        source: BarSource,
+        broker: Broker,
         db: Any,
         *,
         env_cfg: EnvConfig,
@@ -145,7 +147,7 @@ class LiveRunner:
     ) -> None:
         if features not in ("auto", "batch", "incremental"):
             raise ValueError(f"features = {features!r}: use 'auto', 'batch' or 'incremental'")
-        if features == "batch" and source.kind != "replay":
+        if features == "batch" and not isinstance(source, ReplaySource):
             raise ValueError("features = 'batch' needs the replay source; live bars use 'incremental'")
         self.policy = policy
         self.source = source
@@ -156,8 +158,8 @@ class LiveRunner:
         self.features_cfg = features_cfg
         self.session_id = session_id
         self.mode = mode
-        self.feature_mode = ("batch" if source.kind == "replay" else "incremental") if features == "auto" else features
-        self.prices = prices if prices is not None else getattr(broker, "prices", None) or LivePrices(source.timeframe)
+        self.feature_mode = ("batch" if isinstance(source, ReplaySource) else "incremental") if features == "auto" else features
+        self.prices = prices if prices is not None else broker.prices
         self.store_observations = store_observations
         self.after_store = after_store  # called after the bar is stored, before orders are sent (tests)
         # After start-up, move every object alive then (history, model, caches) out of the garbage
@@ -176,7 +178,7 @@ class LiveRunner:
         self._batch: Any = None
         self._batch_pos: dict[int, int] = {}
         self._stream: Any = None  # the FeatureStream of the incremental mode
-        self._pending_pred: tuple[int, int] | None = None  # (decision ts ms, prediction id) of the pending entry
+        self._pending_pred: tuple[int, int | None] | None = None  # (decision ts ms, prediction id) of the pending entry
         self._position_pred: int | None = None  # prediction id of the open position
         self._pending_pattern: dict[str, Any] | None = None  # matched pattern (name, regime, phase) of the pending entry
         self._position_pattern: dict[str, Any] | None = None  # ... of the open position
@@ -195,6 +197,13 @@ class LiveRunner:
         self._stale_flattened = False  # flattened for the current stretch of stale data
         self._kill_failed = False  # a failed kill flatten was recorded (once per stretch of failures)
         self._backlog: list[Bar] = []
+
+    @property
+    def risk(self) -> RiskGuard:
+        """The risk guard (made by :meth:`start`)."""
+        if self.guard is None:
+            raise RuntimeError(f"live runner {self.session_id}: start() first")
+        return self.guard
 
     # ------------------------------------------------------------ start-up
     def start(self) -> None:
@@ -216,7 +225,7 @@ class LiveRunner:
         backlog: list[Bar] = []
         if state is not None and state.get("last_bar_ts") is not None:
             last = pd.Timestamp(int(state["last_bar_ts"]), unit="ms", tz="UTC")
-            if self.source.kind == "replay":
+            if isinstance(self.source, ReplaySource):
                 after = history[-1].time if history else pd.Timestamp(0, tz="UTC") - self.tf
                 history = history + self.source.bars_between(after, last)
                 self.source.resume_after = last
@@ -252,9 +261,8 @@ class LiveRunner:
         )
 
     def _fresh_start(self) -> None:
-        if hasattr(self.broker, "prepare"):
-            self.broker.prepare()
-        if hasattr(self.broker, "reconcile_orders"):  # a position already there is tracked and protected first
+        self.broker.prepare()
+        if self.broker.reconciles:  # a position already there is tracked and protected first
             self._needs_reconcile = True
             try:
                 self._unsaved_outcomes += self._outcomes(self.broker.reconcile_orders(self.db, self.session_id, None), None)
@@ -277,7 +285,7 @@ class LiveRunner:
         self._position_pattern = state.get("position_pattern")
         self._day = state.get("day")
         self._day_start_equity = float(state.get("day_start_equity", self.env_cfg.initial_equity_usd))
-        self._needs_reconcile = hasattr(self.broker, "reconcile_orders")
+        self._needs_reconcile = self.broker.reconciles
         self._reconcile(state.get("last_bar_ts"))
         logger.info("session %s resumed after bar %s", self.session_id, state.get("last_bar_ts"))
 
@@ -301,6 +309,8 @@ class LiveRunner:
         from aster_rl.features.pipeline import build_features
 
         if self.feature_mode == "batch":
+            if not isinstance(self.source, ReplaySource):
+                raise ValueError("features = 'batch' needs the replay source")
             end = self.source.end
             market = self.source.market.window(None, self.source.market.candles.index[end - 1])
             self._batch = build_features(market, self.features_cfg)
@@ -352,7 +362,7 @@ class LiveRunner:
         return int(self.wall_clock() * 1000)
 
     def _save(self, last_bar_ts: int | None, *, prediction: dict[str, Any] | None = None,
-              orders: list[dict[str, Any]] = (), events: list[dict[str, Any]] = ()) -> int | None:
+              orders: Sequence[dict[str, Any]] = (), events: Sequence[dict[str, Any]] = ()) -> int | None:
         """ONE transaction: the state, ``prediction``, ``orders``, ``events`` and everything an earlier
         failed transaction left unsaved; the lease is renewed in it. On failure the outcomes and
         events stay queued for the next one (the prediction and orders do not: that decision is lost)."""
@@ -360,7 +370,7 @@ class LiveRunner:
         risk_events = self._unsaved_events + list(events)
         pred_id = live_store.record_bar(
             self.db, self.session_id, state=self._state(last_bar_ts), prediction=prediction, outcomes=outcomes,
-            orders=orders, risk_events=risk_events, lease=self.lease, now_ms=self._wall_ms(),
+            orders=list(orders), risk_events=risk_events, lease=self.lease, now_ms=self._wall_ms(),
         )
         self._unsaved_outcomes, self._unsaved_events = [], []
         self._lease_renewed_s = self.wall_clock()
@@ -477,20 +487,16 @@ class LiveRunner:
         finally:
             self.release()
 
-    def _backlog_then_source(self):
+    def _backlog_then_source(self) -> Iterator[tuple[Bar, bool]]:
         for bar in self._backlog:
             yield bar, False
-        if self.source.kind == "replay":
-            for sb in self.source.bars():
-                yield sb.bar, sb.last
-        else:
-            for sb in self.source.bars(on_tick=self._on_tick, on_error=self._on_source_error):
-                yield sb.bar, sb.last
+        for sb in self.source.bars(on_tick=self._on_tick, on_error=self._on_source_error):
+            yield sb.bar, sb.last
 
     def _on_tick(self, price: float | None, now: pd.Timestamp) -> bool:
         """Between bars (exchange source, also while it retries): kill switch, lease, stale data,
         and the paper broker's stop / target watch."""
-        if self.guard.kill_requested():
+        if self.risk.kill_requested():
             self._kill(None)
             return not self._stop
         self._renew_lease()
@@ -499,12 +505,12 @@ class LiveRunner:
         t = len(self.prices) - 1
         try:
             if not self._stale_flattened:
-                stale = self.guard.stale_reason(pd.Timestamp(int(self.prices.timestamps[t]), tz="UTC"), now)
+                stale = self.risk.stale_reason(pd.Timestamp(int(self.prices.timestamps[t]), tz="UTC"), now)
                 if stale is not None:
                     self._flatten(t, "stale", RiskEvent("stale", "flattened", f"{stale}: flattened until fresh bars"),
                                   ts_ms=int(now.value // 1_000_000))
                     self._stale_flattened = True
-            if price is not None and hasattr(self.broker, "watch"):
+            if price is not None:
                 closed = self.broker.watch(price, int(now.value))
                 if closed:
                     self._unsaved_outcomes += self._outcomes(BarResult(closed=closed), None)
@@ -580,7 +586,7 @@ class LiveRunner:
         started = time.perf_counter()
         t = self.prices.append(bar)
         self.summary.bars += 1
-        if self.guard.kill_requested():
+        if self.risk.kill_requested():
             self._kill(t)
             return
         close_ms = (bar.ts_ns + int(self.tf.value)) // 1_000_000
@@ -618,7 +624,7 @@ class LiveRunner:
             self._save(bar.ts_ms)
             return
         now = self.source.now()
-        stale = self.guard.stale_reason(bar.time, now)
+        stale = self.risk.stale_reason(bar.time, now)
         if stale is None:
             self._stale_flattened = False
         elif not self._stale_flattened:
@@ -628,6 +634,11 @@ class LiveRunner:
         if row is None:  # warm-up: no decision, the account only runs
             self._save(bar.ts_ms)
             return
+        self._decide(bar, t, row, equity, now, close_ms)
+        self.summary.latencies_s.append(time.perf_counter() - started)
+
+    def _decide(self, bar: Bar, t: int, row: np.ndarray, equity: float, now: pd.Timestamp, close_ms: int) -> None:
+        """The policy's decision on bar ``t``, reviewed, stored with its orders, then sent."""
         obs = self.broker.observation(row, t)
         if self.support is not None:
             self.support.check(row, bar.time)
@@ -638,7 +649,7 @@ class LiveRunner:
         intent = self.broker.intended(side)
         view = AccountView(equity=equity, day_start_equity=self._day_start_equity, open_positions=self.broker.open_positions(),
                            opening=intent.startswith("open"))
-        verdict = self.guard.review(side, lev_i, prof_i, view, last_bar_open=bar.time, now=now)
+        verdict = self.risk.review(side, lev_i, prof_i, view, last_bar_open=bar.time, now=now)
         side, lev_i, prof_i = verdict.side, verdict.lev_i, verdict.prof_i
         intent = self.broker.intended(side)
         prediction = self._prediction(bar, t, obs, row, d, (side, lev_i, prof_i), intent, verdict, close_ms)
@@ -662,8 +673,7 @@ class LiveRunner:
         except StorageError:  # not stored: the decision is not carried out
             self._pending_pred = None
             self._pending_pattern = None
-            if hasattr(self.broker, "withdraw"):
-                self.broker.withdraw()
+            self.broker.withdraw()
             raise
         if intent.startswith("open"):
             self._pending_pred = (close_ms, pred_id)
@@ -673,16 +683,19 @@ class LiveRunner:
         if self.after_store is not None:
             self.after_store(t)
         if orders:
-            self._needs_reconcile = hasattr(self.broker, "reconcile_orders")  # until the replies are in
-            done = self.broker.execute(orders, self.db)
-            self._needs_reconcile = False
-            self._unsaved_outcomes += self._outcomes(done, None)  # a skipped entry resolves its prediction here (true reason)
-            if done.opened is None and intent.startswith("open"):
-                self._pending_pred = None
-                self._pending_pattern = None
-            if self._unsaved_outcomes or done.opened is not None or done.skipped:  # the outcomes and the state: one transaction
-                self._save(bar.ts_ms)
-        self.summary.latencies_s.append(time.perf_counter() - started)
+            self._send(orders, intent, bar)
+
+    def _send(self, orders: list[dict[str, Any]], intent: str, bar: Bar) -> None:
+        """Send the stored orders; their outcomes and the state are stored in one transaction."""
+        self._needs_reconcile = self.broker.reconciles  # until the replies are in
+        done = self.broker.execute(orders, self.db)
+        self._needs_reconcile = False
+        self._unsaved_outcomes += self._outcomes(done, None)  # a skipped entry resolves its prediction here (true reason)
+        if done.opened is None and intent.startswith("open"):
+            self._pending_pred = None
+            self._pending_pattern = None
+        if self._unsaved_outcomes or done.opened is not None or done.skipped:
+            self._save(bar.ts_ms)
 
     def _prediction(self, bar, t, obs, row, d, action, intent, verdict, close_ms) -> dict[str, Any]:
         side, lev_i, prof_i = action

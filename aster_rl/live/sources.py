@@ -7,7 +7,7 @@
   in the database first), then reads the new closed bars back from the database. Between
   bars it reports the last traded price about every ``poll_interval_s`` seconds, for the
   paper broker's stop / target watch. With ``websocket=True`` a ccxt.pro candle stream
-  (:class:`aster_rl.exchange.client.CandleWatcher`) tells it sooner that a bar has closed; the
+  (:class:`aster_rl.exchange.watcher.CandleWatcher`) tells it sooner that a bar has closed; the
   bar itself still comes through the same REST download, which stays the fallback.
   Which candle has closed is decided by the exchange's clock (:class:`ExchangeClock`: the
   server time measured as an offset from this machine's clock, measured again now and
@@ -27,9 +27,9 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,11 +37,15 @@ import pandas as pd
 from aster_rl.config import DataConfig
 from aster_rl.config import replace as replace_config
 from aster_rl.errors import DataError, ExchangeError, StorageError
+from aster_rl.interfaces import BarSource, ErrorCallback, TickCallback
 from aster_rl.live.bars import Bar
 from aster_rl.live.risk import brief
 from aster_rl.data.market import OPTIONAL_CANDLE_COLUMNS, MarketBundle
 from aster_rl.sim.prices import PriceArrays
 from aster_rl.data.timeframes import timeframe_to_timedelta
+
+if TYPE_CHECKING:
+    from aster_rl.exchange.watcher import CandleWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +167,7 @@ def market_slice(market: MarketBundle, first_open: pd.Timestamp, last_open: pd.T
     )
 
 
-class ReplaySource:
+class ReplaySource(BarSource):
     """Stored history replayed bar by bar: bars with open time in ``[start, end)`` are streamed.
 
     ``pace_s`` = 0 replays as fast as possible; otherwise each bar is handed out
@@ -224,7 +228,9 @@ class ReplaySource:
         """Bars before the replay range (warm-up), oldest first."""
         return self._bars[: self.start]
 
-    def bars(self) -> Iterator[SourceBar]:
+    def bars(self, on_tick: TickCallback | None = None, on_error: ErrorCallback | None = None) -> Generator[SourceBar]:
+        """The replay range's bars, one after the other (no time between them: ``on_tick`` and
+        ``on_error`` are never called)."""
         first = self.start
         if self.resume_after is not None:  # a restarted session continues after its last processed bar
             first = max(first, int(self.market.candles.index.searchsorted(self.resume_after, side="right")))
@@ -263,7 +269,7 @@ class ReplaySource:
         return None  # replay has no price between bars: stops and targets are checked on each bar
 
 
-class ExchangeSource:
+class ExchangeSource(BarSource):
     """Closed bars polled from the exchange and stored in the database first.
 
     ``clock``: what time it is on the exchange; by default an :class:`ExchangeClock` on
@@ -311,7 +317,7 @@ class ExchangeSource:
         self._ws_client_factory = ws_client_factory
         self._ws_retry_s = float(ws_retry_s)
         self._ws_max_retry_s = float(ws_max_retry_s)
-        self.watcher: Any = None  # aster_rl.exchange.client.CandleWatcher while bars() runs with websocket=True
+        self.watcher: CandleWatcher | None = None  # while bars() runs with websocket=True
         self.early_polls = 0  # polls started by the websocket before the clock reached the bar's close
         self.retry_backoff_s = float(retry_backoff_s)
         self.max_backoff_s = float(max_backoff_s)
@@ -378,11 +384,7 @@ class ExchangeSource:
             self.last_emitted = bars[-1].time
         return bars
 
-    def bars(
-        self,
-        on_tick: Callable[[float | None, pd.Timestamp], bool] | None = None,
-        on_error: Callable[[BaseException, int], None] | None = None,
-    ) -> Iterator[SourceBar]:
+    def bars(self, on_tick: TickCallback | None = None, on_error: ErrorCallback | None = None) -> Generator[SourceBar]:
         """New closed bars as they close. Between bars ``on_tick(price, now)`` is called about
         every ``poll_interval_s``; returning False ends the stream.
 
@@ -434,7 +436,7 @@ class ExchangeSource:
         finally:
             self.close()
 
-    def _wait_until(self, until: pd.Timestamp, on_tick: Callable[[float | None, pd.Timestamp], bool] | None) -> bool:
+    def _wait_until(self, until: pd.Timestamp, on_tick: TickCallback | None) -> bool:
         """Wait (ticking) until the clock reaches ``until``; False when ``on_tick`` ended the stream."""
         while True:
             if on_tick is not None and not on_tick(self.last_price(), self._clock()):
@@ -449,7 +451,7 @@ class ExchangeSource:
     def _start_watcher(self) -> None:
         if not self.websocket or self.watcher is not None:
             return
-        from aster_rl.exchange.client import CandleWatcher, make_pro_exchange
+        from aster_rl.exchange.watcher import CandleWatcher, make_pro_exchange
 
         factory = self._ws_client_factory or (lambda: make_pro_exchange(self.data_cfg))
         self.watcher = CandleWatcher(

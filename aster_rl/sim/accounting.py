@@ -453,6 +453,13 @@ class AccountBook:
             self.ev_f, self.ev_i,
         )
 
+    def exits_at(self, idx, price, v, ts) -> None:
+        """Between bars: the exit rules above for the open positions among ``idx`` at one traded
+        ``price`` (a bar whose open, high and low are that price); call :meth:`begin_bar` first."""
+        idx = np.ascontiguousarray(np.atleast_1d(np.asarray(idx, dtype=np.int64))) % self.n
+        m = idx.shape[0]
+        K.exits_at(self.F, self.I, self.params, self.ctl, idx, _f64(price, m), _f64(v, m), _i64(ts, m), self.ev_f, self.ev_i)
+
     def step(self, ts: np.ndarray, px: np.ndarray, actions: np.ndarray, features: np.ndarray, out: np.ndarray) -> int:
         """One env step for every account from its bar ``t_bar`` (see
         :func:`~aster_rl.sim.kernels.step_accounts`): ``ts`` and ``px`` are the bars

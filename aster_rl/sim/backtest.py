@@ -16,7 +16,6 @@ For cost sweeps pass a modified config, e.g. ``scale_costs(cfg, 2.0)`` or
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,12 +23,11 @@ import pandas as pd
 
 from aster_rl.config import EnvConfig, replace
 from aster_rl.errors import ConfigError
+from aster_rl.interfaces import Policy
 from aster_rl.sim.accounting import TRADE_KEYS, SingleAccount, check_env_inputs
 from aster_rl.sim.prices import PriceArrays
 
 logger = logging.getLogger(__name__)
-
-Policy = Callable[[np.ndarray], "np.ndarray | tuple[int, int, int] | list[int]"]
 
 
 @dataclass

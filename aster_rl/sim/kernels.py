@@ -452,6 +452,20 @@ def close_at(F, I, par, ctl, idx, price, v, ts, reason, EVF, EVI):  # noqa: E741
 
 
 @jit
+def exits_at(F, I, par, ctl, idx, price, v, ts, EVF, EVI):  # noqa: E741
+    """The bar's exit rule (liquidation, target, stop) for the open positions among ``idx`` at
+    one traded price between bars: a bar whose open, high and low are that price."""
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        if F[SIDE, i] != 0:
+            p = price[k]
+            _exits_one(F, I, par, ctl, i, ts[k], p, p, p, v[k], EVF, EVI)
+            if F[SIDE, i] == 0:
+                F[EQUITY, i] = F[CASH, i]
+                F[UPNL, i] = 0.0
+
+
+@jit
 def allowed_leverage_all(par, margin, out):
     for k in range(margin.shape[0]):
         out[k] = _allowed_leverage(par, margin[k])

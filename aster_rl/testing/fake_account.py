@@ -18,11 +18,8 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from collections.abc import Callable
-
-if TYPE_CHECKING:
-    from aster_rl.testing.fake_exchange import FakeAsterExchange
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +35,25 @@ BRACKETS = (  # notional floor, cap, max leverage, maintenance margin rate, main
 RESTING_TYPES = ("LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT")
 
 
-class _Reject(Exception):
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+class FakeApiError(Exception):
+    """An Aster-style error reply: HTTP ``status`` with body ``{"code": code, "msg": msg}``."""
+
+    def __init__(self, status: int, code: int, msg: str) -> None:
         super().__init__(msg)
-        self.code, self.msg, self.status = code, msg, status
+        self.status, self.code, self.msg = status, code, msg
+
+
+class MarketView(Protocol):
+    """What the account reads of the fake's market (:class:`aster_rl.testing.fake_exchange.FakeAsterExchange`)."""
+
+    symbol_id: str
+    now_ms: int  # the fake's clock
+
+    def last_price(self, mid: str | None = None) -> float: ...
+
+    def market_ids(self) -> list[str]:
+        """The exchange ids of the markets it serves."""
+        ...
 
 
 @dataclass
@@ -55,7 +67,7 @@ class Position:
 class FakeAccount:
     """Wallet, positions and orders behind the fake's signed endpoints."""
 
-    def __init__(self, fake: FakeAsterExchange, balance_usdt: float = 10_000.0) -> None:
+    def __init__(self, fake: MarketView, balance_usdt: float = 10_000.0) -> None:
         self.fake = fake
         self.wallet_usdt = float(balance_usdt)
         self.positions: dict[str, Position] = {}
@@ -82,7 +94,7 @@ class FakeAccount:
                 return
             oid = self._next_id
             self._next_id += 1
-            order = {
+            order: dict[str, Any] = {
                 "orderId": oid, "symbol": mid, "status": "NEW", "clientOrderId": f"web-{oid}", "price": "0", "avgPrice": "0",
                 "origQty": f"{abs(pos.amount):.8g}", "executedQty": "0", "cumQuote": "0", "timeInForce": "GTC", "type": "MARKET",
                 "origType": "MARKET", "reduceOnly": True, "closePosition": False, "side": "SELL" if pos.amount > 0 else "BUY",
@@ -113,14 +125,9 @@ class FakeAccount:
         return {key: self._guarded(fn) for key, fn in r.items()}
 
     def _guarded(self, fn: Callable[[dict[str, str]], Any]) -> Callable[[dict[str, str]], Any]:
-        from aster_rl.testing.fake_exchange import FakeApiError
-
         def call(p: dict[str, str]) -> Any:
             with self._lock:
-                try:
-                    return fn(p)
-                except _Reject as e:
-                    raise FakeApiError(e.status, e.code, e.msg) from None
+                return fn(p)
 
         return call
 
@@ -132,9 +139,9 @@ class FakeAccount:
     def _symbol(self, p: dict[str, str]) -> str:
         mid = p.get("symbol")
         if not mid:
-            raise _Reject(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
-        if mid not in self.fake._frames:
-            raise _Reject(-1121, "Invalid symbol.")
+            raise FakeApiError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        if mid not in self.fake.market_ids():
+            raise FakeApiError(400, -1121, "Invalid symbol.")
         return mid
 
     def unrealized_pnl(self, mid: str) -> float:
@@ -187,7 +194,7 @@ class FakeAccount:
 
     def _position_risk(self, p: dict[str, str]) -> list[dict[str, Any]]:
         out = []
-        for mid in self.fake._frames:
+        for mid in self.fake.market_ids():
             if p.get("symbol") and p["symbol"] != mid:
                 continue
             pos = self.positions.get(mid, Position())
@@ -219,16 +226,16 @@ class FakeAccount:
             {"bracket": i + 1, "initialLeverage": lev, "notionalCap": cap, "notionalFloor": floor, "maintMarginRatio": mmr, "cum": cum}
             for i, (floor, cap, lev, mmr, cum) in enumerate(BRACKETS)
         ]
-        return [{"symbol": mid, "brackets": brackets} for mid in self.fake._frames]
+        return [{"symbol": mid, "brackets": brackets} for mid in self.fake.market_ids()]
 
     def _set_leverage(self, p: dict[str, str]) -> dict[str, Any]:
         mid = self._symbol(p)
         try:
             lev = int(p.get("leverage", ""))
         except ValueError:
-            raise _Reject(-1102, "Mandatory parameter 'leverage' was not sent, was empty/null, or malformed.") from None
+            raise FakeApiError(400, -1102, "Mandatory parameter 'leverage' was not sent, was empty/null, or malformed.") from None
         if not 1 <= lev <= BRACKETS[0][2]:
-            raise _Reject(-4028, f"Leverage {lev} is not valid")
+            raise FakeApiError(400, -4028, f"Leverage {lev} is not valid")
         self.position(mid).leverage = lev
         return {"leverage": lev, "maxNotionalValue": "1000000", "symbol": mid}
 
@@ -236,12 +243,12 @@ class FakeAccount:
         mid = self._symbol(p)
         wanted = {"ISOLATED": "isolated", "CROSSED": "cross"}.get(p.get("marginType", "").upper())
         if wanted is None:
-            raise _Reject(-1102, "Mandatory parameter 'marginType' was not sent, was empty/null, or malformed.")
+            raise FakeApiError(400, -1102, "Mandatory parameter 'marginType' was not sent, was empty/null, or malformed.")
         pos = self.position(mid)
         if pos.margin_type == wanted:
-            raise _Reject(-4046, "No need to change margin type.")
+            raise FakeApiError(400, -4046, "No need to change margin type.")
         if pos.amount:
-            raise _Reject(-4048, "Margin type cannot be changed if there exists position.")
+            raise FakeApiError(400, -4048, "Margin type cannot be changed if there exists position.")
         pos.margin_type = wanted
         return {"code": 200, "msg": "success"}
 
@@ -257,9 +264,9 @@ class FakeAccount:
         elif p.get("orderId"):
             order = self.orders.get(int(p["orderId"])) if p["orderId"].isdigit() else None
         else:
-            raise _Reject(-1102, "Either orderId or origClientOrderId must be sent.")
+            raise FakeApiError(400, -1102, "Either orderId or origClientOrderId must be sent.")
         if order is None or (p.get("symbol") and order["symbol"] != p["symbol"]):
-            raise _Reject(-2013, "Order does not exist.")
+            raise FakeApiError(400, -2013, "Order does not exist.")
         return order
 
     def _new_order(self, p: dict[str, str]) -> dict[str, Any]:
@@ -267,27 +274,27 @@ class FakeAccount:
         side = p.get("side", "").upper()
         otype = p.get("type", "").upper()
         if side not in ("BUY", "SELL"):
-            raise _Reject(-1117, "Invalid side.")
+            raise FakeApiError(400, -1117, "Invalid side.")
         if otype not in ("MARKET", *RESTING_TYPES):
-            raise _Reject(-1116, "Invalid orderType.")
+            raise FakeApiError(400, -1116, "Invalid orderType.")
         client_id = p.get("newClientOrderId") or f"fake-{self._next_id}"
         if client_id in self._by_client_id:
-            raise _Reject(-4116, "ClientOrderId is duplicated.")
+            raise FakeApiError(400, -4116, "ClientOrderId is duplicated.")
         reduce_only = p.get("reduceOnly", "false").lower() == "true"
         close_position = p.get("closePosition", "false").lower() == "true"
         qty = _float(p.get("quantity"), 0.0)
         if not close_position:
             if qty <= 0:
-                raise _Reject(-4003, "Quantity less than or equal to zero.")
+                raise FakeApiError(400, -4003, "Quantity less than or equal to zero.")
             step = 0.01 if mid == "ASTERUSDT" else 0.001
             if abs(qty / step - round(qty / step)) > 1e-6:
-                raise _Reject(-4023, f"Quantity {qty} is not a multiple of the step size {step}.")
+                raise FakeApiError(400, -4023, f"Quantity {qty} is not a multiple of the step size {step}.")
         price = _float(p.get("price"), 0.0)
         stop_price = _float(p.get("stopPrice"), 0.0)
         if otype in ("LIMIT", "STOP", "TAKE_PROFIT") and price <= 0:
-            raise _Reject(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+            raise FakeApiError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
         if otype in ("STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT") and stop_price <= 0:
-            raise _Reject(-1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
+            raise FakeApiError(400, -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
         last = self.fake.last_price(mid)
         if otype in ("STOP_MARKET", "STOP", "TAKE_PROFIT_MARKET", "TAKE_PROFIT"):
             buy = side == "BUY"
@@ -295,9 +302,9 @@ class FakeAccount:
             if (stop_kind and (last >= stop_price if buy else last <= stop_price)) or (
                 not stop_kind and (last <= stop_price if buy else last >= stop_price)
             ):
-                raise _Reject(-2021, "Order would immediately trigger.")
+                raise FakeApiError(400, -2021, "Order would immediately trigger.")
         if not (reduce_only or close_position) and qty * (price or last) < MIN_NOTIONAL_USD:
-            raise _Reject(-4164, f"Order's notional must be no smaller than {MIN_NOTIONAL_USD:g} (unless you choose reduce only).")
+            raise FakeApiError(400, -4164, f"Order's notional must be no smaller than {MIN_NOTIONAL_USD:g} (unless you choose reduce only).")
         oid = self._next_id
         self._next_id += 1
         order = {
@@ -354,7 +361,7 @@ class FakeAccount:
         if not order["reduceOnly"] and not order["closePosition"]:
             opening = qty if pos.amount == 0 or math.copysign(1, pos.amount) == sign else max(0.0, qty - abs(pos.amount))
             if opening * price / pos.leverage > self.available_usdt() + 1e-9:
-                raise _Reject(-2019, "Margin is insufficient.")
+                raise FakeApiError(400, -2019, "Margin is insufficient.")
         fee = notional * TAKER_FEE_RATE
         self.wallet_usdt -= fee
         new_amount = pos.amount + sign * qty
@@ -405,7 +412,7 @@ class FakeAccount:
     def _cancel_order(self, p: dict[str, str]) -> dict[str, Any]:
         order = self._find(p)
         if order["status"] not in ("NEW", "PARTIALLY_FILLED"):
-            raise _Reject(-2011, "Unknown order sent.")
+            raise FakeApiError(400, -2011, "Unknown order sent.")
         order.update(status="CANCELED", updateTime=self.fake.now_ms)
         return self._order_view(order)
 
@@ -429,7 +436,7 @@ class FakeAccount:
             for o in [o for o in self.orders.values() if o["status"] == "PARTIALLY_FILLED" and o["symbol"] == mid]:
                 try:  # the working rest of a partly filled market order
                     self._fill(o, price)
-                except _Reject:
+                except FakeApiError:
                     o["status"] = "EXPIRED"
             resting = sorted(
                 (o for o in self.orders.values() if o["status"] == "NEW" and o["symbol"] == mid),
@@ -450,7 +457,7 @@ class FakeAccount:
                 if hit:
                     try:
                         self._fill(o, price)
-                    except _Reject:
+                    except FakeApiError:
                         o["status"] = "REJECTED"
 
 
@@ -460,4 +467,4 @@ def _float(value: str | None, default: float) -> float:
     try:
         return float(value)
     except ValueError:
-        raise _Reject(-1100, f"Illegal characters found in a parameter: {value!r}") from None
+        raise FakeApiError(400, -1100, f"Illegal characters found in a parameter: {value!r}") from None

@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, overload
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.errors import DataError
-from aster_rl.testing.fake_account import FakeAccount
+from aster_rl.testing.fake_account import FakeAccount, FakeApiError, MarketView
 from aster_rl.data.market import MarketBundle
 from aster_rl.data.timeframes import resample_candles, timeframe_to_ms
 
@@ -94,7 +94,7 @@ class _Series:
         self.open_ms = (candles.index.as_unit("ms").asi8).astype("int64")
         n = len(candles)
         col = lambda name, default: candles[name].to_numpy(float) if name in candles.columns else np.full(n, default)  # noqa: E731
-        o, h, l, c, v = (candles[k].to_numpy(float) for k in ("open", "high", "low", "close", "volume"))
+        o, h, low, c, v = (candles[k].to_numpy(float) for k in ("open", "high", "low", "close", "volume"))
         qv = col("quote_volume", np.nan)
         qv = np.where(np.isnan(qv), v * c, qv)
         trades = col("trades", 0.0).astype("int64")
@@ -102,13 +102,13 @@ class _Series:
         tbv = np.where(np.isnan(tbv), v / 2, tbv)
         self.close = c
         self.rows = [
-            f'[{t},"{o[i]:.8g}","{h[i]:.8g}","{l[i]:.8g}","{c[i]:.8g}","{v[i]:.8g}",{t + tf_ms - 1},'
+            f'[{t},"{o[i]:.8g}","{h[i]:.8g}","{low[i]:.8g}","{c[i]:.8g}","{v[i]:.8g}",{t + tf_ms - 1},'
             f'"{qv[i]:.8g}",{trades[i]},"{tbv[i]:.8g}","{tbv[i] * c[i]:.8g}","0"]'
             for i, t in enumerate(self.open_ms.tolist())
         ]
 
 
-class FakeAsterExchange:
+class FakeAsterExchange(MarketView):
     """A loopback HTTP server that looks like Aster's futures REST API to ccxt.
 
     ``market`` is a :class:`MarketBundle` (candles -> its symbol, ``btc`` -> BTCUSDT,
@@ -425,6 +425,10 @@ class FakeAsterExchange:
                 self._price_override[mid] = float(price)
         self.account.on_price(mid, self.last_price(mid))
 
+    def market_ids(self) -> list[str]:
+        """The exchange ids of the markets it serves (its own symbol and any companions)."""
+        return list(self._frames)
+
     def last_price(self, mid: str | None = None) -> float:
         """The close of the newest bar visible at the fake's clock (or the price of a gap)."""
         override = self._price_override.get(mid or self.symbol_id)
@@ -601,14 +605,6 @@ class FakeAsterExchange:
         }
 
 
-class FakeApiError(Exception):
-    """An Aster-style error reply: HTTP ``status`` with body ``{"code": code, "msg": msg}``."""
-
-    def __init__(self, status: int, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.status, self.code, self.msg = status, code, msg
-
-
 def _to_ms(when: pd.Timestamp | str | int) -> int:
     if isinstance(when, (int, np.integer)):
         return int(when)
@@ -635,7 +631,16 @@ def _required(p: dict[str, str], name: str) -> str:
     return value
 
 
+@overload
+def _int(p: dict[str, str], name: str, default: int) -> int: ...
+
+
+@overload
+def _int(p: dict[str, str], name: str, default: None) -> int | None: ...
+
+
 def _int(p: dict[str, str], name: str, default: int | None) -> int | None:
+    """Parameter ``name`` as an int (``default`` when absent); -1100 when it is not one."""
     value = p.get(name)
     if value in (None, ""):
         return default

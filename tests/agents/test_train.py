@@ -6,10 +6,11 @@ import pytest
 
 from agents.callbacks import event_scalar_tags
 from agents.evaluate import evaluate_run, jsonable
-from agents.policy import Policy, load_policy
+from agents.policy import load_policy
 from agents.run_dir import RunDir
 from agents.train import train
 from aster_rl.errors import DataError, SchemaMismatchError
+from aster_rl.interfaces import DecidingPolicy
 
 from agent_helpers import tiny_config
 
@@ -100,7 +101,7 @@ def test_reloaded_run_evaluates_to_the_same_numbers(trained, tiny_dataset):
     assert saved["verdict"]
     # the best model's policy, loaded fresh, acts the same on the same observation
     pol = load_policy(result.run_dir, schema=tiny_dataset.schema)
-    assert isinstance(pol, Policy)
+    assert isinstance(pol, DecidingPolicy)
     obs = np.concatenate([tiny_dataset.matrix[2000], np.zeros(6, np.float32)])
     np.testing.assert_array_equal(pol.predict(obs), load_policy(result.run_dir).predict(obs))
     d = pol.decide(obs)

@@ -151,7 +151,7 @@ def test_klines_parsing_keeps_raw_columns_and_rejects_garbage():
     with pytest.raises(ExchangeError, match="malformed kline row"):
         klines_to_frame([[1, "x"]], "test")
     with pytest.raises(ExchangeError, match="expected a list"):
-        klines_to_frame({"code": 1}, "test")  # type: ignore[arg-type]
+        klines_to_frame({"code": 1}, "test")
 
 
 def test_wallet_address_is_the_one_ccxt_signs_for():
@@ -162,7 +162,7 @@ def test_wallet_address_is_the_one_ccxt_signs_for():
 
 def test_a_wallet_address_of_another_key_is_one_clear_error():
     other = wallet_address("0x" + "11" * 32)
-    with pytest.raises(ConfigError, match="ASTER_WALLET_ADDRESS .* is not the address of ASTER_PRIVATE_KEY") as e:
+    with pytest.raises(ConfigError, match=r"ASTER_WALLET_ADDRESS .* is not the address of ASTER_PRIVATE_KEY") as e:
         make_exchange(DataConfig(), Secrets(private_key=PLANTED_KEY, wallet_address=other))
     assert PLANTED_KEY[2:] not in str(e.value) and "\n" not in str(e.value)
 

@@ -71,6 +71,97 @@ def _check_bar(fake, broker, label: str) -> list[str]:
     return out
 
 
+class FaultSchedule:
+    """The faults of one seeded schedule, drawn bar by bar before each bar is processed
+    (``before_bar`` of the harness); ``client`` is the exchange client of the running process."""
+
+    def __init__(self, fake: FakeAsterExchange, rng: np.random.Generator, res: ScheduleResult, end: int,
+                 timeout_s: float) -> None:
+        self.fake, self.rng, self.res, self.end, self.timeout_s = fake, rng, res, end, timeout_s
+        self.client: Any = None
+
+    def __call__(self, i: int, bar: Any) -> None:
+        if i >= self.end - 1:  # the last bar: faults off, the end checks follow
+            self.fake.clear_faults()
+            return
+        pos = position_amount(self.fake)
+        r = self.rng.random(9)
+        self._replies(r)
+        self._account(r, pos)
+        if r[8] < 0.03:
+            self._kill_process()
+
+    def _replies(self, r: np.ndarray) -> None:
+        """Rejections, rate limits, 503s, lost replies, timeouts."""
+        fake, rng, faults = self.fake, self.rng, self.res.faults
+        if r[0] < 0.04:
+            code, msg = [(-2021, "Order would immediately trigger."), (-2019, "Margin is insufficient."),
+                         (-4164, "Order's notional must be no smaller than 5.")][rng.integers(3)]
+            fake.fail_next(1, 400, code=code, msg=msg, path=ORDER, method="POST", after=int(rng.integers(0, 3)))
+            faults["reject"] += 1
+        if r[1] < 0.05:
+            fake.fail_next(int(rng.integers(1, 7)), 429, path=PATHS[rng.integers(len(PATHS))], after=int(rng.integers(0, 4)))
+            faults["429"] += 1
+        if r[2] < 0.06:
+            fake.fail_next(int(rng.integers(1, 9)), 503, path=PATHS[rng.integers(len(PATHS))], after=int(rng.integers(0, 4)))
+            faults["503"] += 1
+        if r[3] < 0.05:
+            fake.fail_next(int(rng.integers(1, 3)), 503, path=ORDER, method="POST", processed=True, after=int(rng.integers(0, 3)))
+            faults["lost reply"] += 1
+        if r[4] < 0.01:
+            fake.fail_next(1, 504, path=ORDER, method="POST", processed=True, delay_s=self.timeout_s + 0.1)
+            faults["timeout"] += 1
+
+    def _account(self, r: np.ndarray, pos: float) -> None:
+        """Partial fills, external closes, gaps through the stop."""
+        fake, faults = self.fake, self.res.faults
+        if r[5] < 0.06:
+            fake.account.fill_partly_next(float(self.rng.uniform(0.2, 0.8)))
+            faults["partial fill"] += 1
+        if pos and r[6] < 0.03:
+            fake.account.close_externally()
+            faults["external close"] += 1
+        stops = resting(fake).get("STOP_MARKET", [])
+        if pos and stops and r[7] < 0.04:
+            stop = float(stops[0]["stopPrice"])
+            fake.gap_to(stop * (0.9 if pos > 0 else 1.1))  # trades through the stop: it fills at the gap
+            fake.gap_to(None)
+            faults["gap through stop"] += 1
+
+    def _kill_process(self) -> None:
+        """kill -9 before or after one of the next requests."""
+        n = int(self.rng.integers(1, 12))
+        when = "before" if self.rng.random() < 0.5 else "after"
+        count = {"left": n}
+
+        def kill_when(what: str, moment: str) -> bool:
+            if moment != when:
+                return False
+            count["left"] -= 1
+            return count["left"] == 0
+
+        self.client.kill_when = kill_when
+        self.res.faults["kill -9"] += 1
+
+
+def _checked_bars(runner: Any, fake: FakeAsterExchange, res: ScheduleResult, seed: int) -> None:
+    """After every bar the runner completes: the invariant checks (an outage's are counted apart)."""
+    original = runner.process_bar
+
+    def process_bar(bar, last=False):
+        lost = runner.summary.lost_decisions
+        original(bar, last)
+        res.bars += 1
+        problems = _check_bar(fake, runner.broker, f"seed {seed} bar {bar.time}")
+        if runner.summary.lost_decisions > lost:  # the exchange did not answer this bar: the next one must repair
+            res.outage_unprotected += any("without a stop" in p for p in problems)
+            res.outage_orphans += any("orphan" in p for p in problems)
+        else:
+            res.violations.extend(problems)
+
+    runner.process_bar = process_bar
+
+
 def run_schedule(seed: int, bars: int, workdir: Path, *, timeout_s: float = 0.15) -> ScheduleResult:
     """One seeded schedule of ``bars`` bars; returns what was injected and every violation seen."""
     rng = np.random.default_rng(seed)
@@ -82,77 +173,14 @@ def run_schedule(seed: int, bars: int, workdir: Path, *, timeout_s: float = 0.15
     db = make_db(workdir, f"chaos-{seed}.db")
     policy = FixedPolicy(n_lev=3)
     with FakeAsterExchange(market, balance_usdt=BALANCE, now=first_ms) as fake:
-        current: dict[str, Any] = {}
-
-        def inject(i: int, bar: Any) -> None:
-            """Faults for this bar, drawn before it is processed."""
-            if i >= end - 1:  # the last bar: faults off, the end checks follow
-                fake.clear_faults()
-                return
-            pos = position_amount(fake)
-            r = rng.random(9)
-            if r[0] < 0.04:
-                code, msg = [(-2021, "Order would immediately trigger."), (-2019, "Margin is insufficient."),
-                             (-4164, "Order's notional must be no smaller than 5.")][rng.integers(3)]
-                fake.fail_next(1, 400, code=code, msg=msg, path=ORDER, method="POST", after=int(rng.integers(0, 3)))
-                res.faults["reject"] += 1
-            if r[1] < 0.05:
-                fake.fail_next(int(rng.integers(1, 7)), 429, path=PATHS[rng.integers(len(PATHS))], after=int(rng.integers(0, 4)))
-                res.faults["429"] += 1
-            if r[2] < 0.06:
-                fake.fail_next(int(rng.integers(1, 9)), 503, path=PATHS[rng.integers(len(PATHS))], after=int(rng.integers(0, 4)))
-                res.faults["503"] += 1
-            if r[3] < 0.05:
-                fake.fail_next(int(rng.integers(1, 3)), 503, path=ORDER, method="POST", processed=True, after=int(rng.integers(0, 3)))
-                res.faults["lost reply"] += 1
-            if r[4] < 0.01:
-                fake.fail_next(1, 504, path=ORDER, method="POST", processed=True, delay_s=timeout_s + 0.1)
-                res.faults["timeout"] += 1
-            if r[5] < 0.06:
-                fake.account.fill_partly_next(float(rng.uniform(0.2, 0.8)))
-                res.faults["partial fill"] += 1
-            if pos and r[6] < 0.03:
-                fake.account.close_externally()
-                res.faults["external close"] += 1
-            stops = resting(fake).get("STOP_MARKET", [])
-            if pos and stops and r[7] < 0.04:
-                stop = float(stops[0]["stopPrice"])
-                fake.gap_to(stop * (0.9 if pos > 0 else 1.1))  # trades through the stop: it fills at the gap
-                fake.gap_to(None)
-                res.faults["gap through stop"] += 1
-            if r[8] < 0.03:
-                n = int(rng.integers(1, 12))
-                when = "before" if rng.random() < 0.5 else "after"
-                count = {"left": n}
-
-                def kill_when(what: str, moment: str) -> bool:
-                    if moment != when:
-                        return False
-                    count["left"] -= 1
-                    return count["left"] == 0
-
-                current["client"].kill_when = kill_when
-                res.faults["kill -9"] += 1
+        inject = FaultSchedule(fake, rng, res, end, timeout_s)
 
         def build():
             client = real_client(fake, fast_signing=True, timeout_ms=int(timeout_s * 1000))
-            current["client"] = client
+            inject.client = client
             runner = real_runner(workdir, fake, db, market, policy, start=start, end=end, client=client, before_bar=inject,
                                  session=f"chaos-{seed}")
-            original = runner.process_bar
-
-            def process_bar(bar, last=False):
-                lost = runner.summary.lost_decisions
-                original(bar, last)
-                res.bars += 1
-                problems = _check_bar(fake, runner.broker, f"seed {seed} bar {bar.time}")
-                if runner.summary.lost_decisions > lost:  # the exchange did not answer this bar: the next one must repair
-                    res.outage_unprotected += any("without a stop" in p for p in problems)
-                    res.outage_orphans += any("orphan" in p for p in problems)
-                else:
-                    res.violations.extend(problems)
-
-            runner.process_bar = process_bar
+            _checked_bars(runner, fake, res, seed)
             return runner
 
         while True:
@@ -210,7 +238,7 @@ def _end_checks(fake, db, session: str, seed: int) -> list[str]:
 
 
 def chaos_table(results: list[ScheduleResult]) -> str:
-    faults = Counter()
+    faults: Counter[str] = Counter()
     for r in results:
         faults.update(r.faults)
     violations = sum(len(r.violations) for r in results)

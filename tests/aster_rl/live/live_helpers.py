@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from aster_rl.config import EnvConfig, FeaturesConfig, LiveConfig
+from aster_rl.interfaces import PolicyDecision
 from aster_rl.live.bars import LivePrices
 from aster_rl.live.brokers import PaperBroker
 from aster_rl.live.runner import LiveRunner
@@ -27,6 +28,9 @@ class FixedPolicy:
         self.n_lev, self.n_prof = n_lev, n_prof
         self.calls = 0
 
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.predict(obs)
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
         self.calls += 1
         x = np.asarray(obs, dtype=np.float64)
@@ -38,9 +42,9 @@ class FixedPolicy:
 
 
 class DecidingPolicy(FixedPolicy):
-    def decide(self, obs):
+    def decide(self, obs: np.ndarray) -> PolicyDecision:
         a = self.predict(obs)
-        return a, 0.5, 1.25
+        return PolicyDecision(action=(int(a[0]), int(a[1]), int(a[2])), confidence=0.5, value=1.25)
 
 
 def permissive_live(tmp_path: Path, **changes) -> LiveConfig:
@@ -86,7 +90,7 @@ class LockHolder:
 
     def __init__(self, path, seconds: float) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "locked"
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
         self.since = time.monotonic()
 
     def wait(self) -> None:

@@ -37,6 +37,9 @@ class ScriptPolicy:
         self.default = default
         self.calls = 0
 
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.predict(obs)
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
         i = self.calls
         self.calls += 1
@@ -55,8 +58,8 @@ class SyncedReplay(ReplaySource):
         self.before_bar = before_bar
         self.index = 0
 
-    def bars(self):
-        for sb in super().bars():
+    def bars(self, on_tick=None, on_error=None):
+        for sb in super().bars(on_tick, on_error):
             close_ms = sb.bar.ts_ms + int(self._tf.value // 1_000_000)
             self.fake.set_now(close_ms - 1)
             self.index = int(self.market.candles.index.searchsorted(sb.bar.time))

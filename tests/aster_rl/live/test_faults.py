@@ -370,7 +370,7 @@ def test_the_lease_is_renewed_each_bar_and_a_crashed_runners_lease_can_be_taken_
     live = permissive_live(tmp_path)
     soon = paper_runner(FixedPolicy(n_lev=4), ReplaySource(replay_market, 700, 760), db, tmp_path, features="batch",
                         wall_clock=lambda: clock[0] + live.lease_timeout_s - 5)
-    with pytest.raises(live_store.LeaseHeld, match="renewed 1[0-9][0-9] s ago"):
+    with pytest.raises(live_store.LeaseHeld, match=r"renewed 1[0-9][0-9] s ago"):
         soon.run()
     later = paper_runner(FixedPolicy(n_lev=4), ReplaySource(replay_market, 700, 760), db, tmp_path, features="batch",
                          wall_clock=lambda: clock[0] + live.lease_timeout_s + 5)
@@ -429,6 +429,8 @@ print(runner.run().stopped_by, flush=True)
 
 class ReconcilingPaperBroker(PaperBroker):
     """A paper broker with an exchange to reconcile with, failing the first ``failures`` times."""
+
+    reconciles = True
 
     def __init__(self, env, prices, policy, failures: int) -> None:
         super().__init__(env, prices)

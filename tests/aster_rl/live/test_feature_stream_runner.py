@@ -121,7 +121,7 @@ def test_restart_with_incremental_features_gives_the_same_rows_and_decisions(mar
     starts = [(t, n) for sid, t, n, _ in updates if sid in streams[1:]][:1]
     assert starts[0][0] == market.candles.index[START + 5] and starts[0][1] == START + 6
     rows_resumed: dict[pd.Timestamp, np.ndarray] = {}
-    for sid, t, n, row in updates:
+    for _, t, _, row in updates:
         if t >= market.candles.index[START]:
             rows_resumed.setdefault(t, row)
     assert set(rows_resumed) == set(rows_whole)

@@ -77,7 +77,9 @@ def store_library(db) -> PatternLibrary:
 class CrashingBroker(PaperBroker):
     """Dies at chosen bars after the broker ran the bar and before anything was stored."""
 
-    crash_at: set[int] = set()
+    def __init__(self, env: EnvConfig, prices: LivePrices) -> None:
+        super().__init__(env, prices)
+        self.crash_at: set[int] = set()  # emptied as the crashes happen
 
     def observation(self, row, t):
         if t in self.crash_at:
@@ -90,11 +92,11 @@ class Crash(Exception):
     pass
 
 
-def runner(market, db, tmp_path, *, crash_before: set[int] = frozenset(), after_store=None, use_patterns=True) -> LiveRunner:
+def runner(market, db, tmp_path, *, crash_before: set[int] | None = None, after_store=None, use_patterns=True) -> LiveRunner:
     env = EnvConfig()
     prices = LivePrices("5m", capacity=64)
     broker = CrashingBroker(env, prices)
-    broker.crash_at = crash_before
+    broker.crash_at = crash_before if crash_before is not None else set()
     return LiveRunner(
         FixedPolicy(n_lev=4), ReplaySource(market, START, END), broker, db, env_cfg=env, live_cfg=permissive_live(tmp_path),
         features_cfg=FEATS, session_id=SESSION, mode="replay", features="batch", prices=prices, after_store=after_store,

@@ -8,12 +8,14 @@ import asyncio
 import logging
 import threading
 import time
+from typing import ClassVar
 
 import pandas as pd
 import pytest
 
 from aster_rl.config import DataConfig
-from aster_rl.exchange.client import CandleWatcher, ExchangeClient, WebsocketUnsupported, make_exchange, make_pro_exchange
+from aster_rl.exchange.client import ExchangeClient, make_exchange
+from aster_rl.exchange.watcher import CandleWatcher, WebsocketUnsupported, make_pro_exchange
 from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.live.sources import ExchangeSource
 from aster_rl.storage import load_market
@@ -46,7 +48,7 @@ class ScriptedSocket:
     pushed candle has a newer open time: the previous bar has just closed. After ``fail_after``
     pushes it raises like a dropped connection."""
 
-    has = {"watchOHLCV": True}
+    has: ClassVar[dict[str, bool]] = {"watchOHLCV": True}
 
     def __init__(self, fake, advance=lambda: False, *, every_s: float = 0.005, fail_after: int | None = None) -> None:
         self.fake = fake
@@ -158,7 +160,7 @@ def test_websocket_notices_bar_closes_sooner_and_rest_stores_the_same_rows(tmp_p
 
 
 def test_websocket_error_falls_back_to_polling_with_one_warning_and_every_bar_once(tmp_path, market, caplog):
-    caplog.set_level(logging.INFO, logger="aster_rl.exchange.client")
+    caplog.set_level(logging.INFO, logger="aster_rl.exchange.watcher")
     with FakeAsterExchange(market, now=market.candles.index[900] + pd.Timedelta(seconds=30)) as fake:
         db = make_db(tmp_path)
         source = ExchangeSource(
@@ -192,7 +194,7 @@ def test_websocket_error_falls_back_to_polling_with_one_warning_and_every_bar_on
 
 
 def test_socket_back_after_an_outage_is_used_again(tmp_path, market, caplog):
-    caplog.set_level(logging.INFO, logger="aster_rl.exchange.client")
+    caplog.set_level(logging.INFO, logger="aster_rl.exchange.watcher")
     with FakeAsterExchange(market, now=market.candles.index[900] + pd.Timedelta(seconds=30)) as fake:
         source = ExchangeSource(
             _client(fake), make_db(tmp_path), _cfg(fake), history_bars=700, poll_interval_s=POLL_S,
@@ -210,10 +212,10 @@ def test_socket_back_after_an_outage_is_used_again(tmp_path, market, caplog):
 
 @pytest.mark.parametrize("unsupported", ["no-watchOHLCV", "no-ccxt.pro-client"])
 def test_without_websocket_candles_the_source_polls(tmp_path, market, caplog, unsupported):
-    caplog.set_level(logging.INFO, logger="aster_rl.exchange.client")
+    caplog.set_level(logging.INFO, logger="aster_rl.exchange.watcher")
 
     class NoCandles(ScriptedSocket):
-        has = {"watchOHLCV": False}
+        has: ClassVar[dict[str, bool]] = {"watchOHLCV": False}
 
     with FakeAsterExchange(market, now=market.candles.index[900] + pd.Timedelta(seconds=30)) as fake:
         if unsupported == "no-watchOHLCV":
@@ -230,7 +232,7 @@ def test_without_websocket_candles_the_source_polls(tmp_path, market, caplog, un
     assert factory.calls == 1  # unsupported: never retried
     if client is not None:
         assert client.closed and not client.watched
-    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "aster_rl.exchange.client"]
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "aster_rl.exchange.watcher"]
     assert len(messages) == 1 and "polling REST only" in messages[0]
     assert not _ws_threads()
 
@@ -249,7 +251,7 @@ def test_websocket_off_starts_no_thread(tmp_path, market):
 def test_real_ccxt_pro_client_against_the_fake_without_a_socket_endpoint_falls_back(tmp_path, market, caplog):
     """The default factory builds ccxt.pro's aster client pointed at the fake; the fake answers
     the websocket upgrade with 404, so the source warns once and polls."""
-    caplog.set_level(logging.INFO, logger="aster_rl.exchange.client")
+    caplog.set_level(logging.INFO, logger="aster_rl.exchange.watcher")
     with FakeAsterExchange(market, now=market.candles.index[900] + pd.Timedelta(seconds=30)) as fake:
         ws = make_pro_exchange(_cfg(fake))
         assert ws.has["watchOHLCV"]
@@ -270,7 +272,7 @@ def test_real_ccxt_pro_client_against_the_fake_without_a_socket_endpoint_falls_b
         assert any(r.path == "/stream" for r in fake.requests)  # it did try the socket
     assert got == list(market.candles.index[900:904])
     assert failures >= 1
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "aster_rl.exchange.client"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "aster_rl.exchange.watcher"]
     assert len(warnings) == 1 and FALLBACK_WARNING in warnings[0] and "NetworkError" in warnings[0]
     assert not _ws_threads()
 

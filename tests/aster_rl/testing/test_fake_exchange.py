@@ -168,9 +168,9 @@ def test_bad_construction_is_a_clear_error():
     with pytest.raises(DataError, match="no candles"):
         FakeAsterExchange()
     with pytest.raises(TypeError, match="MarketBundle or a DataFrame"):
-        FakeAsterExchange([1, 2, 3])  # type: ignore[arg-type]
+        FakeAsterExchange([1, 2, 3])
     with pytest.raises(RuntimeError, match="not running"):
-        FakeAsterExchange(make_candles(5)).url
+        _ = FakeAsterExchange(make_candles(5)).url
 
 
 # ---------------------------------------------------------------- signed endpoints
@@ -277,3 +277,16 @@ def test_partial_fill_external_close_gap_and_user_trades(private_exchange):
     realized = sum(float(t["info"]["realizedPnl"]) for t in trades)
     fees = sum(t["fee"]["cost"] for t in trades)
     assert fake.account.wallet_usdt == pytest.approx(1_000.0 + realized - fees, abs=1e-9)  # the fills are the ledger
+
+
+def test_the_kit_exports_its_public_names_and_its_modules_import_one_way():
+    import ast
+    from pathlib import Path
+
+    import aster_rl.testing as kit
+    from aster_rl.testing import FakeExchange, fake_account
+
+    assert FakeExchange is kit.FakeAsterExchange and set(kit.__all__) <= set(dir(kit))
+    tree = ast.parse(Path(fake_account.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "aster_rl.testing.fake_exchange" not in imported  # the account knows the market only as a MarketView
