@@ -30,6 +30,7 @@ import pandas as pd
 from aster_rl.config import FeaturesConfig
 from aster_rl.errors import ConfigError, DataError, SchemaMismatchError
 from aster_rl.data.market import MarketBundle, validate_candles
+from aster_rl.features.brain import readings as tentacle_readings
 from aster_rl.features.tentacles import TENTACLES
 from aster_rl.features.tentacles.base import Tentacle
 from aster_rl.data.timeframes import timeframe_to_timedelta
@@ -212,18 +213,8 @@ class FeatureSet:
         n = len(self.index)
         if not -n <= row_position < n:
             raise IndexError(f"row {row_position} outside 0..{n - 1}")
-        out, start = {}, 0
-        for name, count in zip(self.schema.tentacles, self.schema.columns_per_tentacle):
-            cols = self.columns[start : start + count]
-            row = pd.Series(self.matrix[row_position, start : start + count].astype(float), index=cols, name=self.index[row_position])
-            start += count
-            tentacle = self._readers.get(name) or TENTACLES[name]
-            try:
-                out[name] = tentacle.reading(row)
-            except Exception as e:  # a reading is prose for a report: never let one break the others
-                logger.warning("reading of tentacle %s failed at row %s: %s", name, row_position, e)
-                out[name] = f"{name}: no reading ({type(e).__name__})"
-        return out
+        row = pd.Series(self.matrix[row_position].astype(float), index=self.columns, name=self.index[row_position])
+        return tentacle_readings(row, self.schema, self._readers)
 
 
 def resolve_tentacles(cfg: FeaturesConfig) -> list[tuple[str, Tentacle, dict[str, Any]]]:
@@ -335,19 +326,6 @@ def window_bars_for(name: str, tentacle: Tentacle, params: dict[str, Any], timef
         bar_hours = timeframe_to_timedelta(timeframe) / pd.Timedelta(hours=1)
         need = max(need, int(math.ceil(hours / bar_hours)) + int(window_bars))
     return need
-
-
-def _tail(market: MarketBundle, start: pd.Timestamp) -> MarketBundle:
-    """``market.window(start, None)`` by binary search on the sorted indexes (O(log n), not a full mask)."""
-    from dataclasses import replace
-
-    def cut(df: pd.DataFrame | None) -> pd.DataFrame | None:
-        if df is None or len(df) == 0 or not df.index.is_monotonic_increasing:
-            return None if df is None else df.loc[df.index >= start]
-        return df.iloc[int(df.index.searchsorted(start, side="left")) :]
-
-    return replace(market, candles=cut(market.candles), funding=cut(market.funding), trades=cut(market.trades),
-                   book=cut(market.book), btc=cut(market.btc), eth=cut(market.eth))
 
 
 def latest_features(market: MarketBundle, cfg: FeaturesConfig, window_bars: int = WINDOW_BARS) -> np.ndarray:
