@@ -287,7 +287,7 @@ def brain_report(market: MarketBundle, features: pd.DataFrame | FeatureSet | Non
     regime: dict[str, Any] = {}
     if "regime_state" in row.index:
         state = int(round(_num(row, "regime_state")))
-        regime = {"state": STATE_NAMES[min(max(state, 0), 3)], "strength": _num(row, "regime_strength")}
+        regime = {"state": STATE_NAMES[min(max(state, 0), len(STATE_NAMES) - 1)], "strength": _num(row, "regime_strength")}
     cycle: dict[str, Any] = {}
     if "btc_cycle_phase" in row.index:
         phase = int(round(_num(row, "btc_cycle_phase")))
