@@ -82,7 +82,6 @@ from aster_rl.data.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 
-REGIMES = ("trend_up", "trend_down", "range", "volatile")
 SIGNAL_WARMUP_BARS = 300
 SIGNAL_MEDIAN_WINDOWS = (20, 288)
 SIGNAL_VOLUME_FACTOR = (4.0, 8.0)

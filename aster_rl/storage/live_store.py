@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from aster_rl.errors import AsterError, StorageError
 from aster_rl.storage import pattern_store
@@ -322,15 +322,6 @@ def predictions(
     frame["running_win_rate"] = (wins / n_closed.where(n_closed > 0)).astype(float)
     frame["running_pnl_usd"] = frame["pnl_usd"].where(closed, 0.0).fillna(0.0).cumsum()
     return frame
-
-
-def prediction_counts(db: Database, session_id: str) -> dict[str, int]:
-    db.ensure_checked()
-    with db.session() as s:
-        rows = s.execute(
-            select(Prediction.status, func.count()).where(Prediction.session_id == session_id).group_by(Prediction.status)
-        ).all()
-    return {str(k): int(v) for k, v in rows}
 
 
 def add_orders(db: Database, session_id: str, orders: list[dict[str, Any]]) -> None:

@@ -6,16 +6,17 @@ types are used, so the same models work on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
-SCHEMA_VERSION = 3  # 3: live_leases
+# 3: live_leases. The unused regimes and btc_cycles tables left the models without a new
+# version: a schema 3 database that still has them works (extra tables are never read).
+SCHEMA_VERSION = 3
 
 
 class Base(DeclarativeBase):
@@ -166,27 +167,6 @@ class PatternHistory(Base):
     ts: Mapped[int] = mapped_column(BigInteger)
     event: Mapped[str] = mapped_column(String(32))  # created / updated / promoted / demoted
     snapshot: Mapped[Any] = mapped_column(JSON, nullable=True)
-
-
-class Regime(Base):
-    __tablename__ = "regimes"
-    __table_args__ = (UniqueConstraint("symbol", "timeframe", "ts", name="uq_regimes_symbol_tf_ts"),)
-
-    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
-    ts: Mapped[int] = mapped_column(BigInteger)
-    symbol: Mapped[str] = mapped_column(String(64))
-    timeframe: Mapped[str] = mapped_column(String(8))
-    regime: Mapped[str] = mapped_column(String(32))
-    strength: Mapped[float] = mapped_column(Float)
-
-
-class BtcCycle(Base):
-    __tablename__ = "btc_cycles"
-
-    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
-    days_since_halving: Mapped[int] = mapped_column(Integer)
-    phase: Mapped[str] = mapped_column(String(64))
-    progress: Mapped[float] = mapped_column(Float)
 
 
 class LiveOrder(Base):
