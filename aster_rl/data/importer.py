@@ -497,14 +497,14 @@ def _check_grid(ns: np.ndarray, timeframe: str, rows: _Rows) -> None:
 
 
 def _check_ohlc(values: dict[str, np.ndarray], index: pd.DatetimeIndex, rows: _Rows) -> None:
-    o, h, l, c, v = (values[k] for k in CANDLE_COLUMNS)
+    o, h, low, c, v = (values[k] for k in CANDLE_COLUMNS)
     problems = (
-        (h < l, lambda r: f"high {h[r]} < low {l[r]}"),
-        (l <= 0, lambda r: f"low {l[r]} is not positive"),
+        (h < low, lambda r: f"high {h[r]} < low {low[r]}"),
+        (low <= 0, lambda r: f"low {low[r]} is not positive"),
         (o > h, lambda r: f"open {o[r]} > high {h[r]}"),
         (c > h, lambda r: f"close {c[r]} > high {h[r]}"),
-        (o < l, lambda r: f"open {o[r]} < low {l[r]}"),
-        (c < l, lambda r: f"close {c[r]} < low {l[r]}"),
+        (o < low, lambda r: f"open {o[r]} < low {low[r]}"),
+        (c < low, lambda r: f"close {c[r]} < low {low[r]}"),
         (v < 0, lambda r: f"volume {v[r]} is negative"),
     )
     first_bad, message = len(o), ""

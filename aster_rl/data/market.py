@@ -150,13 +150,13 @@ def validate_candles(candles: pd.DataFrame, where: str) -> pd.DataFrame:
     if len(nan_rows):
         r = int(nan_rows[0])
         raise DataError(f"{where}: {len(nan_rows)} rows with NaN/inf OHLCV, first at row {r} ({idx[r]})")
-    o, h, l, c, v = values.T
-    bad = np.flatnonzero((l > np.minimum(o, c)) | (h < np.maximum(o, c)) | (l <= 0) | (v < 0))
+    o, h, low, c, v = values.T
+    bad = np.flatnonzero((low > np.minimum(o, c)) | (h < np.maximum(o, c)) | (low <= 0) | (v < 0))
     if len(bad):
         r = int(bad[0])
         raise DataError(
             f"{where}: row {r} ({idx[r]}) is not OHLC-consistent "
-            f"(open={o[r]}, high={h[r]}, low={l[r]}, close={c[r]}, volume={v[r]}); need 0 < low <= open, close <= high"
+            f"(open={o[r]}, high={h[r]}, low={low[r]}, close={c[r]}, volume={v[r]}); need 0 < low <= open, close <= high"
         )
     return candles
 

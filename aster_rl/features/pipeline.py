@@ -146,25 +146,37 @@ class FeatureSchema:
             lines.append(f"pipeline version {self.version.get('pipeline')} -> {other.version.get('pipeline')}")
         if self.timeframe != other.timeframe:
             lines.append(f"timeframe {self.timeframe} -> {other.timeframe}")
+        lines += self._diff_tentacles(other) + self._diff_settings(other) + self._diff_columns(other)
+        if not lines and self.hash != other.hash:
+            lines.append(f"schema hash {self.hash[:12]}… -> {other.hash[:12]}…")
+        return lines
+
+    def _diff_tentacles(self, other: FeatureSchema) -> list[str]:
+        """Tentacles missing, extra or in another order."""
         mine, theirs = list(self.tentacles), list(other.tentacles)
-        for t in mine:
-            if t not in theirs:
-                lines.append(f"tentacle {t!r} missing")
-        for t in theirs:
-            if t not in mine:
-                lines.append(f"tentacle {t!r} extra")
-        common = [t for t in mine if t in theirs]
-        if common != [t for t in theirs if t in mine]:
+        lines = [f"tentacle {t!r} missing" for t in mine if t not in theirs]
+        lines += [f"tentacle {t!r} extra" for t in theirs if t not in mine]
+        if [t for t in mine if t in theirs] != [t for t in theirs if t in mine]:
             lines.append(f"tentacle order {mine} -> {theirs}")
+        return lines
+
+    def _diff_settings(self, other: FeatureSchema) -> list[str]:
+        """Version and parameter changes of the tentacles both schemas have."""
+        lines: list[str] = []
         my_versions = self.version.get("tentacles", {})
         their_versions = other.version.get("tentacles", {})
-        for t in common:
+        for t in (t for t in self.tentacles if t in other.tentacles):
             if my_versions.get(t) != their_versions.get(t):
                 lines.append(f"tentacle {t!r} version {my_versions.get(t)} -> {their_versions.get(t)}")
             a, b = self.params.get(t, {}), other.params.get(t, {})
             for key in sorted(set(a) | set(b)):
                 if a.get(key, "<unset>") != b.get(key, "<unset>"):
                     lines.append(f"parameter {t}.{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}")
+        return lines
+
+    def _diff_columns(self, other: FeatureSchema) -> list[str]:
+        """Columns missing, extra or moved."""
+        lines: list[str] = []
         names_a, names_b = list(self.names), list(other.names)
         set_b, set_a = set(names_b), set(names_a)
         missing = [n for n in names_a if n not in set_b]
@@ -178,8 +190,6 @@ class FeatureSchema:
         if shared_a != shared_b:
             moved = [f"{n} (position {names_a.index(n)} -> {names_b.index(n)})" for n, m in zip(shared_a, shared_b) if n != m]
             lines.append(f"reordered columns: {', '.join(moved[:10])}" + (" …" if len(moved) > 10 else ""))
-        if not lines and self.hash != other.hash:
-            lines.append(f"schema hash {self.hash[:12]}… -> {other.hash[:12]}…")
         return lines
 
     def check_compatible(self, other: FeatureSchema) -> None:

@@ -46,7 +46,7 @@ class Candle(Base):
     """A bar, keyed by (series, open time); see :class:`CandleSeries` for source/symbol/timeframe."""
 
     __tablename__ = "candles"
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     series_id: Mapped[int] = mapped_column(AutoId, ForeignKey("candle_series.id"), primary_key=True, autoincrement=False)
     ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # bar open time, epoch ms

@@ -23,7 +23,7 @@ def test_init_schema_is_idempotent_and_records_the_version(tmp_path):
 
 def test_database_without_schema_is_a_clear_error(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
-    with pytest.raises(StorageError, match="no aster_rl schema.*aster-rl db init"):
+    with pytest.raises(StorageError, match=r"no aster_rl schema.*aster-rl db init"):
         db.check_schema()
     with pytest.raises(StorageError, match="aster-rl db init"):
         upsert_candles(db, "s", "X", "5m", make_candles(3))
