@@ -20,7 +20,6 @@ contains it, so it is known at that bar's close.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -103,10 +102,6 @@ class MarketBundle:
         )
 
 
-@overload
-def _rows_between(df: pd.DataFrame, lo: pd.Timestamp | None, hi: pd.Timestamp | None, closed: bool) -> pd.DataFrame: ...
-@overload
-def _rows_between(df: None, lo: pd.Timestamp | None, hi: pd.Timestamp | None, closed: bool) -> None: ...
 def _rows_between(df: pd.DataFrame | None, lo: pd.Timestamp | None, hi: pd.Timestamp | None, closed: bool) -> pd.DataFrame | None:
     """Rows of ``df`` with time in ``[lo, hi]`` (``closed``) or ``[lo, hi)``; a None bound is open."""
     if df is None or len(df) == 0:
@@ -151,9 +146,9 @@ def validate_candles(candles: pd.DataFrame, where: str) -> pd.DataFrame:
         r = int(nan_rows[0])
         raise DataError(f"{where}: {len(nan_rows)} rows with NaN/inf OHLCV, first at row {r} ({idx[r]})")
     o, h, low, c, v = values.T
-    bad = np.flatnonzero((low > np.minimum(o, c)) | (h < np.maximum(o, c)) | (low <= 0) | (v < 0))
-    if len(bad):
-        r = int(bad[0])
+    inconsistent = np.flatnonzero((low > np.minimum(o, c)) | (h < np.maximum(o, c)) | (low <= 0) | (v < 0))
+    if len(inconsistent):
+        r = int(inconsistent[0])
         raise DataError(
             f"{where}: row {r} ({idx[r]}) is not OHLC-consistent "
             f"(open={o[r]}, high={h[r]}, low={low[r]}, close={c[r]}, volume={v[r]}); need 0 < low <= open, close <= high"

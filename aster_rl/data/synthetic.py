@@ -379,7 +379,8 @@ def _trades(rng: np.random.Generator, index: pd.DatetimeIndex, step: pd.Timedelt
     notional = np.where(is_extra, np.maximum(notional, 20_000.0 * (1.0 + frac)), notional)
     o, h, low, c = (candles[col].to_numpy()[bars] for col in ("open", "high", "low", "close"))
     order = np.lexsort((frac, bars))
-    bars, frac, buy, notional, o, h, low, c = (a[order] for a in (bars, frac, buy, notional, o, h, low, c))
+    bars, frac, buy, notional = bars[order], frac[order], buy[order], notional[order]
+    o, h, low, c = o[order], h[order], low[order], c[order]
     price = np.clip(o + (c - o) * frac + 0.25 * (h - low) * rng.standard_normal(m), low, h)
     step_ns = int(step / pd.Timedelta(1, "ns"))
     open_ns = index.as_unit("ns").asi8

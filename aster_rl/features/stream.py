@@ -148,10 +148,11 @@ class _MultiTimeframeState:
         ]
         self.columns = [f"{mtf.NAME}_{kind}_{tf}" for tf in self.timeframes for kind in ("trend", "distance", "available")]
         self.columns += [f"{mtf.NAME}_{c}" for c in ("alignment", "bullish_count", "bearish_count", "considered")]
+        self.keep_rows = keep_rows
         self.rows: deque[np.ndarray] = deque(maxlen=keep_rows)
 
     def start(self, open_ns: np.ndarray, close: np.ndarray) -> None:
-        split = max(0, len(open_ns) - self.rows.maxlen)
+        split = max(0, len(open_ns) - self.keep_rows)
         for t in self.trends:
             t.start(open_ns[:split], close[:split])
         self.rows.clear()
@@ -266,7 +267,7 @@ class FeatureStream:
         for w in sizes:
             source = windows[w] = source.window(index[n - w], None)
         for name, tentacle, params, need in self._plan:
-            if need == 0:
+            if need == 0 and self._mtf is not None:  # the multi_timeframe tentacle: its state, not a window
                 cols, values = self._mtf.columns, self._mtf.tail()
             else:
                 w = min(n, need)

@@ -168,15 +168,18 @@ def conditions_for(values: np.ndarray, column: str, min_support: int) -> list[Co
     return kept
 
 
+Conjunction = tuple[tuple[Condition, ...], np.ndarray]  # conditions, the bars where all hold
+
+
 def enumerate_conjunctions(
     masks: dict[Condition, np.ndarray], max_conditions: int, min_support: int, max_candidates: int
-) -> list[tuple[tuple[Condition, ...], np.ndarray]]:
+) -> list[Conjunction]:
     """Conjunctions on distinct columns, level by level, pruned by support, at most ``max_candidates``."""
     conds = sorted(masks)
-    level = [((c,), masks[c]) for c in conds]
+    level: list[Conjunction] = [((c,), masks[c]) for c in conds]
     out = list(level[:max_candidates])
     for _ in range(2, max_conditions + 1):
-        nxt = []
+        nxt: list[Conjunction] = []
         for combo, mask in level:
             last = combo[-1]
             used = {c.column for c in combo}
@@ -397,7 +400,7 @@ _Candidate = tuple[Pattern, np.ndarray, np.ndarray, float, float]  # pattern, en
 
 
 def _test_candidates(
-    combos: Sequence[tuple[tuple[Condition, ...], np.ndarray]],
+    combos: Sequence[Conjunction],
     outcomes: dict[tuple[str, str], Outcomes],
     min_trades: int,
     first_bar: int,

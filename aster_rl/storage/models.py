@@ -6,9 +6,9 @@ types are used, so the same models work on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
@@ -20,7 +20,8 @@ SCHEMA_VERSION = 3
 
 
 class Base(DeclarativeBase):
-    pass
+    if TYPE_CHECKING:  # every model here maps one Table (SQLAlchemy types __table__ as the wider FromClause)
+        __table__: ClassVar[Table]
 
 
 class SchemaVersion(Base):
