@@ -28,8 +28,8 @@ from aster_rl.errors import DataError
 
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 OPTIONAL_CANDLE_COLUMNS = ("quote_volume", "trades", "taker_buy_volume")
-_NS_PER_TICK = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 BOOK_COLUMNS = ("best_bid", "best_ask", "bid_depth_usd", "ask_depth_usd", "largest_bid_usd", "largest_ask_usd")
+_NS_PER_TICK = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # nanoseconds per tick of a DatetimeIndex unit
 
 
 @dataclass(frozen=True)
