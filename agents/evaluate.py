@@ -33,6 +33,8 @@ from aster_rl.sim.backtest import backtest, scale_costs
 from aster_rl.config import AppConfig, EnvConfig, EvalConfig, replace
 from aster_rl.evaluation.support import policy_support_report
 from aster_rl.data.timeframes import timeframe_to_timedelta
+from aster_rl.features.tentacles.btc_cycle import PHASE_KEYS
+from aster_rl.features.tentacles.regime import STATE_KEYS
 
 from agents.run_dir import EvalDir, RunDir, Which
 from agents.baselines import (
@@ -49,8 +51,8 @@ from agents.splits import Span, Splits, load_run_splits
 logger = logging.getLogger(__name__)
 
 EXCESS_OVER = ("exposure_matched", "flat")
-REGIME_NAMES = {0: "ranging", 1: "trending_up", 2: "trending_down", 3: "volatile"}
-PHASE_NAMES = {0: "accumulation", 1: "bull_phase_1", 2: "parabolic", 3: "distribution", 4: "bear"}
+REGIME_NAMES = dict(enumerate(STATE_KEYS))
+PHASE_NAMES = dict(enumerate(PHASE_KEYS))
 
 
 # ---------------------------------------------------------------- one backtest → metrics

@@ -12,11 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aster_rl.features.tentacles.regime import STATE_KEYS
+
 STRATEGY_COLORS = {"agent": "tab:blue", "flat": "tab:gray", "buy_and_hold": "tab:green", "random": "tab:orange",
                    "rule_brain": "tab:purple", "exposure_matched": "tab:olive"}
 REASON_COLORS = {"target": "tab:green", "stop": "tab:red", "liquidation": "black", "signal": "tab:blue",
                  "end": "tab:gray"}
-REGIME_COLORS = {"ranging": "#dddddd", "trending_up": "#c8f0c8", "trending_down": "#f6caca", "volatile": "#f7e3b5"}
+REGIME_COLORS = dict(zip(STATE_KEYS, ("#dddddd", "#c8f0c8", "#f6caca", "#f7e3b5")))
 
 
 def _plt():

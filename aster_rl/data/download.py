@@ -14,7 +14,6 @@ and recent trades are stored as a snapshot.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -343,8 +342,3 @@ def download_snapshot(
     logger.info("%s", report.summary())
     return report
 
-
-def expected_bars(since: pd.Timestamp, until: pd.Timestamp, timeframe: str) -> int:
-    """Bars with open time in ``[since, until]`` on the timeframe grid."""
-    tf_ms = timeframe_to_ms(timeframe)
-    return max(0, math.floor((_ms(until) - _ms(since)) / tf_ms) + 1)

@@ -174,8 +174,9 @@ def _text_bytes(path: Path) -> bytes:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise DataError(f"{path}: line 1: the file is UTF-16 text; save it as UTF-8")
     head = data[:_SNIFF_BYTES]  # a binary file shows itself early; a stray control byte later fails as a bad value
-    if len(head.translate(None, _CONTROL_BYTES)) != len(head):
-        at = re.search(b"[" + re.escape(_CONTROL_BYTES) + b"]", head).start()
+    control = re.search(b"[" + re.escape(_CONTROL_BYTES) + b"]", head)
+    if control is not None:
+        at = control.start()
         raise DataError(
             f"{path}: line {_line_of(data, at)}: byte 0x{data[at]:02x} is a control character; "
             f"this is a binary file, not text"
@@ -208,7 +209,8 @@ def _first_long_line(text: str, fields: int) -> int | None:
 
 def _read_csv(path: Path) -> tuple[pd.DataFrame, _Rows]:
     data = _text_bytes(path)
-    start = re.match(rb"\s*", data).end()
+    blank = re.match(rb"\s*", data)  # always matches, possibly empty
+    start = blank.end() if blank is not None else 0
     skipped = data.count(b"\n", 0, start)  # blank lines before the first row
     end = len(data)
     while end > start and data[end - 1] in b" \t\r\n\x0b\x0c":  # trailing blank lines are no rows (bytes.rstrip copies)
@@ -497,14 +499,14 @@ def _check_grid(ns: np.ndarray, timeframe: str, rows: _Rows) -> None:
 
 
 def _check_ohlc(values: dict[str, np.ndarray], index: pd.DatetimeIndex, rows: _Rows) -> None:
-    o, h, l, c, v = (values[k] for k in CANDLE_COLUMNS)
+    o, h, low, c, v = (values[k] for k in CANDLE_COLUMNS)
     problems = (
-        (h < l, lambda r: f"high {h[r]} < low {l[r]}"),
-        (l <= 0, lambda r: f"low {l[r]} is not positive"),
+        (h < low, lambda r: f"high {h[r]} < low {low[r]}"),
+        (low <= 0, lambda r: f"low {low[r]} is not positive"),
         (o > h, lambda r: f"open {o[r]} > high {h[r]}"),
         (c > h, lambda r: f"close {c[r]} > high {h[r]}"),
-        (o < l, lambda r: f"open {o[r]} < low {l[r]}"),
-        (c < l, lambda r: f"close {c[r]} < low {l[r]}"),
+        (o < low, lambda r: f"open {o[r]} < low {low[r]}"),
+        (c < low, lambda r: f"close {c[r]} < low {low[r]}"),
         (v < 0, lambda r: f"volume {v[r]} is negative"),
     )
     first_bad, message = len(o), ""

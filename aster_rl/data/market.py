@@ -29,6 +29,7 @@ from aster_rl.errors import DataError
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 OPTIONAL_CANDLE_COLUMNS = ("quote_volume", "trades", "taker_buy_volume")
 BOOK_COLUMNS = ("best_bid", "best_ask", "bid_depth_usd", "ask_depth_usd", "largest_bid_usd", "largest_ask_usd")
+_NS_PER_TICK = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # nanoseconds per tick of a DatetimeIndex unit
 
 
 @dataclass(frozen=True)
@@ -76,28 +77,53 @@ class MarketBundle:
         )
 
     def window(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> MarketBundle:
-        """Bars with open time in ``[start, end]`` and the events of those bars."""
+        """Bars with open time in ``[start, end]`` and the events of those bars.
+
+        ``None`` stands for the first / last bar. Events are the rows with time in
+        ``[start, end + timeframe)``, the companions' bars those opening in ``[start, end]``.
+        Each frame is cut by binary search on its sorted time index (O(log n), so a short
+        window of a long history costs no full scan); a frame found out of order is cut by
+        a mask instead.
+        """
         from aster_rl.data.timeframes import timeframe_to_timedelta
 
-        lo = start if start is not None else self.candles.index[0]
-        hi = end if end is not None else self.candles.index[-1]
-        close_time = hi + timeframe_to_timedelta(self.timeframe)
-
-        def events(df: pd.DataFrame | None) -> pd.DataFrame | None:
-            return None if df is None else df.loc[(df.index >= lo) & (df.index < close_time)]
-
-        def companion(df: pd.DataFrame | None) -> pd.DataFrame | None:
-            return None if df is None else df.loc[lo:hi]
-
+        idx = self.candles.index
+        lo = start if start is not None else (idx[0] if len(idx) else None)
+        hi = end if end is not None else (idx[-1] if len(idx) else None)
+        close_time = None if hi is None else hi + timeframe_to_timedelta(self.timeframe)
         return replace(
             self,
-            candles=self.candles.loc[lo:hi],
-            funding=events(self.funding),
-            trades=events(self.trades),
-            book=events(self.book),
-            btc=companion(self.btc),
-            eth=companion(self.eth),
+            candles=_rows_between(self.candles, lo, hi, closed=True),
+            funding=_rows_between(self.funding, lo, close_time, closed=False),
+            trades=_rows_between(self.trades, lo, close_time, closed=False),
+            book=_rows_between(self.book, lo, close_time, closed=False),
+            btc=_rows_between(self.btc, lo, hi, closed=True),
+            eth=_rows_between(self.eth, lo, hi, closed=True),
         )
+
+
+def _rows_between(df: pd.DataFrame | None, lo: pd.Timestamp | None, hi: pd.Timestamp | None, closed: bool) -> pd.DataFrame | None:
+    """Rows of ``df`` with time in ``[lo, hi]`` (``closed``) or ``[lo, hi)``; a None bound is open."""
+    if df is None or len(df) == 0:
+        return df
+    idx = df.index
+    if isinstance(idx, pd.DatetimeIndex) and idx.is_monotonic_increasing:  # cached on the index
+        ticks, per_tick = idx.asi8, _NS_PER_TICK[idx.unit]
+        # In the index's unit t: t >= lo <=> t >= ceil(lo); t <= hi <=> t <= floor(hi); t < hi <=> t < ceil(hi).
+        a = 0 if lo is None else int(np.searchsorted(ticks, -(-pd.Timestamp(lo).value // per_tick), side="left"))
+        if hi is None:
+            b = len(ticks)
+        elif closed:
+            b = int(np.searchsorted(ticks, pd.Timestamp(hi).value // per_tick, side="right"))
+        else:
+            b = int(np.searchsorted(ticks, -(-pd.Timestamp(hi).value // per_tick), side="left"))
+        return df.iloc[a : max(a, b)]
+    keep = np.ones(len(idx), dtype=bool)
+    if lo is not None:
+        keep &= np.asarray(idx >= lo)
+    if hi is not None:
+        keep &= np.asarray(idx <= hi) if closed else np.asarray(idx < hi)
+    return df.loc[keep]
 
 
 def validate_candles(candles: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -119,13 +145,13 @@ def validate_candles(candles: pd.DataFrame, where: str) -> pd.DataFrame:
     if len(nan_rows):
         r = int(nan_rows[0])
         raise DataError(f"{where}: {len(nan_rows)} rows with NaN/inf OHLCV, first at row {r} ({idx[r]})")
-    o, h, l, c, v = values.T
-    bad = np.flatnonzero((l > np.minimum(o, c)) | (h < np.maximum(o, c)) | (l <= 0) | (v < 0))
-    if len(bad):
-        r = int(bad[0])
+    o, h, low, c, v = values.T
+    inconsistent = np.flatnonzero((low > np.minimum(o, c)) | (h < np.maximum(o, c)) | (low <= 0) | (v < 0))
+    if len(inconsistent):
+        r = int(inconsistent[0])
         raise DataError(
             f"{where}: row {r} ({idx[r]}) is not OHLC-consistent "
-            f"(open={o[r]}, high={h[r]}, low={l[r]}, close={c[r]}, volume={v[r]}); need 0 < low <= open, close <= high"
+            f"(open={o[r]}, high={h[r]}, low={low[r]}, close={c[r]}, volume={v[r]}); need 0 < low <= open, close <= high"
         )
     return candles
 

@@ -82,7 +82,6 @@ from aster_rl.data.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 
-REGIMES = ("trend_up", "trend_down", "range", "volatile")
 SIGNAL_WARMUP_BARS = 300
 SIGNAL_MEDIAN_WINDOWS = (20, 288)
 SIGNAL_VOLUME_FACTOR = (4.0, 8.0)
@@ -378,10 +377,11 @@ def _trades(rng: np.random.Generator, index: pd.DatetimeIndex, step: pd.Timedelt
     sig_dir[signals["bar"].to_numpy()] = signals["direction"].to_numpy()
     buy = np.where(is_extra, sig_dir[bars] > 0, buy)
     notional = np.where(is_extra, np.maximum(notional, 20_000.0 * (1.0 + frac)), notional)
-    o, h, l, c = (candles[col].to_numpy()[bars] for col in ("open", "high", "low", "close"))
+    o, h, low, c = (candles[col].to_numpy()[bars] for col in ("open", "high", "low", "close"))
     order = np.lexsort((frac, bars))
-    bars, frac, buy, notional, o, h, l, c = (a[order] for a in (bars, frac, buy, notional, o, h, l, c))
-    price = np.clip(o + (c - o) * frac + 0.25 * (h - l) * rng.standard_normal(m), l, h)
+    bars, frac, buy, notional = bars[order], frac[order], buy[order], notional[order]
+    o, h, low, c = o[order], h[order], low[order], c[order]
+    price = np.clip(o + (c - o) * frac + 0.25 * (h - low) * rng.standard_normal(m), low, h)
     step_ns = int(step / pd.Timedelta(1, "ns"))
     open_ns = index.as_unit("ns").asi8
     ts = open_ns[bars] + (frac * (step_ns - 1_000_000)).astype(np.int64)

@@ -14,7 +14,8 @@ import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,10 @@ from aster_rl.features.tentacles.btc_cycle import PHASES, days_of_row
 from aster_rl.features.tentacles.regime import STATE_NAMES
 from aster_rl.features.tentacles.strategy import PROFILES
 from aster_rl.data.timeframes import timeframe_to_timedelta
+from aster_rl.features.tentacles.base import Tentacle
+
+if TYPE_CHECKING:
+    from aster_rl.features.pipeline import FeatureSchema, FeatureSet
 
 logger = logging.getLogger(__name__)
 
@@ -180,19 +185,18 @@ def _decision_from_dict(data: dict[str, Any]) -> BrainDecision:
     return BrainDecision(**d)
 
 
-def _feature_frame(features: Any) -> tuple[pd.DataFrame, Any]:
+def _feature_frame(features: pd.DataFrame | FeatureSet) -> tuple[pd.DataFrame, FeatureSet | None]:
     """(DataFrame of feature values, the FeatureSet when one was given)."""
+    from aster_rl.features.pipeline import FeatureSet
+
     if isinstance(features, pd.DataFrame):
         return features, None
-    frame = getattr(features, "frame", None)
-    if callable(frame):
-        return frame(), features
-    if isinstance(frame, pd.DataFrame):
-        return frame, features
+    if isinstance(features, FeatureSet):
+        return features.frame(), features
     raise TypeError(f"features: expected a DataFrame or a FeatureSet, got {type(features).__name__}")
 
 
-def _compute_features(market: MarketBundle, cfg: FeaturesConfig) -> Any:
+def _compute_features(market: MarketBundle, cfg: FeaturesConfig) -> FeatureSet:
     from aster_rl.features.pipeline import build_features
 
     return build_features(market, cfg)
@@ -207,21 +211,40 @@ def _num(row: pd.Series, name: str, default: float = 0.0) -> float:
     return value if math.isfinite(value) else default
 
 
-def _readings(row: pd.Series, names: list[str]) -> dict[str, str]:
+def readings(row: pd.Series, schema: FeatureSchema | None = None, readers: Mapping[str, Tentacle] | None = None) -> dict[str, str]:
+    """Tentacle name -> its human sentence for one feature row (a Series named by column).
+
+    With ``schema`` the row is the schema's tentacles' column blocks, in order; without, each
+    tentacle of ``readers`` (default: every registered one) reads the columns named
+    ``<tentacle>_*`` and is left out when there are none. ``readers`` supplies the tentacle
+    objects (the resolved ones of a pipeline); a name it lacks falls back to the registry.
+    A reading is prose for a report: one that fails is logged and becomes
+    ``"<tentacle>: no reading (<error>)"``, never an exception.
+    """
+    readers = readers if readers is not None else TENTACLES
+    blocks: list[tuple[str, pd.Series]] = []
+    if schema is not None:
+        start = 0
+        for name, count in zip(schema.tentacles, schema.columns_per_tentacle):
+            blocks.append((name, row.iloc[start : start + count]))
+            start += count
+    else:
+        for name in readers:
+            cols = [c for c in row.index if isinstance(c, str) and c.startswith(f"{name}_")]
+            if cols:
+                blocks.append((name, row[cols]))
     out: dict[str, str] = {}
-    for name in names:
-        cols = [c for c in row.index if isinstance(c, str) and c.startswith(f"{name}_")]
-        if not cols:
-            continue
+    for name, block in blocks:
+        tentacle = readers.get(name) or TENTACLES[name]
         try:
-            out[name] = TENTACLES[name].reading(row[cols].astype(float))
+            out[name] = tentacle.reading(block.astype(float))
         except Exception as e:  # a reading is prose for a report: never let one break the others
-            logger.warning("reading of tentacle %s failed: %s", name, e)
+            logger.warning("reading of tentacle %s failed at %s: %s", name, row.name, e)
             out[name] = f"{name}: no reading ({type(e).__name__})"
     return out
 
 
-def brain_report(market: MarketBundle, features: Any | None, at: pd.Timestamp | str | None, cfg: FeaturesConfig) -> BrainReport:
+def brain_report(market: MarketBundle, features: pd.DataFrame | FeatureSet | None, at: pd.Timestamp | str | None, cfg: FeaturesConfig) -> BrainReport:
     """The report for the newest bar opening at or before ``at`` (the newest bar when ``at`` is None).
 
     ``features`` is a FeatureSet or a DataFrame of tentacle columns on ``market``'s index;
@@ -247,11 +270,11 @@ def brain_report(market: MarketBundle, features: Any | None, at: pd.Timestamp | 
     row_pos = int(frame.index.get_loc(bar_time))
     row = frame.iloc[row_pos]
 
-    names = [n for n in TENTACLES if n in set(cfg.tentacles)] if cfg.tentacles else list(TENTACLES)
-    if feature_set is not None and hasattr(feature_set, "readings"):
-        readings = feature_set.readings(row_pos)
+    if feature_set is not None:
+        texts = feature_set.readings(row_pos)
     else:
-        readings = _readings(row, names)
+        names = [n for n in TENTACLES if n in set(cfg.tentacles)] if cfg.tentacles else list(TENTACLES)
+        texts = readings(row, readers={n: TENTACLES[n] for n in names})
 
     strategy: dict[str, Any] = {}
     if "strategy_profile" in row.index:
@@ -264,7 +287,7 @@ def brain_report(market: MarketBundle, features: Any | None, at: pd.Timestamp | 
     regime: dict[str, Any] = {}
     if "regime_state" in row.index:
         state = int(round(_num(row, "regime_state")))
-        regime = {"state": STATE_NAMES[min(max(state, 0), 3)], "strength": _num(row, "regime_strength")}
+        regime = {"state": STATE_NAMES[min(max(state, 0), len(STATE_NAMES) - 1)], "strength": _num(row, "regime_strength")}
     cycle: dict[str, Any] = {}
     if "btc_cycle_phase" in row.index:
         phase = int(round(_num(row, "btc_cycle_phase")))
@@ -289,7 +312,7 @@ def brain_report(market: MarketBundle, features: Any | None, at: pd.Timestamp | 
         time=bar_time,
         close_time=bar_time + timeframe_to_timedelta(market.timeframe),
         price=float(np.asarray(candles["close"])[pos]),
-        readings=readings,
+        readings=texts,
         strategy=strategy,
         regime=regime,
         cycle=cycle,

@@ -30,6 +30,7 @@ import pandas as pd
 from aster_rl.config import FeaturesConfig
 from aster_rl.errors import ConfigError, DataError, SchemaMismatchError
 from aster_rl.data.market import MarketBundle, validate_candles
+from aster_rl.features.brain import readings as tentacle_readings
 from aster_rl.features.tentacles import TENTACLES
 from aster_rl.features.tentacles.base import Tentacle
 from aster_rl.data.timeframes import timeframe_to_timedelta
@@ -145,25 +146,37 @@ class FeatureSchema:
             lines.append(f"pipeline version {self.version.get('pipeline')} -> {other.version.get('pipeline')}")
         if self.timeframe != other.timeframe:
             lines.append(f"timeframe {self.timeframe} -> {other.timeframe}")
+        lines += self._diff_tentacles(other) + self._diff_settings(other) + self._diff_columns(other)
+        if not lines and self.hash != other.hash:
+            lines.append(f"schema hash {self.hash[:12]}… -> {other.hash[:12]}…")
+        return lines
+
+    def _diff_tentacles(self, other: FeatureSchema) -> list[str]:
+        """Tentacles missing, extra or in another order."""
         mine, theirs = list(self.tentacles), list(other.tentacles)
-        for t in mine:
-            if t not in theirs:
-                lines.append(f"tentacle {t!r} missing")
-        for t in theirs:
-            if t not in mine:
-                lines.append(f"tentacle {t!r} extra")
-        common = [t for t in mine if t in theirs]
-        if common != [t for t in theirs if t in mine]:
+        lines = [f"tentacle {t!r} missing" for t in mine if t not in theirs]
+        lines += [f"tentacle {t!r} extra" for t in theirs if t not in mine]
+        if [t for t in mine if t in theirs] != [t for t in theirs if t in mine]:
             lines.append(f"tentacle order {mine} -> {theirs}")
+        return lines
+
+    def _diff_settings(self, other: FeatureSchema) -> list[str]:
+        """Version and parameter changes of the tentacles both schemas have."""
+        lines: list[str] = []
         my_versions = self.version.get("tentacles", {})
         their_versions = other.version.get("tentacles", {})
-        for t in common:
+        for t in (t for t in self.tentacles if t in other.tentacles):
             if my_versions.get(t) != their_versions.get(t):
                 lines.append(f"tentacle {t!r} version {my_versions.get(t)} -> {their_versions.get(t)}")
             a, b = self.params.get(t, {}), other.params.get(t, {})
             for key in sorted(set(a) | set(b)):
                 if a.get(key, "<unset>") != b.get(key, "<unset>"):
                     lines.append(f"parameter {t}.{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}")
+        return lines
+
+    def _diff_columns(self, other: FeatureSchema) -> list[str]:
+        """Columns missing, extra or moved."""
+        lines: list[str] = []
         names_a, names_b = list(self.names), list(other.names)
         set_b, set_a = set(names_b), set(names_a)
         missing = [n for n in names_a if n not in set_b]
@@ -177,8 +190,6 @@ class FeatureSchema:
         if shared_a != shared_b:
             moved = [f"{n} (position {names_a.index(n)} -> {names_b.index(n)})" for n, m in zip(shared_a, shared_b) if n != m]
             lines.append(f"reordered columns: {', '.join(moved[:10])}" + (" …" if len(moved) > 10 else ""))
-        if not lines and self.hash != other.hash:
-            lines.append(f"schema hash {self.hash[:12]}… -> {other.hash[:12]}…")
         return lines
 
     def check_compatible(self, other: FeatureSchema) -> None:
@@ -212,18 +223,8 @@ class FeatureSet:
         n = len(self.index)
         if not -n <= row_position < n:
             raise IndexError(f"row {row_position} outside 0..{n - 1}")
-        out, start = {}, 0
-        for name, count in zip(self.schema.tentacles, self.schema.columns_per_tentacle):
-            cols = self.columns[start : start + count]
-            row = pd.Series(self.matrix[row_position, start : start + count].astype(float), index=cols, name=self.index[row_position])
-            start += count
-            tentacle = self._readers.get(name) or TENTACLES[name]
-            try:
-                out[name] = tentacle.reading(row)
-            except Exception as e:  # a reading is prose for a report: never let one break the others
-                logger.warning("reading of tentacle %s failed at row %s: %s", name, row_position, e)
-                out[name] = f"{name}: no reading ({type(e).__name__})"
-        return out
+        row = pd.Series(self.matrix[row_position].astype(float), index=self.columns, name=self.index[row_position])
+        return tentacle_readings(row, self.schema, self._readers)
 
 
 def resolve_tentacles(cfg: FeaturesConfig) -> list[tuple[str, Tentacle, dict[str, Any]]]:
@@ -335,19 +336,6 @@ def window_bars_for(name: str, tentacle: Tentacle, params: dict[str, Any], timef
         bar_hours = timeframe_to_timedelta(timeframe) / pd.Timedelta(hours=1)
         need = max(need, int(math.ceil(hours / bar_hours)) + int(window_bars))
     return need
-
-
-def _tail(market: MarketBundle, start: pd.Timestamp) -> MarketBundle:
-    """``market.window(start, None)`` by binary search on the sorted indexes (O(log n), not a full mask)."""
-    from dataclasses import replace
-
-    def cut(df: pd.DataFrame | None) -> pd.DataFrame | None:
-        if df is None or len(df) == 0 or not df.index.is_monotonic_increasing:
-            return None if df is None else df.loc[df.index >= start]
-        return df.iloc[int(df.index.searchsorted(start, side="left")) :]
-
-    return replace(market, candles=cut(market.candles), funding=cut(market.funding), trades=cut(market.trades),
-                   book=cut(market.book), btc=cut(market.btc), eth=cut(market.eth))
 
 
 def latest_features(market: MarketBundle, cfg: FeaturesConfig, window_bars: int = WINDOW_BARS) -> np.ndarray:

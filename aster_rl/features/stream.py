@@ -4,7 +4,7 @@ Each closed bar, ``stream.update(market)`` returns the float32 feature row of th
 bar of ``market`` (the bundle as known at that bar's close: the full history or a
 recent window that overlaps the previous call). It equals the batch row of
 :func:`aster_rl.features.pipeline.build_features` within 1e-6 relative (1e-6 absolute near 0),
-as tested in ``tests/aster_rl/test_feature_stream.py``.
+as tested in ``tests/aster_rl/features/test_feature_stream.py``.
 
 What makes it cheap:
 
@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -45,11 +44,11 @@ import pandas as pd
 
 from aster_rl.config import FeaturesConfig
 from aster_rl.errors import DataError
+from aster_rl.features.brain import readings as tentacle_readings
 from aster_rl.features.pipeline import (
     PIPELINE_VERSION,
     WINDOW_BARS,
     FeatureSchema,
-    _tail,
     resolve_tentacles,
     window_bars_for,
 )
@@ -149,10 +148,11 @@ class _MultiTimeframeState:
         ]
         self.columns = [f"{mtf.NAME}_{kind}_{tf}" for tf in self.timeframes for kind in ("trend", "distance", "available")]
         self.columns += [f"{mtf.NAME}_{c}" for c in ("alignment", "bullish_count", "bearish_count", "considered")]
+        self.keep_rows = keep_rows
         self.rows: deque[np.ndarray] = deque(maxlen=keep_rows)
 
     def start(self, open_ns: np.ndarray, close: np.ndarray) -> None:
-        split = max(0, len(open_ns) - self.rows.maxlen)
+        split = max(0, len(open_ns) - self.keep_rows)
         for t in self.trends:
             t.start(open_ns[:split], close[:split])
         self.rows.clear()
@@ -265,9 +265,9 @@ class FeatureStream:
         empty: dict[int, pd.DataFrame] = {}
         source = market
         for w in sizes:
-            source = windows[w] = _recent(source, index[n - w], check=source is market)
+            source = windows[w] = source.window(index[n - w], None)
         for name, tentacle, params, need in self._plan:
-            if need == 0:
+            if need == 0 and self._mtf is not None:  # the multi_timeframe tentacle: its state, not a window
                 cols, values = self._mtf.columns, self._mtf.tail()
             else:
                 w = min(n, need)
@@ -312,35 +312,8 @@ class FeatureStream:
         """Tentacle name -> its human sentence for the newest row."""
         if self._row is None:
             raise DataError("FeatureStream.readings: call update() first")
-        out, start = {}, 0
-        for (name, tentacle, _, _), count in zip(self._plan, self._counts):
-            cols = self.columns[start : start + count]
-            row = pd.Series(self._row[start : start + count].astype(float), index=cols, name=self.last_time)
-            start += count
-            try:
-                out[name] = tentacle.reading(row)
-            except Exception as e:  # prose for a report: never let one reading break the others
-                logger.warning("reading of tentacle %s failed at %s: %s", name, self.last_time, e)
-                out[name] = f"{name}: no reading ({type(e).__name__})"
-        return out
-
-
-def _recent(market: MarketBundle, start: pd.Timestamp, check: bool = True) -> MarketBundle:
-    """The bars and events from ``start`` on, by binary search: O(log n) even on frames the caller just rebuilt.
-
-    Every frame is taken to be sorted by time, as stored; with ``check``, a tail found out
-    of order falls back to :func:`aster_rl.features.pipeline._tail`'s full scan.
-    """
-    frames = {}
-    for key in ("candles", "funding", "trades", "book", "btc", "eth"):
-        df = getattr(market, key)
-        if df is not None and len(df):
-            cut = df.iloc[int(df.index.searchsorted(start, side="left")) :]
-            if check and not cut.index.is_monotonic_increasing:
-                return _tail(market, start)
-            df = cut
-        frames[key] = df
-    return replace(market, **frames)
+        row = pd.Series(self._row.astype(float), index=self.columns, name=self.last_time)
+        return tentacle_readings(row, self.schema, {name: tentacle for name, tentacle, _, _ in self._plan})
 
 
 def _context(names: list[list[str]], tails: list[np.ndarray], index: pd.DatetimeIndex) -> pd.DataFrame:

@@ -107,18 +107,10 @@ class RunSummary:
 
 def reasoning_from_row(schema: Any, row: np.ndarray) -> str:
     """The tentacles' human readings of one feature row, joined (the seed's brain reasoning)."""
-    from aster_rl.features.tentacles import TENTACLES
+    from aster_rl.features.brain import readings
 
-    parts, start = [], 0
-    for name, count in zip(schema.tentacles, schema.columns_per_tentacle):
-        cols = list(schema.names[start : start + count])
-        values = pd.Series(np.asarray(row[start : start + count], dtype=float), index=cols)
-        start += count
-        try:
-            parts.append(TENTACLES[name].reading(values))
-        except Exception as e:  # prose for the log: one failing reading never stops trading
-            logger.warning("reading of tentacle %s failed: %s", name, e)
-    return "; ".join(p for p in parts if p)
+    texts = readings(pd.Series(np.asarray(row, dtype=float), index=list(schema.names)), schema)
+    return "; ".join(t for t in texts.values() if t)
 
 
 class LiveRunner:

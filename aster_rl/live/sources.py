@@ -28,7 +28,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,35 +138,6 @@ def bars_from_market(market: MarketBundle, prices: PriceArrays | None = None) ->
     return out
 
 
-def market_slice(market: MarketBundle, first_open: pd.Timestamp, last_open: pd.Timestamp) -> MarketBundle:
-    """``market.window(first_open, last_open)`` by binary search on the sorted indexes.
-
-    Bars opening in ``[first_open, last_open]``, the events before ``last_open``'s close and
-    the companions' bars in the same range: O(log n) on a long history instead of a mask
-    over every row (a frame found out of order falls back to the mask).
-    """
-    close_time = last_open + timeframe_to_timedelta(market.timeframe)
-
-    def cut(df: pd.DataFrame | None, upper: pd.Timestamp, side: str) -> pd.DataFrame | None:
-        if df is None:
-            return None
-        idx = df.index
-        if not idx.is_monotonic_increasing:
-            keep = (idx >= first_open) & ((idx <= upper) if side == "right" else (idx < upper))
-            return df.loc[keep]
-        return df.iloc[int(idx.searchsorted(first_open, side="left")) : int(idx.searchsorted(upper, side=side))]
-
-    return replace(
-        market,
-        candles=cut(market.candles, last_open, "right"),
-        funding=cut(market.funding, close_time, "left"),
-        trades=cut(market.trades, close_time, "left"),
-        book=cut(market.book, close_time, "left"),
-        btc=cut(market.btc, last_open, "right"),
-        eth=cut(market.eth, last_open, "right"),
-    )
-
-
 class ReplaySource(BarSource):
     """Stored history replayed bar by bar: bars with open time in ``[start, end)`` are streamed.
 
@@ -260,7 +231,7 @@ class ReplaySource(BarSource):
         first = index[max(0, pos - max(int(bars), 1) + 1)]
         if since is not None and since < first:
             first = since
-        return market_slice(self.market, first, last_open)
+        return self.market.window(first, last_open)
 
     def now(self) -> pd.Timestamp:
         return self._clock

@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pandas as pd
 
@@ -123,11 +123,11 @@ class PatternLibrary:
         stats: PatternStats,
         meta: dict[str, Any] | None = None,
         ts_ms: int | None = None,
-        trades: list[tuple[str, str, float, str]] | None = None,
+        trades: Sequence[tuple[str, str, float, str]] | None = None,
     ) -> LibraryEntry:
         """Add (or replace) a pattern with statistics (and its training trades); records a ``created`` event."""
         status = self.status_for(stats)
-        entry = LibraryEntry(pattern, stats, status, dict(meta or {}), trades=tuple(tuple(t) for t in trades or ()))
+        entry = LibraryEntry(pattern, stats, status, dict(meta or {}), trades=tuple(trades or ()))
         event = HistoryEvent(ts_ms if ts_ms is not None else _now_ms(), "created", entry.snapshot())
         entry = replace(entry, history=(event,))
         self._entries[entry.name] = entry

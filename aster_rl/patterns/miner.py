@@ -168,15 +168,18 @@ def conditions_for(values: np.ndarray, column: str, min_support: int) -> list[Co
     return kept
 
 
+Conjunction = tuple[tuple[Condition, ...], np.ndarray]  # conditions, the bars where all hold
+
+
 def enumerate_conjunctions(
     masks: dict[Condition, np.ndarray], max_conditions: int, min_support: int, max_candidates: int
-) -> list[tuple[tuple[Condition, ...], np.ndarray]]:
+) -> list[Conjunction]:
     """Conjunctions on distinct columns, level by level, pruned by support, at most ``max_candidates``."""
     conds = sorted(masks)
-    level = [((c,), masks[c]) for c in conds]
+    level: list[Conjunction] = [((c,), masks[c]) for c in conds]
     out = list(level[:max_candidates])
     for _ in range(2, max_conditions + 1):
-        nxt = []
+        nxt: list[Conjunction] = []
         for combo, mask in level:
             last = combo[-1]
             used = {c.column for c in combo}
@@ -325,91 +328,33 @@ def mine(
     n = len(frame)
     if n - first_bar < 2 * cfg.min_trades:
         raise DataError(f"mine: {n - first_bar} bars after the warm-up; need more than {2 * cfg.min_trades}")
-    wanted = tuple(columns) if columns is not None else DEFAULT_COLUMNS
-    use = [c for c in wanted if c in frame.columns]
-    missing = [c for c in wanted if c not in frame.columns]
-    if columns is not None and missing:
-        raise DataError(f"mine: feature columns {missing} are missing (available: {len(frame.columns)} columns)")
-    if missing:
-        logger.info("mining without the absent default columns %s", missing)
-    if not use:
-        raise DataError("mine: none of the mining columns are in the feature frame")
+    use = _mining_columns(frame, columns)
     profiles = tuple(profiles) if profiles is not None else tuple(env.exit_profiles)
 
     eligible = np.zeros(n, dtype=bool)
     eligible[first_bar:] = True
-    masks: dict[Condition, np.ndarray] = {}
-    for col in use:
-        values = frame[col].to_numpy(dtype=float)
-        train_values = np.where(eligible, values, np.nan)
-        for cond in conditions_for(train_values[first_bar:], col, cfg.min_trades):
-            masks[cond] = cond.mask(values) & eligible
+    masks = _condition_masks(frame, use, eligible, first_bar, cfg.min_trades)
     combos = enumerate_conjunctions(masks, cfg.max_conditions, cfg.min_trades, max_candidates)
     logger.info("%d conditions on %d columns, %d conjunctions", len(masks), len(use), len(combos))
 
-    outcomes: dict[tuple[str, str], Outcomes] = {}
-    population: dict[tuple[str, str], np.ndarray] = {}
-    for side in sides:
-        for prof in profiles:
-            o = simulate_entries(prices, np.flatnonzero(eligible), side, prof, env, cfg.max_hold_bars)
-            outcomes[(side, prof)] = o
-            population[(side, prof)] = o.net_return[o.valid & eligible]
-    pop_moments = {k: (float(v.mean()), float(v.var()), len(v)) if len(v) else (0.0, 0.0, 0) for k, v in population.items()}
-
+    outcomes = {
+        (side, prof): simulate_entries(prices, np.flatnonzero(eligible), side, prof, env, cfg.max_hold_bars)
+        for side in sides
+        for prof in profiles
+    }
     span = n - first_bar
     min_shift = min(MIN_SHIFT_BARS, span // 4)
     offsets = np.random.default_rng(seed).integers(min_shift, span - min_shift + 1, size=cfg.permutations)
-    regimes = _labels(frame, "regime_state", "regime")
-    phases = _labels(frame, "btc_cycle_phase", "phase")
-    rows: list[tuple[Pattern, np.ndarray, np.ndarray, float, float]] = []
-    total = len(combos)
-    for done, (combo, mask) in enumerate(combos, 1):
-        for (side, prof), o in outcomes.items():
-            if int((mask & o.valid).sum()) < cfg.min_trades:
-                continue
-            taken = pattern_entries(mask, o)
-            if len(taken) < cfg.min_trades:
-                continue
-            r = o.net_return[taken]
-            t, p = shift_pvalue(r, taken, o.net_return, first_bar, offsets)
-            rows.append((Pattern(combo, side, prof), taken, r, t, p))
-        if progress is not None:
-            progress(done, total)
+    rows = _test_candidates(combos, outcomes, cfg.min_trades, first_bar, offsets, progress)
+    naive, corrected, cutoff = _select(rows, outcomes, eligible, frame, cfg, seed)
 
-    evaluated = len(rows)
-    p_values = np.array([row[4] for row in rows])
-    reject, cutoff = benjamini_hochberg(p_values, cfg.fdr)
-    naive: list[MinedPattern] = []
-    corrected: list[MinedPattern] = []
-    rng = np.random.default_rng(seed)
-    for i, (pattern, taken, r, t, p) in enumerate(rows):
-        positive = float(r.mean()) > 0
-        if not positive or (p >= NAIVE_ALPHA and not reject[i]):
-            continue
-        o = outcomes[(pattern.side, pattern.profile)]
-        stats = compute_stats(
-            r,
-            regimes[taken] if regimes is not None else None,
-            phases[taken] if phases is not None else None,
-        )
-        mined = MinedPattern(pattern, stats, t, p, taken, o.exit_bar[taken], r, o.reason[taken])
-        if reject[i]:
-            mined = MinedPattern(
-                pattern, stats, t, p, taken, o.exit_bar[taken], r, o.reason[taken],
-                p_permutation=permutation_pvalue(r, population[(pattern.side, pattern.profile)], cfg.permutations, rng),
-            )
-            corrected.append(mined)
-        if p < NAIVE_ALPHA:
-            naive.append(mined)
-    naive.sort(key=lambda m: -m.t_stat)
-    corrected.sort(key=lambda m: -m.t_stat)
     last_exit = max((int(o.exit_bar.max()) for o in outcomes.values()), default=-1)
     dated = isinstance(frame.index, pd.DatetimeIndex)
     result = MiningResult(
-        start=frame.index[first_bar] if isinstance(frame.index, pd.DatetimeIndex) else None,
-        end=frame.index[-1] if isinstance(frame.index, pd.DatetimeIndex) else None,
+        start=frame.index[first_bar] if dated else None,
+        end=frame.index[-1] if dated else None,
         enumerated=len(combos),
-        evaluated=evaluated,
+        evaluated=len(rows),
         naive=naive,
         corrected=corrected,
         bh_threshold=cutoff,
@@ -419,9 +364,105 @@ def mine(
     )
     logger.info(
         "mined %d candidates in %.1f s: %d naive (p < %.2f), %d after Benjamini-Hochberg at %.2f",
-        evaluated, result.seconds, len(naive), NAIVE_ALPHA, len(corrected), cfg.fdr,
+        result.evaluated, result.seconds, len(naive), NAIVE_ALPHA, len(corrected), cfg.fdr,
     )
     return result
+
+
+def _mining_columns(frame: pd.DataFrame, columns: Sequence[str] | None) -> list[str]:
+    """The feature columns conditions may use: ``columns`` (all must be there) or the defaults present."""
+    wanted = tuple(columns) if columns is not None else DEFAULT_COLUMNS
+    use = [c for c in wanted if c in frame.columns]
+    missing = [c for c in wanted if c not in frame.columns]
+    if columns is not None and missing:
+        raise DataError(f"mine: feature columns {missing} are missing (available: {len(frame.columns)} columns)")
+    if missing:
+        logger.info("mining without the absent default columns %s", missing)
+    if not use:
+        raise DataError("mine: none of the mining columns are in the feature frame")
+    return use
+
+
+def _condition_masks(
+    frame: pd.DataFrame, use: Sequence[str], eligible: np.ndarray, first_bar: int, min_trades: int
+) -> dict[Condition, np.ndarray]:
+    """Every single condition on ``use`` (thresholds from the eligible bars) -> the eligible bars it holds on."""
+    masks: dict[Condition, np.ndarray] = {}
+    for col in use:
+        values = frame[col].to_numpy(dtype=float)
+        train_values = np.where(eligible, values, np.nan)
+        for cond in conditions_for(train_values[first_bar:], col, min_trades):
+            masks[cond] = cond.mask(values) & eligible
+    return masks
+
+
+_Candidate = tuple[Pattern, np.ndarray, np.ndarray, float, float]  # pattern, entries, net returns, t, p
+
+
+def _test_candidates(
+    combos: Sequence[Conjunction],
+    outcomes: dict[tuple[str, str], Outcomes],
+    min_trades: int,
+    first_bar: int,
+    offsets: np.ndarray,
+    progress: ProgressFn | None,
+) -> list[_Candidate]:
+    """Each conjunction under each (side, profile) with at least ``min_trades`` trades, with its shift test."""
+    rows: list[_Candidate] = []
+    total = len(combos)
+    for done, (combo, mask) in enumerate(combos, 1):
+        for (side, prof), o in outcomes.items():
+            if int((mask & o.valid).sum()) < min_trades:
+                continue
+            taken = pattern_entries(mask, o)
+            if len(taken) < min_trades:
+                continue
+            r = o.net_return[taken]
+            t, p = shift_pvalue(r, taken, o.net_return, first_bar, offsets)
+            rows.append((Pattern(combo, side, prof), taken, r, t, p))
+        if progress is not None:
+            progress(done, total)
+    return rows
+
+
+def _select(
+    rows: Sequence[_Candidate],
+    outcomes: dict[tuple[str, str], Outcomes],
+    eligible: np.ndarray,
+    frame: pd.DataFrame,
+    cfg: PatternsConfig,
+    seed: int,
+) -> tuple[list[MinedPattern], list[MinedPattern], float]:
+    """The profitable candidates naively significant (p < NAIVE_ALPHA) and those BH keeps at
+    ``cfg.fdr`` (with a permutation p-value against all entries of their side and profile),
+    each sorted by t-statistic, and the BH p-value cutoff."""
+    reject, cutoff = benjamini_hochberg([row[4] for row in rows], cfg.fdr)
+    regimes = _labels(frame, "regime_state", "regime")
+    phases = _labels(frame, "btc_cycle_phase", "phase")
+    naive: list[MinedPattern] = []
+    corrected: list[MinedPattern] = []
+    rng = np.random.default_rng(seed)
+    for i, (pattern, taken, r, t, p) in enumerate(rows):
+        if not float(r.mean()) > 0 or (p >= NAIVE_ALPHA and not reject[i]):
+            continue
+        o = outcomes[(pattern.side, pattern.profile)]
+        stats = compute_stats(
+            r,
+            regimes[taken] if regimes is not None else None,
+            phases[taken] if phases is not None else None,
+        )
+        p_permutation = None
+        if reject[i]:
+            population = o.net_return[o.valid & eligible]
+            p_permutation = permutation_pvalue(r, population, cfg.permutations, rng)
+        mined = MinedPattern(pattern, stats, t, p, taken, o.exit_bar[taken], r, o.reason[taken], p_permutation=p_permutation)
+        if reject[i]:
+            corrected.append(mined)
+        if p < NAIVE_ALPHA:
+            naive.append(mined)
+    naive.sort(key=lambda m: -m.t_stat)
+    corrected.sort(key=lambda m: -m.t_stat)
+    return naive, corrected, cutoff
 
 
 def replay(

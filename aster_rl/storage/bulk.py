@@ -54,7 +54,7 @@ def bulk_insert_new(
     return inserted
 
 
-def fetch_rows(conn: Connection, stmt: Select) -> list[tuple]:
+def fetch_rows(conn: Connection, stmt: Select) -> Sequence[Any]:
     """The rows of a select straight from the driver's cursor: no per-row result processing, for large reads."""
     return conn.execute(stmt).cursor.fetchall()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -163,7 +163,7 @@ class Database:
         if not self._schema_checked:
             self.check_schema()
 
-    def _check_versions(self, versions: list[int]) -> None:
+    def _check_versions(self, versions: Sequence[int]) -> None:
         if list(versions) != [SCHEMA_VERSION]:
             raise StorageError(
                 f"database {self.display_url} has schema version {sorted(versions)}, this program uses "

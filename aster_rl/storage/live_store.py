@@ -19,10 +19,11 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from aster_rl.errors import AsterError, StorageError
 from aster_rl.storage import pattern_store
@@ -90,12 +91,11 @@ def acquire_lease(
                 if (now - int(row.renewed_at)) / 1000 <= float(row.timeout_s):
                     raise LeaseHeld(f"session {session_id!r} is run by another runner: {_holder(row, now)}; "
                                     f"stop it (`aster-rl live stop`) or use another --session")
-                taken = s.execute(
+                taken = s.connection().execute(  # a Core UPDATE: its CursorResult counts the rows taken
                     update(LiveLease)
                     .where(LiveLease.session_id == session_id, LiveLease.token == row.token,
                            LiveLease.renewed_at == row.renewed_at)
                     .values(**values)
-                    .execution_options(synchronize_session=False)
                 ).rowcount
                 if taken != 1:
                     raise LeaseHeld(f"session {session_id!r}: another runner took over its expired lease just now")
@@ -161,9 +161,9 @@ def record_bar(
     *,
     state: dict[str, Any],
     prediction: dict[str, Any] | None = None,
-    outcomes: list[dict[str, Any]] = (),
-    orders: list[dict[str, Any]] = (),
-    risk_events: list[dict[str, Any]] = (),
+    outcomes: Sequence[dict[str, Any]] = (),
+    orders: Sequence[dict[str, Any]] = (),
+    risk_events: Sequence[dict[str, Any]] = (),
     lease: Lease | None = None,
     now_ms: int | None = None,
 ) -> int | None:
@@ -192,10 +192,10 @@ def record_bar(
                 select(Prediction.id).where(Prediction.session_id == session_id, Prediction.ts == int(prediction["ts"]))
             )
             if pred_id is None:
-                row = Prediction(**{**prediction, "session_id": session_id})
-                s.add(row)
+                new = Prediction(**{**prediction, "session_id": session_id})
+                s.add(new)
                 s.flush()
-                pred_id = int(row.id)
+                pred_id = int(new.id)
         for out in outcomes:
             fields = dict(out)
             pid = fields.pop("prediction_id", None)
@@ -215,7 +215,7 @@ def record_bar(
             if risk_note and risk_note not in (row.risk or ""):
                 row.risk = f"{row.risk}; {risk_note}" if row.risk else risk_note
             if pattern_update is not None and row.pattern and not was_closed and row.status in CLOSED_STATUSES:
-                _update_pattern(s, session_id, row, pattern_update)
+                _update_pattern(s, session_id, row, row.pattern, pattern_update)
         for order in orders:
             _check_fields(order, ORDER_FIELDS, "order")
             if s.get(LiveOrder, order["client_order_id"]) is not None:
@@ -224,27 +224,27 @@ def record_bar(
             s.add(LiveOrder(**values))
         for ev in risk_events:
             s.add(RiskEvent(session_id=session_id, ts=int(ev["ts"]), rule=ev["rule"], action=ev["action"], reason=ev["reason"]))
-        row = s.get(LiveState, session_id)
-        if row is None:
+        live = s.get(LiveState, session_id)
+        if live is None:
             s.add(LiveState(session_id=session_id, state=state, updated_at=now))
         else:
-            row.state = state
-            row.updated_at = now
+            live.state = state
+            live.updated_at = now
     return pred_id
 
 
-def _update_pattern(s: Any, session_id: str, row: Prediction, update: dict[str, Any]) -> None:
+def _update_pattern(s: Any, session_id: str, row: Prediction, pattern: str, update: dict[str, Any]) -> None:
     """The closed trade of ``row`` into the statistics of the pattern it matched (same transaction).
 
     Called only when the prediction turns from not closed into win / loss, so each trade
     counts once however often its outcome is written (restarts, reconciliation)."""
     entry = pattern_store.apply_outcome(
-        s, update["cfg"], row.pattern, float(update["net_return"]), update.get("regime"), update.get("phase"),
+        s, update["cfg"], pattern, float(update["net_return"]), update.get("regime"), update.get("phase"),
         ts_ms=int(row.closed_at) if row.closed_at is not None else None,
     )
     if entry is None:
         logger.warning("session %s: pattern %r of prediction %s is no longer in the library; its outcome is not counted",
-                       session_id, row.pattern, row.id)
+                       session_id, pattern, row.id)
 
 
 def load_state(db: Database, session_id: str) -> dict[str, Any] | None:
@@ -322,15 +322,6 @@ def predictions(
     frame["running_win_rate"] = (wins / n_closed.where(n_closed > 0)).astype(float)
     frame["running_pnl_usd"] = frame["pnl_usd"].where(closed, 0.0).fillna(0.0).cumsum()
     return frame
-
-
-def prediction_counts(db: Database, session_id: str) -> dict[str, int]:
-    db.ensure_checked()
-    with db.session() as s:
-        rows = s.execute(
-            select(Prediction.status, func.count()).where(Prediction.session_id == session_id).group_by(Prediction.status)
-        ).all()
-    return {str(k): int(v) for k, v in rows}
 
 
 def add_orders(db: Database, session_id: str, orders: list[dict[str, Any]]) -> None:

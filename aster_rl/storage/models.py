@@ -6,20 +6,22 @@ types are used, so the same models work on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
-SCHEMA_VERSION = 3  # 3: live_leases
+# 3: live_leases. The unused regimes and btc_cycles tables left the models without a new
+# version: a schema 3 database that still has them works (extra tables are never read).
+SCHEMA_VERSION = 3
 
 
 class Base(DeclarativeBase):
-    pass
+    if TYPE_CHECKING:  # every model here maps one Table (SQLAlchemy types __table__ as the wider FromClause)
+        __table__: ClassVar[Table]
 
 
 class SchemaVersion(Base):
@@ -45,7 +47,7 @@ class Candle(Base):
     """A bar, keyed by (series, open time); see :class:`CandleSeries` for source/symbol/timeframe."""
 
     __tablename__ = "candles"
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     series_id: Mapped[int] = mapped_column(AutoId, ForeignKey("candle_series.id"), primary_key=True, autoincrement=False)
     ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # bar open time, epoch ms
@@ -166,27 +168,6 @@ class PatternHistory(Base):
     ts: Mapped[int] = mapped_column(BigInteger)
     event: Mapped[str] = mapped_column(String(32))  # created / updated / promoted / demoted
     snapshot: Mapped[Any] = mapped_column(JSON, nullable=True)
-
-
-class Regime(Base):
-    __tablename__ = "regimes"
-    __table_args__ = (UniqueConstraint("symbol", "timeframe", "ts", name="uq_regimes_symbol_tf_ts"),)
-
-    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
-    ts: Mapped[int] = mapped_column(BigInteger)
-    symbol: Mapped[str] = mapped_column(String(64))
-    timeframe: Mapped[str] = mapped_column(String(8))
-    regime: Mapped[str] = mapped_column(String(32))
-    strength: Mapped[float] = mapped_column(Float)
-
-
-class BtcCycle(Base):
-    __tablename__ = "btc_cycles"
-
-    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
-    days_since_halving: Mapped[int] = mapped_column(Integer)
-    phase: Mapped[str] = mapped_column(String(64))
-    progress: Mapped[float] = mapped_column(Float)
 
 
 class LiveOrder(Base):

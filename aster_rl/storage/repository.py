@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ from aster_rl.data.timeframes import resample_candles, timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 
-TimeLike = pd.Timestamp | str | int | None
+TimeLike: TypeAlias = pd.Timestamp | str | int | None
 Target = Database | Session
 
 
@@ -99,16 +99,23 @@ def _between(stmt, column, start_ms: int | None, end_ms: int | None, end_inclusi
 
 # ---------------------------------------------------------------- candles
 
-def _series_id(conn: Connection, source: str, symbol: str, timeframe: str, create: bool = False) -> int | None:
-    """The id of the (source, symbol, timeframe) series; created on demand when ``create``."""
+def _series_id(conn: Connection, source: str, symbol: str, timeframe: str) -> int | None:
+    """The id of the (source, symbol, timeframe) series; None when it is not stored."""
     t = CandleSeries.__table__
     stmt = select(t.c.id).where(t.c.source == source, t.c.symbol == symbol, t.c.timeframe == timeframe)
     found = conn.execute(stmt).scalar_one_or_none()
-    if found is None and create:
-        bulk_insert_new(conn, t, {"source": [source], "symbol": [symbol], "timeframe": [timeframe]},
-                        ("source", "symbol", "timeframe"))
-        found = conn.execute(stmt).scalar_one()
     return None if found is None else int(found)
+
+
+def _new_or_stored_series_id(conn: Connection, source: str, symbol: str, timeframe: str) -> int:
+    """The id of the (source, symbol, timeframe) series, created when it is not stored yet."""
+    found = _series_id(conn, source, symbol, timeframe)
+    if found is not None:
+        return found
+    t = CandleSeries.__table__
+    bulk_insert_new(conn, t, {"source": [source], "symbol": [symbol], "timeframe": [timeframe]}, ("source", "symbol", "timeframe"))
+    stmt = select(t.c.id).where(t.c.source == source, t.c.symbol == symbol, t.c.timeframe == timeframe)
+    return int(conn.execute(stmt).scalar_one())
 
 
 def _candle_columns(candles: pd.DataFrame, where: str) -> dict[str, list[Any]]:
@@ -129,7 +136,7 @@ def _insert_candles(conn: Connection, source: str, symbol: str, timeframe: str, 
     n = len(candles)
     if n == 0:
         return 0
-    series = _series_id(conn, source, symbol, timeframe, create=True)
+    series = _new_or_stored_series_id(conn, source, symbol, timeframe)
     columns = {"series_id": [series] * n, **_candle_columns(candles, where)}
     new = bulk_insert_new(conn, Candle.__table__, columns, ("series_id", "ts"))
     logger.debug("%s: %d bars, %d new", where, n, new)
@@ -208,14 +215,14 @@ def merge_candles(
         return CandleMerge(0, 0)
     ts = np.asarray(_index_ms(candles, where), dtype=np.int64)
     with _connection(db) as conn:
-        series = _series_id(conn, source, symbol, timeframe, create=True)
+        series = _new_or_stored_series_id(conn, source, symbol, timeframe)
         seen = _compare_stored(conn, series, candles, ts)
         changed = len(seen.changed)
         if changed and not replace:
             r, column = int(seen.changed[0]), seen.columns[0]
             old = None if np.isnan(seen.old[0]) else float(seen.old[0])
-            new = float(candles[column].iloc[r])
-            new = None if np.isnan(new) else new
+            value = float(candles[column].iloc[r])
+            new = None if np.isnan(value) else value
             raise ChangedBar(
                 f"bar {candles.index[r]:%Y-%m-%d %H:%M} UTC differs from the one stored for {symbol} {timeframe} "
                 f"(source {source!r}): {column} stored {old}, new {new}; "

@@ -138,22 +138,6 @@ def cycle_phase(ts: pd.Timestamp | str | dt.datetime, halvings: Iterable[str] = 
     return CyclePosition(days=days, phase=phase, phase_name=PHASES[phase], progress=float(min(days / cycle_days, 1.0)))
 
 
-def cycle_rows(start: str | pd.Timestamp, end: str | pd.Timestamp, halvings: Iterable[str] = HALVINGS, cycle_days: float = CYCLE_DAYS) -> list[dict[str, Any]]:
-    """One row per UTC day in ``[start, end]`` for the ``btc_cycles`` table.
-
-    Keys: ``date`` (``datetime.date``), ``days_since_halving`` (whole days, at 00:00 UTC),
-    ``phase`` (name, e.g. ``"BULL_MARKET_PHASE_1"``), ``progress`` (0..1).
-    """
-    lo, hi = _utc(start), _utc(end)
-    days_index = pd.date_range(lo.floor("D"), hi.floor("D"), freq="D")
-    days = days_since_halving(days_index, halvings, cycle_days)
-    phases = phase_of_days(days)
-    return [
-        {"date": d.date(), "days_since_halving": int(x), "phase": PHASES[int(p)], "progress": float(min(x / cycle_days, 1.0))}
-        for d, x, p in zip(days_index, days, phases)
-    ]
-
-
 def features(market: MarketBundle, context: pd.DataFrame, halvings: Iterable[str] = HALVINGS, cycle_days: float = CYCLE_DAYS) -> pd.DataFrame:
     """Cycle columns for every bar, from the bar's close time (no other data needed)."""
     index = market.candles.index

@@ -84,23 +84,23 @@ def bollinger(close: np.ndarray, window: int = 20, n_std: float = 2.0) -> tuple[
     return mid + n_std * std, mid - n_std * std, mid
 
 
-def candle_shapes(o: np.ndarray, h: np.ndarray, l: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
+def candle_shapes(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
     """Upper wick, lower wick and body as shares of the high-low range (0 for a flat bar)."""
-    rng = h - l
+    rng = h - low
     return {
         "upper_wick": safe_div(h - np.maximum(o, c), rng),
-        "lower_wick": safe_div(np.minimum(o, c) - l, rng),
+        "lower_wick": safe_div(np.minimum(o, c) - low, rng),
         "body": safe_div(np.abs(c - o), rng),
     }
 
 
-def candle_patterns(o, h, l, c, doji_body: float = 0.1, wick_body_ratio: float = 2.0) -> dict[str, np.ndarray]:
+def candle_patterns(o, h, low, c, doji_body: float = 0.1, wick_body_ratio: float = 2.0) -> dict[str, np.ndarray]:
     """Classic single- and two-bar patterns as 0/1 (row t uses bars t-1 and t)."""
-    o, h, l, c = (np.asarray(a, dtype=float) for a in (o, h, l, c))
-    rng = h - l
+    o, h, low, c = (np.asarray(a, dtype=float) for a in (o, h, low, c))
+    rng = h - low
     body = np.abs(c - o)
     upper = h - np.maximum(o, c)
-    lower = np.minimum(o, c) - l
+    lower = np.minimum(o, c) - low
     has_range = rng > 0
     doji = has_range & (body <= doji_body * rng)
     # A small body at one end of the bar with a long wick on the other side.
@@ -126,7 +126,7 @@ def features(
     doji_body, wick_body_ratio,
 ) -> pd.DataFrame:
     cdl = market.candles
-    o, h, l, c = (cdl[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close"))
+    o, h, low, c = (cdl[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close"))
     out: dict[str, np.ndarray] = {f"indicators_rsi_{rsi_period}": rsi(c, rsi_period)}
     for p in ema_periods:
         out[f"indicators_ema_dist_{p}"] = ema_distance(c, int(p))
@@ -136,10 +136,10 @@ def features(
     upper, lower, mid = bollinger(c, bb_window, bb_std)
     out["indicators_bb_pband"] = safe_div(c - lower, upper - lower, 0.5)
     out["indicators_bb_width"] = safe_div(upper - lower, mid, 0.0)
-    out["indicators_atr_pct"] = safe_div(wilder_atr(h, l, c, atr_period), c, 0.0)
-    for name, values in candle_patterns(o, h, l, c, doji_body, wick_body_ratio).items():
+    out["indicators_atr_pct"] = safe_div(wilder_atr(h, low, c, atr_period), c, 0.0)
+    for name, values in candle_patterns(o, h, low, c, doji_body, wick_body_ratio).items():
         out[f"indicators_{name}"] = values
-    for name, values in candle_shapes(o, h, l, c).items():
+    for name, values in candle_shapes(o, h, low, c).items():
         out[f"indicators_{name}"] = values
     return pd.DataFrame(out, index=cdl.index)
 

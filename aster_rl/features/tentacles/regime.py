@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 
 NAME = "regime"
 RANGING, TRENDING_UP, TRENDING_DOWN, VOLATILE = 0, 1, 2, 3
-STATE_NAMES = ("ranging", "trending up", "trending down", "volatile")
-STATE_KEYS = ("ranging", "trending_up", "trending_down", "volatile")
+# The states, in code order: readable names (readings, pattern names) and keys (tables, plots).
+STATE_NAMES: tuple[str, ...] = ("ranging", "trending up", "trending down", "volatile")
+STATE_KEYS: tuple[str, ...] = ("ranging", "trending_up", "trending_down", "volatile")
 
 DEFAULTS: dict[str, Any] = {
     "adx_period": 14,

@@ -58,8 +58,6 @@ DEFAULTS: dict[str, Any] = {
     "strong_pattern_win_rate": 0.8,
 }
 
-REGIME_NAMES = ("ranging", "trending up", "trending down", "volatile")
-
 
 def pattern_win_rate(context: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Best active pattern win rate per row (0 when none) and whether the pattern library is available.

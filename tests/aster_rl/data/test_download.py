@@ -115,7 +115,7 @@ def test_temporary_errors_are_retried_and_the_download_completes(client, db, fak
 def test_non_temporary_error_is_a_clear_exchange_error(client, db, fake, market):
     client.load_markets()
     fake.fail_next(1, status=400, code=-1121, msg="Invalid symbol.", path="/fapi/v3/klines")
-    with pytest.raises(ExchangeError, match="klines ASTER/USDT:USDT 5m.*BadSymbol.*Invalid symbol") as info:
+    with pytest.raises(ExchangeError, match=r"klines ASTER/USDT:USDT 5m.*BadSymbol.*Invalid symbol") as info:
         _download(client, db, fake, market)
     assert not isinstance(info.value, TemporaryExchangeError)
     assert len(fake.requests_to("/fapi/v3/klines")) == 1  # not retried

@@ -147,7 +147,7 @@ def test_corrupt_csv_names_file_row_and_problem(tmp_path, reference, problem):
 def test_wrong_timeframe_is_caught(tmp_path, reference):
     path = tmp_path / "ASTERUSDT_15m.csv"
     WRITERS["ms_header.csv"](reference, path)
-    with pytest.raises(DataError, match="the file name says 15m but the bars are mostly 5m apart .*--timeframe 5m"):
+    with pytest.raises(DataError, match=r"the file name says 15m but the bars are mostly 5m apart .*--timeframe 5m"):
         read_candle_file(path)
     with pytest.raises(DataError, match="--timeframe says 1h but the bars are mostly 5m apart"):
         read_candle_file(path, timeframe="1h")
@@ -202,7 +202,7 @@ def test_timeframe_from_the_spacing_when_neither_name_nor_argument_says(tmp_path
     assert read_candle_file(hourly, symbol="XYZ/USDT:USDT").timeframe == "1h"
     odd = tmp_path / "odd.csv"
     _plain(reference, int(_ms(reference.index)[0]) + 17_000 * np.arange(len(reference))).to_csv(odd, index=False)
-    with pytest.raises(DataError, match="mostly 00:00:17 apart .* which is no timeframe"):
+    with pytest.raises(DataError, match=r"mostly 00:00:17 apart .* which is no timeframe"):
         read_candle_file(odd, symbol="XYZ/USDT:USDT")
     one = tmp_path / "one.csv"
     WRITERS["ms_header.csv"](reference.iloc[:1], one)

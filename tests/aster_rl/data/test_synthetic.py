@@ -70,7 +70,7 @@ def test_other_timeframes_and_bad_input():
     assert (bundle.candles.index[1] - bundle.candles.index[0]) == pd.Timedelta("1h")
     with pytest.raises(ValidationError, match="not a date"):  # the config refuses it
         SynthConfig(start="not a date", n_bars=100)
-    with pytest.raises(ConfigError, match="synth.start"):  # and so does the generator, for a config copied around it
+    with pytest.raises(ConfigError, match=r"synth\.start"):  # and so does the generator, for a config copied around it
         synthesize(SynthConfig(n_bars=100).model_copy(update={"start": "not a date"}))
     with pytest.raises(DataError, match="timeframe"):
         synthesize(SynthConfig(n_bars=100), timeframe="5x")

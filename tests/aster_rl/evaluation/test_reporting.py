@@ -55,7 +55,7 @@ def test_load_evaluation_and_tables(tmp_path):
 
 
 def test_load_evaluation_without_results_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="no results.json"):
+    with pytest.raises(DataError, match=r"no results\.json"):
         R.load_evaluation(tmp_path)
 
 

@@ -85,6 +85,27 @@ def test_given_feature_frame_or_set_gives_the_same_readings(report):
     assert list(small.readings) == ["btc_cycle", "regime"] and small.strategy == {} and small.regime
 
 
+def test_one_readings_function_reads_by_schema_or_by_column_prefix():
+    from dataclasses import replace
+
+    from aster_rl.features.brain import readings
+    from aster_rl.features.pipeline import build_features
+
+    fs = build_features(MARKET.head(1500), CFG)
+    row = fs.frame().iloc[-1]
+    by_schema = readings(row, fs.schema)
+    assert list(by_schema) == list(fs.schema.tentacles) and by_schema == fs.readings(-1)
+    assert readings(row) == by_schema  # the columns named <tentacle>_* give the same sentences
+
+    def broken(values: pd.Series) -> str:
+        raise ValueError("no data")
+
+    readers = {**TENTACLES, "regime": replace(TENTACLES["regime"], reading=broken)}
+    texts = readings(row, fs.schema, readers)
+    assert texts["regime"] == "regime: no reading (ValueError)"
+    assert {k: v for k, v in texts.items() if k != "regime"} == {k: v for k, v in by_schema.items() if k != "regime"}
+
+
 def test_cli_brain_on_a_stored_market(tmp_path, capsys):
     pytest.importorskip("aster_rl.storage")
     from aster_rl.config import DataConfig

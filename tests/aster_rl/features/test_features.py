@@ -109,8 +109,8 @@ def test_schema_diff_and_check_compatible():
     other = build_features(MARKET, FeaturesConfig(params={"indicators": {"rsi_period": 7}})).schema
     lines = FS.schema.diff(other)
     assert "parameter indicators.rsi_period: 14 -> 7" in lines
-    assert any(l.startswith("missing columns (1): indicators_rsi_14") for l in lines)
-    assert any(l.startswith("extra columns (1): indicators_rsi_7") for l in lines)
+    assert any(line.startswith("missing columns (1): indicators_rsi_14") for line in lines)
+    assert any(line.startswith("extra columns (1): indicators_rsi_7") for line in lines)
     with pytest.raises(SchemaMismatchError, match="rsi_period"):
         FS.schema.check_compatible(other)
     FS.schema.check_compatible(FeatureSchema.from_dict(FS.schema.to_dict()))  # identical: fine
@@ -120,7 +120,7 @@ def test_schema_diff_and_check_compatible():
     names = list(d["names"])
     names[0], names[1] = names[1], names[0]
     swapped = FeatureSchema.from_dict({**d, "names": names, "hash": None})
-    assert any(l.startswith("reordered columns") for l in FS.schema.diff(swapped))
+    assert any(line.startswith("reordered columns") for line in FS.schema.diff(swapped))
     assert FS.schema.diff(replace(FS.schema, timeframe="1m")) == ["timeframe 5m -> 1m"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from aster_rl.config import FeaturesConfig
 from aster_rl.features.stream import FeatureStream
 from aster_rl.features.pipeline import build_features
-from aster_rl.live.sources import ReplaySource, market_slice
+from aster_rl.live.sources import ReplaySource
 from aster_rl.storage import live_store
 from factories import make_market
 from live_helpers import FixedPolicy, make_db, paper_runner
@@ -45,12 +45,6 @@ def _frames_equal(a, b) -> None:
         assert (x is None) == (y is None), key
         if x is not None:
             pd.testing.assert_frame_equal(x, y, obj=key)
-
-
-@pytest.mark.parametrize("lo, hi", [(0, 10), (5, 400), (1_000, 2_399), (2_399, 2_399)])
-def test_market_slice_is_the_window(market, lo, hi):
-    index = market.candles.index
-    _frames_equal(market_slice(market, index[lo], index[hi]), market.window(index[lo], index[hi]))
 
 
 def test_recent_market_is_the_tail_of_the_market_known_at_the_close(market):

@@ -23,7 +23,7 @@ def test_init_schema_is_idempotent_and_records_the_version(tmp_path):
 
 def test_database_without_schema_is_a_clear_error(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
-    with pytest.raises(StorageError, match="no aster_rl schema.*aster-rl db init"):
+    with pytest.raises(StorageError, match=r"no aster_rl schema.*aster-rl db init"):
         db.check_schema()
     with pytest.raises(StorageError, match="aster-rl db init"):
         upsert_candles(db, "s", "X", "5m", make_candles(3))
@@ -38,6 +38,22 @@ def test_unknown_schema_version_is_a_clear_error(tmp_path):
         Database(url).check_schema()
     with pytest.raises(StorageError, match="schema version"):
         Database(url).init_schema()
+
+
+def test_a_database_with_the_dropped_regimes_and_btc_cycles_tables_still_opens(tmp_path):
+    """Schema 3 databases made before those (never used) tables left the models keep working."""
+    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    Database(url).init_schema()
+    with Database(url).engine.begin() as conn:
+        conn.execute(text("CREATE TABLE regimes (id INTEGER PRIMARY KEY, ts BIGINT, symbol VARCHAR(64))"))
+        conn.execute(text("CREATE TABLE btc_cycles (date DATE PRIMARY KEY, phase VARCHAR(64))"))
+    db = Database(url)
+    db.check_schema()
+    db.init_schema()
+    assert upsert_candles(db, "s", "X", "5m", make_candles(3)) == 3
+    with db.engine.connect() as conn:
+        tables = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars())
+    assert {"regimes", "btc_cycles", "candles"} <= tables
 
 
 def test_from_config_creates_the_data_directory(tmp_path):

@@ -191,7 +191,7 @@ def test_load_market_missing_parts_are_none(db):
 
 
 def test_load_market_without_candles_says_how_to_get_some(db):
-    with pytest.raises(DataError, match="synthetic.*ASTER/USDT:USDT|ASTER/USDT:USDT.*synthetic") as err:
+    with pytest.raises(DataError, match=r"synthetic.*ASTER/USDT:USDT|ASTER/USDT:USDT.*synthetic") as err:
         load_market(db, _cfg())
     assert "aster-rl data synth" in str(err.value) and "data import" in str(err.value)
 

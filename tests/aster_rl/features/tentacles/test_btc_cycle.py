@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from aster_rl.data.market import MarketBundle
 from aster_rl.features.tentacles import TENTACLES
-from aster_rl.features.tentacles.btc_cycle import DAYS_PER_YEAR, PHASES, cycle_phase, cycle_rows, reading
+from aster_rl.features.tentacles.btc_cycle import DAYS_PER_YEAR, PHASES, cycle_phase, reading
 from factories import make_candles
 
 TENTACLE = TENTACLES["btc_cycle"]
@@ -94,12 +94,10 @@ def test_reading_counts_whole_days_from_float32_rows():
         assert reading(row).startswith(f"Day {d} of the cycle")
 
 
-def test_cycle_rows_for_the_table():
-    rows = cycle_rows("2024-04-19", "2024-04-21")
-    assert [r["phase"] for r in rows] == ["BEAR_MARKET", "POST_HALVING_ACCUMULATION", "POST_HALVING_ACCUMULATION"]
-    assert [r["days_since_halving"] for r in rows][1:] == [0.0, 1.0]
-    assert str(rows[0]["date"]) == "2024-04-19"
-    assert set(rows[0]) == {"date", "days_since_halving", "phase", "progress"}
+def test_the_halving_day_starts_the_accumulation_phase():
+    days = ("2024-04-19", "2024-04-20", "2024-04-21")
+    assert [cycle_phase(d).phase_name for d in days] == ["BEAR_MARKET", "POST_HALVING_ACCUMULATION", "POST_HALVING_ACCUMULATION"]
+    assert [cycle_phase(d).days for d in days[1:]] == [0.0, 1.0]
 
 
 def test_input_unchanged_and_finite():

@@ -13,9 +13,9 @@ from factories import make_candles, make_market
 T = TENTACLES["indicators"]
 
 
-def bundle_from(o, h, l, c):
+def bundle_from(o, h, low, c):
     index = pd.date_range("2025-03-01", periods=len(c), freq="5min", tz="UTC")
-    candles = pd.DataFrame({"open": o, "high": h, "low": l, "close": c, "volume": 1.0}, index=index)
+    candles = pd.DataFrame({"open": o, "high": h, "low": low, "close": c, "volume": 1.0}, index=index)
     return MarketBundle("X", "5m", candles.astype(float))
 
 
@@ -45,7 +45,7 @@ def test_rsi_exact_values():
 def test_against_ta_on_random_candles():
     c = make_candles(1200, seed=5)
     df = T.compute(MarketBundle("X", "5m", c))
-    cl, h, l = (c[k].reset_index(drop=True) for k in ("close", "high", "low"))
+    cl, h, low = (c[k].reset_index(drop=True) for k in ("close", "high", "low"))
     rsi = RSIIndicator(cl, 14).rsi().to_numpy()
     np.testing.assert_allclose(df["indicators_rsi_14"].to_numpy()[14:], rsi[14:], rtol=1e-12)
     ema = EMAIndicator(cl, 50).ema_indicator().to_numpy()
@@ -53,7 +53,7 @@ def test_against_ta_on_random_candles():
     macd = MACD(cl)
     np.testing.assert_allclose(df["indicators_macd_hist"].to_numpy()[40:], (macd.macd_diff() / cl).to_numpy()[40:], rtol=1e-9)
     # ATR is vectorized (aster_rl.indicator_math); ta's loop gives the same
-    atr = AverageTrueRange(h, l, cl, 14).average_true_range().to_numpy()
+    atr = AverageTrueRange(h, low, cl, 14).average_true_range().to_numpy()
     np.testing.assert_allclose(df["indicators_atr_pct"].to_numpy(), atr / cl.to_numpy(), rtol=1e-9, atol=1e-15)
     # Bollinger is computed here (two-pass std per window); ta's values agree
     bb = BollingerBands(cl, 20, 2)
@@ -68,8 +68,8 @@ def test_candle_patterns_hand_made():
     o = np.array([10.00, 10.00, 10.00, 10.50, 9.80])
     c = np.array([10.01, 10.20, 9.80, 10.00, 10.70])
     h = np.array([10.50, 10.22, 10.90, 10.60, 10.75])
-    l = np.array([9.50, 9.40, 9.78, 9.90, 9.75])
-    p = candle_patterns(o, h, l, c)
+    low = np.array([9.50, 9.40, 9.78, 9.90, 9.75])
+    p = candle_patterns(o, h, low, c)
     assert p["doji"].tolist() == [1, 0, 0, 0, 0]
     assert p["hammer"].tolist() == [0, 1, 0, 0, 0]
     assert p["shooting_star"].tolist() == [0, 0, 1, 0, 0]
@@ -78,7 +78,7 @@ def test_candle_patterns_hand_made():
     # a bullish bar swallowed by a bearish one
     p2 = candle_patterns(np.array([10.0, 10.6]), np.array([10.6, 10.7]), np.array([9.9, 9.7]), np.array([10.5, 9.8]))
     assert p2["bearish_engulfing"].tolist() == [0, 1]
-    df = T.compute(bundle_from(o, h, l, c))
+    df = T.compute(bundle_from(o, h, low, c))
     assert df["indicators_lower_wick"].iloc[1] == pytest.approx((10.0 - 9.4) / 0.82)
     assert df["indicators_upper_wick"].iloc[2] == pytest.approx((10.9 - 10.0) / 1.12)
     shares = df[["indicators_upper_wick", "indicators_lower_wick", "indicators_body"]].sum(axis=1)

@@ -27,9 +27,9 @@ def rng_noise(n, scale, seed=0):
 
 def test_vectorized_adx_matches_ta_after_seeding_decays():
     c = make_candles(600, seed=3)
-    h, l, cl = (c[k].reset_index(drop=True) for k in ("high", "low", "close"))  # ta on a RangeIndex
-    ind = ADXIndicator(h, l, cl, window=14)
-    adx, pdi, mdi = wilder_adx(h.to_numpy(), l.to_numpy(), cl.to_numpy(), 14)
+    h, low, cl = (c[k].reset_index(drop=True) for k in ("high", "low", "close"))  # ta on a RangeIndex
+    ind = ADXIndicator(h, low, cl, window=14)
+    adx, pdi, mdi = wilder_adx(h.to_numpy(), low.to_numpy(), cl.to_numpy(), 14)
     np.testing.assert_allclose(adx[250:], ind.adx().to_numpy()[250:], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(pdi[250:], ind.adx_pos().to_numpy()[250:], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(mdi[250:], ind.adx_neg().to_numpy()[250:], rtol=1e-3, atol=1e-3)
