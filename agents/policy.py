@@ -21,6 +21,7 @@ leverage and profile.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 from pathlib import Path
@@ -45,13 +46,29 @@ class LoadedPolicy(DecidingPolicy):
     """A trained PPO policy with its observation normalization, ready for raw observations."""
 
     def __init__(self, model: Any, obs_normalizer: Any | None, schema: Any, config: AppConfig, run_dir: Path | None,
-                 support: ObservationSupport | None = None):
+                 support: ObservationSupport | None = None, model_file: Path | None = None):
         self.model = model
         self.obs_normalizer = obs_normalizer
         self.schema = schema
         self.config = config
         self.run_dir = run_dir
         self.support = support
+        self.model_file = model_file  # the weights loaded (the live runner names and ages the model by it)
+
+    @property
+    def model_version(self) -> str | None:
+        """``<run>/<weights file>@<sha256[:12]>``: which weights made a decision (None when not loaded from a file)."""
+        if self.model_file is None or not self.model_file.exists():
+            return None
+        digest = hashlib.sha256(self.model_file.read_bytes()).hexdigest()[:12]
+        return f"{self.model_file.parent.name}/{self.model_file.name}@{digest}"
+
+    @property
+    def trained_at(self) -> float | None:
+        """Unix time the loaded weights were written (None when not loaded from a file)."""
+        if self.model_file is None or not self.model_file.exists():
+            return None
+        return self.model_file.stat().st_mtime
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """A full observation, reduced to the run's columns (when it left some out) and normalized."""
@@ -130,7 +147,8 @@ def load_policy(
     support = ObservationSupport.load(run_dir)
     if support is not None and tuple(support.columns) != tuple(saved.names):
         raise SchemaMismatchError(f"run {run_dir.name}: {RunDir.SUPPORT} lists other columns than {RunDir.SCHEMA}")
-    return LoadedPolicy(model, normalizer, saved, config, run_dir, support)
+    weights = rd.policy(which) if safe else rd.sb3_model(which)
+    return LoadedPolicy(model, normalizer, saved, config, run_dir, support, model_file=weights)
 
 
 def _load_pickled(rd: RunDir, which: Which) -> tuple[Any, Any | None]:

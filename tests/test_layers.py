@@ -74,3 +74,24 @@ def test_tentacles_import_only_numpy_pandas_ta_and_the_project():
         if extra:
             offenders.append(f"{path.name}: {sorted(extra)}")
     assert not offenders, offenders
+
+
+def test_the_top_of_the_package_holds_only_a_few_shared_modules():
+    top = sorted(p.name for p in (ROOT / "aster_rl").glob("*.py") if p.name != "__init__.py")
+    assert len(top) <= 8, f"aster_rl/ has {len(top)} modules at its top; put new ones in a room: {top}"
+
+
+def test_only_tests_and_benchmarks_import_the_test_kit():
+    offenders = []
+    for package in ("aster_rl", "envs", "agents"):
+        for path in _py_files(package):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("aster_rl/testing/"):
+                continue
+            tree = ast.parse(path.read_text(), filename=rel)
+            for node in ast.walk(tree):
+                mod = node.module if isinstance(node, ast.ImportFrom) else None
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [mod or ""]
+                if any(n.startswith("aster_rl.testing") for n in names):
+                    offenders.append(rel)
+    assert not offenders, offenders

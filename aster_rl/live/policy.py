@@ -5,7 +5,8 @@ A trained PPO run (``agents.policy.LoadedPolicy``) is also a
 (the side head's probability of the chosen side), the heads' probabilities, the policy's
 entropy and its value estimate; for a plain policy they are unknown. Optional attributes
 describe the model for the prediction log and the risk guard: ``schema`` (its feature
-schema), ``run_dir`` (a path), ``model_version``, and ``support`` (an
+schema), ``run_dir`` (a path), ``model_version`` (which weights), ``trained_at`` (when they
+were written: the risk guard's model-age check) and ``support`` (an
 :class:`aster_rl.evaluation.support.ObservationSupport`: the runner counts the bars whose
 features lie outside the training ranges).
 """
@@ -13,7 +14,6 @@ features lie outside the training ranges).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -35,18 +35,9 @@ def decide(policy: Policy, obs: np.ndarray) -> PolicyDecision:
 
 
 def model_version(policy: Any) -> str:
-    """A short, stable name of the model file (run name + a hash of its bytes), or the policy's own."""
+    """The policy's own name for its weights (``model_version``), or its type's name."""
     explicit = getattr(policy, "model_version", None)
-    if explicit:
-        return str(explicit)
-    run_dir = getattr(policy, "run_dir", None)
-    if run_dir is not None:
-        for name in ("model_best.zip", "model_last.zip"):
-            path = Path(run_dir) / name
-            if path.exists():
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-                return f"{Path(run_dir).name}/{name}@{digest}"
-    return type(policy).__name__
+    return str(explicit) if explicit else type(policy).__name__
 
 
 def run_id(policy: Any) -> str:
@@ -55,12 +46,6 @@ def run_id(policy: Any) -> str:
 
 
 def model_trained_at(policy: Any) -> float | None:
-    """Unix time the model file was written (None when unknown)."""
+    """Unix time the policy's weights were written (``trained_at``; None when unknown)."""
     explicit = getattr(policy, "trained_at", None)
-    if explicit is not None:
-        return float(explicit)
-    run_dir = getattr(policy, "run_dir", None)
-    if run_dir is None:
-        return None
-    files = [Path(run_dir) / n for n in ("model_best.zip", "model_last.zip") if (Path(run_dir) / n).exists()]
-    return max(p.stat().st_mtime for p in files) if files else None
+    return None if explicit is None else float(explicit)

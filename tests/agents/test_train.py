@@ -1,5 +1,6 @@
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,6 +111,12 @@ def test_reloaded_run_evaluates_to_the_same_numbers(trained, tiny_dataset):
     assert d.confidence == pytest.approx(d.probabilities[0][d.action[0]])  # P(side)
     assert d.leverage_probability == pytest.approx(d.probabilities[1][d.action[1]])
     assert np.isfinite(d.value) and d.entropy > 0
+    # the live runner names and ages the model by the weights it loaded
+    from aster_rl.live.policy import model_trained_at, model_version
+
+    weights = RunDir(result.run_dir).policy("best")
+    assert model_version(pol).startswith(f"{Path(result.run_dir).name}/{weights.name}@")
+    assert model_trained_at(pol) == pytest.approx(weights.stat().st_mtime)
 
 
 def test_schema_mismatch_is_a_clear_error(trained, tiny_dataset):
