@@ -59,5 +59,10 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
               f"at {best['timesteps']:.0f} steps")
     if m.get("tensorboard_dir"):
         print(f"TensorBoard: tensorboard --logdir {m['tensorboard_dir']}")
-    print(f"next: aster-rl evaluate {result.run_dir}")
+    later = ""
+    if timerange is not None and timerange.end is not None:  # the bars after the range were never read
+        end = timerange.end
+        later = f" (or a later range: --timerange {end:%Y%m%d}-)" if end == end.normalize() else \
+            f" (or a later range: --timerange {int(end.timestamp())}-)"
+    print(f"next: aster-rl evaluate {result.run_dir}{later}")
     return 0
