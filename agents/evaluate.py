@@ -13,7 +13,10 @@ scaled to the agent's mean net exposure) and over ``flat`` both lie above 0. Bes
 Sharpe ratio stands the deflated Sharpe ratio for the number of trials recorded with the
 run (``train.trials``).
 
-This module is the only reader of the test split.
+This module is the only reader of the test split. A named time range (``evaluate RUN
+--timerange``) replaces the test split only when its first bar comes after every bar the run
+trained or was selected on (:func:`agents.splits.check_unseen`); its report is kept apart
+from the test split's (:meth:`agents.run_dir.RunDir.eval_range`).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ import pandas as pd
 from aster_rl.evaluation import metrics as M
 from aster_rl.sim.backtest import backtest, scale_costs
 from aster_rl.config import AppConfig, EnvConfig, EvalConfig, replace
+from aster_rl.errors import DataError
 from aster_rl.evaluation.support import policy_support_report
-from aster_rl.data.timeframes import timeframe_to_timedelta
+from aster_rl.data.timeframes import TimeRange, timeframe_to_timedelta
 from aster_rl.features.tentacles.btc_cycle import PHASE_KEYS
 from aster_rl.features.tentacles.regime import STATE_KEYS
 
@@ -46,7 +50,7 @@ from agents.baselines import (
     random_policy,
     rule_brain_policy,
 )
-from agents.splits import Span, Splits, load_run_splits
+from agents.splits import Span, Splits, check_unseen, load_run_splits
 
 logger = logging.getLogger(__name__)
 
@@ -392,15 +396,23 @@ def evaluate_policy(
     policy,
     dataset,
     config: AppConfig,
-    splits: Splits,
+    splits: Splits | None,
     *,
     run_dir: Path | None = None,
     eval_cfg: EvalConfig | None = None,
+    timerange: TimeRange | None = None,
 ) -> EvaluationReport:
-    """Agent and baselines on ``splits.test``; nothing here is fitted, everything is reported."""
+    """Agent and baselines on ``splits.test``, or on the bars in ``timerange`` (after the feature warm-up;
+    the caller checks the policy never saw them: :func:`evaluate_run`); nothing here is fitted,
+    everything is reported."""
     eval_cfg = eval_cfg or config.eval
     cfg = config.env
-    span = splits.test
+    if timerange is not None:
+        span = range_span(dataset, timerange)
+    elif splits is not None:
+        span = splits.test
+    else:
+        raise TypeError("evaluate_policy needs splits or a timerange")
     periods = periods_per_year_of(dataset.prices.timeframe)
     bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
 
@@ -441,7 +453,8 @@ def evaluate_policy(
     text, flags = verdict(agent, baselines, excess)
     ts = dataset.prices.timestamps
     split = {
-        "name": "test",
+        "name": "test" if timerange is None else "timerange",
+        **({"timerange": timerange.to_dict()} if timerange is not None else {}),
         "start": span.start,
         "end": span.end,
         "first_bar": pd.Timestamp(int(ts[span.start]), tz="UTC").isoformat(),
@@ -468,6 +481,15 @@ def evaluate_policy(
     return report
 
 
+def range_span(dataset, timerange: TimeRange) -> Span:
+    """The bars of ``dataset`` in ``timerange`` after the feature warm-up; DataError when fewer than 2."""
+    lo, hi = timerange.bar_span(dataset.index)
+    lo = max(lo, dataset.warmup)
+    if hi - lo < 2:
+        raise DataError(f"--timerange {timerange}: fewer than 2 bars after the {dataset.warmup}-bar feature warm-up")
+    return Span(lo, hi)
+
+
 def evaluate_run(
     run: str | Path,
     config: AppConfig | None = None,
@@ -476,8 +498,10 @@ def evaluate_run(
     which: Which = "best",
     save: bool = True,
     trust_run: bool = False,
+    timerange: TimeRange | None = None,
 ) -> EvaluationReport:
-    """Load a run, rebuild its data (or use ``dataset``), check the schema and the split boundaries, evaluate on its test split."""
+    """Load a run, rebuild its data (or use ``dataset``), check the schema and the split boundaries, evaluate on its
+    test split, or on ``timerange`` when its first bar comes after every bar the run trained or was selected on."""
     from agents.data import build_dataset
     from agents.policy import load_policy
 
@@ -489,11 +513,15 @@ def evaluate_run(
         run_config = replace(run_config, eval=config.eval)
     if dataset is None:
         dataset = build_dataset(run_config)
+    if timerange is None:
+        splits = load_run_splits(run_dir, dataset.prices.timestamps)
+    else:  # the run's own bar positions play no part: the range is checked by bar times
+        splits = None
+        check_unseen(run_dir, timerange, dataset.index[range_span(dataset, timerange).start])
     policy = load_policy(rd, schema=dataset.schema, which=which, trust_run=trust_run)
-    splits = load_run_splits(run_dir, dataset.prices.timestamps)
-    report = evaluate_policy(policy, dataset, run_config, splits, run_dir=run_dir)
+    report = evaluate_policy(policy, dataset, run_config, splits, run_dir=run_dir, timerange=timerange)
     if save:
-        report.save(rd.eval)
+        report.save(rd.eval if timerange is None else rd.eval_range(str(timerange)))
     return report
 
 
@@ -518,7 +546,8 @@ def _cell(value: float, fmt: str) -> str:
 def format_table(report: EvaluationReport) -> str:
     cols = TABLE_COLUMNS
     header = f"{'strategy':<17}" + "".join(f"{c[1]:>9}" for c in cols)
-    lines = [f"test split {report.split['first_bar'][:16]} .. {report.split['last_bar'][:16]} ({report.split['bars']} bars)", header]
+    label = "test split" if report.split.get("name", "test") == "test" else f"timerange {report.split['timerange']['text']}"
+    lines = [f"{label} {report.split['first_bar'][:16]} .. {report.split['last_bar'][:16]} ({report.split['bars']} bars)", header]
     for name, o in report.outcomes().items():
         cells = "".join(f"{_cell(float(o.metrics.get(key, math.nan)), fmt):>9}" for key, _, fmt in cols)
         label = name if name != "random" else f"random(x{o.extra.get('seeds', 0)})"

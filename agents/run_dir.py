@@ -11,7 +11,8 @@ deeper) holds, per model (``best``, ``last``):
 and once: ``config.toml``, ``feature_schema.json``, ``splits.json``, ``support.json``,
 ``manifest.json`` (sha256 of the run files, and when the run was created), ``metrics.json``,
 ``retrain_decision.json`` (a retrained run), the TensorBoard logs in ``tb/`` and the
-evaluation report in ``eval/`` (``results.json``, ``equity_<name>.csv``, ``trades_<name>.csv``).
+evaluation report in ``eval/`` (``results.json``, ``equity_<name>.csv``, ``trades_<name>.csv``; a report on a
+named time range in ``eval_<START-END>/``).
 
 The checkpoint directory also holds ``champion.json``, ``retrain_decisions.jsonl`` and the
 walk-forward directories with their ``walkforward.json``.
@@ -159,6 +160,10 @@ class RunDir:
     @property
     def eval(self) -> EvalDir:
         return EvalDir(self.path / self.EVAL)
+
+    def eval_range(self, timerange: str) -> EvalDir:
+        """The report of an evaluation on a named time range (``evaluate --timerange``), apart from the test split's."""
+        return EvalDir(self.path / f"{self.EVAL}_{timerange}")
 
     # ------------------------------------------------------------ state
 

@@ -6,16 +6,22 @@ features at the first bar of a split look back at most ``warmup`` bars, and a tr
 episode never runs past its split's end, so no feature window and no episode straddles
 two splits. The first ``warmup`` bars of the data are never used (the features there are
 not yet meaningful).
+
+A time range (``--timerange``, :class:`aster_rl.data.timeframes.TimeRange`) restricts the
+splits to the bars inside it (:func:`range_splits`): the features of its first bars look
+back at bars before it (past data), but no split starts before it or ends after it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from aster_rl.data.timeframes import TimeRange, parse_timerange
 from aster_rl.errors import DataError
 
 from agents.run_dir import RunDir
@@ -41,6 +47,7 @@ class Splits:
     test: Span
     purge: int
     warmup: int
+    timerange: TimeRange | None = None  # the range the splits were cut inside, when one was named
 
     def spans(self) -> dict[str, Span]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
@@ -61,6 +68,8 @@ class Splits:
         """Boundaries as indices and, when ``timestamps`` (bar open times: a DatetimeIndex or
         int64 ns) are given, as ISO times."""
         out: dict = {"purge_bars": self.purge, "warmup_bars": self.warmup}
+        if self.timerange is not None:
+            out["timerange"] = self.timerange.to_dict()
         ts = None
         if isinstance(timestamps, pd.DatetimeIndex):
             ts = timestamps
@@ -82,6 +91,7 @@ class Splits:
             test=Span(d["test"]["start"], d["test"]["end"]),
             purge=int(d["purge_bars"]),
             warmup=int(d["warmup_bars"]),
+            timerange=parse_timerange(d["timerange"]["text"]) if d.get("timerange") else None,
         )
 
 
@@ -159,6 +169,58 @@ def make_splits(
     return splits
 
 
+def range_splits(
+    index: pd.DatetimeIndex,
+    timerange: TimeRange | None,
+    *,
+    warmup: int,
+    episode_length: int,
+    train_fraction: float,
+    validation_fraction: float,
+) -> Splits:
+    """:func:`make_splits` over the bars of ``index`` (bar open times) inside ``timerange`` (every bar
+    when None): train, validation and test as usual, the test split at the end of the range. The
+    splits record the range."""
+    if timerange is None:
+        return make_splits(len(index), warmup=warmup, episode_length=episode_length,
+                           train_fraction=train_fraction, validation_fraction=validation_fraction)
+    lo, hi = timerange.bar_span(index)
+    try:
+        splits = make_splits(hi, warmup=warmup, episode_length=episode_length, train_fraction=train_fraction,
+                             validation_fraction=validation_fraction, offset=max(lo - warmup, 0))
+    except DataError as e:
+        raise DataError(f"--timerange {timerange} ({hi - lo} bars from {index[lo]:%Y-%m-%d %H:%M}): {e}") from None
+    return dataclasses.replace(splits, timerange=timerange)
+
+
+def last_selection_bar(run_dir: str | Path) -> pd.Timestamp:
+    """The open time of the last bar a trained run learned from or was selected on (``splits.json``):
+    its validation split's last bar, or a retrained run's hold-out's last bar."""
+    rd = RunDir(run_dir)
+    d = rd.read_splits()
+    if "retrained_from" in d:
+        times = [d.get("holdout_to")]
+    else:
+        times = [d[name].get("last_bar") if isinstance(d.get(name), dict) else None for name in ("train", "validation")]
+    if not times or any(t is None for t in times):
+        raise DataError(f"{rd.name}: {rd.SPLITS} records no training and validation bar times; the run is incomplete")
+    last = max(pd.Timestamp(t) for t in times)
+    return last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+
+
+def check_unseen(run_dir: str | Path, timerange: TimeRange, first_bar: pd.Timestamp) -> None:
+    """Refuse judging a run on a range whose first bar is not after every bar it trained or was selected on.
+
+    Its features may look back before the range (past data); no decision or return before it counts.
+    """
+    last = last_selection_bar(run_dir)
+    if first_bar <= last:
+        raise DataError(
+            f"--timerange {timerange}: its first bar {first_bar:%Y-%m-%d %H:%M} is not after the last bar "
+            f"{Path(run_dir).name} trained or was selected on ({last:%Y-%m-%d %H:%M} UTC); a run is judged only on later bars"
+        )
+
+
 def walkforward_splits(
     n_bars: int,
     folds: int,
@@ -167,8 +229,10 @@ def walkforward_splits(
     episode_length: int,
     train_fraction: float,
     validation_fraction: float,
+    start: int = 0,
 ) -> list[Splits]:
-    """``folds`` chronological, non-overlapping blocks, each with its own train/validation/test.
+    """``folds`` chronological, non-overlapping blocks of bars ``[max(start, warmup), n_bars)``, each with
+    its own train/validation/test.
 
     Consecutive blocks are separated by a purge gap as well, so a fold's test bars never
     feed the next fold's features through the warm-up window.
@@ -176,11 +240,12 @@ def walkforward_splits(
     if folds < 1:
         raise DataError(f"walk-forward: need at least one fold, got {folds}")
     purge = purge_bars(warmup, episode_length)
-    usable = n_bars - warmup - (folds - 1) * purge
+    first = max(int(start), warmup)
+    usable = n_bars - first - (folds - 1) * purge
     block = usable // folds
     out = []
     for k in range(folds):
-        lo = warmup + k * (block + purge)
+        lo = first + k * (block + purge)
         hi = lo + block if k < folds - 1 else n_bars
         out.append(
             make_splits(

@@ -30,14 +30,14 @@ import numpy as np
 
 from aster_rl.config import AppConfig, check_run_name, to_toml
 from aster_rl.errors import ConfigError, DataError
-from aster_rl.data.timeframes import timeframe_to_timedelta
+from aster_rl.data.timeframes import TimeRange, timeframe_to_timedelta
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.data import bind_pattern_library, observation_support
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.run_dir import RunDir
 from agents.run_files import save_model
-from agents.splits import Splits, make_splits
+from agents.splits import Splits, range_splits
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,11 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def default_splits(config: AppConfig, dataset) -> Splits:
-    return make_splits(
-        len(dataset),
+def default_splits(config: AppConfig, dataset, timerange: TimeRange | None = None) -> Splits:
+    """The configured splits of ``dataset``, inside ``timerange`` when one is named."""
+    return range_splits(
+        dataset.index,
+        timerange,
         warmup=dataset.warmup,
         episode_length=config.env.episode_length,
         train_fraction=config.train.train_fraction,

@@ -1,7 +1,8 @@
 """Walk-forward: K chronological folds x several seeds, each trained and tested on its own fold.
 
 Each fold is a contiguous block of bars with its own train / validation / test splits (and
-purge gaps inside and between blocks), so a fold's model never sees a later fold. Each run
+purge gaps inside and between blocks), so a fold's model never sees a later fold. With a
+time range the folds are cut inside it. Each run
 records ``folds x seeds`` trials (times ``train.trials``) for its deflated Sharpe ratio.
 
 Aggregation: each fold's seeds are averaged first (they share its test period), then the
@@ -23,6 +24,8 @@ import numpy as np
 
 from aster_rl.evaluation import metrics as M
 from aster_rl.config import AppConfig, replace
+from aster_rl.data.timeframes import TimeRange
+from aster_rl.errors import DataError
 
 from agents.data import fold_dataset
 from agents.evaluate import jsonable, evaluate_policy
@@ -53,6 +56,8 @@ class WalkForwardResult:
                 f"{'yes' if r['beats_best_baseline'] else 'no':>6}"
             )
         s = self.summary
+        if s.get("timerange"):
+            lines.append(f"folds cut inside --timerange {s['timerange']['text']}")
         for name, ci in s.get("excess_ci", {}).items():
             lines.append(
                 f"mean excess over {name} {ci['estimate']:+.2%} ({ci['confidence']:.0%} t-interval "
@@ -146,16 +151,25 @@ def summarize_runs(runs: list[dict[str, Any]], *, folds: int, seeds: int, confid
     }
 
 
-def walkforward(config: AppConfig, dataset, out_dir: Path | None = None) -> WalkForwardResult:
+def walkforward(config: AppConfig, dataset, out_dir: Path | None = None, timerange: TimeRange | None = None) -> WalkForwardResult:
+    """Train and test ``eval.walkforward_folds`` folds x ``eval.walkforward_seeds`` seeds, on the bars in ``timerange``
+    (every bar when None)."""
     ev = config.eval
-    folds = walkforward_splits(
-        len(dataset),
-        ev.walkforward_folds,
-        warmup=dataset.warmup,
-        episode_length=config.env.episode_length,
-        train_fraction=config.train.train_fraction,
-        validation_fraction=config.train.validation_fraction,
-    )
+    lo, hi = (0, len(dataset)) if timerange is None else timerange.bar_span(dataset.index)
+    try:
+        folds = walkforward_splits(
+            hi,
+            ev.walkforward_folds,
+            warmup=dataset.warmup,
+            episode_length=config.env.episode_length,
+            train_fraction=config.train.train_fraction,
+            validation_fraction=config.train.validation_fraction,
+            start=lo,
+        )
+    except DataError as e:
+        if timerange is None:
+            raise
+        raise DataError(f"--timerange {timerange} ({hi - lo} bars): {e}") from None
     if out_dir is None:
         out_dir = Path(config.train.checkpoint_dir) / f"{config.train.name}__walkforward__{int(time.time())}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +188,8 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None) -> Walk
             report.save(RunDir(run_dir).eval)
             result.runs.append({**run_record(k, seed, run_dir, report, trained), **mined})
     result.summary = summarize_runs(result.runs, folds=len(folds), seeds=ev.walkforward_seeds, confidence=ev.confidence)
+    if timerange is not None:
+        result.summary["timerange"] = timerange.to_dict()
     verdict = result.summary["verdict"]
     (out_dir / WALKFORWARD_FILE).write_text(json.dumps(jsonable({"summary": result.summary, "runs": result.runs}), indent=2))
     logger.info("walk-forward: %s", verdict)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.config import AppConfig
-from aster_rl.data.timeframes import parse_utc_time
+from aster_rl.data.timeframes import parse_timerange, parse_utc_time
 from aster_rl.errors import ConfigError
 
 POLICIES = ("agent", "flat", "buy_and_hold", "rule_brain")
@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.add_argument("--start", help="first bar (UTC time); default: the run's test split, else the end of the warm-up")
     p.add_argument("--end", help="last bar (UTC time); default: the run's test split end, else the last bar")
+    p.add_argument("--timerange", metavar="START-END",
+                   help="the bars in this UTC range instead of --start/--end, e.g. 20251101-20251201 (YYYYMMDD, either side "
+                   "may be empty: the stored market's edge; the end excluded)")
     p.add_argument("--out", metavar="DIR", help="write trades.csv, equity.csv and metrics.json here")
     p.set_defaults(func=run)
 
@@ -51,21 +54,28 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
 
     if args.policy == "agent" and not args.run:
         raise ConfigError("--policy agent needs --run RUN (a trained run directory or 'latest')")
+    if args.timerange and (args.start or args.end):
+        raise ConfigError(f"--timerange {args.timerange} names the whole range: give it or --start/--end, not both")
+    timerange = parse_timerange(args.timerange) if args.timerange else None
     run_dir = RunDir.resolve(args.run, config.train.checkpoint_dir) if args.run else None
     run_config = run_dir.load_config() if run_dir is not None else config
     dataset = build_dataset(run_config)
     cfg = run_config.env
     index = dataset.index
 
-    if run_dir is not None:
-        default = load_run_splits(run_dir.path, dataset.prices.timestamps).test
+    if timerange is not None:
+        start, end = timerange.bar_span(index)
     else:
-        default = Span(dataset.warmup, len(dataset))
-    start = _bar_position(index, args.start, "start") if args.start else default.start
-    end = _bar_position(index, args.end, "end") if args.end else default.end
+        if run_dir is not None:
+            default = load_run_splits(run_dir.path, dataset.prices.timestamps).test
+        else:
+            default = Span(dataset.warmup, len(dataset))
+        start = _bar_position(index, args.start, "start") if args.start else default.start
+        end = _bar_position(index, args.end, "end") if args.end else default.end
     start = max(start, dataset.warmup)
     if end - start < 2:
-        raise ConfigError(f"the range {args.start or index[start]} .. {args.end or index[-1]} holds fewer than 2 bars after the warm-up")
+        named = f"--timerange {timerange}" if timerange else f"the range {args.start or index[start]} .. {args.end or index[-1]}"
+        raise ConfigError(f"{named} holds fewer than 2 bars after the {dataset.warmup}-bar feature warm-up")
 
     policy: Callable[[np.ndarray], np.ndarray]
     if args.policy == "agent":

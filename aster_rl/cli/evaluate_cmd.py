@@ -1,4 +1,4 @@
-"""``aster-rl evaluate RUN``: the trained policy on the test split beside the baselines."""
+"""``aster-rl evaluate RUN``: the trained policy on the test split (or a later time range) beside the baselines."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ def register(sub) -> None:
     p.add_argument("run", help="a run directory, or 'latest'")
     p.add_argument("--model", choices=("best", "last"), default="best",
                    help="which checkpoint: best by validation net PnL (default) or the last one")
+    p.add_argument(
+        "--timerange", metavar="START-END",
+        help="evaluate on the bars in this UTC range instead of the test split, e.g. 20251101-20251201 (YYYYMMDD, "
+        "either side may be empty, the end excluded); refused unless its first bar comes after every bar the run "
+        "trained or was validated on (the features may look back before it). The report goes to RUN/eval_START-END/",
+    )
     p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.set_defaults(func=run)
 
@@ -18,10 +24,13 @@ def register(sub) -> None:
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.evaluate import evaluate_run
     from agents.run_dir import RunDir
+    from aster_rl.data.timeframes import parse_timerange
 
-    report = evaluate_run(args.run, config, which=args.model, trust_run=args.trust_run)
+    timerange = parse_timerange(args.timerange) if args.timerange else None
+    report = evaluate_run(args.run, config, which=args.model, trust_run=args.trust_run, timerange=timerange)
     print(report.table())
     if report.run_dir is not None:
-        ev = RunDir(report.run_dir).eval
+        rd = RunDir(report.run_dir)
+        ev = rd.eval if timerange is None else rd.eval_range(str(timerange))
         print(f"results: {ev.path} ({ev.results.name}, {ev.equity('<name>').name}, {ev.trades('<name>').name})")
     return 0

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from aster_rl.config import AppConfig
-from aster_rl.data.timeframes import parse_utc_time
-from aster_rl.errors import DataError
+from aster_rl.data.timeframes import parse_timerange, parse_utc_time
+from aster_rl.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,13 @@ def register(sub) -> None:
         "up after a Benjamini-Hochberg correction at patterns.fdr. Prints how many pass the naive test "
         "(p < 0.05) and how many survive the correction. The range defaults to the training split a "
         "`train` run with this configuration uses (after the feature warm-up, train.train_fraction of the "
-        "usable bars); --end may not pass its last bar, and a trade must close inside the range.",
+        "usable bars); --end (or the end of --timerange) may not pass its last bar, and a trade must close inside the range.",
     )
     p.add_argument("--start", metavar="TIME", help="first bar of the range (UTC; default: the training split's first)")
     p.add_argument("--end", metavar="TIME", help="last bar of the range (UTC; default and latest: the training split's last)")
+    p.add_argument("--timerange", metavar="START-END",
+                   help="the range in freqtrade's syntax instead of --start/--end, e.g. 20250301-20250320 (YYYYMMDD, either "
+                   "side may be empty, the end excluded); it must end inside the training split")
     p.add_argument("--naive", action="store_true", help="store the uncorrected (p < 0.05) list instead (for comparison only)")
     p.add_argument("--max-candidates", type=int, default=20_000, help="bound on the condition conjunctions tried")
     actions.add_parser("list", help="list the pattern library as a table")
@@ -65,6 +68,9 @@ def mine(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.storage import Database
     from aster_rl.storage.pattern_store import save_library
 
+    if args.timerange and (args.start or args.end):
+        raise ConfigError(f"--timerange {args.timerange} names the whole range: give it or --start/--end, not both")
+    timerange = parse_timerange(args.timerange) if args.timerange else None
     start = parse_utc_time(args.start, "--start") if args.start else None
     end = parse_utc_time(args.end, "--end") if args.end else None
     # the training run's dataset and splits; the library's own columns play no part in mining
@@ -73,14 +79,20 @@ def mine(args: argparse.Namespace, config: AppConfig) -> int:
     splits = default_splits(config, dataset)
     index = dataset.index
     last_train = index[splits.train.end - 1]
-    lo = splits.train.start if start is None else int(index.searchsorted(start, side="left"))
-    hi = splits.train.end if end is None else int(index.searchsorted(end, side="right"))
-    if end is not None and end > last_train:
+    if timerange is not None:
+        lo, hi = timerange.bar_span(index)
+        past = hi > splits.train.end
+    else:
+        lo = splits.train.start if start is None else int(index.searchsorted(start, side="left"))
+        hi = splits.train.end if end is None else int(index.searchsorted(end, side="right"))
+        past = end is not None and end > last_train
+    if past:
+        named = f"--timerange {timerange}: ends" if timerange is not None else f"--end {args.end}:"
         raise DataError(
-            f"--end {args.end}: past the training split's last bar {last_train} (train.train_fraction="
+            f"{named} past the training split's last bar {last_train} (train.train_fraction="
             f"{config.train.train_fraction:g}); a library mined past it would learn from validation and test bars"
         )
-    if lo >= hi:
+    if lo >= hi:  # --start at or after the end (a time range is never empty here)
         raise DataError(f"--start {args.start}: not before the end of the mining range {index[hi - 1] if hi else end}")
     db = Database.from_config(config.data)
     db.init_schema()

@@ -13,6 +13,12 @@ def register(sub) -> None:
     p.add_argument("--name", help="run name (default: train.name)")
     p.add_argument("--seed", type=int, help="random seed (default: train.seed)")
     p.add_argument("--timesteps", type=int, help="total environment steps (default: train.total_timesteps)")
+    p.add_argument(
+        "--timerange", metavar="START-END",
+        help="use only bars in this UTC range, e.g. 20250919-20251031 (YYYYMMDD, either side may be empty, the end "
+        "excluded); it is split into train, validation and test as usual, the test split at its end, and the "
+        "range is recorded in splits.json. Judge the run on a later range with `evaluate RUN --timerange`",
+    )
     p.set_defaults(func=run)
 
 
@@ -29,15 +35,22 @@ def with_overrides(config: AppConfig, args) -> AppConfig:
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset
-    from agents.train import train
+    from agents.train import default_splits, train
+    from aster_rl.data.timeframes import parse_timerange
 
     config = with_overrides(config, args)
+    timerange = parse_timerange(args.timerange) if getattr(args, "timerange", None) else None
     tty = sys.stderr.isatty()
     dataset = build_dataset(config, progress=tty)
-    result = train(config, dataset, progress_bar=config.train.progress_bar and tty)
+    splits = default_splits(config, dataset, timerange)
+    result = train(config, dataset, splits=splits, progress_bar=config.train.progress_bar and tty)
     m = result.metrics
     best = m.get("best_validation", {})
     print(f"run: {result.run_dir}")
+    index = dataset.index
+    print(("timerange " + str(timerange) + ": " if timerange else "") + "; ".join(
+        f"{name} {index[s.start]:%Y-%m-%d %H:%M} .. {index[s.end - 1]:%Y-%m-%d %H:%M}"
+        for name, s in splits.spans().items()) + " UTC")
     if m.get("support_notice"):
         print(m["support_notice"])
     print(f"trained {m['timesteps']} steps in {m['train_seconds']:.0f} s ({m['fps']:.0f} fps)")
@@ -46,5 +59,10 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
               f"at {best['timesteps']:.0f} steps")
     if m.get("tensorboard_dir"):
         print(f"TensorBoard: tensorboard --logdir {m['tensorboard_dir']}")
-    print(f"next: aster-rl evaluate {result.run_dir}")
+    later = ""
+    if timerange is not None and timerange.end is not None:  # the bars after the range were never read
+        end = timerange.end
+        later = f" (or a later range: --timerange {end:%Y%m%d}-)" if end == end.normalize() else \
+            f" (or a later range: --timerange {int(end.timestamp())}-)"
+    print(f"next: aster-rl evaluate {result.run_dir}{later}")
     return 0

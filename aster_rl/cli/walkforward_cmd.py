@@ -13,6 +13,9 @@ def register(sub) -> None:
     p.add_argument("--folds", type=int, help="number of folds (default: eval.walkforward_folds)")
     p.add_argument("--seeds", type=int, help="seeds per fold (default: eval.walkforward_seeds)")
     p.add_argument("--timesteps", type=int, help="training steps per fold and seed (default: train.total_timesteps)")
+    p.add_argument("--timerange", metavar="START-END",
+                   help="cut the folds inside this UTC range, e.g. 20250601-20251101 (YYYYMMDD, either side may be empty, "
+                   "the end excluded)")
     p.set_defaults(func=run)
 
 
@@ -20,7 +23,9 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset
     from agents.run_dir import WALKFORWARD_FILE
     from agents.walkforward import walkforward
+    from aster_rl.data.timeframes import parse_timerange
 
+    timerange = parse_timerange(args.timerange) if args.timerange else None
     ev = {}
     if args.folds is not None:
         ev["walkforward_folds"] = args.folds
@@ -29,7 +34,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     tr = {"total_timesteps": args.timesteps} if args.timesteps is not None else {}
     config = replace(config, eval=ev, train=tr)
     dataset = build_dataset(config, progress=sys.stderr.isatty())
-    result = walkforward(config, dataset)
+    result = walkforward(config, dataset, timerange=timerange)
     print(result.table())
     print(f"results: {result.out_dir / WALKFORWARD_FILE}")
     return 0

@@ -8,6 +8,8 @@ only when the base bar closes at or after the higher bar's close.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,64 @@ def parse_utc_time(text: str, what: str) -> pd.Timestamp:
     if ts is pd.NaT:
         raise DataError(f"{what} {text!r}: not a time; use e.g. 2025-04-01 or 2025-04-01T12:00 (UTC)")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+_RANGE_FORM = ("START-END, each side YYYYMMDD (or 10-digit Unix seconds, 13-digit milliseconds) and either side may be "
+               "empty, e.g. 20250919-20251031 or 20250919-; UTC, the end excluded")
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Bars whose open time lies in ``[start, end)`` (UTC); a side that is None is open."""
+
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def bar_span(self, index: pd.DatetimeIndex, what: str = "--timerange") -> tuple[int, int]:
+        """Positions ``[lo, hi)`` of ``index`` (bar open times) inside the range; DataError naming the
+        stored range when none is."""
+        lo = 0 if self.start is None else int(index.searchsorted(self.start, side="left"))
+        hi = len(index) if self.end is None else int(index.searchsorted(self.end, side="left"))
+        if lo >= hi:
+            stored = f"{index[0]:%Y-%m-%d %H:%M} .. {index[-1]:%Y-%m-%d %H:%M} UTC" if len(index) else "empty"
+            raise DataError(f"{what} {self.text}: no stored bar lies in it; the stored market runs {stored}")
+        return lo, hi
+
+    def to_dict(self) -> dict[str, Any]:
+        """The range as written in a run's files: its text and ISO bounds (``end`` excluded)."""
+        return {"text": self.text, "start": None if self.start is None else self.start.isoformat(),
+                "end": None if self.end is None else self.end.isoformat()}
+
+
+def _range_side(digits: str, text: str, what: str) -> pd.Timestamp | None:
+    if not digits:
+        return None
+    if len(digits) == 8:
+        try:
+            return pd.Timestamp(pd.to_datetime(digits, format="%Y%m%d"), tz="UTC")
+        except (ValueError, OverflowError):
+            raise DataError(f"{what} {text!r}: {digits} is not a calendar date; expected {_RANGE_FORM}") from None
+    if len(digits) in (10, 13):
+        return pd.Timestamp(int(digits), unit="s" if len(digits) == 10 else "ms", tz="UTC")
+    raise DataError(f"{what} {text!r}: expected {_RANGE_FORM}")
+
+
+def parse_timerange(text: str, what: str = "--timerange") -> TimeRange:
+    """A time range in freqtrade's ``--timerange`` syntax (``20250919-20251031``, ``20250919-``,
+    ``-20251031``; Unix seconds or milliseconds also) as a :class:`TimeRange` with the end excluded;
+    anything else, or an end not after the start, is a one-line :class:`DataError` naming ``what``."""
+    match = re.fullmatch(r"([0-9]*)-([0-9]*)", text) if isinstance(text, str) else None
+    if match is None or not (match.group(1) or match.group(2)):
+        raise DataError(f"{what} {text!r}: expected {_RANGE_FORM}")
+    start, end = (_range_side(g, text, what) for g in match.groups())
+    if start is not None and end is not None and end <= start:
+        raise DataError(f"{what} {text!r}: the end {end:%Y-%m-%d %H:%M} is not after the start "
+                        f"{start:%Y-%m-%d %H:%M} (the end is excluded)")
+    return TimeRange(start, end, text)
 
 
 def timeframe_to_timedelta(timeframe: str) -> pd.Timedelta:
