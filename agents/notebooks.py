@@ -348,7 +348,8 @@ def demo_prediction_log(
     ctx = open_run(run_dir)
     ds, cfg, span = ctx.dataset, ctx.config, ctx.splits.test
     session = f"{DEMO_SESSION_PREFIX}:{run_dir.name}"
-    summary, rows = paper_replay(ctx, db, session, span.start, span.end)
+    replay = paper_replay(ctx, db, session, span.start, span.end)
+    summary, rows = replay.summary, replay.predictions
     closed = rows[rows["status"].isin(["win", "loss"]) & rows["pnl_usd"].notna()].sort_values("closed_at")
     regime = ds.column("regime_state")
     index = ds.index
@@ -375,12 +376,19 @@ def demo_prediction_log(
             f"{len(closed)} closed; {len(library)} demonstration patterns")
 
 
-def paper_replay(ctx: RunContext, db, session: str, start: int, end: int) -> tuple[Any, pd.DataFrame]:
-    """The run's policy driven bar by bar over bars ``[start, end)`` of its market by the live runner (replay
-    source, paper broker), every decision logged in ``db`` under ``session``.
+@dataclass
+class Replay:
+    """A paper replay: the runner's summary, the session's rows of ``predictions`` and the share of the
+    replayed bars outside the policy's training support (one line; empty without a support record)."""
 
-    Returns the runner's summary and the session's rows of ``predictions``.
-    """
+    summary: Any  # aster_rl.live.runner.RunSummary
+    predictions: pd.DataFrame
+    support_line: str
+
+
+def paper_replay(ctx: RunContext, db, session: str, start: int, end: int) -> Replay:
+    """The run's policy driven bar by bar over bars ``[start, end)`` of its market by the live runner (replay
+    source, paper broker), every decision logged in ``db`` under ``session``."""
     from aster_rl.evaluation.reporting import read_table
     from aster_rl.live.bars import LivePrices
     from aster_rl.live.brokers import PaperBroker
@@ -396,7 +404,7 @@ def paper_replay(ctx: RunContext, db, session: str, start: int, end: int) -> tup
     summary = runner.run()
     rows = read_table(db, "predictions")
     rows = rows[rows["session_id"] == session] if "session_id" in rows else rows
-    return summary, rows
+    return Replay(summary, rows, runner.support.report().line() if runner.support is not None else "")
 
 
 # ---------------------------------------------------------------- the quickstart's steps
