@@ -218,6 +218,8 @@ def training_curves(frame: pd.DataFrame, tags: tuple[str, ...] = TRAINING_CURVES
 
 
 def _tag_grid(frame: pd.DataFrame, tags: list[str], title: str, ncols: int):
+    from matplotlib.ticker import MaxNLocator
+
     if not tags:
         return None
     ncols = min(ncols, len(tags))
@@ -230,6 +232,7 @@ def _tag_grid(frame: pd.DataFrame, tags: list[str], title: str, ncols: int):
         ax.plot(t["step"], t["value"], marker="." if len(t) < 30 else None, lw=1.0)
         ax.set_title(tag, fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(4))  # timesteps run to six digits: fewer labels, none overlapping
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
