@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test test-slow lint ci bench report clean
+.PHONY: venv demo test test-slow lint ci bench report lab clean
 
 $(BIN)/aster-rl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test-slow: venv
 
 report: venv
 	$(BIN)/aster-rl report
+
+# JupyterLab on this machine only (127.0.0.1), kernels in this environment; the `lab` extra is installed here only
+lab: venv
+	$(BIN)/pip install --quiet -e ".[notebooks,lab]"
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks/
 
 bench: venv
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -11,19 +11,25 @@
   ``figure:<name>`` tag when it has one).
 - :func:`ensure_run`, :func:`open_run`, :func:`agent_backtest`, :func:`tensorboard_scalars`
   and :func:`find_walkforward` are what the notebooks call to get a run and its results.
+- :func:`notebook_market`, :func:`observation_by_tentacle`, :func:`train_with_progress` and
+  :func:`paper_replay` are the steps of the quickstart notebook (the whole loop).
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import functools
 import json
 import logging
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from agents.run_dir import WALKFORWARD_FILE, RunDir, Which
@@ -33,7 +39,7 @@ from aster_rl.errors import DataError
 logger = logging.getLogger(__name__)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = ("evaluate", "tentacles", "live")
+NOTEBOOKS = ("quickstart", "evaluate", "tentacles", "live")
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 FIGURE_TAG_PREFIX = "figure:"
@@ -131,6 +137,7 @@ def execute_notebook(
         timeout=int(timeout),
         kernel_name="python3",
         resources={"metadata": {"path": str(cwd)}},
+        coalesce_streams=True,  # one stdout / stderr output per cell; a text progress bar keeps its last state
     )
     logger.info("executing %s (kernel %s, cwd %s)", path.name, sys.executable, cwd)
     try:
@@ -330,15 +337,9 @@ def demo_prediction_log(
     so the library's history has events. Returns a one-line description.
     """
     from aster_rl.config import PatternsConfig
-    from aster_rl.live.bars import LivePrices
-    from aster_rl.live.brokers import PaperBroker
-    from aster_rl.live.risk import live_settings
-    from aster_rl.live.runner import LiveRunner
-    from aster_rl.live.sources import ReplaySource
     from aster_rl.patterns.language import Condition, Pattern
     from aster_rl.patterns.library import PatternLibrary
     from aster_rl.patterns.stats import PatternStats
-    from aster_rl.evaluation.reporting import read_table
     from aster_rl.storage.pattern_store import record_outcome, save_library
 
     from agents.evaluate import REGIME_NAMES
@@ -347,13 +348,8 @@ def demo_prediction_log(
     ctx = open_run(run_dir)
     ds, cfg, span = ctx.dataset, ctx.config, ctx.splits.test
     session = f"{DEMO_SESSION_PREFIX}:{run_dir.name}"
-    prices = LivePrices(cfg.data.timeframe)
-    runner = LiveRunner(ctx.policy, ReplaySource(ds.market, span.start, span.end), PaperBroker(cfg.env, prices), db,
-                        env_cfg=cfg.env, live_cfg=live_settings(cfg), features_cfg=cfg.features, session_id=session,
-                        mode="replay", prices=prices)
-    summary = runner.run()
-    rows = read_table(db, "predictions")
-    rows = rows[rows["session_id"] == session] if "session_id" in rows else rows
+    replay = paper_replay(ctx, db, session, span.start, span.end)
+    summary, rows = replay.summary, replay.predictions
     closed = rows[rows["status"].isin(["win", "loss"]) & rows["pnl_usd"].notna()].sort_values("closed_at")
     regime = ds.column("regime_state")
     index = ds.index
@@ -378,3 +374,144 @@ def demo_prediction_log(
         record_outcome(db, patterns_cfg, name, net_return, regime=state_name, ts_ms=ts_ms)
     return (f"live-runner replay {session!r} over the test split: {summary.bars} bars, {len(rows)} predictions, "
             f"{len(closed)} closed; {len(library)} demonstration patterns")
+
+
+@dataclass
+class Replay:
+    """A paper replay: the runner's summary, the session's rows of ``predictions`` and the share of the
+    replayed bars outside the policy's training support (one line; empty without a support record)."""
+
+    summary: Any  # aster_rl.live.runner.RunSummary
+    predictions: pd.DataFrame
+    support_line: str
+
+
+def paper_replay(ctx: RunContext, db, session: str, start: int, end: int) -> Replay:
+    """The run's policy driven bar by bar over bars ``[start, end)`` of its market by the live runner (replay
+    source, paper broker), every decision logged in ``db`` under ``session``."""
+    from aster_rl.evaluation.reporting import read_table
+    from aster_rl.live.bars import LivePrices
+    from aster_rl.live.brokers import PaperBroker
+    from aster_rl.live.risk import live_settings
+    from aster_rl.live.runner import LiveRunner
+    from aster_rl.live.sources import ReplaySource
+
+    cfg = ctx.config
+    prices = LivePrices(cfg.data.timeframe)
+    runner = LiveRunner(ctx.policy, ReplaySource(ctx.dataset.market, start, end), PaperBroker(cfg.env, prices), db,
+                        env_cfg=cfg.env, live_cfg=live_settings(cfg), features_cfg=cfg.features, session_id=session,
+                        mode="replay", prices=prices)
+    summary = runner.run()
+    rows = read_table(db, "predictions")
+    rows = rows[rows["session_id"] == session] if "session_id" in rows else rows
+    return Replay(summary, rows, runner.support.report().line() if runner.support is not None else "")
+
+
+# ---------------------------------------------------------------- the quickstart's steps
+
+def notebook_market(config: AppConfig, real_files: Sequence[str] | None = None, n_bars: int | None = None):
+    """The market a notebook trains on, stored in the configured database under a source naming exactly these
+    bars, so a run's saved config rebuilds them; returns the config reading it and the market as loaded.
+
+    Without ``real_files``: the synthetic market of ``config.synth`` (source ``synthetic-<edge>-s<seed>-<bars>``).
+    With them: the last ``n_bars`` bars (all when None) of the named candle files in the shared real-data
+    folder (:func:`aster_rl.paths.real_data_dir`), see :func:`real_market` (source ``real-<tf>-<last bar>-<bars>``).
+    """
+    from aster_rl.data.synthetic import synthesize
+    from aster_rl.storage import Database, store_market
+
+    from agents.data import load_market_for
+
+    if real_files:
+        market = real_market(real_files, n_bars, config.data.btc_symbol, config.data.eth_symbol)
+        source = f"real-{market.timeframe}-{market.candles.index[-1]:%Y%m%d%H%M}-{len(market)}"
+        config = replace(config, data={"source": source, "symbol": market.symbol, "timeframe": market.timeframe})
+    else:
+        s = config.synth
+        market = synthesize(s, timeframe=config.data.timeframe, symbol=config.data.symbol)
+        config = replace(config, data={"source": f"synthetic-{s.edge}-s{s.seed}-{s.n_bars}"})
+    db = Database.from_config(config.data)
+    db.init_schema()
+    store_market(db, market, config.data.source, config.data.btc_symbol, config.data.eth_symbol)
+    return config, load_market_for(config)
+
+
+def real_market(files: Sequence[str], n_bars: int | None, btc_symbol: str, eth_symbol: str):
+    """A market from candle files in the shared real-data folder: the one file whose symbol is neither
+    ``btc_symbol`` nor ``eth_symbol`` is traded (its last ``n_bars`` bars); the BTC / ETH files, when
+    named, give the companions over the same bars. Symbols and timeframes come from the file names."""
+    from aster_rl.data.importer import read_candle_file
+    from aster_rl.data.market import MarketBundle
+    from aster_rl.paths import real_data_dir
+
+    root = real_data_dir()
+    if not root.is_dir():
+        raise DataError(f"real_files: the shared real-data folder {root} does not exist (set ASTER_REAL_DATA)")
+    parsed = [read_candle_file(root / name) for name in files]
+    companions = {btc_symbol: "btc", eth_symbol: "eth"}
+    traded = [p for p in parsed if p.symbol not in companions]
+    if len(traded) != 1:
+        raise DataError(f"real_files {list(files)}: expected one traded market besides {btc_symbol} and {eth_symbol}, "
+                        f"got {[p.symbol for p in traded] or 'none'}")
+    main = traded[0]
+    other = [p for p in parsed if p.timeframe != main.timeframe]
+    if other:
+        raise DataError(f"real_files: {other[0].path.name} is {other[0].timeframe}, {main.path.name} is {main.timeframe}")
+    candles = main.candles.iloc[-int(n_bars):] if n_bars else main.candles
+    lo, hi = candles.index[0], candles.index[-1]
+    parts = {companions[p.symbol]: p.candles.loc[lo:hi] for p in parsed if p.symbol in companions}
+    return MarketBundle(symbol=main.symbol, timeframe=main.timeframe, candles=candles, **parts)
+
+
+def observation_by_tentacle(observation: np.ndarray, schema) -> pd.DataFrame:
+    """One row per tentacle (and the account state at the end): its number of columns in ``observation``
+    and their values, ``name=value`` with the tentacle's prefix left out."""
+    from aster_rl.sim.observation import ACCOUNT_COLUMNS
+
+    groups = {**schema.column_groups(), "account": list(ACCOUNT_COLUMNS)}
+    width = sum(len(cols) for cols in groups.values())
+    obs = np.asarray(observation, dtype=float).ravel()
+    if obs.shape[0] != width:
+        raise DataError(f"the observation has {obs.shape[0]} values; the schema and the account state name {width}")
+    rows, at = {}, 0
+    for name, cols in groups.items():
+        values = obs[at : at + len(cols)]
+        at += len(cols)
+        short = [c[len(name) + 1:] if c.startswith(name + "_") else c for c in cols]
+        rows[name] = {"columns": len(cols), "values": ", ".join(f"{c}={v:.3g}" for c, v in zip(short, values))}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _notebook_tqdm():
+    """A tqdm class for a notebook: the widget bar when ipywidgets is installed, else a text bar on stdout."""
+    try:
+        import ipywidgets  # noqa: F401  (tqdm.notebook draws with it)
+    except ImportError:
+        from tqdm.std import tqdm as text_tqdm
+
+        return functools.partial(text_tqdm, file=sys.stdout, mininterval=1.0, unit="step", desc="PPO")
+    from tqdm.notebook import tqdm as widget_tqdm
+
+    return functools.partial(widget_tqdm, unit="step", desc="PPO")
+
+
+@contextmanager
+def notebook_progress_bar() -> Iterator[None]:
+    """While inside, stable-baselines3's training progress bar (``learn(progress_bar=True)``) is drawn for a
+    notebook instead of with rich (which needs ipywidgets in Jupyter and draws nothing without it)."""
+    import stable_baselines3.common.callbacks as sb3_callbacks
+
+    saved = sb3_callbacks.tqdm
+    sb3_callbacks.tqdm = _notebook_tqdm()
+    try:
+        yield
+    finally:
+        sb3_callbacks.tqdm = saved
+
+
+def train_with_progress(config: AppConfig, dataset, **kw):
+    """:func:`agents.train.train` with a notebook progress bar; returns its ``TrainResult``."""
+    from agents.train import train
+
+    with notebook_progress_bar():
+        return train(config, dataset, progress_bar=True, **kw)

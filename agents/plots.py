@@ -58,6 +58,28 @@ def equity_curves(equity: pd.DataFrame, title: str = "Equity on the test split")
     return fig
 
 
+SPLIT_COLORS = {"train": "#dbe9f6", "validation": "#fbe5c8", "test": "#f6d5d5"}
+
+
+def market_close(candles: pd.DataFrame, spans: dict[str, tuple[pd.Timestamp, pd.Timestamp]] | None = None,
+                 title: str = "Close price"):
+    """The close (and volume below), with the bars of each split shaded when ``spans`` (name -> first, last bar)."""
+    fig, axes = _figure(2, 1, height=2.2, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax, vol = axes[0, 0], axes[1, 0]
+    for name, (lo, hi) in (spans or {}).items():
+        ax.axvspan(lo, hi, color=SPLIT_COLORS.get(name, "#eeeeee"), lw=0, label=name)
+    ax.plot(candles.index, candles["close"], color="black", lw=0.8, label="close")
+    ax.set_title(title)
+    ax.set_ylabel("price")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    ax.grid(alpha=0.3)
+    vol.fill_between(candles.index, candles["volume"], color="tab:gray", lw=0, step="mid")
+    vol.set_ylabel("volume")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
 def drawdowns(dd: pd.DataFrame, title: str = "Drawdown below the running peak"):
     fig, ax = _figure()
     ax = ax[0, 0]
@@ -182,8 +204,25 @@ def walkforward(frame: pd.DataFrame, title: str = "Walk-forward: out-of-sample n
 def scalars(frame: pd.DataFrame, prefix: str, max_tags: int = 12, ncols: int = 4):
     """One small line chart per TensorBoard tag under ``prefix`` (e.g. ``"trade/"``)."""
     tags = [t for t in dict.fromkeys(frame["tag"]) if t.startswith(prefix)][:max_tags]
+    return _tag_grid(frame, tags, f"TensorBoard {prefix}* by timestep", ncols)
+
+
+TRAINING_CURVES = ("train/value_loss", "train/entropy_loss", "train/approx_kl", "train/explained_variance",
+                   "env/equity", "trade/win_rate", "eval/net_pnl_usd", "eval/net_return")
+
+
+def training_curves(frame: pd.DataFrame, tags: tuple[str, ...] = TRAINING_CURVES, ncols: int = 4):
+    """The PPO run at a glance: the TensorBoard tags of ``tags`` that the run logged, one chart each."""
+    present = set(frame["tag"])
+    return _tag_grid(frame, [t for t in tags if t in present], "Training curves (TensorBoard scalars by timestep)", ncols)
+
+
+def _tag_grid(frame: pd.DataFrame, tags: list[str], title: str, ncols: int):
+    from matplotlib.ticker import MaxNLocator
+
     if not tags:
         return None
+    ncols = min(ncols, len(tags))
     nrows = int(np.ceil(len(tags) / ncols))
     fig, axes = _figure(nrows, ncols, height=2.2, width=12.0)
     for ax in axes.ravel()[len(tags):]:
@@ -193,8 +232,9 @@ def scalars(frame: pd.DataFrame, prefix: str, max_tags: int = 12, ncols: int = 4
         ax.plot(t["step"], t["value"], marker="." if len(t) < 30 else None, lw=1.0)
         ax.set_title(tag, fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(4))  # timesteps run to six digits: fewer labels, none overlapping
         ax.grid(alpha=0.3)
-    fig.suptitle(f"TensorBoard {prefix}* by timestep")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -220,7 +220,7 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
     * v0: Initial version.
     """
 
-    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012  (gymnasium's class attribute)
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (gymnasium's class attribute; fps as its text envs)
 
     def __init__(
         self,

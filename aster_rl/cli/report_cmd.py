@@ -2,7 +2,9 @@
 
 For people who will not open Jupyter: ``reports/<notebook>.html`` (self-contained, images
 inlined), ``reports/figures/<notebook>_<figure>.png`` and the executed notebooks in
-``reports/notebooks/``.
+``reports/notebooks/``. The quickstart (the whole loop on a small market) trains its own run
+with its own database in a new temporary folder; the other notebooks read the configured
+checkpoints and database.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from pathlib import Path
 from aster_rl.config import AppConfig
 from aster_rl.errors import DataError
 
-NOTEBOOK_NAMES = ("evaluate", "tentacles", "live")
+NOTEBOOK_NAMES = ("quickstart", "evaluate", "tentacles", "live")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="execute the evaluation notebooks and write HTML pages and PNG figures")
+    p = sub.add_parser("report", help="execute the notebooks (quickstart, evaluate, tentacles, live) and write HTML pages and PNG figures")
     p.add_argument("--run", help="a run directory (default: the newest run under train.checkpoint_dir, "
                                  "or a tiny run trained now when there is none)")
     p.add_argument("--out", default="reports", help="output directory (default: reports/)")
@@ -46,6 +48,8 @@ def parse_params(items: list[str]) -> dict:
 
 
 def notebook_parameters(name: str, args, config: AppConfig) -> dict:
+    if name == "quickstart":  # trains its own small run, with its own database, in a new temporary folder
+        return {"checkpoint_dir": None, "data_dir": None, "run": args.run}
     common = {"checkpoint_dir": str(config.train.checkpoint_dir), "data_dir": str(config.data.data_dir), "run": args.run}
     if name == "live":
         common["database_url"] = config.data.database_url
