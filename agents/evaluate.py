@@ -489,7 +489,8 @@ def evaluate_run(
         run_config = replace(run_config, eval=config.eval)
     if dataset is None:
         dataset = build_dataset(run_config)
-    policy = load_policy(rd, schema=dataset.schema, which=which, trust_run=trust_run)
+    wait = (config if config is not None else run_config).live.wait_outside_support  # what live would trade
+    policy = load_policy(rd, schema=dataset.schema, which=which, trust_run=trust_run, wait_outside_support=wait)
     splits = load_run_splits(run_dir, dataset.prices.timestamps)
     report = evaluate_policy(policy, dataset, run_config, splits, run_dir=run_dir)
     if save:

@@ -1,6 +1,11 @@
 """``aster-rl live run``: run a trained policy on live or replayed bars (paper by default);
 ``aster-rl live stop``: ask a running runner to flatten and stop (writes the kill file,
-``live.kill_file`` under ``data.data_dir``, so it works from any directory)."""
+``live.kill_file`` under ``data.data_dir``, so it works from any directory).
+
+The deployment gate (:mod:`agents.gate`): ``--real`` runs only a run whose recorded verdict
+says deployable for the weights loaded; any other run is refused in one line (exit 2)
+before the confirmation prompt and before any exchange call. Paper and replay run it under
+a "NOT DEPLOYABLE" banner."""
 
 from __future__ import annotations
 
@@ -56,10 +61,8 @@ def stop(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
-def _confirmation(args: argparse.Namespace) -> str | None:
-    if args.confirm is not None:
-        return args.confirm
-    if args.real and sys.stdin.isatty():
+def _prompt_confirmation() -> str | None:
+    if sys.stdin.isatty():
         return input("Real orders with real money. Type I-UNDERSTAND to go on: ").strip()
     return None
 
@@ -76,18 +79,32 @@ def run_policy(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.storage import Database, load_market
 
     live_cfg = live_settings(config)
-    if args.real or args.confirm is not None:
-        check_real_trading_allowed(args.real, _confirmation(args), load_secrets())
-        if args.replay:
-            raise ConfigError("--real and --replay exclude each other: replayed bars are traded on paper only")
+    prompt = args.real and args.confirm is None and sys.stdin.isatty()  # asked after the gate, not before
+    if (args.real or args.confirm is not None) and not prompt:
+        check_real_trading_allowed(args.real, args.confirm, load_secrets())
+    if args.real and args.replay:
+        raise ConfigError("--real and --replay exclude each other: replayed bars are traded on paper only")
     if not args.run:
         raise ConfigError("live run: --run RUN is required (a run directory, 'latest' or 'champion')")
 
+    from agents.gate import gate_problem, read_gate, require_deployable
     from agents.policy import load_policy
     from agents.retrain import resolve_champion
 
     run_dir = resolve_champion(args.run, config.train.checkpoint_dir)
-    policy = load_policy(run_dir, which=args.model, checkpoint_dir=config.train.checkpoint_dir, trust_run=args.trust_run)
+    policy = load_policy(run_dir, which=args.model, checkpoint_dir=config.train.checkpoint_dir, trust_run=args.trust_run,
+                         wait_outside_support=live_cfg.wait_outside_support)
+    banner = None
+    if args.real:
+        record = require_deployable(run_dir, policy)  # before the prompt and any exchange call
+        if prompt:
+            check_real_trading_allowed(True, _prompt_confirmation(), load_secrets())
+        print(f"gate: {record.line()}")
+    else:
+        problem = gate_problem(read_gate(run_dir), policy)
+        if problem is not None:
+            banner = f"NOT DEPLOYABLE: {problem} — paper only"
+            print(banner)
     env_cfg, feats_cfg = policy.config.env, policy.config.features
     db = Database.from_config(config.data)
     db.init_schema()
@@ -121,7 +138,7 @@ def run_policy(args: argparse.Namespace, config: AppConfig) -> int:
     session = args.session or f"{mode}:{run_dir.name}:{config.data.symbol}:{config.data.timeframe}{replayed}"
     runner = LiveRunner(policy, source, broker, db, env_cfg=env_cfg, live_cfg=live_cfg, features_cfg=feats_cfg,
                         session_id=session, mode=mode, features=args.features, prices=prices, freeze_gc=mode != "replay",
-                        patterns_cfg=config.patterns)
+                        patterns_cfg=config.patterns, banner=banner)
     summary = runner.run(max_bars=args.max_bars)
     trades = summary.trades
     wins = sum(1 for t in trades if t["pnl_usd"] > 0)

@@ -46,5 +46,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
               f"at {best['timesteps']:.0f} steps")
     if m.get("tensorboard_dir"):
         print(f"TensorBoard: tensorboard --logdir {m['tensorboard_dir']}")
+    if result.gate is not None:
+        print(result.gate.line())
     print(f"next: aster-rl evaluate {result.run_dir}")
     return 0
