@@ -95,10 +95,15 @@ class GateRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GateRecord:
+        """A record read back (JSON holds nan / inf as strings: :func:`agents.evaluate.jsonable`)."""
         try:
-            return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-        except TypeError as e:
-            raise DataError(f"gate record: malformed ({e})") from None
+            values = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+            for k in ("sharpe", "deflated_sharpe", "required_deflated_sharpe", "decided_at"):
+                values[k] = float(values[k])
+            values["excess"] = {n: {k: float(v) for k, v in ci.items()} for n, ci in dict(values["excess"]).items()}
+            return cls(**values)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DataError(f"gate record: malformed ({type(e).__name__}: {e})") from None
 
 
 def judge_span(policy: Any, dataset: Any, config: AppConfig, span: Span, *, split_name: str, role: str, source: str,
