@@ -67,9 +67,9 @@ def test_a_changed_gate_record_fails_the_manifest_check(trained, tmp_path):
     data = json.loads(RunDir(copy).gate.read_text())
     data["deployable"] = True
     RunDir(copy).gate.write_text(json.dumps(data))
-    with pytest.raises(UntrustedRunError, match="gate.json was modified"):
+    with pytest.raises(UntrustedRunError, match=r"gate\.json was modified"):
         read_gate(copy)
-    with pytest.raises(UntrustedRunError, match="gate.json was modified"):
+    with pytest.raises(UntrustedRunError, match=r"gate\.json was modified"):
         load_policy(copy)
 
 
