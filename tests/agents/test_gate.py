@@ -128,3 +128,18 @@ def test_outside_the_training_support_the_policy_waits_and_says_why(trained, tin
     assert (res.actions["side"] == WAIT).all() and len(res.trades) == 0
     traded = backtest(plain, tiny_dataset.matrix, tiny_dataset.prices, env, start=span.start, end=span.end)
     assert (traded.actions["side"] != WAIT).any(), "the plain policy should act on these bars for the test to mean something"
+
+
+def test_the_train_command_ends_with_the_gate_line(tmp_path, capsys):
+    from aster_rl.cli import main
+    from aster_rl.config import to_toml
+
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(to_toml(tiny_config(tmp_path, total_timesteps=128, eval_freq=64)))
+    assert main(["--config", str(config_file), "train"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    (line,) = [x for x in out if x.startswith(("edge on validation: deployable", "no edge found:"))]
+    run = next((tmp_path / "checkpoints").iterdir())
+    record = read_gate(run)
+    assert record is not None and line == record.line()
+    assert line.startswith("no edge found: this run will not trade real money")
