@@ -27,8 +27,9 @@ def register(sub) -> None:
         "run",
         help="run a trained policy on live or replayed bars (paper by default)",
         description="Each closed bar: data -> features -> observation -> policy -> risk guard -> broker -> prediction log. "
-        "Paper trading by default; real orders only with --real, keys in ASTER_PRIVATE_KEY / ASTER_WALLET_ADDRESS and "
-        "the confirmation I-UNDERSTAND (typed when asked, or --confirm I-UNDERSTAND).",
+        "Paper trading by default; real orders only with --real, for a run whose gate verdict says deployable, keys in "
+        "ASTER_PRIVATE_KEY / ASTER_WALLET_ADDRESS and the confirmation I-UNDERSTAND (typed when asked, or --confirm "
+        "I-UNDERSTAND). A run that is not deployable runs on paper under a NOT DEPLOYABLE banner.",
     )
     p.add_argument("--run", help="a trained run directory, 'latest', or 'champion' (the last promoted retrain)")
     p.add_argument("--model", choices=("best", "last"), default="best", help="which checkpoint of the run (default: best)")
@@ -41,7 +42,8 @@ def register(sub) -> None:
                    help="replay features: batch (exact, fast; default in replay) or incremental (the live path)")
     p.add_argument("--session", help="session name: state and predictions live under it; the same name resumes (default: derived)")
     p.add_argument("--max-bars", type=int, help="stop after this many bars")
-    p.add_argument("--real", action="store_true", help="trade real money on the exchange (needs keys and the confirmation)")
+    p.add_argument("--real", action="store_true",
+                   help="trade real money on the exchange (needs a deployable run: its gate.json says edge; keys; the confirmation)")
     p.add_argument("--confirm", metavar="TEXT", help="the real-trading confirmation, I-UNDERSTAND")
     actions.add_parser("stop", help="ask a running runner to flatten and stop (writes the kill file)")
     live.set_defaults(func=run)
