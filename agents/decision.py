@@ -61,7 +61,8 @@ def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position
     readings = features.readings(row)
     reasons = [readings[t] for t in REASONING_TENTACLES if t in readings]
     run_name = policy.run_dir.name if policy.run_dir is not None else Path(run_dir).name
-    reasoning = f"policy {run_name}: {side} with P(side)={d.confidence:.2f}; " + "; ".join(reasons[:4])
+    said = f"{side} with P(side)={d.confidence:.2f}" if d.confidence is not None else side
+    reasoning = f"policy {run_name}: {said}; " + "; ".join(x for x in (d.reason, *reasons[:4]) if x)
     return {
         "side": side,
         "leverage": leverage if side != "WAIT" else 0.0,

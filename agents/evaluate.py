@@ -518,7 +518,8 @@ def evaluate_run(
     else:  # the run's own bar positions play no part: the range is checked by bar times
         splits = None
         check_unseen(run_dir, timerange, dataset.index[range_span(dataset, timerange).start])
-    policy = load_policy(rd, schema=dataset.schema, which=which, trust_run=trust_run)
+    wait = (config if config is not None else run_config).live.wait_outside_support  # what live would trade
+    policy = load_policy(rd, schema=dataset.schema, which=which, trust_run=trust_run, wait_outside_support=wait)
     report = evaluate_policy(policy, dataset, run_config, splits, run_dir=run_dir, timerange=timerange)
     if save:
         report.save(rd.eval if timerange is None else rd.eval_range(str(timerange)))

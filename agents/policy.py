@@ -13,6 +13,13 @@ are dropped here); ``decide`` adds the
 confidence, P(side) from the side head, the leverage and profile heads' probabilities,
 the policy's entropy and its value estimate.
 
+**WAIT outside the support** (``wait_outside_support``, the ``live.wait_outside_support``
+switch): on an observation whose kept feature columns lie outside their training ranges
+(:meth:`ObservationSupport.outside`) the side is WAIT (no new position; an open one keeps
+its exchange-side stop and target), and ``decide`` says why in ``PolicyDecision.reason``,
+naming the columns. It lives here, in the policy, so the backtester, the evaluation, the
+deployment gate and the live runner all see the same decisions.
+
 SB3's distribution for a ``MultiDiscrete`` action is a product of independent categoricals
 (``MultiCategoricalDistribution``: one ``Categorical`` per head, log-probabilities and
 entropies summed), so P(side) is the side head's probability itself, the marginal over
@@ -32,7 +39,7 @@ import numpy as np
 from aster_rl.config import AppConfig
 from aster_rl.errors import SchemaMismatchError
 from aster_rl.interfaces import DecidingPolicy, PolicyDecision
-from aster_rl.evaluation.support import ObservationSupport
+from aster_rl.evaluation.support import TOP_COLUMNS, ObservationSupport
 
 from agents.data import check_run_pattern_library
 
@@ -46,7 +53,8 @@ class LoadedPolicy(DecidingPolicy):
     """A trained PPO policy with its observation normalization, ready for raw observations."""
 
     def __init__(self, model: Any, obs_normalizer: Any | None, schema: Any, config: AppConfig, run_dir: Path | None,
-                 support: ObservationSupport | None = None, model_file: Path | None = None):
+                 support: ObservationSupport | None = None, model_file: Path | None = None,
+                 wait_outside_support: bool = False):
         self.model = model
         self.obs_normalizer = obs_normalizer
         self.schema = schema
@@ -54,6 +62,7 @@ class LoadedPolicy(DecidingPolicy):
         self.run_dir = run_dir
         self.support = support
         self.model_file = model_file  # the weights loaded (the live runner names and ages the model by it)
+        self.wait_outside_support = wait_outside_support and support is not None
 
     @property
     def model_version(self) -> str | None:
@@ -79,10 +88,30 @@ class LoadedPolicy(DecidingPolicy):
             return obs
         return self.obs_normalizer.normalize_obs(obs).astype(np.float32)
 
+    def outside_support(self, obs: np.ndarray) -> np.ndarray:
+        """Bool per observation (shape ``obs.shape[:-1]``): WAIT forced because it lies outside the training support."""
+        shape = np.shape(obs)[:-1]
+        if not self.wait_outside_support or self.support is None:
+            return np.zeros(shape, dtype=bool)
+        return np.asarray(self.support.outside(obs).any(axis=1)).reshape(shape)
+
+    def support_reason(self, obs: np.ndarray) -> str | None:
+        """Why one observation's decision is WAIT whatever the model says (None when it is not forced)."""
+        if self.support is None or not self.outside_support(obs).any():
+            return None
+        cols = self.support.outside_columns(obs)
+        more = f" and {len(cols) - TOP_COLUMNS} more" if len(cols) > TOP_COLUMNS else ""
+        return "WAIT: outside the training support (" + ", ".join(cols[:TOP_COLUMNS]) + more + ")"
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
-        """The deterministic action (most probable per dimension) for a raw observation."""
+        """The deterministic action (most probable per dimension) for a raw observation; the side is WAIT
+        where the observation lies outside the training support and ``wait_outside_support`` is on."""
         action, _ = self.model.predict(self.normalize(obs), deterministic=True)
-        return np.asarray(action, dtype=np.int64)
+        action = np.array(action, dtype=np.int64)
+        forced = self.outside_support(obs)
+        if np.any(forced):
+            action[..., 0] = np.where(forced, 0, action[..., 0])
+        return action
 
     __call__ = predict
 
@@ -98,6 +127,10 @@ class LoadedPolicy(DecidingPolicy):
             entropy = float(dist.entropy()[0])
             value = float(policy.predict_values(obs_t)[0, 0])
         action = np.array([int(np.argmax(p)) for p in probs], dtype=np.int64)
+        reason = self.support_reason(obs)
+        if reason is not None:  # the model's own choice is kept in the probabilities; its confidence does not apply
+            return PolicyDecision(action=(0, int(action[1]), int(action[2])), confidence=None, value=value,
+                                  probabilities=probs, entropy=entropy, reason=reason)
         return PolicyDecision(action=(int(action[0]), int(action[1]), int(action[2])),
                               confidence=action_confidence(probs, action), value=value, probabilities=probs, entropy=entropy)
 
@@ -117,8 +150,12 @@ def load_policy(
     which: Which = "best",
     checkpoint_dir: str | Path = "checkpoints",
     trust_run: bool = False,
+    wait_outside_support: bool | None = None,
 ) -> LoadedPolicy:
     """Load ``run`` (falls back to the last model if there is no best one).
+
+    ``wait_outside_support`` (None: the run's own ``live.wait_outside_support``) makes the
+    policy WAIT on observations outside its training support (see the module docstring).
 
     The run's files must match its manifest; a run in the older pickled format loads only
     with ``trust_run=True`` (unpickling runs code stored in it). With ``schema`` (the feature
@@ -148,7 +185,8 @@ def load_policy(
     if support is not None and tuple(support.columns) != tuple(saved.names):
         raise SchemaMismatchError(f"run {run_dir.name}: {RunDir.SUPPORT} lists other columns than {RunDir.SCHEMA}")
     weights = rd.policy(which) if safe else rd.sb3_model(which)
-    return LoadedPolicy(model, normalizer, saved, config, run_dir, support, model_file=weights)
+    wait = config.live.wait_outside_support if wait_outside_support is None else wait_outside_support
+    return LoadedPolicy(model, normalizer, saved, config, run_dir, support, model_file=weights, wait_outside_support=wait)
 
 
 def _load_pickled(rd: RunDir, which: Which) -> tuple[Any, Any | None]:

@@ -9,8 +9,11 @@ promote the challenger only if it beats the champion on the newest held-out rang
   plus one episode. The champion's observation statistics (VecNormalize) are loaded and
   keep adapting on training rollouts only.
 - Both policies are backtested on the held-out range with the project's evaluation code
-  (:func:`agents.evaluate.run_backtest` + :func:`agents.evaluate.summarize_backtest`);
-  the challenger is promoted when its net PnL is higher (ties keep the champion).
+  (:func:`agents.evaluate.run_backtest` + :func:`agents.evaluate.summarize_backtest`), as
+  live would trade them (``live.wait_outside_support``). The challenger also passes the
+  deployment gate (:mod:`agents.gate`) on the hold-out: the judge's verdict, with the two
+  candidates compared there counted as trials, written to its ``gate.json``. It is promoted
+  only when that verdict says deployable AND its net PnL is higher (ties keep the champion).
 - The decision is recorded as ``retrain_decision.json`` in the challenger's run
   directory, appended to ``<checkpoint_dir>/retrain_decisions.jsonl``, and a promotion
   rewrites ``<checkpoint_dir>/champion.json`` (what ``aster-rl live run --run champion`` uses).
@@ -34,6 +37,7 @@ from aster_rl.data.timeframes import timeframe_to_timedelta
 
 from agents import run_files
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
+from agents.gate import judge_span, write_gate
 from agents.policy import load_policy
 from agents.run_dir import RunDir, Which, champion_file, retrain_log
 from agents.splits import Span, purge_bars
@@ -56,6 +60,7 @@ class RetrainDecision:
     train_bars: int
     live_outcomes: dict[str, Any]
     decided_at: float
+    gate: dict[str, Any]  # the challenger's gate record (agents.gate.GateRecord)
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
@@ -200,24 +205,33 @@ def retrain(
     periods = periods_per_year_of(dataset.prices.timeframe)
     bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
 
+    wait = config.live.wait_outside_support  # both judged as live would trade them
+
     def score(run_dir: Path, which_model: Which) -> dict[str, float]:
-        policy = load_policy(run_dir, dataset.schema, which=which_model, checkpoint_dir=ckpt, trust_run=trust_run)
+        policy = load_policy(run_dir, dataset.schema, which=which_model, checkpoint_dir=ckpt, trust_run=trust_run,
+                             wait_outside_support=wait)
         res = run_backtest(policy.predict, dataset, env_cfg, holdout)
         s = summarize_backtest(res, env_cfg, periods, bar_ns)
         return {k: float(s[k]) for k in KEYS}
 
     champ = score(champion_dir, which)
     chall = score(challenger_dir, "last")
-    promoted = chall["net_pnl_usd"] > champ["net_pnl_usd"]
+    chall_policy = load_policy(challenger_dir, dataset.schema, which="last", checkpoint_dir=ckpt, wait_outside_support=wait)
+    if chall_policy.model_file is None:
+        raise DataError(f"{challenger_dir}: the retrained policy has no weights file to judge")
+    gate = write_gate(challenger_dir, judge_span(chall_policy, dataset, name_cfg, holdout, split_name="holdout", role="selection",
+                                                 source="retrain", candidates=2), chall_policy.model_file)
+    better = chall["net_pnl_usd"] > champ["net_pnl_usd"]
+    promoted = better and gate.deployable
     reason = (
-        f"challenger net PnL {chall['net_pnl_usd']:+.2f} USD {'>' if promoted else '<='} champion {champ['net_pnl_usd']:+.2f} USD "
-        f"on the newest {len(holdout)} held-out bars"
+        f"challenger net PnL {chall['net_pnl_usd']:+.2f} USD {'>' if better else '<='} champion {champ['net_pnl_usd']:+.2f} USD "
+        f"on the newest {len(holdout)} held-out bars; gate: {gate.line()}"
     )
     decision = RetrainDecision(
         champion=str(champion_dir), challenger=str(challenger_dir), promoted=promoted, reason=reason,
         holdout={"start": holdout.start, "end": holdout.end, "bars": len(holdout)},
         champion_metrics=champ, challenger_metrics=chall, timesteps=steps, train_bars=len(train_span),
-        live_outcomes=_live_outcomes(config, champion_dir.name), decided_at=time.time(),
+        live_outcomes=_live_outcomes(config, champion_dir.name), decided_at=time.time(), gate=gate.to_dict(),
     )
     record = decision.to_dict()
     challenger.retrain_decision.write_text(json.dumps(record, indent=2))

@@ -10,6 +10,7 @@ deeper) holds, per model (``best``, ``last``):
 
 and once: ``config.toml``, ``feature_schema.json``, ``splits.json``, ``support.json``,
 ``manifest.json`` (sha256 of the run files, and when the run was created), ``metrics.json``,
+``gate.json`` (the deployment gate's verdict, :mod:`agents.gate`; covered by the manifest),
 ``retrain_decision.json`` (a retrained run), the TensorBoard logs in ``tb/`` and the
 evaluation report in ``eval/`` (``results.json``, ``equity_<name>.csv``, ``trades_<name>.csv``; a report on a
 named time range in ``eval_<START-END>/``).
@@ -70,6 +71,7 @@ class RunDir:
     SUPPORT = SUPPORT_FILE
     MANIFEST = "manifest.json"
     METRICS = "metrics.json"
+    GATE = "gate.json"
     RETRAIN_DECISION = "retrain_decision.json"
     TENSORBOARD = "tb"
     EVAL = "eval"
@@ -107,9 +109,10 @@ class RunDir:
 
     @classmethod
     def manifest_files(cls) -> tuple[str, ...]:
-        """The run inputs a manifest covers when present (reports such as eval/ or metrics.json are not)."""
+        """The run inputs a manifest covers when present, and the gate's verdict (reports such as eval/ or
+        metrics.json are not)."""
         models = tuple(f(w) for f in (cls.policy_name, cls.normalizer_name, cls.sb3_model_name) for w in WHICH)
-        return (cls.CONFIG, cls.SCHEMA, cls.SPLITS, cls.SUPPORT, *models)
+        return (cls.CONFIG, cls.SCHEMA, cls.SPLITS, cls.SUPPORT, *models, cls.GATE)
 
     # ------------------------------------------------------------ paths
 
@@ -148,6 +151,10 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.path / self.METRICS
+
+    @property
+    def gate(self) -> Path:
+        return self.path / self.GATE
 
     @property
     def retrain_decision(self) -> Path:

@@ -14,7 +14,12 @@ last), ``policy_*.pt`` (state dicts), ``obs_norm_*.npz`` (observation statistics
 ``model_*.zip``; ``config.toml``, ``feature_schema.json``, ``splits.json``, ``support.json``
 (each feature column's training range and variance, and which columns the observation
 leaves out: see :mod:`aster_rl.evaluation.support`), ``manifest.json`` (sha256 of each run file),
-``metrics.json`` and the TensorBoard logs in ``tb/`` (the layout: :class:`agents.run_dir.RunDir`).
+``metrics.json``, ``gate.json`` and the TensorBoard logs in ``tb/`` (the layout: :class:`agents.run_dir.RunDir`).
+
+The run ends at the deployment gate (:mod:`agents.gate`): the kept model, loaded from its
+saved weights as it would trade, is judged on the validation split, the split that chose
+it, with every evaluated checkpoint counted as a trial; the verdict is written to
+``gate.json`` under the manifest. Only a run whose verdict says edge may trade real money.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from aster_rl.data.timeframes import TimeRange, timeframe_to_timedelta
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.data import bind_pattern_library, observation_support
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
+from agents.gate import GateRecord, judge_span, write_gate
 from agents.run_dir import RunDir
 from agents.run_files import save_model
 from agents.splits import Splits, range_splits
@@ -47,6 +53,7 @@ class TrainResult:
     run_dir: Path
     splits: Splits
     metrics: dict[str, Any] = field(default_factory=dict)
+    gate: GateRecord | None = None
 
 
 def default_splits(config: AppConfig, dataset, timerange: TimeRange | None = None) -> Splits:
@@ -206,8 +213,26 @@ def train(
         "support_notice": support.notice(),
         "observation_columns": len(support.kept),
     }
+    gate = judge_run(run_dir, dataset, config, splits, checkpoints=len(val_cb.history))
+    metrics["gate"] = gate.to_dict()
     rd.metrics.write_text(json.dumps(jsonable(metrics), indent=2))
     logger.info("trained %s in %.1f s (%.0f fps); best validation net PnL %.2f USD at %s steps", run_dir.name, seconds,
                 metrics["fps"], best.get("net_pnl_usd", float("nan")), best.get("timesteps"))
-    return TrainResult(run_dir=run_dir, splits=splits, metrics=metrics)
+    logger.info("gate: %s", gate.line())
+    return TrainResult(run_dir=run_dir, splits=splits, metrics=metrics, gate=gate)
+
+
+def judge_run(run_dir: Path, dataset, config: AppConfig, splits: Splits, checkpoints: int) -> GateRecord:
+    """The gate's verdict on the run's kept model over the validation split, written to ``gate.json``.
+
+    ``checkpoints`` is how many checkpoints validation evaluated (and chose among): each is a
+    trial in the deflated Sharpe ratio. With none, validation chose nothing (the last model)."""
+    from agents.policy import load_policy
+
+    policy = load_policy(run_dir, schema=dataset.schema, wait_outside_support=config.live.wait_outside_support)
+    if policy.model_file is None:
+        raise DataError(f"{run_dir}: the trained policy has no weights file to judge")
+    record = judge_span(policy, dataset, config, splits.validation, split_name="validation",
+                        role="selection" if checkpoints else "held out", source="train", candidates=checkpoints)
+    return write_gate(run_dir, record, policy.model_file)
 

@@ -330,6 +330,9 @@ class LiveConfig(_Section):
     retry_backoff_s: Float = Field(2.0, gt=0)  # first wait after a failed fetch of new bars; doubles per failure
     max_backoff_s: Float = Field(60.0, gt=0)  # ... up to this
     lease_timeout_s: Float = Field(120.0, gt=0)  # a session whose runner renewed nothing for this long may be taken over
+    # WAIT (no new position) on a bar whose features lie outside the run's training support; evaluation,
+    # the deployment gate and the backtests of a loaded run apply the same switch, so the judge measures what would trade
+    wait_outside_support: Bool = True
 
 
 class AppConfig(_Section):

@@ -50,6 +50,7 @@ class PolicyDecision:
     value: float | None = None  # the critic's estimate (training-reward units)
     probabilities: tuple[np.ndarray, ...] = ()
     entropy: float | None = None  # nats, of the whole action distribution (the sum over the heads)
+    reason: str | None = None  # why the policy's own choice was overridden (e.g. WAIT outside the training support)
 
     @property
     def leverage_probability(self) -> float | None:

@@ -22,7 +22,9 @@ def register(sub) -> None:
         help="print the master-brain report: every tentacle's reading for one bar",
         description="Load the market from the database, compute the tentacles and print, for the newest bar "
         "or --at TIME, every tentacle's reading, the strategy suggestion, the regime, the cycle phase and "
-        "the multi-timeframe alignment. --json writes the same as a machine-readable context file.",
+        "the multi-timeframe alignment. --json writes the same as a machine-readable context file. With --run, the "
+        "policy's decision (WAIT, with the columns, when the bar lies outside its training support) and the run's "
+        "deployment gate.",
     )
     p.add_argument("--at", metavar="TIME", help="report on the newest bar opening at or before TIME (UTC), e.g. 2025-04-01T12:00")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     decision = policy_decision(run_dir, market, features, report, config, trust_run=args.trust_run)
     report = report.with_decision(decision)
     print(report.to_text())
+    if run_dir is not None:
+        from agents.gate import gate_status
+
+        print(gate_status(run_dir))
     if decision is None and run_dir is None:
         logger.info("no policy checkpoint given (use --run RUN_DIR)")
     if args.json:

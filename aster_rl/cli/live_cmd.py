@@ -1,6 +1,11 @@
 """``aster-rl live run``: run a trained policy on live or replayed bars (paper by default);
 ``aster-rl live stop``: ask a running runner to flatten and stop (writes the kill file,
-``live.kill_file`` under ``data.data_dir``, so it works from any directory)."""
+``live.kill_file`` under ``data.data_dir``, so it works from any directory).
+
+The deployment gate (:mod:`agents.gate`): ``--real`` runs only a run whose recorded verdict
+says deployable for the weights loaded; any other run is refused in one line (exit 2)
+before the confirmation prompt and before any exchange call. Paper and replay run it under
+a "NOT DEPLOYABLE" banner."""
 
 from __future__ import annotations
 
@@ -22,8 +27,9 @@ def register(sub) -> None:
         "run",
         help="run a trained policy on live or replayed bars (paper by default)",
         description="Each closed bar: data -> features -> observation -> policy -> risk guard -> broker -> prediction log. "
-        "Paper trading by default; real orders only with --real, keys in ASTER_PRIVATE_KEY / ASTER_WALLET_ADDRESS and "
-        "the confirmation I-UNDERSTAND (typed when asked, or --confirm I-UNDERSTAND).",
+        "Paper trading by default; real orders only with --real, for a run whose gate verdict says deployable, keys in "
+        "ASTER_PRIVATE_KEY / ASTER_WALLET_ADDRESS and the confirmation I-UNDERSTAND (typed when asked, or --confirm "
+        "I-UNDERSTAND). A run that is not deployable runs on paper under a NOT DEPLOYABLE banner.",
     )
     p.add_argument("--run", help="a trained run directory, 'latest', or 'champion' (the last promoted retrain)")
     p.add_argument("--model", choices=("best", "last"), default="best", help="which checkpoint of the run (default: best)")
@@ -36,7 +42,8 @@ def register(sub) -> None:
                    help="replay features: batch (exact, fast; default in replay) or incremental (the live path)")
     p.add_argument("--session", help="session name: state and predictions live under it; the same name resumes (default: derived)")
     p.add_argument("--max-bars", type=int, help="stop after this many bars")
-    p.add_argument("--real", action="store_true", help="trade real money on the exchange (needs keys and the confirmation)")
+    p.add_argument("--real", action="store_true",
+                   help="trade real money on the exchange (needs a deployable run: its gate.json says edge; keys; the confirmation)")
     p.add_argument("--confirm", metavar="TEXT", help="the real-trading confirmation, I-UNDERSTAND")
     actions.add_parser("stop", help="ask a running runner to flatten and stop (writes the kill file)")
     live.set_defaults(func=run)
@@ -56,10 +63,8 @@ def stop(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
-def _confirmation(args: argparse.Namespace) -> str | None:
-    if args.confirm is not None:
-        return args.confirm
-    if args.real and sys.stdin.isatty():
+def _prompt_confirmation() -> str | None:
+    if sys.stdin.isatty():
         return input("Real orders with real money. Type I-UNDERSTAND to go on: ").strip()
     return None
 
@@ -76,18 +81,32 @@ def run_policy(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.storage import Database, load_market
 
     live_cfg = live_settings(config)
-    if args.real or args.confirm is not None:
-        check_real_trading_allowed(args.real, _confirmation(args), load_secrets())
-        if args.replay:
-            raise ConfigError("--real and --replay exclude each other: replayed bars are traded on paper only")
+    prompt = args.real and args.confirm is None and sys.stdin.isatty()  # asked after the gate, not before
+    if (args.real or args.confirm is not None) and not prompt:
+        check_real_trading_allowed(args.real, args.confirm, load_secrets())
+    if args.real and args.replay:
+        raise ConfigError("--real and --replay exclude each other: replayed bars are traded on paper only")
     if not args.run:
         raise ConfigError("live run: --run RUN is required (a run directory, 'latest' or 'champion')")
 
+    from agents.gate import gate_problem, read_gate, require_deployable
     from agents.policy import load_policy
     from agents.retrain import resolve_champion
 
     run_dir = resolve_champion(args.run, config.train.checkpoint_dir)
-    policy = load_policy(run_dir, which=args.model, checkpoint_dir=config.train.checkpoint_dir, trust_run=args.trust_run)
+    policy = load_policy(run_dir, which=args.model, checkpoint_dir=config.train.checkpoint_dir, trust_run=args.trust_run,
+                         wait_outside_support=live_cfg.wait_outside_support)
+    banner = None
+    if args.real:
+        record = require_deployable(run_dir, policy)  # before the prompt and any exchange call
+        if prompt:
+            check_real_trading_allowed(True, _prompt_confirmation(), load_secrets())
+        print(f"gate: {record.line()}")
+    else:
+        problem = gate_problem(read_gate(run_dir), policy)
+        if problem is not None:
+            banner = f"NOT DEPLOYABLE: {problem} — paper only"
+            print(banner)
     env_cfg, feats_cfg = policy.config.env, policy.config.features
     db = Database.from_config(config.data)
     db.init_schema()
@@ -121,7 +140,7 @@ def run_policy(args: argparse.Namespace, config: AppConfig) -> int:
     session = args.session or f"{mode}:{run_dir.name}:{config.data.symbol}:{config.data.timeframe}{replayed}"
     runner = LiveRunner(policy, source, broker, db, env_cfg=env_cfg, live_cfg=live_cfg, features_cfg=feats_cfg,
                         session_id=session, mode=mode, features=args.features, prices=prices, freeze_gc=mode != "replay",
-                        patterns_cfg=config.patterns)
+                        patterns_cfg=config.patterns, banner=banner)
     summary = runner.run(max_bars=args.max_bars)
     trades = summary.trades
     wins = sum(1 for t in trades if t["pnl_usd"] > 0)

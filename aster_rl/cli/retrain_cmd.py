@@ -1,4 +1,5 @@
-"""``aster-rl retrain --from RUN``: resume PPO on newer data; promote only if it beats the champion."""
+"""``aster-rl retrain --from RUN``: resume PPO on newer data; promote only if it beats the champion and passes the
+deployment gate on the hold-out."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from aster_rl.config import AppConfig
 
 
 def register(sub) -> None:
-    p = sub.add_parser("retrain", help="continue training a run on newer stored data; promote it only if it beats the champion")
+    p = sub.add_parser("retrain", help="continue training a run on newer stored data; promote it only if it beats the champion and is deployable")
     p.add_argument("--from", dest="run", required=True, help="the champion: a run directory, 'latest' or 'champion'")
     p.add_argument("--timesteps", type=int, help="environment steps to continue for (default: train.total_timesteps)")
     p.add_argument("--holdout", type=float, default=0.15, help="share of the newest bars held out for the comparison (default 0.15)")
@@ -30,5 +31,6 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         print(f"  {name:10} net PnL {m['net_pnl_usd']:+10.2f} USD  return {m['net_return']:+.2%}  trades {m['trades']:.0f}  "
               f"win rate {m['win_rate']:.0%}")
     print(("PROMOTED: " if d.promoted else "kept the champion: ") + d.reason)
+    print(f"gate recorded in {RunDir(d.challenger).gate}")
     print(f"decision recorded in {RunDir(d.challenger).retrain_decision}")
     return 0

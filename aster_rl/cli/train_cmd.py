@@ -64,5 +64,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         end = timerange.end
         later = f" (or a later range: --timerange {end:%Y%m%d}-)" if end == end.normalize() else \
             f" (or a later range: --timerange {int(end.timestamp())}-)"
+    if result.gate is not None:
+        print(result.gate.line())
     print(f"next: aster-rl evaluate {result.run_dir}{later}")
     return 0

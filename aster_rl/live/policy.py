@@ -8,7 +8,9 @@ describe the model for the prediction log and the risk guard: ``schema`` (its fe
 schema), ``run_dir`` (a path), ``model_version`` (which weights), ``trained_at`` (when they
 were written: the risk guard's model-age check) and ``support`` (an
 :class:`aster_rl.evaluation.support.ObservationSupport`: the runner counts the bars whose
-features lie outside the training ranges).
+features lie outside the training ranges). A decision the policy overrides itself (a loaded
+run WAITs outside its training support, ``live.wait_outside_support``) carries why in
+``PolicyDecision.reason``; the runner puts it first in the prediction's reasoning.
 """
 
 from __future__ import annotations

@@ -136,6 +136,7 @@ class LiveRunner:
         patterns_cfg: PatternsConfig | None = None,
         use_patterns: bool = True,
         wall_clock: Callable[[], float] = time.time,
+        banner: str | None = None,
     ) -> None:
         if features not in ("auto", "batch", "incremental"):
             raise ValueError(f"features = {features!r}: use 'auto', 'batch' or 'incremental'")
@@ -181,6 +182,7 @@ class LiveRunner:
         self.support = SupportTally(support) if support is not None else None  # out-of-support share so far
         self._stop = False
         self.wall_clock = wall_clock  # the lease's clock (seconds), not the source's
+        self.banner = banner  # e.g. "NOT DEPLOYABLE: ... — paper only", logged at start-up
         self.lease: live_store.Lease | None = None
         self._lease_renewed_s = 0.0
         self._unsaved_outcomes: list[dict[str, Any]] = []  # produced, not yet stored (a failed transaction)
@@ -251,6 +253,8 @@ class LiveRunner:
             "live runner %s: %s mode, %s features, %d bars of history, run %s (%s)",
             self.session_id, self.mode, self.feature_mode, len(self.prices), self.run_id, self.model_version,
         )
+        if self.banner:
+            logger.warning("live runner %s: %s", self.session_id, self.banner)
 
     def _fresh_start(self) -> None:
         self.broker.prepare()
@@ -725,7 +729,8 @@ class LiveRunner:
             "target_price": target,
             "confidence": d.confidence,
             "value_estimate": d.value,
-            "reasoning": reasoning_from_row(self.schema, row) if self.schema is not None else None,
+            "reasoning": "; ".join(x for x in (d.reason, reasoning_from_row(self.schema, row) if self.schema is not None else None)
+                                   if x) or None,  # an overridden decision says why first
             "status": status,
             "risk": "; ".join(f"{e.rule} {e.action}: {e.reason}" for e in verdict.events) or None,
             "session_id": self.session_id,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 import agents.retrain as R
+from agents.gate import read_gate
 from agents.run_dir import RunDir, champion_file, retrain_log
 from agents.retrain import holdout_spans, resolve_champion, retrain
 from agents.train import train
@@ -30,13 +32,19 @@ def test_holdout_is_the_newest_range_after_a_purge_gap():
         holdout_spans(800, warmup=300, episode_length=64, holdout_fraction=0.5)
 
 
-def test_retrain_records_the_decision_and_promotes_only_if_better(champion, tiny_dataset, monkeypatch):
+def test_retrain_records_the_decision_and_promotes_only_if_better_and_deployable(champion, tiny_dataset, monkeypatch):
     cfg, champ_dir = champion
     d = retrain(cfg, champ_dir, timesteps=64, dataset=tiny_dataset)
     ckpt = cfg.train.checkpoint_dir
     record = json.loads(RunDir(R.Path(d.challenger)).retrain_decision.read_text())
     assert record["champion"] == str(champ_dir) and record["holdout"]["end"] == len(tiny_dataset)
-    assert record["promoted"] == (record["challenger_metrics"]["net_pnl_usd"] > record["champion_metrics"]["net_pnl_usd"])
+    # the challenger's gate: the judge on the hold-out, both candidates counted, sealed in its manifest
+    gate = read_gate(d.challenger)
+    assert gate is not None and record["gate"] == gate.to_dict()
+    assert gate.source == "retrain" and gate.split["name"] == "holdout" and gate.split["role"] == "selection"
+    assert gate.split["end"] == len(tiny_dataset) and gate.candidates == 2 and gate.trials == 2 * (cfg.train.trials + 1)
+    better = record["challenger_metrics"]["net_pnl_usd"] > record["champion_metrics"]["net_pnl_usd"]
+    assert record["promoted"] == (better and gate.deployable)
     lines = retrain_log(ckpt).read_text().splitlines()
     assert json.loads(lines[-1])["challenger"] == d.challenger
     # the challenger resumed from the champion: its timestep counter continued
@@ -44,15 +52,23 @@ def test_retrain_records_the_decision_and_promotes_only_if_better(champion, tiny
 
     before = PPO.load(RunDir(champ_dir).sb3_model("best")).num_timesteps
     assert PPO.load(RunDir(R.Path(d.challenger)).sb3_model("last")).num_timesteps > before
-    # promotion follows the comparison: force each outcome through the scorer
-    for better in (True, False):
+    # promotion needs both: force the comparison through the scorer and, where said, the gate's verdict
+    real_judge = R.judge_span
+    for better, forced in ((True, None), (True, True), (False, True)):
         champion_file(ckpt).unlink(missing_ok=True)
         calls = iter([{"net_pnl_usd": 0.0}, {"net_pnl_usd": 1.0 if better else -1.0}])
         monkeypatch.setattr(R, "summarize_backtest", lambda *a, _calls=calls, **k: _fake(_calls))
+        judge = real_judge if forced is None else (
+            lambda *a, _f=forced, **k: dataclasses.replace(real_judge(*a, **k), deployable=_f))
+        monkeypatch.setattr(R, "judge_span", judge)
         d2 = retrain(cfg, champ_dir, timesteps=32, dataset=tiny_dataset)
-        assert d2.promoted is better
-        assert champion_file(ckpt).exists() is better
-        if better:
+        deployable = d2.gate["deployable"]
+        if forced is None:  # the real judge on a barely trained challenger: a better net PnL is not an edge
+            assert not deployable, d2.gate["verdict"]
+            assert "no edge found: this run will not trade real money" in d2.reason
+        assert d2.promoted is (better and deployable)
+        assert champion_file(ckpt).exists() is d2.promoted
+        if d2.promoted:
             assert resolve_champion("champion", ckpt).path == R.Path(d2.challenger)
 
 

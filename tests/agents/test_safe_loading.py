@@ -92,7 +92,7 @@ def test_state_dict_run_acts_exactly_like_the_sb3_model(trained, tiny_dataset, w
     from stable_baselines3 import PPO
 
     _, run_dir = trained
-    safe = load_policy(run_dir, which=which)
+    safe = load_policy(run_dir, which=which, wait_outside_support=False)  # the weights alone (WAIT outside the support: test_gate.py)
     assert isinstance(safe.model, run_files.PolicyModel)
     original = PPO.load(run_dir / f"model_{which}.zip", device="cpu")  # the test's own run: trusted
     obs = _obs(tiny_dataset)

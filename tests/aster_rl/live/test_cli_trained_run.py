@@ -67,6 +67,29 @@ def _reference(run_dir, dataset, cfg, start: int, bars: int):
     return backtest(policy.predict, features.matrix, dataset.prices, policy.config.env, start=start, end=start + bars + 1)
 
 
+def _forced_waits(db: Database, preds: pd.DataFrame, run_dir) -> np.ndarray:
+    """The decisions forced to WAIT outside the training support: exactly the stored observations outside it,
+    each WAIT, without the policy's confidence, naming columns that are outside."""
+    from sqlalchemy import select
+
+    from aster_rl.evaluation.support import ObservationSupport
+    from aster_rl.storage.models import Prediction
+
+    support = ObservationSupport.load(run_dir)
+    assert support is not None
+    with db.session() as s:
+        stored = dict(s.execute(select(Prediction.id, Prediction.observation).where(Prediction.id.in_(list(preds["id"])))).all())
+    obs = [np.asarray(stored[i], dtype=float) for i in preds["id"]]
+    outside = np.array([bool(support.outside(o)[0].any()) for o in obs])
+    forced = preds["reasoning"].str.startswith("WAIT: outside the training support (").to_numpy()
+    np.testing.assert_array_equal(forced, outside)
+    for o, text, side, conf in zip(obs, preds["reasoning"], preds["side"], preds["confidence"]):
+        if text.startswith("WAIT: outside"):
+            named = text.split("(", 1)[1].split(")", 1)[0].split(" and ")[0].split(", ")
+            assert side == "WAIT" and pd.isna(conf) and set(named) <= set(support.outside_columns(o)), text
+    return forced
+
+
 def _live(config_file, run_dir, session: str, start: pd.Timestamp, bars: int, *extra: str) -> int:
     return main(["--config", str(config_file), "live", "run", "--run", str(run_dir), "--replay", "--start", start.isoformat(),
                  "--max-bars", str(bars), "--session", session, *extra])
@@ -86,7 +109,8 @@ def test_live_command_on_a_trained_run_matches_the_backtest(trained, capsys):
     preds = live_store.predictions(db, session_id="e2e-batch")
     assert len(preds) == BARS and preds["ts"].is_unique
     assert (preds["run_id"] == run_dir.name).all()
-    assert preds["confidence"].between(0, 1, inclusive="right").all()
+    forced = _forced_waits(db, preds, run_dir)
+    assert preds["confidence"][~forced].between(0, 1, inclusive="right").all()
     assert preds["value_estimate"].notna().all()
     assert preds["reasoning"].str.len().min() > 20
 
@@ -121,9 +145,12 @@ def test_live_command_with_incremental_features_on_a_trained_run(trained, capsys
     code = _live(config_file, run_dir, "e2e-incremental", index[start], INCREMENTAL_BARS, "--features", "incremental")
     out = capsys.readouterr().out
     assert code == 0, out
-    preds = live_store.predictions(Database.from_config(cfg.data), session_id="e2e-incremental")
+    db = Database.from_config(cfg.data)
+    preds = live_store.predictions(db, session_id="e2e-incremental")
     assert len(preds) == INCREMENTAL_BARS
-    assert preds["confidence"].notna().all() and preds["reasoning"].str.len().min() > 20
+    forced = _forced_waits(db, preds, run_dir)
+    assert forced.any() and not forced.all(), "these bars should be partly outside the tiny run's training support"
+    assert preds["confidence"][~forced].notna().all() and preds["reasoning"].str.len().min() > 20
     ref = _reference(run_dir, dataset, cfg, start, INCREMENTAL_BARS)
     assert _stored_actions(preds, cfg) == [tuple(int(x) for x in a) for a in ref.actions.to_numpy()]
 
