@@ -100,6 +100,8 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
           f"at {best.get('timesteps', 0):.0f} steps")
     if m.get("support_notice"):
         print(f"    {m['support_notice']}")
+    if result.gate is not None:
+        print(f"    gate: {result.gate.line()}")
     print("4/4 evaluation on the test split (never seen in training or model selection):")
     report = evaluate_run(result.run_dir, cfg, dataset=dataset)
     print(report.table())
