@@ -3,7 +3,9 @@
 :class:`LivePrices` holds the same fields as :class:`aster_rl.sim.prices.PriceArrays` in
 arrays that grow as closed bars arrive; the Wilder ATR is updated incrementally with the
 very arithmetic of :func:`aster_rl.indicator_math.wilder_atr` (bit-for-bit equal, tested),
-so the paper broker and the backtester read identical numbers. It also keeps the
+so the paper broker and the backtester read identical numbers; the fill-cost inputs
+(sigma_daily, volume_daily) come from the one :func:`aster_rl.sim.prices.trailing_costs`, the
+half-spread is 0 (no book: the tick floor). It also keeps the
 accounting core's price matrix (:func:`aster_rl.sim.accounting.price_matrix`'s layout), filled
 one row per appended bar, so the core steps over the buffer without copying the history:
 the work per bar does not grow with the number of bars.
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.sim import kernels as K
+from aster_rl.sim.prices import cost_window, trailing_costs
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class LivePrices:
         self._arrays = {f: np.zeros(self._cap, dtype=np.int64 if f == "timestamps" else np.float64) for f in _FIELDS}
         self._px = np.zeros((self._cap, K.PX_COLS), dtype=np.float64)  # the core's price matrix, row per bar
         self._tr: list[float] = []  # first true ranges, until the ATR is seeded
+        self._cost_window = cost_window(timeframe)
 
     def __len__(self) -> int:
         return self._n
@@ -133,6 +137,9 @@ class LivePrices:
         row = self._px[n]
         for f, col in _PX_COLUMNS:
             row[col] = a[f][n]
+        window, per_day = self._cost_window
+        trailing_costs(a["close"][: n + 1], a["volume"][: n + 1], window, per_day, n,
+                       self._px[:, K.PX_SIGMA_DAILY], self._px[:, K.PX_VOLUME_DAILY])
         self._n = n + 1
         return n
 
