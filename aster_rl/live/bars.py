@@ -156,6 +156,7 @@ class PricesSnapshot:
         self.timeframe = prices.timeframe
         for f in _FIELDS:
             setattr(self, f, prices._arrays[f][:n])
+        self.costs = prices._px[:n, K.PX_HALF_SPREAD : K.PX_HALF_SPREAD + K.N_COST]  # the cost rows (see sim.prices)
         self._n = n
 
     def __len__(self) -> int:
