@@ -21,7 +21,7 @@ its close), each known at the close of bar ``t - 1`` (no look-ahead):
   bars_per_day`` over the same bars (0 at bar 0: no impact term);
 - ``half_spread``: the order book's half-spread ``(ask − bid) / (ask + bid)`` of the last book
   snapshot inside bar ``t - 1``, 0 when there is none (the accounting core then charges the
-  tick floor alone).
+  tick floor alone). Live bars carry their own (``Bar.half_spread``) for the next bar's row.
 
 The fill rule that reads them (half-spread + ``Y·σ_daily·√(Q / V_daily)``, the square-root
 impact law of Almgren et al. 2005 and Tóth et al. 2011) is in :mod:`aster_rl.sim.accounting`.
@@ -78,8 +78,16 @@ def trailing_costs(close, volume, window, bars_per_day, start, sigma_out, volume
 
 
 def book_half_spread(timestamps: np.ndarray, bar_ns: int, book: pd.DataFrame | None) -> np.ndarray:
-    """Per bar ``t``: the half-spread ``(ask − bid) / (ask + bid)`` of the last valid book snapshot
-    inside bar ``t - 1`` (``timestamps``: bar opens in ns, each ``bar_ns`` long), 0 where there is none."""
+    """Per bar ``t``: the half-spread the fills inside it pay, :func:`bar_half_spread` of bar ``t - 1``."""
+    own = bar_half_spread(timestamps, bar_ns, book)
+    out = np.zeros(len(timestamps))
+    out[1:] = own[:-1]
+    return out
+
+
+def bar_half_spread(timestamps: np.ndarray, bar_ns: int, book: pd.DataFrame | None) -> np.ndarray:
+    """Per bar: the half-spread ``(ask − bid) / (ask + bid)`` of the last valid book snapshot inside
+    it (``timestamps``: bar opens in ns, each ``bar_ns`` long), 0 where there is none."""
     out = np.zeros(len(timestamps))
     if book is None or len(book) == 0 or not {"best_bid", "best_ask"} <= set(book.columns):
         return out
@@ -90,8 +98,8 @@ def book_half_spread(timestamps: np.ndarray, bar_ns: int, book: pd.DataFrame | N
     order = np.argsort(ts[ok], kind="stable")  # the last snapshot of a bar is written last
     ts, bid, ask = ts[ok][order], bid[ok][order], ask[ok][order]
     bar = np.searchsorted(timestamps, ts, side="right") - 1  # the bar the snapshot falls in
-    inside = (bar >= 0) & (bar + 1 < len(timestamps)) & (ts < timestamps[np.clip(bar, 0, None)] + bar_ns)
-    out[bar[inside] + 1] = (ask[inside] - bid[inside]) / (ask[inside] + bid[inside])
+    inside = (bar >= 0) & (ts < timestamps[np.clip(bar, 0, None)] + bar_ns)
+    out[bar[inside]] = (ask[inside] - bid[inside]) / (ask[inside] + bid[inside])
     return out
 
 

@@ -1,7 +1,5 @@
 """The paper broker between bars: a stop hit by a polled price, and the pending decision after it."""
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,9 +64,9 @@ def test_the_price_buffer_is_the_core_price_matrix_and_is_not_copied_per_bar(mon
         broker.submit(t, (BUY, SELL, 0)[i % 3], 1, 0)
         assert np.shares_memory(broker.acc._px, prices.matrix) and len(broker.acc._px) == len(prices)
     assert not built  # no matrix built from the history after start-up
-    # bit for bit, the cost columns included; live bars carry no book, so the half-spread is the tick floor's
-    expected = accounting.price_matrix(PriceArrays.from_market(dataclasses.replace(market, book=None)))
-    assert np.array_equal(prices.matrix, expected)
+    expected = accounting.price_matrix(PriceArrays.from_market(market))
+    assert prices.matrix[:, -3].any()  # the book's half-spread came with the bars
+    assert np.array_equal(prices.matrix, expected)  # bit for bit, the cost columns included
 
 
 # ---------------------------------------------------------------- between bars: the core's exit rule
