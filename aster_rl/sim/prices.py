@@ -41,7 +41,7 @@ import pandas as pd
 from aster_rl.errors import DataError
 from aster_rl.indicator_math import wilder_atr
 from aster_rl.data.market import MarketBundle
-from aster_rl.sim.kernels import N_COST, jit
+from aster_rl.sim.kernels import jit
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,9 @@ class PriceArrays:
     atr: np.ndarray
     funding_rate: np.ndarray
     timeframe: str = "5m"
-    half_spread: np.ndarray | None = None  # None: 0 (no book)
-    sigma_daily: np.ndarray | None = None  # None: computed from the bars (trailing_costs)
+    # the cost rows (module docstring); None: half_spread 0 (no book), the others computed from the bars
+    half_spread: np.ndarray | None = None
+    sigma_daily: np.ndarray | None = None
     volume_daily: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -191,14 +192,13 @@ class PriceArrays:
     def costs(self) -> np.ndarray:
         """``(bars, N_COST)`` cost rows (half_spread, sigma_daily, volume_daily): what a fill in each bar pays."""
         c: np.ndarray = self.__dict__["_costs"]
-        assert c.shape[1] == N_COST
         return c
 
     def __len__(self) -> int:
         return len(self.close)
 
     def slice(self, a: int, b: int) -> PriceArrays:
-        """Bars ``a .. b - 1`` (views, no copy)."""
+        """Bars ``a .. b - 1`` (views, no copy); the cost rows keep what the bars before ``a`` made them."""
         return PriceArrays(
             self.timestamps[a:b], self.open[a:b], self.high[a:b], self.low[a:b], self.close[a:b],
             self.volume[a:b], self.atr[a:b], self.funding_rate[a:b], timeframe=self.timeframe,
