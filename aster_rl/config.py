@@ -207,8 +207,12 @@ class EnvConfig(_Section):
     margin_fraction: Float = Field(0.1, gt=0, le=1)  # share of equity posted as margin per trade
     maker_fee_rate: FeeRate = 0.0001
     taker_fee_rate: FeeRate = 0.00035
-    slippage_bps: Float = Field(1.0, ge=0, lt=10_000)  # 10,000 bps would fill a sell at zero
-    impact_coef: Float = Field(0.1, ge=0)  # extra slippage = impact_coef * order_qty / bar_volume
+    # per-side cost of a market fill (aster_rl.sim.accounting): half-spread + impact_coef·σ_daily·√(Q/V_daily)
+    # + slippage_bps. impact_coef is Y of the square-root law (of order 1: Tóth et al. 2011); 1.0, the upper
+    # end of the measured range, because an order here is one market order, not a metaorder worked over time.
+    slippage_bps: Float = Field(0.0, ge=0, lt=10_000)  # fixed extra per side (stress tests); 10,000 would fill a sell at 0
+    impact_coef: Float = Field(1.0, ge=0)  # Y of the square-root impact law
+    spread_mult: Float = Field(1.0, ge=0)  # multiplies the half-spread (max(price_tick / 2, the book's)): cost sweeps
     brackets: tuple[MarginBracket, ...] = Field(default_factory=_default_brackets, min_length=1)
     exit_profiles: dict[str, ExitProfile] = Field(
         min_length=1,
@@ -220,7 +224,7 @@ class EnvConfig(_Section):
     )
     min_notional_usd: Float = Field(5.0, ge=0)
     qty_step: Float = Field(0.01, gt=0)
-    price_tick: Float = Field(0.0001, gt=0)
+    price_tick: Float = Field(0.0001, gt=0)  # the contract's tick (ASTER/USDT perp: 0.0001): prices and the half-spread floor
     episode_length: Int = Field(2_048, gt=0)
     reward: Literal["log_equity", "trade_outcome"] = "log_equity"
     drawdown_penalty: Float = Field(0.0, ge=0)

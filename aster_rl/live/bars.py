@@ -3,7 +3,10 @@
 :class:`LivePrices` holds the same fields as :class:`aster_rl.sim.prices.PriceArrays` in
 arrays that grow as closed bars arrive; the Wilder ATR is updated incrementally with the
 very arithmetic of :func:`aster_rl.indicator_math.wilder_atr` (bit-for-bit equal, tested),
-so the paper broker and the backtester read identical numbers. It also keeps the
+so the paper broker and the backtester read identical numbers; the fill-cost inputs
+(sigma_daily, volume_daily) come from the one :func:`aster_rl.sim.prices.trailing_costs`, and a
+bar's half-spread is the previous bar's ``Bar.half_spread`` (0 without a book: the tick floor),
+as :func:`aster_rl.sim.prices.book_half_spread` has it. It also keeps the
 accounting core's price matrix (:func:`aster_rl.sim.accounting.price_matrix`'s layout), filled
 one row per appended bar, so the core steps over the buffer without copying the history:
 the work per bar does not grow with the number of bars.
@@ -18,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.sim import kernels as K
+from aster_rl.sim.prices import cost_window, trailing_costs
 from aster_rl.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,7 @@ class Bar:
     volume: float
     funding_rate: float = 0.0
     extra: tuple[tuple[str, float], ...] = ()
+    half_spread: float = 0.0  # the book's half-spread of the last snapshot inside the bar (0: none); prices the next bar
 
     @property
     def ts_ns(self) -> int:
@@ -52,8 +57,8 @@ class Bar:
         return int(self.time.value // 1_000_000)
 
     def check(self) -> None:
-        vals = (self.open, self.high, self.low, self.close, self.volume, self.funding_rate)
-        if not np.isfinite(vals).all():
+        vals = (self.open, self.high, self.low, self.close, self.volume, self.funding_rate, self.half_spread)
+        if not np.isfinite(vals).all() or self.half_spread < 0:
             raise DataError(f"bar {self.time}: NaN/inf in {vals}")
         if not (0 < self.low <= min(self.open, self.close) and self.high >= max(self.open, self.close)) or self.volume < 0:
             raise DataError(
@@ -73,6 +78,8 @@ class LivePrices:
         self._arrays = {f: np.zeros(self._cap, dtype=np.int64 if f == "timestamps" else np.float64) for f in _FIELDS}
         self._px = np.zeros((self._cap, K.PX_COLS), dtype=np.float64)  # the core's price matrix, row per bar
         self._tr: list[float] = []  # first true ranges, until the ATR is seeded
+        self._cost_window = cost_window(timeframe)
+        self._half_spread = 0.0  # the last bar's book half-spread: the next bar's fills pay it
 
     def __len__(self) -> int:
         return self._n
@@ -133,6 +140,11 @@ class LivePrices:
         row = self._px[n]
         for f, col in _PX_COLUMNS:
             row[col] = a[f][n]
+        row[K.PX_HALF_SPREAD] = self._half_spread
+        self._half_spread = float(bar.half_spread)
+        window, per_day = self._cost_window
+        trailing_costs(a["close"][: n + 1], a["volume"][: n + 1], window, per_day, n,
+                       self._px[:, K.PX_SIGMA_DAILY], self._px[:, K.PX_VOLUME_DAILY])
         self._n = n + 1
         return n
 
@@ -149,6 +161,7 @@ class PricesSnapshot:
         self.timeframe = prices.timeframe
         for f in _FIELDS:
             setattr(self, f, prices._arrays[f][:n])
+        self.costs = prices._px[:n, K.PX_HALF_SPREAD : K.PX_HALF_SPREAD + K.N_COST]  # the cost rows (see sim.prices)
         self._n = n
 
     def __len__(self) -> int:

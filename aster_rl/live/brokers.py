@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from aster_rl.sim.accounting import BUY, CLOSE, OPEN_LONG, OPEN_SHORT, R_END, SELL, WAIT, SingleAccount
+from aster_rl.sim.kernels import N_COST, PX_HALF_SPREAD
 from aster_rl.config import EnvConfig
 from aster_rl.interfaces import Broker
 from aster_rl.live.bars import LivePrices
@@ -213,9 +214,9 @@ class PaperBroker(Broker):
         if book.side[0] == 0 or price is None or not np.isfinite(price):
             return []
         n = len(self.prices)
-        volume = float(self.prices.volume[n - 1]) if n else 0.0
+        cost = self.prices.matrix[n - 1, PX_HALF_SPREAD : PX_HALF_SPREAD + N_COST] if n else np.zeros(N_COST)
         book.begin_bar()
-        book.exits_at(np.array([0]), price, volume, now_ns)
+        book.exits_at(np.array([0]), price, cost, now_ns)
         closed = [tr for _, tr in book.closed]
         book.closed = []
         for tr in closed:
@@ -230,7 +231,8 @@ class PaperBroker(Broker):
         if book.side[0] == 0:
             return []
         book.begin_bar()
-        book.close_positions(np.array([0]), float(self.prices.close[t]), float(self.prices.volume[t]), int(self.prices.timestamps[t]), R_END)
+        cost = self.prices.matrix[t, PX_HALF_SPREAD : PX_HALF_SPREAD + N_COST]
+        book.close_positions(np.array([0]), float(self.prices.close[t]), cost, int(self.prices.timestamps[t]), R_END)
         closed = [{**tr, "reason": reason} for _, tr in book.closed]
         book.closed = []
         return closed

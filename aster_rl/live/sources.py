@@ -41,7 +41,7 @@ from aster_rl.interfaces import BarSource, ErrorCallback, TickCallback
 from aster_rl.live.bars import Bar
 from aster_rl.live.risk import brief
 from aster_rl.data.market import OPTIONAL_CANDLE_COLUMNS, MarketBundle
-from aster_rl.sim.prices import PriceArrays
+from aster_rl.sim.prices import PriceArrays, bar_half_spread
 from aster_rl.data.timeframes import timeframe_to_timedelta
 
 if TYPE_CHECKING:
@@ -121,6 +121,7 @@ def bars_from_market(market: MarketBundle, prices: PriceArrays | None = None) ->
     candles = market.candles
     extras = [c for c in OPTIONAL_CANDLE_COLUMNS if c in candles.columns]
     extra_values = {c: candles[c].to_numpy(dtype=np.float64) for c in extras}
+    half_spread = bar_half_spread(prices.timestamps, int(timeframe_to_timedelta(market.timeframe).value), market.book)
     out = []
     for i, ts in enumerate(candles.index):
         out.append(
@@ -133,6 +134,7 @@ def bars_from_market(market: MarketBundle, prices: PriceArrays | None = None) ->
                 volume=float(prices.volume[i]),
                 funding_rate=float(prices.funding_rate[i]),
                 extra=tuple((c, float(extra_values[c][i])) for c in extras),
+                half_spread=float(half_spread[i]),
             )
         )
     return out

@@ -97,7 +97,7 @@ def simulate_entries(
         ex.target_atr * atr,
         np.full(m, profile_index),
     )
-    ts, o, h, lo, c, v, fr = (prices.timestamps, prices.open, prices.high, prices.low, prices.close, prices.volume, prices.funding_rate)
+    ts, o, h, lo, c, cost, fr = (prices.timestamps, prices.open, prices.high, prices.low, prices.close, prices.costs, prices.funding_rate)
     beyond = np.zeros(m, dtype=bool)  # ran past the last bar before closing
     for k in range(max_hold + 1):
         j = bars + 1 + k
@@ -110,7 +110,7 @@ def simulate_entries(
         live = ~beyond
         if k > 0 and not (book.side[live] != 0).any() and not book.p_kind.any():
             break
-        book.process_bar(ts[j], o[j], h[j], lo[j], c[j], v[j], np.where(beyond, 0.0, fr[j]))
+        book.process_bar(ts[j], o[j], h[j], lo[j], c[j], cost[j], np.where(beyond, 0.0, fr[j]))
         for i, trade in book.closed:
             if beyond[i]:
                 continue

@@ -8,7 +8,7 @@ the backtester and the paper broker.
    distances) into a pending order;
 2. ``process_bar(...)`` runs the next bar, in this order:
 
-   a. pending orders fill at the bar's **open** (market orders: taker fee + slippage);
+   a. pending orders fill at the bar's **open** (market orders: taker fee + the fill cost below);
    b. funding settling inside the bar is charged or paid on the position held after the
       open, at the open price (the mark; settlements coincide with bar opens), out of the
       isolated margin, which moves the liquidation price;
@@ -33,8 +33,22 @@ Rules (documented choices):
 - Fees: market entries, signal exits, stops and end-of-episode closes pay the taker fee.
   Take-profit fills pay the taker fee too (Aster's ``TAKE_PROFIT_MARKET`` is a market
   order when triggered); the maker fee applies to no fill in this model.
-- Slippage: fill = base × (1 ± (``slippage_bps``/1e4 + ``impact_coef`` × qty / bar volume)),
-  always against the trader; no impact term when the bar's volume is 0.
+- Fill cost (every market fill but a liquidation's; "slippage" in the records): fill = base ×
+  (1 ± c), always against the trader, with the per-side cost fraction
+
+      c = spread_mult · max(price_tick / (2·base), h) + impact_coef · σ_daily · √(qty·base / V_daily)
+          + slippage_bps / 1e4
+
+  where ``base`` is the price the fill starts from (the open, the stop or target price, the
+  close), ``h`` the order book's half-spread, ``σ_daily`` the daily volatility and ``V_daily``
+  the daily traded value in quote currency of the bar's cost row (:mod:`aster_rl.sim.prices`:
+  trailing one-day estimates known at the previous bar's close; ``h`` = 0 without a book, so
+  the half-spread is half a tick at least). The impact term is the square-root law (Almgren
+  et al. 2005; Tóth et al. 2011: ``Y·σ·√(Q/V)`` with Y of order 1; ``impact_coef`` = Y,
+  default 1.0), absent when ``V_daily`` is 0. ``slippage_bps`` (default 0) is a fixed extra for
+  stress tests: the spread and impact terms are the expected cost. Cost sweeps scale fees,
+  ``spread_mult``, ``impact_coef`` and ``slippage_bps`` together
+  (:func:`aster_rl.sim.backtest.scale_costs`).
 - Liquidation price (one isolated position, Binance style):
   ``LP = (WB − side·Q·EP + MA) / (Q·MMR − side·Q)`` with WB the isolated margin, MA the
   bracket's maintenance amount, side +1 long / −1 short; the bracket is chosen by the
@@ -194,6 +208,14 @@ def _f64(x, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)))
 
 
+def _costs(x, n: int) -> np.ndarray:
+    """``x`` (cost rows, see :mod:`aster_rl.sim.prices`) as a contiguous float64 array of shape (n, N_COST)."""
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.shape[-1:] != (K.N_COST,):
+        raise ValueError(f"cost rows: expected shape ({n}, {K.N_COST}) or ({K.N_COST},), got {arr.shape}")
+    return np.ascontiguousarray(np.broadcast_to(arr, (n, K.N_COST)))
+
+
 def _i64(x, n: int) -> np.ndarray:
     if type(x) is np.ndarray and x.dtype == np.int64 and x.shape == (n,) and x.flags.c_contiguous:
         return x
@@ -237,8 +259,8 @@ _PRICE_MATRICES: dict[int, np.ndarray] = {}
 
 def price_matrix(prices) -> np.ndarray:
     """The bars of a :class:`~aster_rl.sim.prices.PriceArrays` as one ``(bars, PX_COLS)`` float64
-    matrix (open, high, low, close, volume, funding rate, ATR, and one spare column), built once
-    per ``prices`` object."""
+    matrix (open, high, low, close, volume, funding rate, ATR, then the cost row: half-spread,
+    sigma_daily, volume_daily), built once per ``prices`` object."""
     key = id(prices)
     px = _PRICE_MATRICES.get(key)
     if px is None:
@@ -248,6 +270,7 @@ def price_matrix(prices) -> np.ndarray:
             (K.PX_VOLUME, prices.volume), (K.PX_FUNDING, prices.funding_rate), (K.PX_ATR, prices.atr),
         ):
             px[:, col] = arr
+        px[:, K.PX_HALF_SPREAD : K.PX_HALF_SPREAD + K.N_COST] = prices.costs
         px.setflags(write=False)
         _PRICE_MATRICES[key] = px
         weakref.finalize(prices, _PRICE_MATRICES.pop, key, None)
@@ -430,35 +453,36 @@ class AccountBook:
         self._closed = []
         self._n_built = 0
 
-    def process_bar(self, ts, o, h, l, c, v, funding_rate) -> None:  # noqa: E741
-        """Run one bar for every account (arrays of shape (N,): each account's own bar)."""
+    def process_bar(self, ts, o, h, l, c, cost, funding_rate) -> None:  # noqa: E741
+        """Run one bar for every account (arrays of shape (N,): each account's own bar; ``cost`` its
+        cost row, shape (N, N_COST) or one row for all, e.g. ``prices.costs[t]``)."""
         n = self.n
         self._closed = []
         self._n_built = 0
         K.process_bar_all(
             self.F, self.I, self.params, self.ctl, _i64(ts, n), _f64(o, n), _f64(h, n), _f64(l, n), _f64(c, n),
-            _f64(v, n), _f64(funding_rate, n), self.ev_f, self.ev_i,
+            _costs(cost, n), _f64(funding_rate, n), self.ev_f, self.ev_i,
         )
 
-    def close_positions(self, idx, price, v, ts, reason: int = R_END) -> None:
-        """Close the open positions among ``idx`` at ``price`` (market order), e.g. at an
-        episode's last close; the equity is marked again at that price."""
+    def close_positions(self, idx, price, cost, ts, reason: int = R_END) -> None:
+        """Close the open positions among ``idx`` at ``price`` (market order, paying the cost row
+        ``cost``), e.g. at an episode's last close; the equity is marked again at that price."""
         idx = np.ascontiguousarray(np.atleast_1d(np.asarray(idx, dtype=np.int64)))
         m = idx.shape[0]
         if m and (idx.min() < -self.n or idx.max() >= self.n):
             raise IndexError(f"close_positions: account index out of range 0..{self.n - 1}")
         idx = idx % self.n
         K.close_at(
-            self.F, self.I, self.params, self.ctl, idx, _f64(price, m), _f64(v, m), _i64(ts, m), int(reason),
+            self.F, self.I, self.params, self.ctl, idx, _f64(price, m), _costs(cost, m), _i64(ts, m), int(reason),
             self.ev_f, self.ev_i,
         )
 
-    def exits_at(self, idx, price, v, ts) -> None:
+    def exits_at(self, idx, price, cost, ts) -> None:
         """Between bars: the exit rules above for the open positions among ``idx`` at one traded
         ``price`` (a bar whose open, high and low are that price); call :meth:`begin_bar` first."""
         idx = np.ascontiguousarray(np.atleast_1d(np.asarray(idx, dtype=np.int64))) % self.n
         m = idx.shape[0]
-        K.exits_at(self.F, self.I, self.params, self.ctl, idx, _f64(price, m), _f64(v, m), _i64(ts, m), self.ev_f, self.ev_i)
+        K.exits_at(self.F, self.I, self.params, self.ctl, idx, _f64(price, m), _costs(cost, m), _i64(ts, m), self.ev_f, self.ev_i)
 
     def step(self, ts: np.ndarray, px: np.ndarray, actions: np.ndarray, features: np.ndarray, out: np.ndarray) -> int:
         """One env step for every account from its bar ``t_bar`` (see

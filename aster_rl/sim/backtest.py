@@ -51,11 +51,11 @@ class BacktestResult:
         return float(x.mean()), float(np.abs(x).mean())
 
 
-COST_FIELDS = ("maker_fee_rate", "taker_fee_rate", "slippage_bps", "impact_coef")
+COST_FIELDS = ("maker_fee_rate", "taker_fee_rate", "slippage_bps", "impact_coef", "spread_mult")
 
 
 def scale_costs(cfg: EnvConfig, multiplier: float) -> EnvConfig:
-    """``cfg`` with fees, slippage and impact (:data:`COST_FIELDS`) multiplied by ``multiplier``: the
+    """``cfg`` with fees, half-spread, impact and fixed slippage (:data:`COST_FIELDS`) multiplied by ``multiplier``: the
     one cost scaling of every cost sweep. A liquidation's loss is the margin, not a cost that scales.
     The scaled config is validated: a multiplier that pushes a fee past its bound is a ConfigError."""
     if not (isinstance(multiplier, (int, float)) and np.isfinite(multiplier) and multiplier >= 0):

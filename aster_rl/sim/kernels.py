@@ -86,15 +86,21 @@ NEVI = 6
 C_NEV, C_DIRTY, C_LOST, C_EPISODE_LENGTH, C_END = range(5)
 NCTL = 8
 NO_LIMIT = 1 << 62
-# price matrix columns (bars × PX_COLS)
-PX_OPEN, PX_HIGH, PX_LOW, PX_CLOSE, PX_VOLUME, PX_FUNDING, PX_ATR = range(7)
-PX_COLS = 8
+# price matrix columns (bars × PX_COLS); the last three are a bar's fill-cost inputs, in the
+# order of a cost row (COST_*): the columns PX_HALF_SPREAD .. PX_VOLUME_DAILY of a bar are its cost row
+PX_OPEN, PX_HIGH, PX_LOW, PX_CLOSE, PX_VOLUME, PX_FUNDING, PX_ATR, PX_HALF_SPREAD, PX_SIGMA_DAILY, PX_VOLUME_DAILY = range(10)
+PX_COLS = 10
+# a cost row (what a fill inside a bar pays, see aster_rl.sim.prices): the book's half-spread
+# (fraction of the price, 0 without a book), σ_daily, V_daily (quote currency)
+COST_HALF_SPREAD, COST_SIGMA_DAILY, COST_VOLUME_DAILY = range(3)
+N_COST = 3
 # parameters
 (
     P_TAKER, P_SLIP_BASE, P_IMPACT, P_MARGIN_FRACTION, P_QTY_STEP, P_TICK, P_MIN_NOTIONAL,
     P_INITIAL, P_MAX_LEV, P_BANKRUPT, P_N_BRACKETS, P_N_LEVERAGES, P_N_PROFILES,
     P_REWARD_KIND, P_DRAWDOWN_PENALTY, P_TURNOVER_PENALTY, P_LIQUIDATION_PENALTY, P_EQUITY_BLOCK,
-) = range(18)
+    P_SPREAD_MULT,
+) = range(19)
 P_TABLES = 20
 REWARD_LOG_EQUITY, REWARD_TRADE_OUTCOME = 0, 1
 REWARD_KINDS = {"log_equity": REWARD_LOG_EQUITY, "trade_outcome": REWARD_TRADE_OUTCOME}
@@ -123,6 +129,7 @@ def pack_params(cfg) -> np.ndarray:
     head[P_TAKER] = cfg.taker_fee_rate
     head[P_SLIP_BASE] = float(cfg.slippage_bps) * 1e-4
     head[P_IMPACT] = cfg.impact_coef
+    head[P_SPREAD_MULT] = cfg.spread_mult
     head[P_MARGIN_FRACTION] = cfg.margin_fraction
     head[P_QTY_STEP] = cfg.qty_step
     head[P_TICK] = cfg.price_tick
@@ -177,9 +184,12 @@ def _allowed_leverage(par, margin):
 
 
 @jit(inline=True)
-def _slip_frac(par, qty, volume):
-    impact = par[P_IMPACT] * qty / volume if volume > 0 else 0.0
-    return par[P_SLIP_BASE] + impact
+def _slip_frac(par, qty, base, half_spread, sigma_daily, volume_daily):
+    """The cost of one market fill of ``qty`` at ``base`` as a fraction of ``base`` (the rule is
+    in :mod:`aster_rl.sim.accounting`): fixed slippage + half-spread + square-root impact."""
+    spread = par[P_SPREAD_MULT] * max(par[P_TICK] / (2.0 * base), half_spread)
+    impact = par[P_IMPACT] * sigma_daily * math.sqrt(qty * base / volume_daily) if volume_daily > 0 else 0.0
+    return par[P_SLIP_BASE] + spread + impact
 
 
 @jit(inline=True)
@@ -212,7 +222,7 @@ def _clear_bar_flags(F, I, i):  # noqa: E741
 
 
 @jit(inline=True)
-def _open_one(F, I, par, ctl, i, o, v, ts):  # noqa: E741
+def _open_one(F, I, par, ctl, i, o, hs, sig, vd, ts):  # noqa: E741
     side = 1.0 if I[P_KIND, i] == OPEN_LONG else -1.0
     taker = par[P_TAKER]
     step = par[P_QTY_STEP]
@@ -220,7 +230,7 @@ def _open_one(F, I, par, ctl, i, o, v, ts):  # noqa: E741
     budget = par[P_MARGIN_FRACTION] * equity
     lev = min(min(F[P_LEV, i], par[P_MAX_LEV]), _allowed_leverage(par, budget))
     qty = np.floor(budget * lev / o / step + QTY_EPS) * step
-    slip = _slip_frac(par, qty, v)
+    slip = _slip_frac(par, qty, o, hs, sig, vd)
     fill = o * (1.0 + side * slip)
     fee = taker * qty * fill
     margin = qty * fill / lev
@@ -265,13 +275,13 @@ def _open_one(F, I, par, ctl, i, o, v, ts):  # noqa: E741
 
 
 @jit(inline=True)
-def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa: E741
+def _close_one(F, I, par, ctl, i, base, hs, sig, vd, ts, reason, slip, EVF, EVI):  # noqa: E741
     s = F[SIDE, i]
     qty = F[QTY, i]
     if reason == R_LIQUIDATION:  # the venue closes at the bankruptcy price: the whole margin is lost
         base = F[ENTRY, i] - s * F[MARGIN, i] / qty
     if slip:
-        fill = base * (1.0 - s * _slip_frac(par, qty, v))
+        fill = base * (1.0 - s * _slip_frac(par, qty, base, hs, sig, vd))
     else:
         fill = base
     gross = s * qty * (fill - F[ENTRY, i])
@@ -326,7 +336,7 @@ def _close_one(F, I, par, ctl, i, base, v, ts, reason, slip, EVF, EVI):  # noqa:
 
 
 @jit(inline=True)
-def _exits_one(F, I, par, ctl, i, ts, o, h, l, v, EVF, EVI):  # noqa: E741
+def _exits_one(F, I, par, ctl, i, ts, o, h, l, hs, sig, vd, EVF, EVI):  # noqa: E741
     """Liquidation / target / stop of account ``i`` in one bar: the open decides first (rules
     in :mod:`aster_rl.sim.accounting`)."""
     s = F[SIDE, i]
@@ -342,28 +352,28 @@ def _exits_one(F, I, par, ctl, i, ts, o, h, l, v, EVF, EVI):  # noqa: E741
     liq_hit = liq_valid and s * (adverse - liq) <= 0
     stop_nearer = (not liq_valid) or s * (stop - liq) > 0
     if liq_gap:
-        _close_one(F, I, par, ctl, i, o, v, ts, R_LIQUIDATION, False, EVF, EVI)
+        _close_one(F, I, par, ctl, i, o, hs, sig, vd, ts, R_LIQUIDATION, False, EVF, EVI)
     elif s * (o - target) >= 0:  # opened at or past the target: it fills there, whatever follows
-        _close_one(F, I, par, ctl, i, o, v, ts, R_TARGET, True, EVF, EVI)
+        _close_one(F, I, par, ctl, i, o, hs, sig, vd, ts, R_TARGET, True, EVF, EVI)
     elif liq_hit and not (stop_hit and stop_nearer):
-        _close_one(F, I, par, ctl, i, liq, v, ts, R_LIQUIDATION, False, EVF, EVI)
+        _close_one(F, I, par, ctl, i, liq, hs, sig, vd, ts, R_LIQUIDATION, False, EVF, EVI)
     elif stop_hit:
         base = o if s * (o - stop) <= 0 else stop
-        _close_one(F, I, par, ctl, i, base, v, ts, R_STOP, True, EVF, EVI)
+        _close_one(F, I, par, ctl, i, base, hs, sig, vd, ts, R_STOP, True, EVF, EVI)
     elif tgt_hit:
-        _close_one(F, I, par, ctl, i, target, v, ts, R_TARGET, True, EVF, EVI)
+        _close_one(F, I, par, ctl, i, target, hs, sig, vd, ts, R_TARGET, True, EVF, EVI)
 
 
 @jit(inline=True)
-def _bar_one(F, I, par, ctl, i, ts, o, h, l, c, v, fr, EVF, EVI):  # noqa: E741
+def _bar_one(F, I, par, ctl, i, ts, o, h, l, c, hs, sig, vd, fr, EVF, EVI):  # noqa: E741
     """One bar of account ``i``: pending order at the open, funding, exits, mark."""
     kind = I[P_KIND, i]
     if kind != NONE:
         if kind == CLOSE:
             if F[SIDE, i] != 0:
-                _close_one(F, I, par, ctl, i, o, v, ts, R_SIGNAL, True, EVF, EVI)
+                _close_one(F, I, par, ctl, i, o, hs, sig, vd, ts, R_SIGNAL, True, EVF, EVI)
         elif F[SIDE, i] == 0:
-            _open_one(F, I, par, ctl, i, o, v, ts)
+            _open_one(F, I, par, ctl, i, o, hs, sig, vd, ts)
         I[P_KIND, i] = NONE
     s = F[SIDE, i]
     if s != 0:
@@ -373,7 +383,7 @@ def _bar_one(F, I, par, ctl, i, ts, o, h, l, c, v, fr, EVF, EVI):  # noqa: E741
             F[TRADE_FUNDING, i] += amount
             F[FUNDING, i] += amount
             F[LIQ, i] = _liq_price(s, F[QTY, i], F[ENTRY, i], F[MARGIN, i], F[MMR, i], F[MAMT, i])
-        _exits_one(F, I, par, ctl, i, ts, o, h, l, v, EVF, EVI)
+        _exits_one(F, I, par, ctl, i, ts, o, h, l, hs, sig, vd, EVF, EVI)
     s = F[SIDE, i]
     F[UPNL, i] = s * F[QTY, i] * (c - F[ENTRY, i])
     F[EQUITY, i] = F[CASH, i] + F[MARGIN, i] + F[UPNL, i]
@@ -423,13 +433,17 @@ def submit_all(F, I, actions, lev, stop_dist, target_dist, profile):  # noqa: E7
 
 
 @jit
-def process_bar_all(F, I, par, ctl, ts, o, h, l, c, v, fr, EVF, EVI):  # noqa: E741
-    """One bar for every account (arrays of shape (N,): each account's own bar)."""
+def process_bar_all(F, I, par, ctl, ts, o, h, l, c, cost, fr, EVF, EVI):  # noqa: E741
+    """One bar for every account (arrays of shape (N,): each account's own bar; ``cost``
+    (N, N_COST): each account's cost row)."""
     ctl[C_NEV] = 0
     ctl[C_DIRTY] = 0
     for i in range(F.shape[1]):
         _clear_bar_flags(F, I, i)
-        _bar_one(F, I, par, ctl, i, ts[i], o[i], h[i], l[i], c[i], v[i], fr[i], EVF, EVI)
+        _bar_one(
+            F, I, par, ctl, i, ts[i], o[i], h[i], l[i], c[i], cost[i, COST_HALF_SPREAD], cost[i, COST_SIGMA_DAILY],
+            cost[i, COST_VOLUME_DAILY], fr[i], EVF, EVI,
+        )
 
 
 @jit
@@ -441,25 +455,31 @@ def begin_bar_all(F, I, ctl):  # noqa: E741
 
 
 @jit
-def close_at(F, I, par, ctl, idx, price, v, ts, reason, EVF, EVI):  # noqa: E741
+def close_at(F, I, par, ctl, idx, price, cost, ts, reason, EVF, EVI):  # noqa: E741
     """Market-close the open positions among ``idx``; their equity becomes the cash."""
     for k in range(idx.shape[0]):
         i = idx[k]
         if F[SIDE, i] != 0:
-            _close_one(F, I, par, ctl, i, price[k], v[k], ts[k], reason, True, EVF, EVI)
+            _close_one(
+                F, I, par, ctl, i, price[k], cost[k, COST_HALF_SPREAD], cost[k, COST_SIGMA_DAILY],
+                cost[k, COST_VOLUME_DAILY], ts[k], reason, True, EVF, EVI,
+            )
             F[EQUITY, i] = F[CASH, i]
             F[UPNL, i] = 0.0
 
 
 @jit
-def exits_at(F, I, par, ctl, idx, price, v, ts, EVF, EVI):  # noqa: E741
+def exits_at(F, I, par, ctl, idx, price, cost, ts, EVF, EVI):  # noqa: E741
     """The bar's exit rule (liquidation, target, stop) for the open positions among ``idx`` at
     one traded price between bars: a bar whose open, high and low are that price."""
     for k in range(idx.shape[0]):
         i = idx[k]
         if F[SIDE, i] != 0:
             p = price[k]
-            _exits_one(F, I, par, ctl, i, ts[k], p, p, p, v[k], EVF, EVI)
+            _exits_one(
+                F, I, par, ctl, i, ts[k], p, p, p, cost[k, COST_HALF_SPREAD], cost[k, COST_SIGMA_DAILY],
+                cost[k, COST_VOLUME_DAILY], EVF, EVI,
+            )
             if F[SIDE, i] == 0:
                 F[EQUITY, i] = F[CASH, i]
                 F[UPNL, i] = 0.0
@@ -576,7 +596,8 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
             )
             _bar_one(
                 F, I, par, ctl, i, ts[t1], px[t1, PX_OPEN], px[t1, PX_HIGH], px[t1, PX_LOW],
-                px[t1, PX_CLOSE], px[t1, PX_VOLUME], px[t1, PX_FUNDING], EVF, EVI,
+                px[t1, PX_CLOSE], px[t1, PX_HALF_SPREAD], px[t1, PX_SIGMA_DAILY], px[t1, PX_VOLUME_DAILY],
+                px[t1, PX_FUNDING], EVF, EVI,
             )
         I[T_BAR, i] = t1
         I[STEPS, i] += 1
@@ -584,7 +605,10 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
         bankrupt = equity < bankrupt_below
         last = I[DONE, i] != 0 or I[STEPS, i] >= episode_length or t1 >= end - 1
         if (bankrupt or last) and F[SIDE, i] != 0:
-            _close_one(F, I, par, ctl, i, px[t1, PX_CLOSE], px[t1, PX_VOLUME], ts[t1], R_END, True, EVF, EVI)
+            _close_one(
+                F, I, par, ctl, i, px[t1, PX_CLOSE], px[t1, PX_HALF_SPREAD], px[t1, PX_SIGMA_DAILY],
+                px[t1, PX_VOLUME_DAILY], ts[t1], R_END, True, EVF, EVI,
+            )
             F[EQUITY, i] = F[CASH, i]
             F[UPNL, i] = 0.0
             equity = F[EQUITY, i]

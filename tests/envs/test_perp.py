@@ -122,7 +122,7 @@ def test_same_seed_same_rollout():
 def test_no_look_ahead_fill_moves_with_next_open_only():
     features, prices = synthetic()
     t0 = 100
-    cfg = EnvConfig(episode_length=5, slippage_bps=0.0, impact_coef=0.0)
+    cfg = EnvConfig(episode_length=5, slippage_bps=0.0, impact_coef=0.0, spread_mult=0.0)
     fills, first_obs = [], []
     for bump in (0.0, 0.01):
         o = prices.open.copy()
@@ -154,7 +154,7 @@ def test_pnl_by_hand_over_three_candles_with_fees_and_funding():
     funding[-2] = 0.0001
     p = PriceArrays.from_arrays(open_, high, low, close, np.full(n, 1e12), funding_rate=funding)
     cfg = EnvConfig(
-        episode_length=3, slippage_bps=0.0, impact_coef=0.0, taker_fee_rate=0.0005, leverages=(1, 10),
+        episode_length=3, slippage_bps=0.0, impact_coef=0.0, spread_mult=0.0, taker_fee_rate=0.0005, leverages=(1, 10),
         exit_profiles={"wide": ExitProfile(stop_atr=50.0, target_atr=50.0)},
     )
     env = PerpEnv(np.zeros((n, 2), np.float32), p, cfg, start=n - 4, random_start=False)

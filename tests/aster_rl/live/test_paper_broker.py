@@ -65,12 +65,13 @@ def test_the_price_buffer_is_the_core_price_matrix_and_is_not_copied_per_bar(mon
         assert np.shares_memory(broker.acc._px, prices.matrix) and len(broker.acc._px) == len(prices)
     assert not built  # no matrix built from the history after start-up
     expected = accounting.price_matrix(PriceArrays.from_market(market))
-    assert np.array_equal(prices.matrix, expected)  # bit for bit, spare column included
+    assert prices.matrix[:, -3].any()  # the book's half-spread came with the bars
+    assert np.array_equal(prices.matrix, expected)  # bit for bit, the cost columns included
 
 
 # ---------------------------------------------------------------- between bars: the core's exit rule
 
-NO_SLIP = EnvConfig(slippage_bps=0.0, impact_coef=0.0)
+NO_SLIP = EnvConfig(slippage_bps=0.0, impact_coef=0.0, spread_mult=0.0)
 
 
 def _long(lev_i: int, cfg: EnvConfig = NO_SLIP) -> tuple[PaperBroker, LivePrices, int]:

@@ -211,7 +211,10 @@ def test_replay_names_patterns_and_updates_their_statistics(market, frame, tmp_p
     assert main(["--set", f"data.database_url=sqlite:///{tmp_path / 'live.db'}", "patterns", "show", LONG_WIDE.name]) == 0
     out = capsys.readouterr().out
     assert f"live/paper trades ({len(live)})" in out and f"net {trades[LONG_WIDE.name][0][1]:+.3%}" in out
-    assert "demoted" in out
+    # and shows the status changes of a pattern the live losses demoted
+    demoted_live = next(e.name for e in after.values() if any(h.event == "demoted" for h in e.history))
+    assert main(["--set", f"data.database_url=sqlite:///{tmp_path / 'live.db'}", "patterns", "show", demoted_live]) == 0
+    assert "demoted" in capsys.readouterr().out
 
     # running the finished session again changes nothing
     runner(market, db, tmp_path).run()

@@ -22,14 +22,14 @@ def test_long_target_matches_hand_computation():
     env = EnvConfig()
     prices = flat_prices(highs={8: 1.02})
     out = simulate_entries(prices, np.array([5]), "long", "scalp", env, max_hold=20)
-    fill = 1.0 * (1 + 1e-4)  # next open + 1 bp slippage
+    fill = 1.0 * (1 + 1e-4 / 2 / 1.0)  # next open + half a tick (0.0001); flat prices: sigma_daily 0, no impact
     target = round((fill + 1.5 * 0.01) / 1e-4) * 1e-4
-    exit_fill = target * (1 - 1e-4)
+    exit_fill = target * (1 - 1e-4 / 2 / target)
     qty = 1000.0  # 10% of 10,000 USD at 1x, price 1
     pnl = qty * (exit_fill - fill) - 0.00035 * qty * fill - 0.00035 * qty * exit_fill
     assert out.exit_bar[5] == 8
     assert REASONS[out.reason[5]] == "target"
-    assert out.net_return[5] == pytest.approx(pnl / (qty * fill), rel=1e-7)  # impact term 0.1 * qty / 1e12 is negligible
+    assert out.net_return[5] == pytest.approx(pnl / (qty * fill), rel=1e-7)
     assert np.isnan(out.net_return[4]) and out.exit_bar[4] == -1
 
 
@@ -41,8 +41,8 @@ def test_stop_counts_when_both_hit_and_max_hold_exit():
     quiet = simulate_entries(flat_prices(), np.array([5]), "short", "scalp", env, max_hold=10)
     assert REASONS[quiet.reason[5]] == "signal"  # closed at the open after 10 bars
     assert quiet.exit_bar[5] == 5 + 1 + 10
-    # costs only: two taker fees and two slippages, about -9 bp
-    assert quiet.net_return[5] == pytest.approx(-(2 * 0.00035 + 2 * 1e-4), abs=2e-5)
+    # costs only: two taker fees and two half-ticks at price 1, about -8 bp
+    assert quiet.net_return[5] == pytest.approx(-(2 * 0.00035 + 2 * 0.5e-4), abs=2e-6)
 
 
 def test_trades_that_do_not_close_inside_the_range_are_dropped():

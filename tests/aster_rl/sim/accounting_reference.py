@@ -108,6 +108,7 @@ class AccountBook:
         self.maker = float(cfg.maker_fee_rate)
         self.slip_base = float(cfg.slippage_bps) * 1e-4
         self.impact = float(cfg.impact_coef)
+        self.spread_mult = float(cfg.spread_mult)
         self.mf = float(cfg.margin_fraction)
         self.step_q = float(cfg.qty_step)
         self.tick = float(cfg.price_tick)
@@ -211,9 +212,11 @@ class AccountBook:
         self.turnover_now[:] = 0.0
         self.closed_return_now[:] = 0.0
 
-    def process_bar(self, ts, o, h, l, c, v, funding_rate) -> None:  # noqa: E741
-        """Run one bar for every account (arrays of shape (N,): each account's own bar)."""
+    def process_bar(self, ts, o, h, l, c, cost, funding_rate) -> None:  # noqa: E741
+        """Run one bar for every account (arrays of shape (N,): each account's own bar; ``cost``
+        (N, 3): half-spread, sigma_daily, volume_daily)."""
         self.begin_bar()
+        v = np.broadcast_to(np.asarray(cost, dtype=np.float64), (self.n, 3))
         kind = self.p_kind
         if kind.any():
             pending = np.flatnonzero(kind)
@@ -250,13 +253,13 @@ class AccountBook:
         np.maximum(self.peak, self.equity, out=self.peak)
         self.bars += s != 0
 
-    def _open(self, idx, o, v, ts) -> None:
+    def _open(self, idx, o, v, ts) -> None:  # v: cost rows (k, 3)
         side = np.where(self.p_kind[idx] == OPEN_LONG, 1.0, -1.0)
         equity = self.cash[idx]  # flat accounts: equity is the cash
         budget = self.mf * equity
         lev = np.minimum(np.minimum(self.p_lev[idx], float(self.cfg.max_leverage)), self.allowed_leverage(budget))
         qty = np.floor(budget * lev / o / self.step_q + _QTY_EPS) * self.step_q
-        slip = self._slip_frac(qty, v)
+        slip = self._slip_frac(qty, o, v)
         fill = o * (1.0 + side * slip)
         fee = self.taker * qty * fill
         margin = qty * fill / lev
@@ -302,10 +305,15 @@ class AccountBook:
         self.turnover_now[idx] += notional
         self.dirty = True
 
-    def _slip_frac(self, qty, v):
-        vol = np.asarray(v, dtype=np.float64)
-        impact = np.divide(self.impact * qty, vol, out=np.zeros_like(qty), where=vol > 0)
-        return self.slip_base + impact
+    def _slip_frac(self, qty, base, v):
+        """slippage_bps + spread_mult·max(tick/(2·base), half-spread) + Y·σ_daily·√(qty·base/V_daily)."""
+        base = np.asarray(base, dtype=np.float64)
+        hs, sigma, vol = v[:, 0], v[:, 1], v[:, 2]
+        spread = self.spread_mult * np.maximum(self.tick / (2.0 * base), hs)
+        ratio = np.divide(qty * base, vol, out=np.zeros_like(qty), where=vol > 0)
+        with np.errstate(invalid="ignore"):  # an order of an account with negative cash: skipped after sizing
+            impact = np.where(vol > 0, self.impact * sigma * np.sqrt(ratio), 0.0)
+        return self.slip_base + spread + impact
 
     def _exits(self, idx, ts, o, h, l, v) -> None:  # noqa: E741
         s = self.side[idx]
@@ -344,7 +352,7 @@ class AccountBook:
         episode's last close; the equity is marked again at that price."""
         idx = np.asarray(idx, dtype=np.int64)
         price = np.broadcast_to(np.asarray(price, dtype=np.float64), idx.shape)
-        v = np.broadcast_to(np.asarray(v, dtype=np.float64), idx.shape)
+        v = np.broadcast_to(np.asarray(v, dtype=np.float64), (*idx.shape, 3))
         ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), idx.shape)
         open_ = self.side[idx] != 0
         if open_.any():
@@ -359,7 +367,7 @@ class AccountBook:
         if reason == R_LIQUIDATION:  # closed at the bankruptcy price: the whole margin is lost
             base = self.entry[idx] - s * self.margin[idx] / qty
         if slip:
-            fill = base * (1.0 - s * self._slip_frac(qty, v))
+            fill = base * (1.0 - s * self._slip_frac(qty, base, v))
         else:
             fill = np.asarray(base, dtype=np.float64)
         gross = s * qty * (fill - self.entry[idx])
@@ -427,7 +435,7 @@ class SingleAccount:
         self.prices = prices
         p = prices
         self._ts, self._o, self._h, self._l, self._c = p.timestamps, p.open, p.high, p.low, p.close
-        self._v, self._fr, self._atr = p.volume, p.funding_rate, p.atr
+        self._v, self._fr, self._atr = p.costs, p.funding_rate, p.atr
         self._lev = np.asarray(cfg.leverages, dtype=np.float64)
         profiles = list(cfg.exit_profiles.values())
         self._stop_atr = np.array([q.stop_atr for q in profiles])
@@ -448,7 +456,7 @@ class SingleAccount:
         self.prices = prices
         p = prices
         self._ts, self._o, self._h, self._l, self._c = p.timestamps, p.open, p.high, p.low, p.close
-        self._v, self._fr, self._atr = p.volume, p.funding_rate, p.atr
+        self._v, self._fr, self._atr = p.costs, p.funding_rate, p.atr
 
     def reset(self) -> None:
         self.book.reset()

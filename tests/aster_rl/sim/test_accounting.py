@@ -22,6 +22,7 @@ def make_cfg(**kw):
         maker_fee_rate=0.0002,
         slippage_bps=0.0,
         impact_coef=0.0,
+        spread_mult=0.0,
         exit_profiles=PROFILES,
     )
     base.update(kw)
@@ -32,9 +33,10 @@ def make_cfg(**kw):
 BOOKS = pytest.mark.parametrize("Book", [AccountBook, ref.AccountBook], ids=["kernel", "oracle"])
 
 
-def bar(book, o, h, l, c, v=1e9, funding=0.0, ts=0):  # noqa: E741
+def bar(book, o, h, l, c, cost=(0.0, 0.0, 0.0), funding=0.0, ts=0):  # noqa: E741
+    """One bar; ``cost``: the bar's cost row (half-spread, sigma_daily, volume_daily)."""
     a = lambda x: np.array([x], dtype=np.float64)  # noqa: E731
-    book.process_bar(np.array([ts], dtype=np.int64), a(o), a(h), a(l), a(c), a(v), a(funding))
+    book.process_bar(np.array([ts], dtype=np.int64), a(o), a(h), a(l), a(c), np.array([cost], dtype=np.float64), a(funding))
 
 
 def decide(book, side, lev, atr, profile=0):
@@ -224,14 +226,23 @@ def test_stop_and_target_in_one_bar_the_stop_counts():
     assert book.cash[0] == pytest.approx(8995 + 1000 - 250 - 0.0005 * 5000 * 1.95)
 
 
-def test_slippage_base_and_impact():
-    book = AccountBook(make_cfg(slippage_bps=10.0, impact_coef=0.1), 1)
+@BOOKS
+def test_fill_cost_fixed_slippage_half_spread_and_square_root_impact(Book):
+    book = Book(make_cfg(slippage_bps=10.0, impact_coef=0.5, spread_mult=1.0, price_tick=0.001), 1)
     decide(book, BUY, 10, atr=0.05)
-    # qty 5000 from the open 2.0; slip = 10bps + 0.1*5000/1e6 = 0.0015 → fill 2.003
-    bar(book, 2.0, 2.01, 1.99, 2.0, v=1e6)
-    assert book.entry[0] == pytest.approx(2.003)
-    assert book.slippage[0] == pytest.approx(15.0)
-    assert book.fees[0] == pytest.approx(0.0005 * 5000 * 2.003)
+    # qty 5000 from the open 2.0 (Q = $10,000); cost row: book half-spread 2e-4, σ_daily 0.08, V_daily $16M
+    # c = 10bps + max(0.001 / (2·2.0), 2e-4) + 0.5·0.08·√(10000 / 16e6) = 0.001 + 0.00025 + 0.001 = 0.00225
+    bar(book, 2.0, 2.01, 1.99, 2.0, cost=(2e-4, 0.08, 16e6))
+    assert book.entry[0] == pytest.approx(2.0045)
+    assert book.slippage[0] == pytest.approx(5000 * 0.0045)
+    assert book.fees[0] == pytest.approx(0.0005 * 5000 * 2.0045)
+    # a sell at the next open 2.5 (Q = $12,500), book half-spread 5e-4 above the tick floor 2e-4,
+    # no volume: no impact term. c = 0.001 + 0.0005 = 0.0015 → fill 2.5·(1 − 0.0015) = 2.49625
+    decide(book, SELL, 10, atr=0.05)
+    bar(book, 2.5, 2.51, 2.49, 2.5, cost=(5e-4, 0.08, 0.0))
+    (_i, tr), = book.closed
+    assert tr["exit_price"] == pytest.approx(2.49625) and tr["reason"] == "signal"
+    assert tr["slippage_usd"] == pytest.approx(5000 * (0.0045 + 0.00375))
 
 
 def test_below_min_notional_is_skipped_and_counted():
@@ -264,7 +275,7 @@ def test_vectorized_accounts_are_independent():
     book.submit(np.array([BUY, SELL, WAIT]), np.array([10.0, 20.0, 1.0]), np.full(3, 0.05), np.full(3, 0.1),
                 np.zeros(3, dtype=int))
     a = lambda x: np.full(3, x, dtype=np.float64)  # noqa: E731
-    book.process_bar(np.zeros(3, dtype=np.int64), a(2.0), a(2.01), a(1.99), a(2.0), a(1e9), a(0.0))
+    book.process_bar(np.zeros(3, dtype=np.int64), a(2.0), a(2.01), a(1.99), a(2.0), np.zeros((3, 3)), a(0.0))
     assert list(book.side) == [1, -1, 0]
     assert book.qty[0] == pytest.approx(5000) and book.qty[1] == pytest.approx(10000)
     assert book.cash[2] == 10_000

@@ -26,12 +26,14 @@ def market(n=700, seed=0, vol=0.01, jump_p=0.08):
     low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, vol, n)))
     funding = np.zeros(n)
     funding[::8] = rng.normal(0, 5e-4, len(funding[::8]))
-    return PriceArrays.from_arrays(open_, high, low, close, rng.uniform(1e4, 1e6, n), funding_rate=funding)
+    half_spread = np.where(rng.random(n) < 0.5, rng.uniform(0, 5e-4, n), 0.0)  # a book on half the bars
+    return PriceArrays.from_arrays(open_, high, low, close, rng.uniform(1e4, 1e6, n), funding_rate=funding,
+                                   half_spread=half_spread)
 
 
 CONFIGS = [
     EnvConfig(),
-    EnvConfig(margin_fraction=1.0, slippage_bps=5.0, impact_coef=2.0, min_notional_usd=50.0),
+    EnvConfig(margin_fraction=1.0, slippage_bps=5.0, impact_coef=2.0, spread_mult=3.0, min_notional_usd=50.0),
     EnvConfig(margin_fraction=0.5, taker_fee_rate=0.001, initial_equity_usd=300.0),
 ]
 
@@ -65,14 +67,14 @@ def test_book_equals_reference_on_random_actions(cfg):
             book.submit(side, lev, stop, target, prof)
         t = t + 1
         args = (prices.timestamps[t], prices.open[t], prices.high[t], prices.low[t], prices.close[t],
-                prices.volume[t], prices.funding_rate[t])
+                prices.costs[t], prices.funding_rate[t])
         side_before, stop_before, target_before = old.side.copy(), old.stop.copy(), old.target.copy()
         new.process_bar(*args)
         old.process_bar(*args)
         if step % 37 == 5:  # end some episodes: close at the close, then start them afresh
             idx = np.flatnonzero(rng.random(n) < 0.3)
             for book in (new, old):
-                book.close_positions(idx, prices.close[t[idx]], prices.volume[t[idx]], prices.timestamps[t[idx]], R_END)
+                book.close_positions(idx, prices.close[t[idx]], prices.costs[t[idx]], prices.timestamps[t[idx]], R_END)
             assert_same_book(new, old)
             new.reset(idx)
             old.reset(idx)
