@@ -84,6 +84,8 @@ def main() -> int:
         best = result.metrics["best_validation"]
         print(f"trained {result.metrics['timesteps']} steps in {result.metrics['train_seconds']:.0f} s; "
               f"best validation net return {best.get('net_return', float('nan')):+.2%} at {best.get('timesteps', 0):.0f} steps")
+        if result.gate is not None:
+            print(f"gate: {result.gate.line()}")
         report = evaluate_policy(load_policy(result.run_dir, schema=ds.schema), ds, cfg, splits, run_dir=result.run_dir)
         print(report.table())
         print(f"wall time {time.perf_counter() - started:.0f} s")
