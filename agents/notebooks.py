@@ -264,8 +264,9 @@ class RunContext:
     policy: Any  # agents.policy.LoadedPolicy
 
 
-def open_run(run_dir: str | Path, which: Which = "best", dataset=None) -> RunContext:
-    """Load a run's config, rebuild its dataset (unless given), load its splits and policy (schema checked)."""
+def open_run(run_dir: str | Path, which: Which = "best", dataset=None, wait_outside_support: bool | None = None) -> RunContext:
+    """Load a run's config, rebuild its dataset (unless given), load its splits and policy (schema checked;
+    ``wait_outside_support``: None keeps the run's own setting)."""
     from agents.data import build_dataset
     from agents.policy import load_policy
     from agents.splits import load_run_splits
@@ -274,7 +275,7 @@ def open_run(run_dir: str | Path, which: Which = "best", dataset=None) -> RunCon
     config = RunDir(run_dir).load_config()
     dataset = dataset if dataset is not None else build_dataset(config)
     splits = load_run_splits(run_dir, dataset.prices.timestamps)
-    policy = load_policy(run_dir, schema=dataset.schema, which=which)
+    policy = load_policy(run_dir, schema=dataset.schema, which=which, wait_outside_support=wait_outside_support)
     return RunContext(run_dir, config, dataset, splits, policy)
 
 
@@ -334,7 +335,8 @@ def demo_prediction_log(
     session ``demo:<run>``), which logs every decision and its outcome. Each closed trade
     then updates a demonstration pattern named after the regime at the decision bar, the
     side and the exit profile (``pattern_min_trades`` closed trades make a pattern active),
-    so the library's history has events. Returns a one-line description.
+    so the library's history has events. The replay runs with WAIT outside the training support off (a tiny
+    run would only wait), as the description says. Returns a one-line description.
     """
     from aster_rl.config import PatternsConfig
     from aster_rl.patterns.language import Condition, Pattern
@@ -345,7 +347,9 @@ def demo_prediction_log(
     from agents.evaluate import REGIME_NAMES
 
     run_dir = ensure_run(run, checkpoint_dir=checkpoint_dir, data_dir=data_dir, timesteps=timesteps, n_bars=n_bars)
-    ctx = open_run(run_dir)
+    # a tiny run on a short market lies outside its training ranges on most later bars and would only WAIT:
+    # the demonstration trades with that rule off, and says so
+    ctx = open_run(run_dir, wait_outside_support=False)
     ds, cfg, span = ctx.dataset, ctx.config, ctx.splits.test
     session = f"{DEMO_SESSION_PREFIX}:{run_dir.name}"
     replay = paper_replay(ctx, db, session, span.start, span.end)
@@ -373,7 +377,7 @@ def demo_prediction_log(
     for name, net_return, state_name, ts_ms in outcomes:
         record_outcome(db, patterns_cfg, name, net_return, regime=state_name, ts_ms=ts_ms)
     return (f"live-runner replay {session!r} over the test split: {summary.bars} bars, {len(rows)} predictions, "
-            f"{len(closed)} closed; {len(library)} demonstration patterns")
+            f"{len(closed)} closed; {len(library)} demonstration patterns; WAIT outside the training support off")
 
 
 @dataclass
