@@ -164,6 +164,23 @@ def trade_stats(pnl_usd: Sequence[float] | np.ndarray) -> TradeStats:
     )
 
 
+def trade_costs(entry_price: np.ndarray, qty: np.ndarray, pnl_usd: np.ndarray, fees_usd: np.ndarray,
+                funding_usd: np.ndarray, slippage_usd: np.ndarray) -> dict[str, float]:
+    """Per trade, as a share of its entry notional (means over trades, in basis points):
+    ``break_even_bps``, the move a trade must capture to pay its fees, slippage and funding,
+    and ``captured_bps``, the move it captured before them (``pnl + fees + funding + slippage``:
+    the fill prices carry the slippage). NaN without trades."""
+    notional = np.abs(np.asarray(qty, dtype=float) * np.asarray(entry_price, dtype=float))
+    ok = notional > 0
+    if not ok.any():
+        return {"break_even_bps": math.nan, "captured_bps": math.nan}
+    costs = (np.asarray(fees_usd, dtype=float) + np.asarray(funding_usd, dtype=float)
+             + np.asarray(slippage_usd, dtype=float))[ok]
+    gross = np.asarray(pnl_usd, dtype=float)[ok] + costs
+    return {"break_even_bps": float(np.mean(costs / notional[ok]) * 1e4),
+            "captured_bps": float(np.mean(gross / notional[ok]) * 1e4)}
+
+
 # ---------------------------------------------------------------- bootstrap
 
 def stationary_bootstrap_indices(n: int, mean_block: float, samples: int, rng: np.random.Generator) -> np.ndarray:
