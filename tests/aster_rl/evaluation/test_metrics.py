@@ -192,3 +192,14 @@ def test_block_bootstrap_widens_the_interval_for_dependent_returns():
     iid = m.return_ci(r, samples=400, block=1, seed=0)
     blocks = m.return_ci(r, samples=400, block=100, seed=0)
     assert (blocks.high - blocks.low) > 2.5 * (iid.high - iid.low)
+
+
+def test_trade_costs_by_hand():
+    from aster_rl.evaluation.metrics import trade_costs
+
+    # long 10 @ 100 (notional 1000): pnl +8 after fees 1.5, funding 0.5, slippage 1 -> costs 3 = 30 bps, gross 11 = 110 bps
+    # short 5 @ 200 (notional 1000): pnl -4 after fees 1, funding -0.2, slippage 0.2 -> costs 1 = 10 bps, gross -3 = -30 bps
+    out = trade_costs([100.0, 200.0], [10.0, -5.0], [8.0, -4.0], [1.5, 1.0], [0.5, -0.2], [1.0, 0.2])
+    assert out["break_even_bps"] == pytest.approx(20.0)
+    assert out["captured_bps"] == pytest.approx(40.0)
+    assert all(np.isnan(v) for v in trade_costs([], [], [], [], [], []).values())
