@@ -413,6 +413,34 @@ def paper_replay(ctx: RunContext, db, session: str, start: int, end: int) -> Rep
 
 # ---------------------------------------------------------------- the quickstart's steps
 
+def store_notebook_market(config: AppConfig, market, source: str):
+    """``market`` stored in the configured database under ``source``; the config reading it back, and the
+    market as loaded (so a run's saved config rebuilds exactly these bars)."""
+    from aster_rl.storage import Database, store_market
+
+    from agents.data import load_market_for
+
+    config = replace(config, data={"source": source, "symbol": market.symbol, "timeframe": market.timeframe})
+    db = Database.from_config(config.data)
+    db.init_schema()
+    store_market(db, market, config.data.source, config.data.btc_symbol, config.data.eth_symbol)
+    return config, load_market_for(config)
+
+
+def shared_real_market(config: AppConfig, name: str, n_bars: int | None = None):
+    """The shared real market ``name`` (:func:`aster_rl.data.real.real_market`; its last ``n_bars`` bars, all
+    when None) stored in the configured database (source ``real-<name>-<last bar>-<bars>``), with its
+    contract's tick and step in ``env``: the config reading it back, and the market."""
+    from aster_rl.data.real import CONTRACTS
+    from aster_rl.data.real import real_market as shared_market
+
+    market = shared_market(name)
+    if n_bars:
+        market = market.window(market.candles.index[-min(int(n_bars), len(market))], None)
+    config = replace(config, env=CONTRACTS[name.upper()])
+    return store_notebook_market(config, market, f"real-{name.lower()}-{market.candles.index[-1]:%Y%m%d%H%M}-{len(market)}")
+
+
 def notebook_market(config: AppConfig, real_files: Sequence[str] | None = None, n_bars: int | None = None):
     """The market a notebook trains on, stored in the configured database under a source naming exactly these
     bars, so a run's saved config rebuilds them; returns the config reading it and the market as loaded.
@@ -422,22 +450,13 @@ def notebook_market(config: AppConfig, real_files: Sequence[str] | None = None, 
     folder (:func:`aster_rl.paths.real_data_dir`), see :func:`real_market` (source ``real-<tf>-<last bar>-<bars>``).
     """
     from aster_rl.data.synthetic import synthesize
-    from aster_rl.storage import Database, store_market
-
-    from agents.data import load_market_for
 
     if real_files:
         market = real_market(real_files, n_bars, config.data.btc_symbol, config.data.eth_symbol)
-        source = f"real-{market.timeframe}-{market.candles.index[-1]:%Y%m%d%H%M}-{len(market)}"
-        config = replace(config, data={"source": source, "symbol": market.symbol, "timeframe": market.timeframe})
-    else:
-        s = config.synth
-        market = synthesize(s, timeframe=config.data.timeframe, symbol=config.data.symbol)
-        config = replace(config, data={"source": f"synthetic-{s.edge}-s{s.seed}-{s.n_bars}"})
-    db = Database.from_config(config.data)
-    db.init_schema()
-    store_market(db, market, config.data.source, config.data.btc_symbol, config.data.eth_symbol)
-    return config, load_market_for(config)
+        return store_notebook_market(config, market, f"real-{market.timeframe}-{market.candles.index[-1]:%Y%m%d%H%M}-{len(market)}")
+    s = config.synth
+    market = synthesize(s, timeframe=config.data.timeframe, symbol=config.data.symbol)
+    return store_notebook_market(config, market, f"synthetic-{s.edge}-s{s.seed}-{s.n_bars}")
 
 
 def real_market(files: Sequence[str], n_bars: int | None, btc_symbol: str, eth_symbol: str):

@@ -410,3 +410,15 @@ def text_figure(lines: list[str], title: str = "") -> Any:
     if title:
         ax.set_title(title, loc="left")
     return fig
+
+
+def normalized_closes(closes: dict[str, pd.Series], title: str = "Close of each market (first bar = 1)"):
+    fig, axes = _figure(1, max(1, len(closes)), height=3.0, width=12.0)
+    for ax, (name, close) in zip(axes[0], closes.items()):
+        ax.plot(close.index, close / close.iloc[0], lw=0.7)
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -23,95 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
-
-from aster_rl.config import AppConfig, load_config, replace
-from aster_rl.data.real import CONTRACTS, REAL_MARKETS, real_market
-from aster_rl.evaluation.metrics import trade_costs
+from aster_rl.config import load_config, replace
+from aster_rl.data.real import REAL_MARKETS
 from aster_rl.paths import project_root, real_data_dir
 
-from agents.data import build_dataset
 from agents.evaluate import jsonable
-from agents.gate import read_gate
-from agents.run_dir import RunDir
-from agents.walkforward import walkforward
+from agents.research import walkforward_market
 
 CONFIG = project_root() / "configs" / "real.toml"
-MONTH = pd.Timedelta(days=30.4375)
-
-
-def run_row(run: dict[str, Any]) -> dict[str, Any]:
-    """One walk-forward run with its test intervals, trade economics and gate decision."""
-    rd = RunDir(run["run_dir"])
-    results = json.loads(rd.eval.results.read_text())
-    agent = results["agent"]
-    trades = pd.read_csv(rd.eval.trades("agent"))
-    first, last = pd.Timestamp(run["test_first_bar"]), pd.Timestamp(run["test_last_bar"])
-    months = max((last - first) / MONTH, 1e-9)
-    costs = trade_costs(*(trades[c].to_numpy() if len(trades) else [] for c in
-                          ("entry_price", "qty", "pnl_usd", "fees_usd", "funding_usd", "slippage_usd")))
-    gate = read_gate(rd)
-    return {
-        "fold": run["fold"], "seed": run["seed"], "test_first_bar": run["test_first_bar"], "test_last_bar": run["test_last_bar"],
-        "net_return": agent["metrics"]["net_return"], "net_ci": agent.get("ci_net_return"),
-        "excess_em": results["excess"].get("exposure_matched"), "excess_flat": results["excess"].get("flat"),
-        "edge": bool(results["flags"].get("edge", False)),
-        "trades_per_month": agent["metrics"]["trades"] / months, "exposure": agent["metrics"]["exposure"],
-        "funding_usd": agent["metrics"]["funding_usd"], **costs,
-        "out_of_support": (results.get("support") or {}).get("share"),
-        "deployable": bool(gate and gate.deployable), "gate": gate.line() if gate else "no gate record",
-    }
-
-
-def _ci(ci: dict[str, Any] | None) -> str:
-    return "n/a" if not ci else f"{float(ci['estimate']):+.2%} [{float(ci['low']):+.2%}, {float(ci['high']):+.2%}]"
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(float(x)) else f"{float(x):.0%}"
-
-
-def _bps(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{x:+.1f}"
-
-
-def market_table(name: str, rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    lines = [f"{'fold':>4} {'seed':>4} {'test dates':<23} {'net return [CI]':<31} {'excess/exposure_matched [CI]':<31} "
-             f"{'trades/mo':>9} {'expo':>5} {'OOS':>5} {'b-e bps':>8} {'capt bps':>8} gate"]
-    for r in rows:
-        lines.append(
-            f"{r['fold']:>4} {r['seed']:>4} {r['test_first_bar'][:10] + ' .. ' + r['test_last_bar'][:10]:<23} "
-            f"{_ci(r['net_ci']):<31} {_ci(r['excess_em']):<31} {r['trades_per_month']:>9.0f} {r['exposure']:>5.0%} {_pct(r['out_of_support']):>5} "
-            f"{_bps(r['break_even_bps']):>8} {_bps(r['captured_bps']):>8} {'deploy' if r['deployable'] else 'abstain'}")
-    deployed = [r for r in rows if r["deployable"]]
-    below = [r for r in deployed if r["net_ci"] and float(r["net_ci"]["high"]) < 0]
-    lines.append(f"{name} walk-forward verdict: {summary['verdict']}")
-    lines.append(f"{name} gate: deploys {len(deployed)} of {len(rows)} runs; of those, {len(below)} with a test "
-                 "net-return interval entirely below flat")
-    return "\n".join(lines)
-
-
-def bench_market(name: str, base: AppConfig, out: Path, data_dir: Path) -> dict[str, Any]:
-    market = real_market(name, data_dir)
-    cfg = replace(base, env=CONTRACTS[name], train={"name": f"real_{name.lower()}", "checkpoint_dir": str(out)})
-    ds = build_dataset(cfg, market=market)
-    funding = "real 8-hourly funding" if market.funding is not None else "no funding in the files (taken as zero)"
-    print(f"\n== {market.symbol} 5m {ds.index[0]:%Y-%m-%d} .. {ds.index[-1]:%Y-%m-%d}: {len(ds)} bars, "
-          f"{ds.matrix.shape[1]} features; {funding}", flush=True)
-    started = time.perf_counter()
-    result = walkforward(cfg, ds, out_dir=out / f"{name}__walkforward")
-    rows = [run_row(r) for r in result.runs]
-    print(market_table(name, rows, result.summary))
-    print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
-    return {"market": name, "symbol": market.symbol, "summary": result.summary, "runs": rows}
 
 
 def main() -> int:
@@ -138,7 +63,7 @@ def main() -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
-        results = [bench_market(name, base, out, data_dir) for name in args.markets]
+        results = [walkforward_market(name, base, out, data_dir, echo=lambda line: print(line, flush=True)) for name in args.markets]
     if args.json:
         args.json.write_text(json.dumps(jsonable({"settings": args.sets, "timesteps": base.train.total_timesteps,
                                                   "markets": results}), indent=2))

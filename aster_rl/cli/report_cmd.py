@@ -16,16 +16,19 @@ from pathlib import Path
 from aster_rl.config import AppConfig
 from aster_rl.errors import DataError
 
-NOTEBOOK_NAMES = ("quickstart", "evaluate", "tentacles", "live")
+NOTEBOOK_NAMES = ("quickstart", "evaluate", "tentacles", "live", "research")
+DEFAULT_NOTEBOOKS = NOTEBOOK_NAMES[:4]  # research reads the shared real data and trains for long: on request
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="execute the notebooks (quickstart, evaluate, tentacles, live) and write HTML pages and PNG figures")
+    p = sub.add_parser("report", help="execute the notebooks (quickstart, evaluate, tentacles, live; research on request) "
+                                      "and write HTML pages and PNG figures")
     p.add_argument("--run", help="a run directory (default: the newest run under train.checkpoint_dir, "
                                  "or a tiny run trained now when there is none)")
     p.add_argument("--out", default="reports", help="output directory (default: reports/)")
-    p.add_argument("--notebooks", nargs="+", choices=NOTEBOOK_NAMES, default=list(NOTEBOOK_NAMES),
-                   help="which notebooks (default: all)")
+    p.add_argument("--notebooks", nargs="+", choices=NOTEBOOK_NAMES, default=list(DEFAULT_NOTEBOOKS),
+                   help="which notebooks (default: all but research, which needs the shared real data and trains "
+                        "a run and a walk-forward on it: minutes to an hour)")
     p.add_argument("--timeout", type=float, default=1_800, help="seconds allowed per notebook cell (default 1800)")
     p.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
                    help="an extra notebook parameter as a Python literal, e.g. --param range_bars=288 (repeatable)")
@@ -48,8 +51,8 @@ def parse_params(items: list[str]) -> dict:
 
 
 def notebook_parameters(name: str, args, config: AppConfig) -> dict:
-    if name == "quickstart":  # trains its own small run, with its own database, in a new temporary folder
-        return {"checkpoint_dir": None, "data_dir": None, "run": args.run}
+    if name in ("quickstart", "research"):  # train their own runs, with their own database, in a new temporary folder
+        return {"checkpoint_dir": None, "data_dir": None}
     common = {"checkpoint_dir": str(config.train.checkpoint_dir), "data_dir": str(config.data.data_dir), "run": args.run}
     if name == "live":
         common["database_url"] = config.data.database_url

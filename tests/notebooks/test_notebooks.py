@@ -110,3 +110,30 @@ def check_quickstart(nb) -> None:
     assert "verdict:" in text and "**Verdict:**" in text
     replay = re.search(r"(\d+) bars replayed into .*: (\d+) decisions", text)
     assert replay and int(replay.group(1)) > 0 and int(replay.group(2)) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_report_renders_the_research_notebook_on_the_shared_real_data(real_data, tmp_path, capsys):
+    """Train by dates on a real perp, judge on a later month, cost sweep, walk-forward and the gate, on small
+    settings; the runs and database go to the notebook's own temporary folder."""
+    out = tmp_path / "reports"
+    rc = main([
+        "report", "--out", str(out), "--notebooks", "research",
+        "--param", "market='LTC'", "--param", "n_bars=60000", "--param", "timesteps=2048",
+        "--param", "train_range='20231101-20240101'", "--param", "test_range='20240115-20240215'",
+        "--param", "walkforward_range='20240101-'", "--param", "folds=3", "--param", "seeds=1",
+    ])
+    assert rc == 0, capsys.readouterr()
+    nb = nbformat.read(out / "notebooks" / "research.ipynb", as_version=4)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    images = dict(image_outputs(nb))
+    assert {"markets", "equity", "cost_sweep", "walkforward"} <= set(images)
+    for fig in ("markets", "equity", "cost_sweep", "walkforward"):
+        assert (out / "figures" / f"research_{fig}.png").read_bytes()[:8] == PNG_MAGIC
+    text = "\n".join(text_of(c) for c in nb.cells if c.cell_type == "code")
+    assert "real 8-hourly funding" in text
+    assert re.search(r"gate: (edge on validation: deployable|no edge found: this run will not trade real money)", text)
+    assert "**Verdict on 20240115-20240215:**" in text
+    assert "LTC walk-forward verdict: over 3 folds" in text
+    assert re.search(r"the gate would deploy \d+ of 3 runs", text)
