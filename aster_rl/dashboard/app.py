@@ -108,6 +108,15 @@ def create_app(store: DashboardStore, *, token: str, allow_remote: bool = False,
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    _views(app, store)
+    _stream(app, store, poll_s)
+    _commands(app, store, token)
+    return app
+
+
+def _views(app: FastAPI, store: DashboardStore) -> None:
+    """The read-only JSON (and CSV) views."""
+
     @app.get("/api/sessions")
     def sessions() -> list[dict[str, Any]]:
         return store.sessions()
@@ -141,6 +150,10 @@ def create_app(store: DashboardStore, *, token: str, allow_remote: bool = False,
     def runs() -> list[dict[str, Any]]:
         return store.runs()
 
+
+def _commands(app: FastAPI, store: DashboardStore, token: str) -> None:
+    """``POST /api/commands``: always with the token, for a session that exists."""
+
     @app.post("/api/commands")
     def command(body: CommandIn, request: Request) -> dict[str, Any]:
         if not bearer_ok(request.headers.get("authorization"), token):
@@ -150,6 +163,10 @@ def create_app(store: DashboardStore, *, token: str, allow_remote: bool = False,
         row = store.add_command(body.session_id, body.command)
         logger.info("command %s for session %s stored (id %s)", body.command, body.session_id, row["id"])
         return row
+
+
+def _stream(app: FastAPI, store: DashboardStore, poll_s: float) -> None:
+    """``GET /api/stream``: a snapshot when the session's state changed, else a tick, every ``poll_s``."""
 
     @app.get("/api/stream")
     async def stream(request: Request, session: str | None = None) -> EventSourceResponse:
@@ -174,5 +191,3 @@ def create_app(store: DashboardStore, *, token: str, allow_remote: bool = False,
                 await asyncio.sleep(poll_s)
 
         return EventSourceResponse(events(), ping=15, headers={"cache-control": "no-store"})
-
-    return app

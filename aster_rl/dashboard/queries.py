@@ -143,7 +143,7 @@ class DashboardStore:
             "lease": lease,
             "kill_file": str(self.kill_file) if self.kill_file is not None and _exists(self.kill_file) else None,
             "decision": decision,
-            "readings": (decision or {}).get("reasoning", "").split("; ") if decision and decision.get("reasoning") else [],
+            "readings": readings(state, decision),
             "position": self.position(preds, last_close),
             "recent": records(preds.tail(RECENT).iloc[::-1]),
             "totals": totals(preds),
@@ -202,7 +202,7 @@ class DashboardStore:
         """Realized equity, buy-and-hold over the same span, drawdown, daily P&L and calibration."""
         session = self.session_or_newest(session_id)
         preds = self.predictions(session)
-        if preds.empty:
+        if session is None or preds.empty:
             return {"session_id": session, "equity": [], "buy_and_hold": [], "drawdown": [], "daily": [], "calibration": None}
         e0 = self.initial_equity_usd
         closed = preds[preds["status"].isin(CLOSED)].sort_values("closed_at")
@@ -267,6 +267,15 @@ def totals(preds: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def readings(state: dict[str, Any], decision: dict[str, Any] | None) -> list[dict[str, str]]:
+    """The last decision's reading per tentacle (the runner's state), else its reasoning's parts."""
+    stored = state.get("readings")
+    if isinstance(stored, dict) and stored:
+        return [{"tentacle": str(k), "text": str(v)} for k, v in stored.items()]
+    text = (decision or {}).get("reasoning") or ""
+    return [{"tentacle": "", "text": t} for t in text.split("; ") if t]
+
+
 def candle_rows(candles: pd.DataFrame) -> list[dict[str, Any]]:
     """Candles for the chart: time in seconds (the chart's unit), OHLC."""
     if candles.empty:
@@ -281,8 +290,7 @@ def markers(preds: pd.DataFrame, limit: int = 200) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     filled = preds[preds["status"].isin((*CLOSED, "open")) & preds["entry_price"].notna()].tail(limit)
     for r in filled.itertuples():
-        entry_ms = getattr(r, "ts", None)
-        out.append({"t": int(entry_ms), "kind": "entry", "side": r.side, "price": float(r.entry_price), "id": int(r.id)})
+        out.append({"t": int(r.ts), "kind": "entry", "side": r.side, "price": float(r.entry_price), "id": int(r.id)})
         if r.status in CLOSED and r.closed_at == r.closed_at and r.closed_at is not None:
             out.append({"t": int(r.closed_at), "kind": "exit", "side": r.side, "price": clean(r.exit_price), "id": int(r.id),
                         "pnl_usd": clean(r.pnl_usd)})

@@ -110,12 +110,12 @@ class RunSummary:
     faults: list[str] = field(default_factory=list)  # one line per such failure
 
 
-def reasoning_from_row(schema: Any, row: np.ndarray) -> str:
-    """The tentacles' human readings of one feature row, joined (the seed's brain reasoning)."""
+def readings_of_row(schema: Any, row: np.ndarray) -> dict[str, str]:
+    """The tentacles' human readings of one feature row, by tentacle (empty ones left out)."""
     from aster_rl.features.brain import readings
 
     texts = readings(pd.Series(np.asarray(row, dtype=float), index=list(schema.names)), schema)
-    return "; ".join(t for t in texts.values() if t)
+    return {name: text for name, text in texts.items() if text}
 
 
 class LiveRunner:
@@ -197,6 +197,7 @@ class LiveRunner:
         self._kill_failed = False  # a failed kill flatten was recorded (once per stretch of failures)
         self._backlog: list[Bar] = []
         self._paused = False  # a dashboard "pause": no new positions until "resume"
+        self._readings: dict[str, str] = {}  # the last decision's tentacle readings (in the state, for the dashboard)
 
     @property
     def risk(self) -> RiskGuard:
@@ -414,6 +415,7 @@ class LiveRunner:
             "day_start_equity": self._day_start_equity,
             "equity": float(self.broker.equity),
             "paused": self._paused,
+            "readings": self._readings,
             "run_id": self.run_id,
             "model_version": self.model_version,
             "mode": self.mode,
@@ -756,6 +758,7 @@ class LiveRunner:
     def _prediction(self, bar, t, obs, row, d, action, intent, verdict, close_ms) -> dict[str, Any]:
         side, lev_i, prof_i = action
         profile = self.profile_names[prof_i]
+        self._readings = readings_of_row(self.schema, row) if self.schema is not None else {}
         entry = stop = target = None
         if intent.startswith("open"):
             sgn = 1.0 if intent == "open_long" else -1.0
@@ -789,8 +792,8 @@ class LiveRunner:
             "target_price": target,
             "confidence": d.confidence,
             "value_estimate": d.value,
-            "reasoning": "; ".join(x for x in (d.reason, reasoning_from_row(self.schema, row) if self.schema is not None else None)
-                                   if x) or None,  # an overridden decision says why first
+            "reasoning": "; ".join(x for x in (d.reason, "; ".join(self._readings.values())) if x) or None,
+            # an overridden decision says why first
             "status": status,
             "risk": "; ".join(f"{e.rule} {e.action}: {e.reason}" for e in verdict.events) or None,
             "session_id": self.session_id,

@@ -66,7 +66,12 @@ function renderSnapshot(snap) {
     ]);
     $("decision-why").textContent = d.reasoning || "";
   }
-  $("readings").replaceChildren(...(snap.readings.length ? snap.readings : ["(no readings stored)"]).map((t) => el("li", t)));
+  $("readings").replaceChildren(...(snap.readings.length ? snap.readings : [{ tentacle: "", text: "(no readings stored)" }]).map((r) => {
+    const li = el("li");
+    if (r.tentacle) li.append(el("b", `${r.tentacle} `));
+    li.append(el("span", r.text));
+    return li;
+  }));
   const p = snap.position;
   kv($("position"), p ? [
     ["side", `${p.side} ${p.leverage}x (${p.profile})`], ["entry", num(p.entry_price, 4)], ["last close", num(p.last_close, 4)],

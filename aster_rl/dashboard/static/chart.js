@@ -1,7 +1,8 @@
 // The live chart: candles, the open trade's entry / stop / target / liquidation lines, fill markers.
 import { createChart, LineStyle } from "/static/vendor/lightweight-charts.standalone.production.mjs";
 
-const DARK = { layout: { background: { color: "#181c23" }, textColor: "#d8dde6" },
+// attributionLogo off: it injects an inline <style> (blocked by the CSP); the page footer carries the attribution and link
+const DARK = { layout: { background: { color: "#181c23" }, textColor: "#d8dde6", attributionLogo: false },
   grid: { vertLines: { color: "#222831" }, horzLines: { color: "#222831" } },
   timeScale: { timeVisible: true, secondsVisible: false }, rightPriceScale: { borderColor: "#333" } };
 

@@ -11,17 +11,17 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from aster_rl.config import DataConfig  # noqa: E402
-from aster_rl.dashboard.app import create_app  # noqa: E402
-from aster_rl.dashboard.auth import bearer_ok, host_name, write_token  # noqa: E402
-from aster_rl.dashboard.queries import DashboardStore, Market  # noqa: E402
-from aster_rl.errors import StorageError  # noqa: E402
-from aster_rl.live.sources import ReplaySource  # noqa: E402
-from aster_rl.storage import Database, live_store, store_market  # noqa: E402
-from factories import make_market  # noqa: E402
-from live_helpers import DecidingPolicy, make_db, paper_runner  # noqa: E402
+from aster_rl.config import DataConfig
+from aster_rl.dashboard.app import create_app
+from aster_rl.dashboard.auth import bearer_ok, host_name, write_token
+from aster_rl.dashboard.queries import DashboardStore, Market
+from aster_rl.errors import StorageError
+from aster_rl.live.sources import ReplaySource
+from aster_rl.storage import Database, live_store, store_market
+from factories import make_market
+from live_helpers import DecidingPolicy, make_db, paper_runner
 
 SESSION = "test-session"
 TOKEN = "t0ken-for-tests-only"
@@ -68,6 +68,7 @@ def test_routes_return_the_stored_rows(client, replayed):
     assert snap["totals"]["win_rate"] == pytest.approx((closed["status"] == "win").mean())
     assert snap["totals"]["pnl_usd"] == pytest.approx(closed["pnl_usd"].sum())
     assert snap["gate"] == "gate of fixed-policy"
+    assert snap["readings"] and all(r["tentacle"] and r["text"] for r in snap["readings"])  # named, from the state
     state = live_store.load_state(db, SESSION)
     assert snap["last_bar_ts"] == state["last_bar_ts"] and snap["equity"] == pytest.approx(state["equity"])
     assert snap["candles"][-1]["time"] * 1000 == state["last_bar_ts"]  # the chart ends at the last processed bar
@@ -195,7 +196,7 @@ def test_stream_ids_and_resume_from_last_event_id(replayed, tmp_path):
 
 def test_the_readers_engine_cannot_write(replayed):
     reader = Database(replayed[1], read_only=True)
-    with pytest.raises(StorageError, match="readonly|read-only|read only"):
+    with pytest.raises(StorageError, match=r"readonly|read-only|read only"):
         live_store.add_command(reader, SESSION, "stop")
     with pytest.raises(StorageError):
         live_store.record_bar(reader, SESSION, state={"x": 1})

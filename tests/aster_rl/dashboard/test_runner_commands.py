@@ -54,7 +54,7 @@ def test_pause_stops_new_positions_until_resume(tmp_path, replay_market):
 
 
 def test_pause_survives_a_restart(tmp_path, replay_market):
-    db, runner, _ = _run(tmp_path, replay_market, {3: "pause"}, end=720)
+    db, _runner, _ = _run(tmp_path, replay_market, {3: "pause"}, end=720)
     assert live_store.load_state(db, SESSION)["paused"] is True
     again = paper_runner(FixedPolicy(n_lev=4), ReplaySource(replay_market, 700, 760), db, tmp_path, features="batch", session=SESSION)
     again.start()
@@ -106,3 +106,11 @@ def test_an_unknown_command_is_refused_and_recorded(tmp_path, replay_market):
     paper_runner(FixedPolicy(n_lev=4), ReplaySource(replay_market, 700, 710), db, tmp_path, features="batch", session=SESSION).run()
     cmd = live_store.commands(db, SESSION)[0]
     assert cmd["status"] == "refused" and "unknown command" in cmd["note"]
+
+
+def test_the_state_carries_the_last_decisions_readings_by_tentacle(tmp_path, replay_market):
+    db, runner, _ = _run(tmp_path, replay_market, {}, end=720)
+    state = live_store.load_state(db, SESSION)
+    last = live_store.predictions(db, session_id=SESSION).iloc[-1]
+    assert state["readings"] and set(state["readings"]) <= set(runner.features_cfg.tentacles)
+    assert last["reasoning"].endswith("; ".join(state["readings"].values()))
