@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,6 +152,7 @@ class DashboardStore:
             "commands": live_store.commands(self.reader, session, limit=10),
             "candles": candle_rows(candles),
             "markers": markers(preds),
+            "decision_series": decision_series(preds, candles, self.bar_ms),
         })
 
     def candles(self, mode: str | None, last_bar_ts: Any, bars: int = CHART_BARS) -> pd.DataFrame:
@@ -244,8 +246,6 @@ class DashboardStore:
 
 
 def _exists(path: Any) -> bool:
-    from pathlib import Path
-
     return Path(path).exists()
 
 
@@ -295,6 +295,16 @@ def markers(preds: pd.DataFrame, limit: int = 200) -> list[dict[str, Any]]:
             out.append({"t": int(r.closed_at), "kind": "exit", "side": r.side, "price": clean(r.exit_price), "id": int(r.id),
                         "pnl_usd": clean(r.pnl_usd)})
     return out
+
+
+def decision_series(preds: pd.DataFrame, candles: pd.DataFrame, bar_ms: int) -> list[dict[str, Any]]:
+    """Per decision in the chart's span: the decided bar's open time (seconds), side, P(side), value."""
+    if candles.empty or preds.empty:
+        return []
+    first_ms = int(candles.index[0].value // 1_000_000)
+    rows = preds[preds["ts"] - bar_ms >= first_ms]
+    return [{"time": int((ts - bar_ms) // 1000), "side": side, "p": clean(p), "value": clean(v)}
+            for ts, side, p, v in zip(rows["ts"], rows["side"], rows["confidence"], rows["value_estimate"])]
 
 
 def calibration(closed: pd.DataFrame, bins: int = 5) -> dict[str, Any] | None:

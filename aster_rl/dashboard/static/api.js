@@ -39,6 +39,8 @@ export function openStream(params, onEvent, onState) {
   let stopped = false;
   let controller = null;
   let delay = 500;
+  let needsToken = false;
+  let restarting = false;
 
   async function run() {
     while (!stopped) {
@@ -48,6 +50,8 @@ export function openStream(params, onEvent, onState) {
         const h = headers({ Accept: "text/event-stream" });
         if (lastId !== null) h["Last-Event-ID"] = lastId;
         const r = await fetch(`/api/stream${q.toString() ? "?" + q : ""}`, { headers: h, signal: controller.signal });
+        needsToken = r.status === 401;
+        if (needsToken) { onState("token"); throw new Error("stream: the token is required"); }
         if (!r.ok) throw new Error(`stream: ${r.status}`);
         onState("live");
         delay = 500;
@@ -81,14 +85,15 @@ export function openStream(params, onEvent, onState) {
         else console.warn(`stream dropped: ${e.message}`);
       }
       if (stopped) return;
-      onState("reconnecting");
+      if (restarting) { restarting = false; continue; } // asked for: reconnect at once
+      if (!needsToken) onState("reconnecting");
       await new Promise((res) => setTimeout(res, delay));
       delay = Math.min(delay * 2, 10000);
     }
   }
   run();
   return {
-    restart(resetId = true) { if (resetId) lastId = null; if (controller) controller.abort(); },
+    restart(resetId = true) { if (resetId) lastId = null; restarting = true; if (controller) controller.abort(); },
     close() { stopped = true; if (controller) controller.abort(); },
   };
 }

@@ -117,7 +117,9 @@ function renderAge() {
   const conn = $("conn");
   const silentMs = Date.now() - state.lastEventMs;
   const connected = state.conn === "live" && silentMs < 5000;
-  conn.textContent = connected ? "connected" : state.conn === "connecting" ? "connecting…" : `disconnected ${ago(silentMs)} ago: reconnecting`;
+  conn.textContent = connected ? "connected" : state.conn === "connecting" ? "connecting…"
+    : state.conn === "token" ? "token required: paste it in the Controls tab"
+    : `disconnected ${ago(silentMs)} ago: reconnecting`;
   conn.className = "badge " + (connected ? "ok" : "bad");
   if (!snap || !snap.session_id) return;
   const barAge = snap.last_bar_ts ? serverNow() - (snap.last_bar_ts + snap.bar_ms) : null;
@@ -217,7 +219,13 @@ function init() {
   const stream = openStream(() => ({ session: state.session }), (event, data) => {
     state.lastEventMs = Date.now();
     if (data.server_ms) state.serverOffsetMs = data.server_ms - Date.now();
-    if (event === "snapshot") renderSnapshot(data);
+    if (event === "snapshot") {
+      renderSnapshot(data);
+      if (!state.session && data.session_id) { // stay on this session when another one writes
+        state.session = data.session_id;
+        stream.restart(false);
+      }
+    }
     else if (event === "problem") $("conn").textContent = `database: ${data.error}`;
     else renderAge();
   }, (s) => { state.conn = s; renderAge(); });

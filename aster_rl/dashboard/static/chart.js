@@ -12,11 +12,21 @@ export class LiveChart {
     this.candles = this.chart.addCandlestickSeries({ upColor: "#26a69a", downColor: "#ef5350", wickUpColor: "#26a69a",
       wickDownColor: "#ef5350", borderVisible: false });
     this.lines = [];
+    // under the candles: P(side) of each decision (bars, coloured by side) and the value estimate (line)
+    this.prob = this.chart.addHistogramSeries({ priceScaleId: "p", priceFormat: { type: "percent" }, title: "P(side)" });
+    this.value = this.chart.addLineSeries({ priceScaleId: "v", color: "#b48ead", lineWidth: 1, title: "value" });
+    this.chart.priceScale("p").applyOptions({ scaleMargins: { top: 0.82, bottom: 0 } });
+    this.chart.priceScale("v").applyOptions({ scaleMargins: { top: 0.82, bottom: 0 }, visible: false });
+    this.candles.priceScale().applyOptions({ scaleMargins: { top: 0.05, bottom: 0.22 } });
   }
 
   update(snap) {
     const rows = snap.candles || [];
     this.candles.setData(rows); // 300 bars: redrawn whole, cheap
+    const colour = { BUY: "#26a69a", SELL: "#ef5350", WAIT: "#555d6b" };
+    const ds = snap.decision_series || [];
+    this.prob.setData(ds.filter((d) => d.p !== null).map((d) => ({ time: d.time, value: 100 * d.p, color: colour[d.side] })));
+    this.value.setData(ds.filter((d) => d.value !== null).map((d) => ({ time: d.time, value: d.value })));
     this.drawLines(snap.position);
     this.drawMarkers(snap.markers || [], rows.length ? rows[0].time : null);
   }

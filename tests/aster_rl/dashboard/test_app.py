@@ -73,6 +73,9 @@ def test_routes_return_the_stored_rows(client, replayed):
     assert snap["last_bar_ts"] == state["last_bar_ts"] and snap["equity"] == pytest.approx(state["equity"])
     assert snap["candles"][-1]["time"] * 1000 == state["last_bar_ts"]  # the chart ends at the last processed bar
     assert len(snap["candles"]) == 300
+    series = snap["decision_series"]  # every decision in the chart's span, on the bar it decided on
+    assert [d["time"] * 1000 + 300_000 for d in series] == preds["ts"].tolist()
+    assert {d["p"] for d in series} == {0.5} and {d["value"] for d in series} == {1.25}
     ledger = client.get("/api/predictions", params={"side": "BUY"}).json()
     assert ledger and all(r["side"] == "BUY" for r in ledger) and len(ledger) == int((preds["side"] == "BUY").sum())
     csv = client.get("/api/predictions.csv", params={"status": "win"})
