@@ -148,6 +148,7 @@ class DashboardStore:
             "position": self.position(preds, last_close),
             "recent": records(preds.tail(RECENT).iloc[::-1]),
             "totals": totals(preds),
+            "support": support(state),
             "risk_events": records(events.iloc[::-1]),
             "commands": live_store.commands(self.reader, session, limit=10),
             "candles": candle_rows(candles),
@@ -274,6 +275,14 @@ def readings(state: dict[str, Any], decision: dict[str, Any] | None) -> list[dic
         return [{"tentacle": str(k), "text": str(v)} for k, v in stored.items()]
     text = (decision or {}).get("reasoning") or ""
     return [{"tentacle": "", "text": t} for t in text.split("; ") if t]
+
+
+def support(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The runner's own out-of-support count (bars it checked since it started), with the share."""
+    counts = state.get("support")
+    if not isinstance(counts, dict) or not counts.get("bars"):
+        return None
+    return {**counts, "share": counts["outside_bars"] / counts["bars"]}
 
 
 def candle_rows(candles: pd.DataFrame) -> list[dict[str, Any]]:

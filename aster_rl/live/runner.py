@@ -416,10 +416,19 @@ class LiveRunner:
             "equity": float(self.broker.equity),
             "paused": self._paused,
             "readings": self._readings,
+            # the bars this runner process checked against the run's training support (for the dashboard)
+            "support": self._support_counts(),
             "run_id": self.run_id,
             "model_version": self.model_version,
             "mode": self.mode,
         }
+
+    def _support_counts(self) -> dict[str, Any] | None:
+        """Bars this process checked against the run's training support, those outside it, the top columns."""
+        if self.support is None:
+            return None
+        report = self.support.report()
+        return {"bars": report.bars, "outside_bars": report.outside_bars, "top_columns": dict(report.top)}
 
     def _outcomes(self, result: BarResult, bar_ts_ns: int | None) -> list[dict[str, Any]]:
         """Closed trades and fills as updates of the predictions that opened them."""

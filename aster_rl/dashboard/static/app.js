@@ -50,7 +50,11 @@ function renderSnapshot(snap) {
   const guard = snap.kill_file ? `stopped (kill file ${snap.kill_file})` : snap.paused ? "paused" : "running";
   $("guard").textContent = `guard: ${guard}` + (snap.lease ? "" : " · runner not running");
   $("guard").className = "badge " + (snap.kill_file || snap.paused || !snap.lease ? "warn" : "ok");
-  $("support").textContent = `out of support: ${pct(snap.totals.outside_support_share)} of decisions`;
+  const sup = snap.support;
+  $("support").textContent = sup
+    ? `out of training support: ${pct(sup.share)} of ${sup.bars} bars since the runner started` +
+      (Object.keys(sup.top_columns).length ? ` (${Object.entries(sup.top_columns).map(([c, x]) => `${c} ${pct(x)}`).join(", ")})` : "")
+    : `forced WAIT outside the training support: ${pct(snap.totals.outside_support_share)} of decisions`;
 
   const d = snap.decision;
   if (d) {

@@ -67,7 +67,7 @@ def test_routes_return_the_stored_rows(client, replayed):
     assert snap["totals"]["closed_trades"] == len(closed) > 0
     assert snap["totals"]["win_rate"] == pytest.approx((closed["status"] == "win").mean())
     assert snap["totals"]["pnl_usd"] == pytest.approx(closed["pnl_usd"].sum())
-    assert snap["gate"] == "gate of fixed-policy"
+    assert snap["gate"] == "gate of fixed-policy" and snap["support"] is None  # this policy has no training support
     assert snap["readings"] and all(r["tentacle"] and r["text"] for r in snap["readings"])  # named, from the state
     state = live_store.load_state(db, SESSION)
     assert snap["last_bar_ts"] == state["last_bar_ts"] and snap["equity"] == pytest.approx(state["equity"])
@@ -217,3 +217,11 @@ def test_token_file_is_private_and_compared_in_constant_time(tmp_path):
     assert (os.stat(path).st_mode & 0o777) == 0o600
     assert bearer_ok(f"Bearer {TOKEN}", TOKEN) and not bearer_ok(f"Bearer {TOKEN}x", TOKEN) and not bearer_ok(None, TOKEN)
     assert host_name("[::1]:5001") == "[::1]" and host_name("localhost:80") == "localhost"
+
+
+def test_support_share_comes_from_the_runners_count():
+    from aster_rl.dashboard.queries import support
+
+    assert support({"support": {"bars": 8, "outside_bars": 2, "top_columns": {"x": 0.25}}})["share"] == 0.25
+    assert support({"support": {"bars": 0, "outside_bars": 0, "top_columns": {}}}) is None
+    assert support({}) is None

@@ -114,3 +114,26 @@ def test_the_state_carries_the_last_decisions_readings_by_tentacle(tmp_path, rep
     last = live_store.predictions(db, session_id=SESSION).iloc[-1]
     assert state["readings"] and set(state["readings"]) <= set(runner.features_cfg.tentacles)
     assert last["reasoning"].endswith("; ".join(state["readings"].values()))
+
+
+def test_the_state_carries_the_runners_out_of_support_count(tmp_path, replay_market):
+    import pandas as pd
+
+    from aster_rl.config import FeaturesConfig
+    from aster_rl.evaluation.support import ObservationSupport
+    from aster_rl.features.pipeline import build_features
+    from live_helpers import DecidingPolicy
+
+    feats = build_features(replay_market, FeaturesConfig())
+    policy = DecidingPolicy(n_lev=4)
+    policy.support = ObservationSupport.fit(feats.matrix[feats.warmup : 700], list(feats.schema.names))  # the bars before the replay
+    db = make_db(tmp_path)
+    paper_runner(policy, ReplaySource(replay_market, 700, 780), db, tmp_path, features="batch", session=SESSION).run()
+    counts = live_store.load_state(db, SESSION)["support"]
+    decided = live_store.predictions(db, session_id=SESSION)
+    assert counts["bars"] == len(decided) > 0
+    opens = pd.to_datetime(decided["ts"] - 300_000, unit="ms", utc=True)  # each decision's bar
+    rows = feats.matrix[replay_market.candles.index.get_indexer(opens)]
+    expected = int(policy.support.outside(rows).any(axis=-1).sum())
+    assert counts["outside_bars"] == expected > 0  # 76 bars after 76 training bars: some lie outside
+    assert counts["top_columns"] and all(0 < share <= 1 for share in counts["top_columns"].values())
