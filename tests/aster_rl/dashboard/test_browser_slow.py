@@ -114,7 +114,9 @@ def test_the_page_follows_a_paper_replay(tmp_path):
             assert "gate" in page.locator("#gate").inner_text() and "run dash" in page.locator("#run").inner_text()
             assert page.locator("#chart canvas").count() > 0
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-            if os.environ.get("ASTER_DASHBOARD_SCREENSHOT") == "1":
+            if os.environ.get("ASTER_DASHBOARD_SCREENSHOT") == "1":  # for the README: some trades on the chart first
+                page.wait_for_function("() => Number(document.querySelector('#decision-side').dataset.id) >= 40",
+                                       timeout=120_000)
                 (ROOT / "reports").mkdir(exist_ok=True)
                 page.screenshot(path=str(ROOT / "reports" / "dashboard.png"), full_page=True)
             # the token, pasted into the Controls tab, lets a confirmed pause through
