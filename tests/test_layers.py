@@ -11,6 +11,10 @@ SINGLE_HOMES = {
     "sqlalchemy": ("aster_rl/storage/",),
     "torch": ("agents/",),
     "stable_baselines3": ("agents/", "envs/"),
+    "fastapi": ("aster_rl/dashboard/",),
+    "starlette": ("aster_rl/dashboard/",),
+    "sse_starlette": ("aster_rl/dashboard/",),
+    "uvicorn": ("aster_rl/cli/dashboard_cmd.py",),
 }
 
 
@@ -94,4 +98,15 @@ def test_only_tests_and_benchmarks_import_the_test_kit():
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [mod or ""]
                 if any(n.startswith("aster_rl.testing") for n in names):
                     offenders.append(rel)
+    assert not offenders, offenders
+
+
+def test_the_dashboard_never_imports_a_broker_or_the_runner():
+    offenders = []
+    for path in [*_py_files("aster_rl/dashboard"), ROOT / "aster_rl/cli/dashboard_cmd.py"]:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {m}" for m in mods if "broker" in m or m == "aster_rl.live.runner"]
     assert not offenders, offenders

@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "report_cmd",
     "live_cmd",
     "predictions_cmd",
+    "dashboard_cmd",
     "retrain_cmd",
 )
 

@@ -115,5 +115,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     if m.get("tensorboard_dir"):
         print(f"TensorBoard: tensorboard --logdir {m['tensorboard_dir']}")
     print(f"brain:       aster-rl --set data.source={cfg.data.source} brain --run {result.run_dir}")
+    print(f"dashboard:   aster-rl --set data.source={cfg.data.source} live run --run {result.run_dir} --replay --pace 1 "
+          "& aster-rl dashboard   (then open http://127.0.0.1:5001)")
     print(f"demo wall time: {wall:.0f} s")
     return 0

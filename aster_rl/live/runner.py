@@ -4,7 +4,12 @@ risk guard -> broker -> prediction log, with its state in the database.
 Per closed bar *t* (:meth:`LiveRunner.process_bar`):
 
 1. append the bar to the price buffer (the accounting core's arrays);
-2. the kill switch: if requested, flatten, record, stop;
+2. the kill switch: if requested, flatten, record, stop; then the session's open commands
+   (``live_commands``, written by the dashboard): ``pause`` (no new positions until
+   ``resume``; an open position keeps its stop and target and may still be closed),
+   ``resume``, ``flatten`` (through the broker's flatten, as the kill switch does), ``stop``
+   (flatten and stop, as the kill switch does); each is marked done / refused / failed
+   with what was done and stored as a ``command`` risk event;
 3. the broker runs the bar: the order decided at *t - 1* fills at *t*'s open (paper), or
    the exchange's position is checked (real); trades that closed become outcomes of the
    predictions that opened them (win / loss, PnL after costs, exit reason, fees, funding);
@@ -73,13 +78,13 @@ import pandas as pd
 from aster_rl.config import EnvConfig, FeaturesConfig, LiveConfig, PatternsConfig
 from aster_rl.errors import DataError, ExchangeError, RiskRefusal, StorageError
 from aster_rl.live.bars import Bar, LivePrices
-from aster_rl.live.brokers import SIDE_NAMES, BarResult
+from aster_rl.live.brokers import SIDE_NAMES, WAIT, BarResult
 from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
 from aster_rl.interfaces import BarSource, Broker, Policy
 from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
 from aster_rl.live.sources import ReplaySource
 from aster_rl.evaluation.support import SupportTally, support_of
-from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard, brief
+from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard, Verdict, brief
 from aster_rl.storage import live_store
 from aster_rl.data.timeframes import timeframe_to_timedelta
 
@@ -105,12 +110,12 @@ class RunSummary:
     faults: list[str] = field(default_factory=list)  # one line per such failure
 
 
-def reasoning_from_row(schema: Any, row: np.ndarray) -> str:
-    """The tentacles' human readings of one feature row, joined (the seed's brain reasoning)."""
+def readings_of_row(schema: Any, row: np.ndarray) -> dict[str, str]:
+    """The tentacles' human readings of one feature row, by tentacle (empty ones left out)."""
     from aster_rl.features.brain import readings
 
     texts = readings(pd.Series(np.asarray(row, dtype=float), index=list(schema.names)), schema)
-    return "; ".join(t for t in texts.values() if t)
+    return {name: text for name, text in texts.items() if text}
 
 
 class LiveRunner:
@@ -191,6 +196,8 @@ class LiveRunner:
         self._stale_flattened = False  # flattened for the current stretch of stale data
         self._kill_failed = False  # a failed kill flatten was recorded (once per stretch of failures)
         self._backlog: list[Bar] = []
+        self._paused = False  # a dashboard "pause": no new positions until "resume"
+        self._readings: dict[str, str] = {}  # the last decision's tentacle readings (in the state, for the dashboard)
 
     @property
     def risk(self) -> RiskGuard:
@@ -280,6 +287,7 @@ class LiveRunner:
         self._pending_pattern = state.get("pending_pattern")
         self._position_pattern = state.get("position_pattern")
         self._day = state.get("day")
+        self._paused = bool(state.get("paused", False))
         self._day_start_equity = float(state.get("day_start_equity", self.env_cfg.initial_equity_usd))
         self._needs_reconcile = self.broker.reconciles
         self._reconcile(state.get("last_bar_ts"))
@@ -405,10 +413,22 @@ class LiveRunner:
             "patterns": self.patterns.snapshot() if self.patterns is not None else [],
             "day": self._day,
             "day_start_equity": self._day_start_equity,
+            "equity": float(self.broker.equity),
+            "paused": self._paused,
+            "readings": self._readings,
+            # the bars this runner process checked against the run's training support (for the dashboard)
+            "support": self._support_counts(),
             "run_id": self.run_id,
             "model_version": self.model_version,
             "mode": self.mode,
         }
+
+    def _support_counts(self) -> dict[str, Any] | None:
+        """Bars this process checked against the run's training support, those outside it, the top columns."""
+        if self.support is None:
+            return None
+        report = self.support.report()
+        return {"bars": report.bars, "outside_bars": report.outside_bars, "top_columns": dict(report.top)}
 
     def _outcomes(self, result: BarResult, bar_ts_ns: int | None) -> list[dict[str, Any]]:
         """Closed trades and fills as updates of the predictions that opened them."""
@@ -553,18 +573,19 @@ class LiveRunner:
         self._unsaved_events.append(event.as_row(ts_ms))
         logger.warning("session %s: %s %s: %s", self.session_id, event.rule, event.action, event.reason)
 
-    def _kill(self, t: int | None) -> None:
+    def _kill(self, t: int | None, why: str | None = None) -> None:
         """Flatten, resolve every pending entry, record, stop; a failing broker is tried again at the next check."""
         t = len(self.prices) - 1 if t is None else t
-        reason = f"kill file {self.live_cfg.kill_file} exists: flattened and stopped"
+        why = why or f"kill file {self.live_cfg.kill_file} exists"
+        reason = f"{why}: flattened and stopped"
         try:
             self._flatten(t, "kill", RiskEvent("kill", "stopped", reason), ts_ms=self._last_ts() or 0, all_pending=True)
         except TRANSIENT as e:  # the broker left the stop and target resting: the position stays protected
             logger.warning("session %s: kill: flatten failed (%s); trying again at the next check", self.session_id, brief(e))
             if not self._kill_failed:  # recorded once per stretch of failures
                 self._kill_failed = True
-                self._unsaved_events.append(RiskEvent("kill", "waiting", f"kill file {self.live_cfg.kill_file} exists: flatten "
-                                                      f"FAILED ({brief(e)}); the stop stays; trying again").as_row(self._last_ts() or 0))
+                self._unsaved_events.append(RiskEvent("kill", "waiting", f"{why}: flatten FAILED ({brief(e)}); the stop "
+                                                      "stays; trying again").as_row(self._last_ts() or 0))
                 try:
                     self._save(self._last_ts())
                 except StorageError as e2:
@@ -586,10 +607,57 @@ class LiveRunner:
             self._kill(t)
             return
         close_ms = (bar.ts_ns + int(self.tf.value)) // 1_000_000
+        self._commands(t, close_ms)
+        if self._stop:
+            return
         try:
             self._process(bar, t, last, close_ms, started)
         except TRANSIENT as e:
             self._lost(bar, t, close_ms, e)
+
+    def _commands(self, t: int, close_ms: int) -> None:
+        """The session's open commands, oldest first (see the module docstring). A command whose
+        flatten failed stays open and is tried again at the next bar (the stop stays meanwhile)."""
+        try:
+            pending = live_store.open_commands(self.db, self.session_id)
+        except StorageError as e:
+            logger.warning("session %s: commands not read (%s)", self.session_id, brief(e))
+            return
+        for cmd in pending:
+            outcome = self._command(str(cmd["command"]), t, close_ms)
+            if outcome is not None:
+                try:
+                    live_store.finish_command(self.db, int(cmd["id"]), outcome[0], outcome[1], now_ms=self._wall_ms())
+                except StorageError as e:
+                    logger.warning("session %s: command %s not marked handled (%s)", self.session_id, cmd["id"], brief(e))
+            if self._stop:
+                break
+
+    def _command(self, command: str, t: int, close_ms: int) -> tuple[str, str] | None:
+        """Carry one command out: (status, note), or None when it stays open (a stop whose flatten failed)."""
+        if command == "stop":
+            self._kill(t, "stop requested from the dashboard")
+            return ("done", "flattened and stopped") if self._stop else None
+        if command == "flatten":
+            event = RiskEvent("command", "flattened", "flatten requested from the dashboard")
+            try:
+                self._flatten(t, "command", event, ts_ms=close_ms)
+            except TRANSIENT as e:
+                note = f"flatten FAILED ({brief(e)}); the stop stays"
+                self._unsaved_events.append(RiskEvent("command", "failed", note).as_row(close_ms))
+                return "failed", note
+            return "done", "flattened"
+        if command in ("pause", "resume"):
+            was, self._paused = self._paused, command == "pause"
+            note = ("paused: no new positions until resume; an open position keeps its stop and target"
+                    if self._paused else "resumed: new positions allowed")
+            if was == self._paused:
+                note = f"already {'paused' if was else 'running'}"
+            self._unsaved_events.append(RiskEvent("command", "paused" if self._paused else "resumed", note).as_row(close_ms))
+            return "done", note
+        note = f"unknown command {command!r}"
+        self._unsaved_events.append(RiskEvent("command", "refused", note).as_row(close_ms))
+        return "refused", note
 
     def _lost(self, bar: Bar, t: int, close_ms: int, error: BaseException) -> None:
         """The bar's decision is lost to ``error``: one line, a risk event (stored if the database answers)."""
@@ -646,6 +714,9 @@ class LiveRunner:
         view = AccountView(equity=equity, day_start_equity=self._day_start_equity, open_positions=self.broker.open_positions(),
                            opening=intent.startswith("open"))
         verdict = self.risk.review(side, lev_i, prof_i, view, last_bar_open=bar.time, now=now)
+        if self._paused and not verdict.refused and self.broker.intended(verdict.side).startswith("open"):
+            pause = RiskEvent("pause", "refused", "paused from the dashboard: no new positions")
+            verdict = Verdict(WAIT, verdict.lev_i, verdict.prof_i, (*verdict.events, pause))
         side, lev_i, prof_i = verdict.side, verdict.lev_i, verdict.prof_i
         intent = self.broker.intended(side)
         prediction = self._prediction(bar, t, obs, row, d, (side, lev_i, prof_i), intent, verdict, close_ms)
@@ -696,6 +767,7 @@ class LiveRunner:
     def _prediction(self, bar, t, obs, row, d, action, intent, verdict, close_ms) -> dict[str, Any]:
         side, lev_i, prof_i = action
         profile = self.profile_names[prof_i]
+        self._readings = readings_of_row(self.schema, row) if self.schema is not None else {}
         entry = stop = target = None
         if intent.startswith("open"):
             sgn = 1.0 if intent == "open_long" else -1.0
@@ -729,8 +801,8 @@ class LiveRunner:
             "target_price": target,
             "confidence": d.confidence,
             "value_estimate": d.value,
-            "reasoning": "; ".join(x for x in (d.reason, reasoning_from_row(self.schema, row) if self.schema is not None else None)
-                                   if x) or None,  # an overridden decision says why first
+            "reasoning": "; ".join(x for x in (d.reason, "; ".join(self._readings.values())) if x) or None,
+            # an overridden decision says why first
             "status": status,
             "risk": "; ".join(f"{e.rule} {e.action}: {e.reason}" for e in verdict.events) or None,
             "session_id": self.session_id,

@@ -40,16 +40,25 @@ def short_error(e: BaseException) -> str:
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
 
 
-def _sqlite_pragmas(busy_timeout_s: float):
+def _sqlite_pragmas(busy_timeout_s: float, read_only: bool = False):
     def on_connect(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")  # first: switching to WAL may wait too
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        if not read_only:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if read_only:  # every write on this connection fails ("attempt to write a readonly database")
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     return on_connect
+
+
+def _read_only_session(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cursor.close()
 
 
 def checked_url(url: str) -> URL:
@@ -84,23 +93,31 @@ def prepare_sqlite_dir(url: URL) -> None:
 
 
 class Database:
-    """A database reached by one SQLAlchemy URL (SQLite by default, PostgreSQL by URL)."""
+    """A database reached by one SQLAlchemy URL (SQLite by default, PostgreSQL by URL).
 
-    def __init__(self, url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    ``read_only``: every connection refuses writes (SQLite ``query_only``; elsewhere a
+    read-only session), and a SQLite file that does not exist is an error, not created."""
+
+    def __init__(self, url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S, read_only: bool = False) -> None:
         parsed = checked_url(url)
         self.url = url
         self.busy_timeout_s = float(busy_timeout_s)
+        self.read_only = bool(read_only)
         kwargs: dict = {}
         is_sqlite = parsed.get_backend_name() == "sqlite"
         in_memory = is_sqlite and parsed.database in (None, "", ":memory:")
+        if read_only and is_sqlite and not in_memory and not Path(str(parsed.database)).is_file():
+            raise StorageError(f"database {parsed.database} does not exist; {FIX_HINT}")
         if in_memory:  # one shared connection, or every session would see a fresh empty database
             kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
         try:
             self.engine: Engine = create_engine(url, **kwargs)
         except (ArgumentError, ImportError, SQLAlchemyError) as e:
             raise StorageError(f"cannot open database {self.display_url}: {e}") from None
-        if is_sqlite and not in_memory:
-            event.listen(self.engine, "connect", _sqlite_pragmas(self.busy_timeout_s))
+        if is_sqlite and (not in_memory or read_only):
+            event.listen(self.engine, "connect", _sqlite_pragmas(self.busy_timeout_s, self.read_only))
+        elif read_only:
+            event.listen(self.engine, "connect", _read_only_session)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._schema_checked = False
 

@@ -28,13 +28,15 @@ from sqlalchemy import delete, select, update
 from aster_rl.errors import AsterError, StorageError
 from aster_rl.storage import pattern_store
 from aster_rl.storage.database import Database
-from aster_rl.storage.models import LiveLease, LiveOrder, LiveState, Prediction, RiskEvent
+from aster_rl.storage.models import LiveCommand, LiveLease, LiveOrder, LiveState, Prediction, RiskEvent
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_FIELDS = {c.name for c in Prediction.__table__.columns} - {"id"}
 ORDER_FIELDS = {c.name for c in LiveOrder.__table__.columns}
 CLOSED_STATUSES = ("win", "loss")
+COMMANDS = ("pause", "resume", "flatten", "stop")  # what a live session can be asked to do
+COMMAND_FIELDS = [c.name for c in LiveCommand.__table__.columns]
 
 
 def _now_ms() -> int:
@@ -342,3 +344,55 @@ def add_risk_events(db: Database, session_id: str, events: list[dict[str, Any]])
     with db.session() as s:
         for ev in events:
             s.add(RiskEvent(session_id=session_id, ts=int(ev["ts"]), rule=ev["rule"], action=ev["action"], reason=ev["reason"]))
+
+
+# ------------------------------------------------------------ sessions and commands
+
+def sessions(db: Database) -> list[dict[str, Any]]:
+    """Every session with stored state: ``session_id``, ``updated_at`` (epoch ms), newest first."""
+    db.ensure_checked()
+    with db.session() as s:
+        rows = s.execute(select(LiveState.session_id, LiveState.updated_at).order_by(LiveState.updated_at.desc())).all()
+    return [{"session_id": r[0], "updated_at": int(r[1])} for r in rows]
+
+
+def add_command(db: Database, session_id: str, command: str, *, source: str = "dashboard", now_ms: int | None = None) -> int:
+    """Store a control request for ``session_id`` (one of :data:`COMMANDS`); returns its id."""
+    if command not in COMMANDS:
+        raise ValueError(f"command {command!r}: use one of {', '.join(COMMANDS)}")
+    db.ensure_checked()
+    with db.session() as s:
+        row = LiveCommand(session_id=session_id, command=command, source=source, status="new",
+                          requested_at=_now_ms() if now_ms is None else int(now_ms))
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
+def open_commands(db: Database, session_id: str) -> list[dict[str, Any]]:
+    """The session's commands not handled yet, oldest first."""
+    db.ensure_checked()
+    with db.session() as s:
+        stmt = select(LiveCommand).where(LiveCommand.session_id == session_id, LiveCommand.status == "new").order_by(LiveCommand.id)
+        return [{c: getattr(r, c) for c in COMMAND_FIELDS} for r in s.scalars(stmt)]
+
+
+def finish_command(db: Database, command_id: int, status: str, note: str, *, now_ms: int | None = None) -> None:
+    """Record what the runner did with a command (``done`` / ``refused`` / ``failed``) and why."""
+    db.ensure_checked()
+    with db.session() as s:
+        row = s.get(LiveCommand, int(command_id))
+        if row is None:
+            raise KeyError(f"command {command_id} was never recorded")
+        row.status, row.note = status, note
+        row.handled_at = _now_ms() if now_ms is None else int(now_ms)
+
+
+def commands(db: Database, session_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest commands (of one session), newest first."""
+    db.ensure_checked()
+    with db.session() as s:
+        stmt = select(LiveCommand).order_by(LiveCommand.id.desc()).limit(int(limit))
+        if session_id is not None:
+            stmt = stmt.where(LiveCommand.session_id == session_id)
+        return [{c: getattr(r, c) for c in COMMAND_FIELDS} for r in s.scalars(stmt)]

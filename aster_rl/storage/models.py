@@ -16,7 +16,8 @@ AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
 # 3: live_leases. The unused regimes and btc_cycles tables left the models without a new
 # version: a schema 3 database that still has them works (extra tables are never read).
-SCHEMA_VERSION = 3
+# 4: live_commands (pause / resume / flatten / stop requested from the dashboard).
+SCHEMA_VERSION = 4
 
 
 class Base(DeclarativeBase):
@@ -226,3 +227,21 @@ class LiveLease(Base):
     acquired_at: Mapped[int] = mapped_column(BigInteger)  # epoch ms (wall clock)
     renewed_at: Mapped[int] = mapped_column(BigInteger)
     timeout_s: Mapped[float] = mapped_column(Float)  # the holder's own lease timeout
+
+
+class LiveCommand(Base):
+    """A control request for a live session (pause / resume / flatten / stop), written by the
+    dashboard; the runner reads the open ones once per bar, acts on each (or refuses it) and
+    records what it did here and as a risk event."""
+
+    __tablename__ = "live_commands"
+    __table_args__ = (Index("ix_live_commands_session_status", "session_id", "status"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(128))
+    command: Mapped[str] = mapped_column(String(16))  # pause / resume / flatten / stop
+    requested_at: Mapped[int] = mapped_column(BigInteger)  # epoch ms (wall clock)
+    source: Mapped[str] = mapped_column(String(64), default="dashboard")  # who asked (never a token)
+    status: Mapped[str] = mapped_column(String(16), default="new")  # new / done / refused / failed
+    handled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)  # what the runner did, or why it refused
