@@ -37,6 +37,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import socket
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -199,6 +200,8 @@ class TuneSpec:
             raise ConfigError(f"--study: {e}") from None
         if self.trials < 1:
             raise ConfigError(f"--trials {self.trials}: give at least 1")
+        if not 1 <= self.heartbeat_s < self.grace_s:
+            raise ConfigError(f"--heartbeat {self.heartbeat_s} / --grace {self.grace_s}: need 1 <= heartbeat < grace (seconds)")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler {self.sampler!r}: expected one of {list(SAMPLERS)}")
         if self.pruner not in PRUNERS:
@@ -301,6 +304,7 @@ class Objective:
         config = apply_params(self.spec.config, params)
         key = config_hash(config, self.spec.timerange)
         trial.set_user_attr("config_hash", key)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         run_dir = self.spec.runs_root / key
         trial.set_user_attr("run_dir", str(run_dir))
         for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -484,13 +488,14 @@ def status_table(study: optuna.Study) -> str:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The complete trial with the highest value (the lowest number among equals), or None."""
+    """The complete trial with the highest value, or None. Equal values go to the lowest config hash (then the
+    lowest number), so the answer does not depend on which worker finished first."""
     import optuna
 
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
     if not done:
         return None
-    return max(done, key=lambda t: (float(t.value or 0.0), -t.number))
+    return min(done, key=lambda t: (-float(t.value or 0.0), str(t.user_attrs.get("config_hash", "")), t.number))
 
 
 def write_best_config(spec: TuneSpec, study: optuna.Study, path: Path) -> TuneResult:

@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default: 0)")
     p.add_argument("--timesteps", type=int, help="training steps per trial (default: train.total_timesteps)")
     p.add_argument("--out", metavar="FILE", help="where the best configuration goes (default: <checkpoint_dir>/tune/NAME/best.toml)")
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S", help="a running trial's worker beats every S seconds (default: 10)")
+    p.add_argument("--grace", type=int, default=60, metavar="S",
+                   help="a trial not heard from for S seconds is failed and queued again (default: 60)")
     p.add_argument("--status", action="store_true", help="print the study's state and exit")
     p.set_defaults(func=run)
 
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         config=config, storage=url, study=args.study, trials=args.trials,
         params=tuple(k.strip() for k in args.params.split(",") if k.strip()) if args.params else (),
         timerange=parse_timerange(args.timerange) if args.timerange else None,
-        sampler=args.sampler, pruner=args.pruner, seed=args.seed,
+        sampler=args.sampler, pruner=args.pruner, seed=args.seed, heartbeat_s=args.heartbeat, grace_s=args.grace,
     )
     print(f"study {spec.study} in {display_url(url)}: {spec.trials} trials, {args.workers} worker(s) here", file=sys.stderr)
     result = tune(spec, args.workers, out=Path(args.out) if args.out else None)
