@@ -413,37 +413,37 @@ def run_worker(spec: TuneSpec, worker: int = 0, dataset: Any = None, *, on_trial
         storage.engine.dispose()
 
 
-_PRELOADED: dict[str, Any] = {}  # the dataset a forked worker inherits from its parent
-
-
-def _worker_main(spec: TuneSpec, worker: int) -> None:
+def _worker_main(spec: TuneSpec, worker: int, dataset: Any) -> None:
     logging.getLogger("agents").setLevel(logging.WARNING)
-    run_worker(spec, worker, _PRELOADED.get("dataset"))
+    run_worker(spec, worker, dataset)
 
 
-def run_workers(spec: TuneSpec, workers: int, dataset: Any = None) -> list[int]:
-    """Start ``workers`` processes on this machine and wait for them; their exit codes.
+def fork_or_spawn(target: Callable[..., Any], arglists: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Run ``target(*args)`` in one process per ``args`` and wait for them all; their exit codes.
 
-    On Linux the workers are forked after ``dataset`` is built, so they share it instead of
-    building the features again."""
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: give at least 1")
+    On Linux the processes are forked, so they share the parent's dataset instead of building
+    the features again (elsewhere they are spawned and the arguments pickled)."""
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork") if "fork" in methods else multiprocessing.get_context("spawn")
-    if ctx.get_start_method() == "fork":
-        _PRELOADED["dataset"] = dataset
-    procs = [ctx.Process(target=_worker_main, args=(spec, i), name=f"tune-worker-{i}") for i in range(workers)]
+    procs = [ctx.Process(target=target, args=tuple(args), name=f"aster-worker-{i}") for i, args in enumerate(arglists)]
     try:
         for p in procs:
             p.start()
         for p in procs:
             p.join()
     finally:
-        _PRELOADED.clear()
         for p in procs:
             if p.is_alive():
                 p.terminate()
+                p.join()
     return [int(p.exitcode or 0) for p in procs]
+
+
+def run_workers(spec: TuneSpec, workers: int, dataset: Any = None) -> list[int]:
+    """Start ``workers`` worker processes on this machine and wait for them; their exit codes."""
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: give at least 1")
+    return fork_or_spawn(_worker_main, [(spec, i, dataset) for i in range(workers)])
 
 
 # ---------------------------------------------------------------- results
@@ -523,6 +523,8 @@ def tune(spec: TuneSpec, workers: int = 1, *, out: Path | None = None, dataset: 
 
     create_study(spec)
     dataset = dataset if dataset is not None else build_dataset(spec.config)  # stores the synthetic market once, here
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: give at least 1")
     if workers == 1:
         run_worker(spec, 0, dataset)
     else:
