@@ -21,7 +21,7 @@ concurrent workers need a server database (PostgreSQL).
   range), so a hash of both names its run directory ``<checkpoint_dir>/tune/<study>/<hash>``;
   a hash the study (or the directory) already finished is looked up, not trained again.
 - **Crashed workers**: the storage's heartbeat marks a trial whose worker stopped beating
-  as failed, and :class:`optuna.storages.RetryFailedTrialCallback` queues it again with the
+  as failed, and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` queues it again with the
   same parameters; a worker stops when the study has ``trials`` finished (complete or
   pruned) trials, and waits while the last ones run elsewhere, so a crashed one is retried.
 - The best configuration is written as TOML for ``train --config``, with ``train.trials`` =
@@ -159,12 +159,12 @@ def open_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
     """Optuna's storage at ``url`` with the heartbeat on and stale trials queued again."""
     import optuna
 
-    with warnings.catch_warnings():  # the heartbeat and the retry callback are marked experimental / renamed
+    with warnings.catch_warnings():  # Optuna marks the heartbeat experimental
         warnings.simplefilter("ignore")
         try:
             return optuna.storages.RDBStorage(
                 url, heartbeat_interval=int(heartbeat_s), grace_period=int(grace_s),
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
                 engine_kwargs={"pool_pre_ping": True},
             )
         except ImportError as e:
