@@ -136,3 +136,12 @@ def test_two_workers_on_postgresql_and_the_status_command(tmp_path, postgres, ca
     assert main(["tune", "--status", "--study", "nope"]) == 2
     err = capsys.readouterr().err
     assert "no such study" in err and "hunter2" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_tune_without_a_storage_is_one_line_and_exit_2(capsys, monkeypatch):
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    assert main(["tune", "--study", "s", "--trials", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and STORAGE_ENV in err
+    assert main(["tune", "--storage", "sqlite:///x.db", "--study", "s", "--params", "train.nope"]) == 2
+    assert "unknown ['train.nope']" in capsys.readouterr().err
