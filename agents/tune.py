@@ -374,7 +374,7 @@ def finished_trials(study: optuna.Study) -> int:
     return sum(counts.get(s, 0) for s in STATES_DONE)
 
 
-def run_worker(spec: TuneSpec, worker: int = 0, dataset: Any = None, *, on_trial: Callable[..., None] | None = None) -> int:
+def run_worker(spec: TuneSpec, worker: int = 0, dataset: Any = None) -> int:
     """Work the study until it has ``spec.trials`` finished trials; the number of trials this worker ran.
 
     A worker starts a new trial only while finished + running + queued trials fall short of
@@ -407,7 +407,7 @@ def run_worker(spec: TuneSpec, worker: int = 0, dataset: Any = None, *, on_trial
             if not waiting and done + running >= spec.trials:
                 time.sleep(POLL_S)
                 continue
-            study.optimize(objective, n_trials=1, callbacks=[on_trial or _print_finished], gc_after_trial=True)
+            study.optimize(objective, n_trials=1, callbacks=[_print_finished], gc_after_trial=True)
             ran += 1
     finally:
         storage.engine.dispose()
@@ -521,6 +521,9 @@ def tune(spec: TuneSpec, workers: int = 1, *, out: Path | None = None, dataset: 
     trials, and write the best configuration (``out``, default ``<checkpoint_dir>/tune/<study>/best.toml``)."""
     from agents.data import build_dataset
 
+    if workers > 1 and spec.storage.startswith("sqlite"):
+        logger.warning("SQLite serves one writer at a time: %d workers on %s may fail with 'database is locked'; "
+                       "use PostgreSQL for concurrent workers", workers, display_url(spec.storage))
     create_study(spec)
     dataset = dataset if dataset is not None else build_dataset(spec.config)  # stores the synthetic market once, here
     if workers < 1:
