@@ -48,5 +48,9 @@ def postgres():
 def database_url(request, tmp_path):
     """A fresh, empty database's URL: a SQLite file, then a database on the session's PostgreSQL cluster."""
     if request.param == "sqlite":
-        return f"sqlite:///{(tmp_path / 'aster_rl.db').as_posix()}"
-    return request.getfixturevalue("postgres").new_database()
+        yield f"sqlite:///{(tmp_path / 'aster_rl.db').as_posix()}"
+        return
+    cluster = request.getfixturevalue("postgres")
+    url = cluster.new_database()
+    yield url
+    cluster.drop_database(url)
