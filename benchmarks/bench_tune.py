@@ -4,7 +4,8 @@ A throwaway PostgreSQL cluster on loopback (``tests/postgres.py``) holds both st
 train the same four configurations (a 2 x 2 grid of learning rate and leverage cap, no
 pruning) with small PPO settings on the synthetic market; the dataset is built and the numba
 kernels compiled once, before either timing, and the workers are forked from that process. Printed: each study's wall time, the
-ratio (aim >= 1.3x on 2 cores), the load average around the runs (the machine is shared),
+ratio (aim >= 1.3x on 2 cores), how many trials ran at once on average (the summed trial
+time over the wall time), the load average around the runs (the machine is shared),
 and whether both studies found the same value for every configuration.
 
     .venv/bin/python benchmarks/bench_tune.py [--timesteps 16384]
@@ -68,9 +69,12 @@ def main() -> int:
                 started = time.perf_counter()
                 tune(spec, workers, dataset=dataset)
                 times[study] = time.perf_counter() - started
-                values[study] = values_by_hash(load_study(url, study))
-                print(f"{study}: 4 trials, {workers} worker(s), {times[study]:.1f} s "
-                      f"(load average {load:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} cores)")
+                done = load_study(url, study)
+                values[study] = values_by_hash(done)
+                busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done.trials
+                           if t.datetime_start and t.datetime_complete)
+                print(f"{study}: 4 trials, {workers} worker(s), {times[study]:.1f} s; {busy / times[study]:.2f} trials running "
+                      f"on average (load average {load:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} cores)")
         finally:
             cluster.stop()
     ratio = times["sequential"] / times["two_workers"]

@@ -89,6 +89,9 @@ def test_a_study_on_sqlite_writes_the_best_config_and_never_runs_a_config_twice(
     hashes = [t.user_attrs["config_hash"] for t in study.trials]
     assert len(set(hashes)) == 4  # the fifth trial met a grid point again ...
     assert "reused from trial" in out  # ... and looked its value up instead of training
+    trained = [t for t in study.trials if not t.user_attrs.get("reused")]
+    assert len(trained) == 4
+    assert all(sorted(t.intermediate_values) == [128, 256] for t in trained)  # the pruner hears every validation
     runs = sorted(p.name for p in spec.runs_root.iterdir() if p.is_dir())
     assert runs == sorted(set(hashes))  # one run directory per configuration, named by its hash
     values = values_by_hash(study)
