@@ -11,7 +11,7 @@ $(BIN)/aster-rl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,notebooks,dashboard]"
+	$(BIN)/pip install --quiet -e ".[test,notebooks,dashboard,tune]"
 	touch $@
 
 venv: $(BIN)/aster-rl

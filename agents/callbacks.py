@@ -199,14 +199,17 @@ class ValidationCallback(BaseCallback):
     split; records ``eval/`` scalars and keeps the model with the best validation net PnL.
 
     ``evaluate(model) -> dict`` returns the validation metrics (net_pnl_usd, net_return, ...);
-    ``save_best(model)`` writes the best model and its normalization statistics.
+    ``save_best(model)`` writes the best model and its normalization statistics;
+    ``on_result(timesteps, metrics)``, when given, hears every evaluation (a tuning pruner); an
+    exception it raises ends the training.
     """
 
     def __init__(self, evaluate: Callable[[Any], dict[str, float]], save_best: Callable[[Any], None],
-                 eval_freq: int, verbose: int = 0):
+                 eval_freq: int, verbose: int = 0, on_result: Callable[[int, dict[str, float]], None] | None = None):
         super().__init__(verbose)
         self.evaluate = evaluate
         self.save_best = save_best
+        self.on_result = on_result
         self.eval_freq = int(eval_freq)
         self.next_eval = self.eval_freq
         self.best_pnl = -math.inf
@@ -227,6 +230,8 @@ class ValidationCallback(BaseCallback):
         self.logger.record("eval/best_net_pnl_usd", self.best_pnl)
         self.history.append({"timesteps": float(self.num_timesteps), **result, "best": float(improved)})
         logger.info("validation at %d steps: net PnL %.2f USD%s", self.num_timesteps, pnl, " (best)" if improved else "")
+        if self.on_result is not None:
+            self.on_result(int(self.num_timesteps), result)
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_eval:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,11 @@ def train(
     splits: Splits | None = None,
     run_dir: Path | None = None,
     progress_bar: bool = False,
+    on_validation: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train PPO on ``splits.train`` of ``dataset``; select on ``splits.validation``; write the run."""
+    """Train PPO on ``splits.train`` of ``dataset``; select on ``splits.validation``; write the run.
+
+    ``on_validation(timesteps, metrics)`` hears each validation evaluation (:mod:`agents.tune`'s pruner)."""
     import torch
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -176,7 +180,7 @@ def train(
         res = run_backtest(policy, dataset, config.env, splits.validation)
         s = summarize_backtest(res, config.env, periods, bar_ns)
         keys = ("net_pnl_usd", "net_return", "sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor",
-                "trades", "exposure", "avg_leverage", "liquidations", "fees_usd")
+                "trades", "exposure", "net_exposure", "avg_leverage", "liquidations", "fees_usd")
         return {k: s[k] for k in keys}
 
     def save_best(m) -> None:
@@ -190,7 +194,7 @@ def train(
         hparams=hp,
         config_text=to_toml(config),
     )
-    val_cb = ValidationCallback(evaluate_validation, save_best, eval_freq=t.eval_freq)
+    val_cb = ValidationCallback(evaluate_validation, save_best, eval_freq=t.eval_freq, on_result=on_validation)
     logger.info("training %s: %d timesteps, %d envs, %d training bars", run_dir.name, t.total_timesteps, t.n_envs, len(splits.train))
     started = time.perf_counter()
     model.learn(total_timesteps=t.total_timesteps, callback=[trading_cb, val_cb], progress_bar=progress_bar, tb_log_name="ppo")

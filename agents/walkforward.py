@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from agents.data import fold_dataset
 from agents.evaluate import jsonable, evaluate_policy
 from agents.policy import load_policy
 from agents.run_dir import WALKFORWARD_FILE, RunDir
-from agents.splits import walkforward_splits
+from agents.splits import Splits, walkforward_splits
 from agents.train import train
 
 logger = logging.getLogger(__name__)
@@ -151,13 +152,12 @@ def summarize_runs(runs: list[dict[str, Any]], *, folds: int, seeds: int, confid
     }
 
 
-def walkforward(config: AppConfig, dataset, out_dir: Path | None = None, timerange: TimeRange | None = None) -> WalkForwardResult:
-    """Train and test ``eval.walkforward_folds`` folds x ``eval.walkforward_seeds`` seeds, on the bars in ``timerange``
-    (every bar when None)."""
+def fold_splits(config: AppConfig, dataset, timerange: TimeRange | None = None) -> list[Splits]:
+    """The walk-forward folds of ``dataset`` (inside ``timerange`` when given)."""
     ev = config.eval
     lo, hi = (0, len(dataset)) if timerange is None else timerange.bar_span(dataset.index)
     try:
-        folds = walkforward_splits(
+        return walkforward_splits(
             hi,
             ev.walkforward_folds,
             warmup=dataset.warmup,
@@ -170,27 +170,205 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None, timeran
         if timerange is None:
             raise
         raise DataError(f"--timerange {timerange} ({hi - lo} bars): {e}") from None
+
+
+def run_job(config: AppConfig, fold: tuple[AppConfig, Any, dict[str, Any]], splits: Splits, k: int, s: int, n_folds: int,
+            out_dir: Path) -> dict[str, Any]:
+    """Train and test fold ``k`` (``fold``: :func:`agents.data.fold_dataset`'s config, data and mined library) with
+    the ``s``-th seed; its run record, a pure function of the arguments."""
+    fold_config, fold_data, mined = fold
+    ev = config.eval
+    seed = config.train.seed + s
+    cfg = replace(fold_config, train={
+        "seed": seed, "name": f"{config.train.name}_fold{k}", "trials": config.train.trials * n_folds * ev.walkforward_seeds})
+    run_dir = out_dir / f"fold{k}__seed{seed}"
+    logger.info("walk-forward fold %d/%d, seed %d", k + 1, n_folds, seed)
+    trained = train(cfg, fold_data, splits=splits, run_dir=run_dir)
+    policy = load_policy(run_dir, schema=fold_data.schema)
+    report = evaluate_policy(policy, fold_data, cfg, splits, run_dir=run_dir)
+    report.save(RunDir(run_dir).eval)
+    return {**run_record(k, seed, run_dir, report, trained), **mined}
+
+
+def finish(result: WalkForwardResult, n_folds: int, config: AppConfig, timerange: TimeRange | None) -> WalkForwardResult:
+    """Aggregate ``result.runs`` (in fold, seed order) and write ``walkforward.json``."""
+    ev = config.eval
+    result.runs.sort(key=lambda r: (r["fold"], r["seed"]))
+    result.summary = summarize_runs(result.runs, folds=n_folds, seeds=ev.walkforward_seeds, confidence=ev.confidence)
+    if timerange is not None:
+        result.summary["timerange"] = timerange.to_dict()
+    (result.out_dir / WALKFORWARD_FILE).write_text(
+        json.dumps(jsonable({"summary": result.summary, "runs": result.runs}), indent=2))
+    logger.info("walk-forward: %s", result.summary["verdict"])
+    return result
+
+
+def walkforward(config: AppConfig, dataset, out_dir: Path | None = None, timerange: TimeRange | None = None) -> WalkForwardResult:
+    """Train and test ``eval.walkforward_folds`` folds x ``eval.walkforward_seeds`` seeds, on the bars in ``timerange``
+    (every bar when None)."""
+    folds = fold_splits(config, dataset, timerange)
     if out_dir is None:
         out_dir = Path(config.train.checkpoint_dir) / f"{config.train.name}__walkforward__{int(time.time())}"
     out_dir.mkdir(parents=True, exist_ok=True)
     result = WalkForwardResult(out_dir=out_dir)
     for k, splits in enumerate(folds):
-        fold_config, fold_data, mined = fold_dataset(config, dataset, splits)
-        for s in range(ev.walkforward_seeds):
-            seed = config.train.seed + s
-            cfg = replace(fold_config, train={"seed": seed, "name": f"{config.train.name}_fold{k}",
-                                              "trials": config.train.trials * len(folds) * ev.walkforward_seeds})
-            run_dir = out_dir / f"fold{k}__seed{seed}"
-            logger.info("walk-forward fold %d/%d, seed %d", k + 1, len(folds), seed)
-            trained = train(cfg, fold_data, splits=splits, run_dir=run_dir)
-            policy = load_policy(run_dir, schema=fold_data.schema)
-            report = evaluate_policy(policy, fold_data, cfg, splits, run_dir=run_dir)
-            report.save(RunDir(run_dir).eval)
-            result.runs.append({**run_record(k, seed, run_dir, report, trained), **mined})
-    result.summary = summarize_runs(result.runs, folds=len(folds), seeds=ev.walkforward_seeds, confidence=ev.confidence)
-    if timerange is not None:
-        result.summary["timerange"] = timerange.to_dict()
-    verdict = result.summary["verdict"]
-    (out_dir / WALKFORWARD_FILE).write_text(json.dumps(jsonable({"summary": result.summary, "runs": result.runs}), indent=2))
-    logger.info("walk-forward: %s", verdict)
-    return result
+        fold = fold_dataset(config, dataset, splits)
+        for s in range(config.eval.walkforward_seeds):
+            result.runs.append(run_job(config, fold, splits, k, s, len(folds), out_dir))
+    return finish(result, len(folds), config, timerange)
+
+
+# ---------------------------------------------------------------- fan-out over shared storage
+
+def fanout_key(config: AppConfig, timerange: TimeRange | None) -> str:
+    """What names a fanned-out walk-forward (its study and directory): the config and the range, hashed."""
+    from agents.tune import config_hash
+
+    return config_hash(config, timerange)
+
+
+@dataclass(frozen=True)
+class FanoutSpec:
+    """A walk-forward fanned out through the study storage at ``storage``.
+
+    The (fold, seed) jobs are the trials of an Optuna study ``wf_<key>`` in the same storage as
+    ``aster-rl tune``: each job is queued once with ``enqueue_trial({"job": j})``, and workers on
+    any machine take the queued trials. The study gives the job table, the claims, the results
+    (each job's run record in its trial's attributes) and the crash handling (heartbeat, stale
+    trials queued again) that tuning already uses, with no second schema to keep; and
+    ``optuna-dashboard`` shows the jobs' progress. A run directory is named by its job under
+    ``<checkpoint_dir>/<name>__walkforward__<key>``, so the same command after a kill resumes:
+    finished jobs are read back, a job whose worker died runs again from the start, and the
+    aggregate is computed from the records in (fold, seed) order, as the sequential
+    :func:`walkforward` does.
+    """
+
+    config: AppConfig
+    storage: str
+    timerange: TimeRange | None = None
+    heartbeat_s: int = 10
+    grace_s: int = 60
+
+    @property
+    def key(self) -> str:
+        return fanout_key(self.config, self.timerange)
+
+    @property
+    def study(self) -> str:
+        return f"wf_{self.key}"
+
+    def out_dir(self) -> Path:
+        return Path(self.config.train.checkpoint_dir) / f"{self.config.train.name}__walkforward__{self.key}"
+
+
+def _open_jobs(spec: FanoutSpec, n_jobs: int):
+    """The jobs' study, created with every job queued when it is new."""
+    import optuna
+
+    from agents.tune import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(spec.storage, heartbeat_s=spec.heartbeat_s, grace_s=spec.grace_s)
+    study = optuna.create_study(study_name=spec.study, storage=storage, direction="maximize", load_if_exists=True)
+    if not study.get_trials(deepcopy=False) and not study.user_attrs.get("jobs"):
+        study.set_user_attr("jobs", n_jobs)
+        for j in range(n_jobs):
+            study.enqueue_trial({"job": j}, user_attrs={"queued": True})
+    return storage, study
+
+
+def _records(study) -> dict[int, dict[str, Any]]:
+    """The run record of every finished job (the first, should a job have finished twice)."""
+    out: dict[int, dict[str, Any]] = {}
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if t.state.name == "COMPLETE" and "record" in t.user_attrs:
+            out.setdefault(int(t.params["job"]), t.user_attrs["record"])
+    return out
+
+
+def fanout_worker(spec: FanoutSpec, dataset) -> int:
+    """Take queued (fold, seed) jobs until every job has finished; the number this worker ran."""
+    import warnings
+
+    import optuna
+
+    folds = fold_splits(spec.config, dataset, spec.timerange)
+    seeds = spec.config.eval.walkforward_seeds
+    n_jobs = len(folds) * seeds
+    storage, study = _open_jobs(spec, n_jobs)
+    out_dir = spec.out_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache: dict[int, tuple[AppConfig, Any, dict[str, Any]]] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        if not trial.user_attrs.get("queued"):  # nothing queued was left when this trial began
+            raise optuna.TrialPruned("no queued job")
+        j = trial.suggest_int("job", 0, n_jobs - 1)
+        k, s = divmod(j, seeds)
+        done = _records(study)
+        if j in done:  # finished by another worker meanwhile
+            record = done[j]
+        else:
+            run_dir = out_dir / f"fold{k}__seed{spec.config.train.seed + s}"
+            if run_dir.exists():  # left by a worker that died in this job: run it again from the start
+                shutil.rmtree(run_dir)
+            if k not in cache:
+                cache[k] = fold_dataset(spec.config, dataset, folds[k])
+            record = jsonable(run_job(spec.config, cache[k], folds[k], k, s, len(folds), out_dir))
+        trial.set_user_attr("record", record)
+        print(f"walk-forward job {j + 1}/{n_jobs} (fold {k}, seed {record['seed']}): agent {record['agent_net_return']:+.2%}, "
+              f"excess over exposure_matched {record.get('agent_excess_exposure_matched', float('nan')):+.2%}", flush=True)
+        return float(record.get("agent_excess_exposure_matched", 0.0))
+
+    ran, requeued = 0, False
+    try:
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            missing = set(range(n_jobs)) - set(_records(study))
+            if not missing:
+                return ran
+            states = [t.state.name for t in study.get_trials(deepcopy=False)]
+            if "WAITING" in states:
+                study.optimize(objective, n_trials=1, gc_after_trial=True)
+                ran += 1
+            elif "RUNNING" not in states:  # jobs that failed for good (or were never queued): queue them once more
+                if requeued:
+                    raise DataError(f"walk-forward study {spec.study}: jobs {sorted(missing)} failed twice; see the errors above")
+                for j in sorted(missing):
+                    study.enqueue_trial({"job": j}, user_attrs={"queued": True})
+                requeued = True
+            else:
+                time.sleep(1.0)
+    finally:
+        storage.engine.dispose()
+
+
+def fanout_result(spec: FanoutSpec, dataset) -> WalkForwardResult:
+    """The aggregate of a finished fanned-out walk-forward, written to its ``walkforward.json``."""
+    folds = fold_splits(spec.config, dataset, spec.timerange)
+    storage, study = _open_jobs(spec, len(folds) * spec.config.eval.walkforward_seeds)
+    try:
+        records = _records(study)
+    finally:
+        storage.engine.dispose()
+    result = WalkForwardResult(out_dir=spec.out_dir(), runs=[records[j] for j in sorted(records)])
+    return finish(result, len(folds), spec.config, spec.timerange)
+
+
+def walkforward_fanout(spec: FanoutSpec, dataset, workers: int = 1) -> WalkForwardResult:
+    """Work the fanned-out walk-forward with ``workers`` processes here (others may join from elsewhere with
+    the same config and storage); its aggregate, equal to :func:`walkforward`'s for the same config."""
+    from agents.tune import fork_or_spawn
+
+    folds = fold_splits(spec.config, dataset, spec.timerange)
+    storage, _ = _open_jobs(spec, len(folds) * spec.config.eval.walkforward_seeds)
+    storage.engine.dispose()
+    if workers <= 1:
+        fanout_worker(spec, dataset)
+    else:
+        codes = fork_or_spawn(fanout_worker, [(spec, dataset)] * workers)
+        if any(codes):
+            raise DataError(f"walk-forward workers exited with {codes}; run the same command again to resume")
+    return fanout_result(spec, dataset)

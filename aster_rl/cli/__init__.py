@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "evaluate_cmd",
     "backtest_cmd",
     "walkforward_cmd",
+    "tune_cmd",
     "demo_cmd",
     "report_cmd",
     "live_cmd",

@@ -3,7 +3,7 @@
 This package is the only part of the project that imports SQLAlchemy.
 """
 
-from aster_rl.storage.database import Database
+from aster_rl.storage.database import Database, display_url
 from aster_rl.storage.models import SCHEMA_VERSION
 from aster_rl.storage.repository import (
     CandleMerge,
@@ -29,6 +29,7 @@ __all__ = [
     "ChangedBar",
     "Database",
     "describe",
+    "display_url",
     "last_candle_time",
     "load_book",
     "load_candles",

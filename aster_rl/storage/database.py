@@ -74,6 +74,14 @@ def checked_url(url: str) -> URL:
         raise StorageError(f"database URL {url!r} is not a valid SQLAlchemy URL ({e}) (data.database_url)") from None
 
 
+def display_url(url: str) -> str:
+    """``url`` with any password hidden, for messages and logs (a placeholder when it does not parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<a database URL that does not parse>"
+
+
 def prepare_sqlite_dir(url: URL) -> None:
     """Create the directory of a SQLite file URL; StorageError naming it when that is impossible."""
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
@@ -131,7 +139,7 @@ class Database:
     @property
     def display_url(self) -> str:
         """The URL with any password hidden, for messages and logs."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return display_url(self.url)
 
     @property
     def dialect(self) -> str:

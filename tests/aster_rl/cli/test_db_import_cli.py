@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import inspect, text
 
 from aster_rl.cli import main
 from aster_rl.config import DataConfig
@@ -17,12 +16,25 @@ from aster_rl.storage import Database, describe, load_candles
 from factories import make_candles
 
 
-def _settings(tmp_path: Path) -> list[str]:
-    return ["--set", f"data.data_dir={tmp_path.as_posix()}"]
+ON_BOTH = pytest.mark.usefixtures("database_url")  # the test runs on SQLite and on PostgreSQL
 
 
-def _db(tmp_path: Path) -> Database:
-    return Database.from_config(DataConfig(data_dir=tmp_path))
+@pytest.fixture
+def where(request, tmp_path) -> Path | str:
+    """Where the CLI stores: the test's ``database_url`` when it asks for one, else the default SQLite file in tmp_path."""
+    if "database_url" in request.fixturenames:
+        return request.getfixturevalue("database_url")
+    return tmp_path
+
+
+def _settings(where: Path | str) -> list[str]:
+    if isinstance(where, str):
+        return ["--set", f"data.database_url={where}"]
+    return ["--set", f"data.data_dir={where.as_posix()}"]
+
+
+def _db(where: Path | str) -> Database:
+    return Database(where) if isinstance(where, str) else Database.from_config(DataConfig(data_dir=where))
 
 
 def _write(path: Path, candles: pd.DataFrame) -> Path:
@@ -46,18 +58,19 @@ def test_db_info_without_schema_is_one_clear_error(tmp_path, capsys):
     assert "aster-rl db init" in err and len(err.splitlines()) == 1
 
 
-def test_import_stores_bars_once_and_reports_gaps(tmp_path, capsys):
+@ON_BOTH
+def test_import_stores_bars_once_and_reports_gaps(where, tmp_path, capsys):
     candles = make_candles(500, seed=1)
     path = _write(tmp_path / "ASTERUSDT_5m.csv", candles.drop(candles.index[100:103]))
-    assert main([*_settings(tmp_path), "data", "import", str(path)]) == 0
+    assert main([*_settings(where), "data", "import", str(path)]) == 0
     out = capsys.readouterr().out
     assert "497 5m bars of ASTER/USDT:USDT" in out and "497 new" in out
     assert "gaps: 1 (3 missing bars" in out
-    assert main([*_settings(tmp_path), "data", "import", str(path)]) == 0
+    assert main([*_settings(where), "data", "import", str(path)]) == 0
     assert ", 0 new" in capsys.readouterr().out
-    stored = load_candles(_db(tmp_path), "import", "ASTER/USDT:USDT", "5m")
+    stored = load_candles(_db(where), "import", "ASTER/USDT:USDT", "5m")
     assert len(stored) == 497
-    assert main([*_settings(tmp_path), "db", "info"]) == 0
+    assert main([*_settings(where), "db", "info"]) == 0
     assert "import" in capsys.readouterr().out
 
 
@@ -68,24 +81,25 @@ def test_import_with_explicit_symbol_timeframe_and_source(tmp_path, capsys):
     assert len(load_candles(_db(tmp_path), "binance", "BTC/USDT:USDT", "1h")) == 50
 
 
-def test_corrupt_csv_exits_nonzero_with_one_line_and_database_unchanged(tmp_path, capsys):
+@ON_BOTH
+def test_corrupt_csv_exits_nonzero_with_one_line_and_database_unchanged(where, tmp_path, capsys):
     good = _write(tmp_path / "BTCUSDT_5m.csv", make_candles(300, seed=2, price=60_000.0))
-    assert main([*_settings(tmp_path), "data", "import", str(good)]) == 0
-    before = describe(_db(tmp_path))
+    assert main([*_settings(where), "data", "import", str(good)]) == 0
+    before = describe(_db(where))
     capsys.readouterr()
 
     candles = make_candles(300, seed=3)
     candles.iloc[56, candles.columns.get_loc("high")] = candles["low"].iloc[56] * 0.5
     bad = _write(tmp_path / "ASTERUSDT_5m.csv", candles)
     fine = _write(tmp_path / "ETHUSDT_5m.csv", make_candles(300, seed=4, price=3_000.0))
-    code = main([*_settings(tmp_path), "data", "import", str(fine), str(bad)])
+    code = main([*_settings(where), "data", "import", str(fine), str(bad)])
     captured = capsys.readouterr()
     assert code != 0
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1
     assert str(bad) in lines[0] and "row 57" in lines[0] and "high" in lines[0]
     assert captured.out == ""
-    assert describe(_db(tmp_path)) == before  # the good file given alongside was not stored either
+    assert describe(_db(where)) == before  # the good file given alongside was not stored either
 
 
 def test_import_every_real_file(tmp_path, capsys, real_data):
@@ -101,16 +115,21 @@ def test_import_every_real_file(tmp_path, capsys, real_data):
 
 # ---------------------------------------------------------------- bad input: one line, exit 2, database unchanged
 
-def _dump(tmp_path: Path) -> list[tuple]:
-    """Every row of the candle tables in key order; empty before the database exists."""
-    db_file = tmp_path / "aster_rl.db"
-    if not db_file.exists():
+def _dump(where: Path | str) -> list[tuple]:
+    """Every row of the candle tables in key order; empty before the database (or its schema) exists."""
+    if isinstance(where, Path) and not (where / "aster_rl.db").exists():
         return []
-    with contextlib.closing(sqlite3.connect(db_file)) as conn:
-        return [
-            *conn.execute("select * from candle_series order by id").fetchall(),
-            *conn.execute("select * from candles order by series_id, ts").fetchall(),
-        ]
+    db = _db(where)
+    try:
+        if "candles" not in inspect(db.engine).get_table_names():
+            return []
+        with db.engine.connect() as conn:
+            return [
+                *map(tuple, conn.execute(text("select * from candle_series order by id")).all()),
+                *map(tuple, conn.execute(text("select * from candles order by series_id, ts")).all()),
+            ]
+    finally:
+        db.dispose()
 
 
 def _csv(path: Path, stamps, candles: pd.DataFrame) -> Path:
@@ -121,24 +140,24 @@ def _csv(path: Path, stamps, candles: pd.DataFrame) -> Path:
 
 
 @pytest.fixture
-def stored(tmp_path, capsys) -> pd.DataFrame:
+def stored(where, tmp_path, capsys) -> pd.DataFrame:
     """300 5m bars of ASTER already imported from ASTERUSDT_5m.csv."""
     candles = make_candles(300, seed=5)
-    assert main([*_settings(tmp_path), "data", "import", str(_write(tmp_path / "ASTERUSDT_5m.csv", candles))]) == 0
+    assert main([*_settings(where), "data", "import", str(_write(tmp_path / "ASTERUSDT_5m.csv", candles))]) == 0
     capsys.readouterr()
     return candles
 
 
-def _refused(tmp_path: Path, capsys, args: list[str], *fragments: str) -> str:
-    before = _dump(tmp_path)
-    code = main([*_settings(tmp_path), "data", "import", *args])
+def _refused(where: Path | str, capsys, args: list[str], *fragments: str) -> str:
+    before = _dump(where)
+    code = main([*_settings(where), "data", "import", *args])
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert code == 2 and captured.out == "", captured
     assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
-    assert _dump(tmp_path) == before
+    assert _dump(where) == before
     return lines[0]
 
 
@@ -190,33 +209,36 @@ def test_timeframe_comes_from_the_spacing_when_nothing_states_it(tmp_path, capsy
     assert len(load_candles(_db(tmp_path), "import", "ASTER/USDT:USDT", "1h")) == 200
 
 
-def test_changed_reimport_is_refused_naming_the_first_differing_bar(tmp_path, capsys, stored):
+@ON_BOTH
+def test_changed_reimport_is_refused_naming_the_first_differing_bar(where, tmp_path, capsys, stored):
     changed = stored.copy()
     changed.iloc[[40, 41, 250], changed.columns.get_loc("high")] *= 1.01
     path = _write(tmp_path / "ASTERUSDT_5m.csv", changed)
-    _refused(tmp_path, capsys, [str(path)],
+    _refused(where, capsys, [str(path)],
              str(path), "row 41 (line 42)", f"bar {stored.index[40]:%Y-%m-%d %H:%M} UTC",
              f"high stored {float(stored['high'].iloc[40])!r}, new {float(changed['high'].iloc[40])!r}", "3 bars differ", "--replace")
 
 
-def test_replace_overwrites_changed_bars_and_reports_how_many(tmp_path, capsys, stored):
+@ON_BOTH
+def test_replace_overwrites_changed_bars_and_reports_how_many(where, tmp_path, capsys, stored):
     later = make_candles(10, seed=9, start=stored.index[-1] + pd.Timedelta(minutes=5))
     more = pd.concat([stored, later])
     more.iloc[[40, 41, 250], more.columns.get_loc("high")] *= 1.01
     path = _write(tmp_path / "ASTERUSDT_5m.csv", more)
-    assert main([*_settings(tmp_path), "data", "import", str(path), "--replace"]) == 0
+    assert main([*_settings(where), "data", "import", str(path), "--replace"]) == 0
     assert "310 5m bars" in (out := capsys.readouterr().out) and "10 new, 3 replaced" in out
-    back = load_candles(_db(tmp_path), "import", "ASTER/USDT:USDT", "5m")
+    back = load_candles(_db(where), "import", "ASTER/USDT:USDT", "5m")
     np.testing.assert_array_equal(back["high"].to_numpy(), more["high"].to_numpy())
-    assert main([*_settings(tmp_path), "data", "import", str(path)]) == 0
+    assert main([*_settings(where), "data", "import", str(path)]) == 0
     assert ", 0 new" in capsys.readouterr().out
 
 
-def test_a_conflict_in_a_later_file_leaves_the_earlier_ones_unstored(tmp_path, capsys, stored):
+@ON_BOTH
+def test_a_conflict_in_a_later_file_leaves_the_earlier_ones_unstored(where, tmp_path, capsys, stored):
     fresh = _write(tmp_path / "ETHUSDT_5m.csv", make_candles(300, seed=8, price=3_000.0))
     changed = stored.assign(close=stored["close"].where(np.arange(len(stored)) != 7, stored["high"]))
     bad = _write(tmp_path / "ASTERUSDT_5m.csv", changed)
-    _refused(tmp_path, capsys, [str(fresh), str(bad)], str(bad), "row 8 (line 9)", "close stored")
+    _refused(where, capsys, [str(fresh), str(bad)], str(bad), "row 8 (line 9)", "close stored")
 
 
 def _binary(p: Path) -> None:

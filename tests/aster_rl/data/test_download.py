@@ -36,10 +36,12 @@ def client(fake):
 
 
 @pytest.fixture()
-def db():
-    database = Database("sqlite://")
+def db(database_url):
+    """A fresh database, on SQLite and on PostgreSQL."""
+    database = Database(database_url)
     database.init_schema()
-    return database
+    yield database
+    database.dispose()
 
 
 def _ms(ts: pd.Timestamp) -> int:

@@ -56,8 +56,9 @@ def permissive_live(tmp_path: Path, **changes) -> LiveConfig:
     return LiveConfig(**base)
 
 
-def make_db(tmp_path: Path, name: str = "live.db") -> Database:
-    db = Database(f"sqlite:///{tmp_path / name}")
+def make_db(tmp_path: Path, name: str = "live.db", url: str | None = None) -> Database:
+    """A fresh database with the schema: the SQLite file ``name`` in ``tmp_path``, or the one at ``url``."""
+    db = Database(url or f"sqlite:///{tmp_path / name}")
     db.init_schema()
     return db
 

@@ -351,8 +351,8 @@ def test_a_second_runner_on_the_session_refuses_naming_the_holder(tmp_path, repl
     assert other.run().bars == 0  # the session was complete: resumed, nothing left to do, and no refusal
 
 
-def test_the_lease_is_renewed_each_bar_and_a_crashed_runners_lease_can_be_taken_over(tmp_path, replay_market):
-    db = make_db(tmp_path)
+def test_the_lease_is_renewed_each_bar_and_a_crashed_runners_lease_can_be_taken_over(tmp_path, replay_market, database_url):
+    db = make_db(tmp_path, url=database_url)
     clock = [1_000.0]
 
     def wall():

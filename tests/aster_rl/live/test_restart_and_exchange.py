@@ -1,5 +1,5 @@
 """Restart safety, the paper runner on the exchange source and the real runner, all through the
-REAL ccxt client against the loopback fake Aster exchange."""
+REAL ccxt client against the loopback fake Aster exchange. The restart tests run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ class Crash(Exception):
     pass
 
 
-def test_paper_replay_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path):
+def test_paper_replay_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path, database_url):
     market = make_market(1_000, seed=8)
     whole = paper_runner(FixedPolicy(n_lev=4), ReplaySource(market, 700, 900), make_db(tmp_path, "a.db"), tmp_path, features="batch").run()
-    db = make_db(tmp_path, "b.db")
+    db = make_db(tmp_path, url=database_url)
     crashes = iter([720, 760, 800])
     at = [next(crashes)]
 
@@ -56,9 +56,9 @@ def test_paper_replay_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path
     assert np.allclose(np.sort(closed["pnl_usd"]), np.sort([t["pnl_usd"] for t in whole.trades]))
 
 
-def test_policy_failure_before_the_store_reprocesses_that_bar_once(tmp_path):
+def test_policy_failure_before_the_store_reprocesses_that_bar_once(tmp_path, database_url):
     market = make_market(900, seed=8)
-    db = make_db(tmp_path)
+    db = make_db(tmp_path, url=database_url)
 
     class Flaky(FixedPolicy):
         def predict(self, obs):
@@ -128,10 +128,10 @@ def _real_runner(tmp_path, fake, db, after_store=None):
                       features_cfg=FEATS, session_id="real-x", mode="real", prices=prices, after_store=after_store)
 
 
-def test_real_runner_end_to_end_and_restart_without_duplicate_orders(tmp_path, fake_market):
+def test_real_runner_end_to_end_and_restart_without_duplicate_orders(tmp_path, fake_market, database_url):
     start = fake_market.candles.index[900]
     with FakeAsterExchange(fake_market, now=start + pd.Timedelta(seconds=30), balance_usdt=10_000.0) as fake:
-        db = make_db(tmp_path)
+        db = make_db(tmp_path, url=database_url)
         crashed = []
 
         def after_store(t):  # die once right after an entry was stored and before it was sent

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from aster_rl.config import DataConfig
 from aster_rl.errors import StorageError
@@ -11,8 +11,8 @@ from aster_rl.storage import SCHEMA_VERSION, Database, describe, upsert_candles
 from factories import make_candles
 
 
-def test_init_schema_is_idempotent_and_records_the_version(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+def test_init_schema_is_idempotent_and_records_the_version(database_url):
+    db = Database(database_url)
     db.init_schema()
     db.init_schema()
     fresh = Database(db.url)
@@ -21,16 +21,16 @@ def test_init_schema_is_idempotent_and_records_the_version(tmp_path):
         assert conn.execute(text("SELECT version FROM schema_version")).scalars().all() == [SCHEMA_VERSION]
 
 
-def test_database_without_schema_is_a_clear_error(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+def test_database_without_schema_is_a_clear_error(database_url):
+    db = Database(database_url)
     with pytest.raises(StorageError, match=r"no aster_rl schema.*aster-rl db init"):
         db.check_schema()
     with pytest.raises(StorageError, match="aster-rl db init"):
         upsert_candles(db, "s", "X", "5m", make_candles(3))
 
 
-def test_unknown_schema_version_is_a_clear_error(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+def test_unknown_schema_version_is_a_clear_error(database_url):
+    url = database_url
     Database(url).init_schema()
     with Database(url).engine.begin() as conn:
         conn.execute(text("UPDATE schema_version SET version = :v"), {"v": SCHEMA_VERSION + 41})
@@ -40,9 +40,9 @@ def test_unknown_schema_version_is_a_clear_error(tmp_path):
         Database(url).init_schema()
 
 
-def test_a_database_with_the_dropped_regimes_and_btc_cycles_tables_still_opens(tmp_path):
+def test_a_database_with_the_dropped_regimes_and_btc_cycles_tables_still_opens(database_url):
     """Schema 3 databases made before those (never used) tables left the models keep working."""
-    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    url = database_url
     Database(url).init_schema()
     with Database(url).engine.begin() as conn:
         conn.execute(text("CREATE TABLE regimes (id INTEGER PRIMARY KEY, ts BIGINT, symbol VARCHAR(64))"))
@@ -51,8 +51,7 @@ def test_a_database_with_the_dropped_regimes_and_btc_cycles_tables_still_opens(t
     db.check_schema()
     db.init_schema()
     assert upsert_candles(db, "s", "X", "5m", make_candles(3)) == 3
-    with db.engine.connect() as conn:
-        tables = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars())
+    tables = set(inspect(db.engine).get_table_names())
     assert {"regimes", "btc_cycles", "candles"} <= tables
 
 
@@ -69,8 +68,8 @@ def test_invalid_url_is_a_storage_error():
         Database("not a url")
 
 
-def test_session_rolls_back_on_error():
-    db = Database("sqlite://")
+def test_session_rolls_back_on_error(database_url):
+    db = Database(database_url)
     db.init_schema()
     with pytest.raises(RuntimeError):
         with db.session() as session:
@@ -82,8 +81,8 @@ def test_session_rolls_back_on_error():
     assert describe(db)["tables"]["candles"] == 10
 
 
-def test_failed_statement_becomes_storage_error_and_rolls_back():
-    db = Database("sqlite://")
+def test_failed_statement_becomes_storage_error_and_rolls_back(database_url):
+    db = Database(database_url)
     db.init_schema()
     with pytest.raises(StorageError, match="rolled back"):
         with db.session() as session:

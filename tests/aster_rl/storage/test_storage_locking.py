@@ -1,4 +1,4 @@
-"""SQLite under concurrent writers (WAL, busy timeout, short errors) and the live session lease."""
+"""SQLite under concurrent writers (WAL, busy timeout, short errors) and the live session lease (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -60,8 +60,9 @@ def test_a_lock_past_the_busy_timeout_is_one_short_line_without_sql_or_values(tm
     assert "INSERT" not in message and "SQL" not in message and "0.123456789" not in message
 
 
-def test_lease_one_holder_renewal_expiry_takeover_release(tmp_path):
-    db = _db(tmp_path)
+def test_lease_one_holder_renewal_expiry_takeover_release(database_url):
+    db = Database(database_url)
+    db.init_schema()
     t0 = 1_700_000_000_000
     first = live_store.acquire_lease(db, "s", timeout_s=60, now_ms=t0)
     assert first.pid == os.getpid() and first.host == socket.gethostname()
@@ -84,8 +85,9 @@ def test_lease_one_holder_renewal_expiry_takeover_release(tmp_path):
     live_store.acquire_lease(db, "s", timeout_s=60, now_ms=t0 + 114_000)
 
 
-def test_two_processes_racing_for_a_lease_one_wins(tmp_path):
-    db = _db(tmp_path)
+def test_two_processes_racing_for_a_lease_one_wins(database_url):
+    db = Database(database_url)
+    db.init_schema()
     script = (
         "import sys; from aster_rl.storage import Database, live_store\n"
         "db = Database(sys.argv[1])\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,10 +34,12 @@ SOURCE = "synthetic"
 
 
 @pytest.fixture
-def db() -> Database:
-    database = Database("sqlite://")
+def db(database_url) -> Iterator[Database]:
+    """A fresh database, on SQLite and on PostgreSQL."""
+    database = Database(database_url)
     database.init_schema()
-    return database
+    yield database
+    database.dispose()
 
 
 def test_same_bars_twice_keep_one_copy(db):
