@@ -172,6 +172,11 @@ class FeaturesConfig(_Section):
     )
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     whale_notional_usd: Float = Field(5_000.0, gt=0)
+    # Funding interval (hours) for the clock tentacle when the market has no funding series
+    # (with one, its spacing is used): 8 for Binance BTC/ETH/LTC perps, 4 for the ASTER perp.
+    # The clock tentacle (hour of day, day of week, funding phase) is off unless listed in
+    # ``tentacles``, e.g. tentacles: [market, clock, indicators, ...].
+    funding_interval_hours: Float = Field(8.0, gt=0, le=24)
 
 
 class ExitProfile(_Section):

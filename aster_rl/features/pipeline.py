@@ -245,6 +245,8 @@ def resolve_tentacles(cfg: FeaturesConfig) -> list[tuple[str, Tentacle, dict[str
         overrides = dict(cfg.params.get(name, {}))
         if "whale_notional_usd" in tentacle.defaults and "whale_notional_usd" not in overrides:
             overrides["whale_notional_usd"] = cfg.whale_notional_usd
+        if "funding_interval_hours" in tentacle.defaults and "funding_interval_hours" not in overrides:
+            overrides["funding_interval_hours"] = cfg.funding_interval_hours
         out.append((name, tentacle, tentacle.params(overrides)))
     return out
 
