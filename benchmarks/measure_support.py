@@ -26,10 +26,10 @@ from aster_rl.data.market import MarketBundle
 from aster_rl.evaluation.support import ObservationSupport
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_real import DATA, TEST_START, read_candles, real_splits  # noqa: E402
+from bench_real import DATA, TEST_START, read_candles, real_splits
 
-from agents.data import build_dataset  # noqa: E402
-from aster_rl.cli.demo_cmd import DEMO_ENV  # noqa: E402
+from agents.data import build_dataset
+from aster_rl.cli.demo_cmd import DEMO_ENV
 
 
 def main() -> int:
