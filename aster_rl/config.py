@@ -237,6 +237,12 @@ class EnvConfig(_Section):
     liquidation_penalty: Float = Field(1.0, ge=0)
     bankruptcy_fraction: Float = Field(0.1, ge=0, lt=1)  # equity below this share of the start ends the episode
     action_masks: Bool = False
+    # The decision rule (aster_rl.sim.decision), the same in the envs, the backtester and the live runner:
+    # the policy acts only on bars whose open time satisfies (open // timeframe) % decision_every == 0 (WAIT on
+    # the others: no entry, no signal close; stops and targets still fire), and a signal close of a position
+    # held fewer than min_hold_bars bars is refused. 1 and 0: every bar, no minimum (off).
+    decision_every: Int = Field(1, ge=1, le=10_000)
+    min_hold_bars: Int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> EnvConfig:

@@ -19,6 +19,7 @@ from aster_rl.config import AppConfig, EnvConfig
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.sim import kernels as K
 from aster_rl.sim.accounting import SingleAccount, check_env_inputs
+from aster_rl.sim.decision import gate_actions, rule_active, timeframe_ns
 from aster_rl.sim.observation import N_ACCOUNT
 from aster_rl.sim.prices import PriceArrays
 from envs.spaces import action_masks, action_space, observation_space
@@ -174,6 +175,11 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
     notional / equity before the step`` and ``env.liquidation_penalty`` on a step with a
     liquidation. The step kernel computes it (:func:`aster_rl.sim.kernels.step_accounts`).
 
+    ``env.decision_every`` (k) and ``env.min_hold_bars`` apply the decision rule of
+    :mod:`aster_rl.sim.decision` to every action before the step: WAIT on bars that are not
+    decision bars, and a signal close of a position younger than the minimum refused. The
+    env still steps one bar per action (masking, not action repeat; reasons there).
+
     ## Starting State
 
     Flat, holding ``env.initial_equity_usd``, at a random bar in ``[first, end - 1 -
@@ -260,6 +266,8 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         self._px = self.account._px
         # equity, side, leverage, fees, funding, slippage and the step's reward, in one view
         self._info_row = self.book.F[K.EQUITY : K.REWARD + 1, 0]
+        self._gated = rule_active(cfg.decision_every, cfg.min_hold_bars)
+        self._tf_ns = timeframe_ns(prices.timeframe)
 
     # ------------------------------------------------------------------ helpers
     def _latest_start(self) -> int:
@@ -301,6 +309,8 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
             raise RuntimeError("PerpEnv.step called after the episode ended; call reset()")
         if action.__class__ is not np.ndarray or action.dtype != _INT64 or action.shape != (3,):
             action = as_actions(action, 1)
+        if self._gated:
+            action = gate_actions(action, self.book, self._ts, self._tf_ns, self.book.t_bar)
         obs = np.empty(self._obs_dim, dtype=np.float32)
         code = self.book.step(self._ts, self._px, action, self.features, obs)
         self._t += 1
