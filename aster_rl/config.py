@@ -231,7 +231,10 @@ class EnvConfig(_Section):
     qty_step: Float = Field(0.01, gt=0)
     price_tick: Float = Field(0.0001, gt=0)  # the contract's tick (ASTER/USDT perp: 0.0001): prices and the half-spread floor
     episode_length: Int = Field(2_048, gt=0)
-    reward: Literal["log_equity", "trade_outcome"] = "log_equity"
+    # differential_sharpe: Moody & Saffell's differential Sharpe ratio of each step's net return, with
+    # moving moments of rate dsr_eta (about 1 / dsr_eta bars of memory); see aster_rl.sim.kernels.
+    reward: Literal["log_equity", "trade_outcome", "differential_sharpe"] = "log_equity"
+    dsr_eta: Float = Field(0.01, gt=0, lt=1)
     drawdown_penalty: Float = Field(0.0, ge=0)
     turnover_penalty: Float = Field(0.0, ge=0)
     liquidation_penalty: Float = Field(1.0, ge=0)

@@ -170,7 +170,10 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
     ``env.reward = "log_equity"`` (default): ``log(equity_t / equity_{t-1})``, the step's change of
     the marked-to-market equity, so every fee, funding payment, slippage and liquidation loss
     is inside it. ``"trade_outcome"``: on a step where trades close, the sum of their
-    ``pnl_usd / equity at entry`` (net of every cost); 0 on other steps. Both then subtract
+    ``pnl_usd / equity at entry`` (net of every cost); 0 on other steps. ``"differential_sharpe"``:
+    Moody & Saffell's differential Sharpe ratio of the step's net return ``equity_t / equity_{t-1} - 1``
+    against moving moments of rate ``env.dsr_eta`` (reset with the episode; 0 on its first step,
+    clipped to ±10). Each then subtracts
     ``env.drawdown_penalty × (1 − equity / peak equity)``, ``env.turnover_penalty × traded
     notional / equity before the step`` and ``env.liquidation_penalty`` on a step with a
     liquidation. The step kernel computes it (:func:`aster_rl.sim.kernels.step_accounts`).
