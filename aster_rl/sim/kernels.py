@@ -398,7 +398,7 @@ def _bar_one(F, I, par, ctl, i, ts, o, h, l, c, hs, sig, vd, fr, EVF, EVI):  # n
 
 
 @jit(inline=True)
-def _differential_sharpe(F, i, eta, prev_equity, equity):  # noqa: E741
+def _differential_sharpe(F, i, eta, prev_equity, equity):
     """Moody & Saffell's differential Sharpe ratio of account ``i``'s step return R = equity / prev - 1
     (net of every cost), then the moving moments A += eta (R - A), B += eta (R^2 - B) (rows DSR_A, DSR_B).
 

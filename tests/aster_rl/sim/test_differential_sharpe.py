@@ -1,5 +1,7 @@
 """The differential Sharpe ratio reward (Moody & Saffell), by hand and in the env."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -27,7 +29,7 @@ def test_hand_computed_steps():
 def reference(equity: np.ndarray, eta: float) -> np.ndarray:
     a = b = 0.0
     out = []
-    for prev, eq in zip(equity[:-1], equity[1:]):
+    for prev, eq in itertools.pairwise(equity):
         r = eq / prev - 1.0
         var = b - a * a
         d = 0.0 if var <= 1e-24 else float(np.clip((b * (r - a) - 0.5 * a * (r * r - b)) / var**1.5, -K.DSR_CLIP, K.DSR_CLIP))
