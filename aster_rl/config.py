@@ -160,6 +160,7 @@ class FeaturesConfig(_Section):
 
     tentacles: Annotated[tuple[str, ...], Field(min_length=1)] = (
         "market",
+        "clock",
         "indicators",
         "orderflow",
         "whales",
@@ -174,8 +175,8 @@ class FeaturesConfig(_Section):
     whale_notional_usd: Float = Field(5_000.0, gt=0)
     # Funding interval (hours) for the clock tentacle when the market has no funding series
     # (with one, its spacing is used): 8 for Binance BTC/ETH/LTC perps, 4 for the ASTER perp.
-    # The clock tentacle (hour of day, day of week, funding phase) is off unless listed in
-    # ``tentacles``, e.g. tentacles: [market, clock, indicators, ...].
+    # The clock tentacle (hour of day, day of week, funding phase) is in the default list; leave
+    # "clock" out of ``tentacles`` to switch it off.
     funding_interval_hours: Float = Field(8.0, gt=0, le=24)
 
 

@@ -152,7 +152,7 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Observation Space
 
     ``Box(-inf, inf, (n_features + 6,), float32)``: the feature row (scale-free tentacle
-    columns, 134 with the default tentacles) followed by the account state:
+    columns, 141 with the default tentacles) followed by the account state:
 
     | Num             | Observation           | Min  | Max |
     |-----------------|-----------------------|------|-----|

@@ -55,9 +55,9 @@ TENTACLE_WINDOW_HOURS: dict[str, float] = {
     # of history bring the 1d trend distance within 1e-6: measured worst relative error
     # 7e-5 with 120 days, 2.6e-6 with 150 days, 2.3e-7 with 180 days on 5m bars.
     "multi_timeframe": 24.0 * 180,
-    # The funding interval is the median of the last spacing_events (5) gaps between settlements,
-    # at most 24 h each: six days hold them whatever the timeframe.
-    "clock": 24.0 * 6,
+    # The funding interval is the median of the last spacing_events (3) gaps between settlements:
+    # 32 hours hold four settlements of an interval up to 8 h (every perp traded here: 4 h, 8 h).
+    "clock": 32.0,
 }
 
 # Tentacles that only combine the columns before them, row by row: a short window is enough.

@@ -15,7 +15,8 @@ settlements known before its close):
 - ``clock_funding_interval_h``: the interval in use, hours / 24 (0.333 for 8 h, 0.167 for 4 h).
 
 The interval is the spacing of the funding series when the market has one (the median of
-the last ``spacing_events`` gaps between settlements known at the bar's close, rounded to
+the last ``spacing_events`` gaps between settlements known at the bar's close (one missing
+settlement does not change it), rounded to
 whole hours: Binance's BTC/ETH/LTC perps settle every 8 h, the ASTER perp every 4 h), else
 ``funding_interval_hours`` (``features.funding_interval_hours`` in the configuration).
 """
@@ -37,7 +38,7 @@ _MONDAY_OFFSET_NS = 4 * DAY_NS
 
 DEFAULTS = {
     "funding_interval_hours": 8.0,
-    "spacing_events": 5,
+    "spacing_events": 3,  # the live window (pipeline.TENTACLE_WINDOW_HOURS) holds them for intervals <= 8 h
 }
 
 

@@ -76,7 +76,7 @@ def test_configured_interval_reaches_the_tentacle_through_features_config():
     assert params["clock"]["funding_interval_hours"] == 4.0
     fs = build_features(bundle(300), cfg)
     assert "clock_funding_sin" in fs.columns
-    assert "clock" not in FeaturesConfig().tentacles  # off unless listed
+    assert "clock" in FeaturesConfig().tentacles  # in the default observation
 
 
 @settings(max_examples=15, deadline=None)
@@ -94,12 +94,12 @@ def test_latest_row_from_the_live_window_equals_the_batch_row_with_irregular_set
     from aster_rl.features.pipeline import latest_features
 
     market = make_market(3 * 1440, seed=8, timeframe="1m", with_trades=False, with_book=False)
-    # gaps 8, 8, 8, 16, 16 h (settlements missing), the last one 16 h before the final bar: a 1,500-bar
-    # window (25 h) would hold one settlement only and fall back to the configured 4 h
+    # gaps 8, 8, 8, 16, 16 h (settlements missing; the median of the last three is 16 h), the last one 16 h
+    # before the final bar: a 1,500-bar window (25 h) would hold one settlement only and fall back to 4 h
     times = pd.DatetimeIndex(["2025-03-01 00:00", "2025-03-01 08:00", "2025-03-01 16:00", "2025-03-02 00:00",
                               "2025-03-02 16:00", "2025-03-03 08:00"], tz="UTC")
     market = dc_replace(market, funding=settlements(times))
     cfg = FeaturesConfig(tentacles=("market", "clock"), funding_interval_hours=4.0)
     batch = build_features(market, cfg)
     np.testing.assert_array_equal(latest_features(market, cfg), batch.matrix[-1])
-    assert batch.matrix[-1, batch.columns.index("clock_funding_interval_h")] == pytest.approx(8 / 24)
+    assert batch.matrix[-1, batch.columns.index("clock_funding_interval_h")] == pytest.approx(16 / 24)
