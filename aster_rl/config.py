@@ -160,6 +160,7 @@ class FeaturesConfig(_Section):
 
     tentacles: Annotated[tuple[str, ...], Field(min_length=1)] = (
         "market",
+        "clock",
         "indicators",
         "orderflow",
         "whales",
@@ -172,6 +173,11 @@ class FeaturesConfig(_Section):
     )
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     whale_notional_usd: Float = Field(5_000.0, gt=0)
+    # Funding interval (hours) for the clock tentacle when the market has no funding series
+    # (with one, its spacing is used): 8 for Binance BTC/ETH/LTC perps, 4 for the ASTER perp.
+    # The clock tentacle (hour of day, day of week, funding phase) is in the default list; leave
+    # "clock" out of ``tentacles`` to switch it off.
+    funding_interval_hours: Float = Field(8.0, gt=0, le=24)
 
 
 class ExitProfile(_Section):
@@ -226,12 +232,21 @@ class EnvConfig(_Section):
     qty_step: Float = Field(0.01, gt=0)
     price_tick: Float = Field(0.0001, gt=0)  # the contract's tick (ASTER/USDT perp: 0.0001): prices and the half-spread floor
     episode_length: Int = Field(2_048, gt=0)
-    reward: Literal["log_equity", "trade_outcome"] = "log_equity"
+    # differential_sharpe: Moody & Saffell's differential Sharpe ratio of each step's net return, with
+    # moving moments of rate dsr_eta (about 1 / dsr_eta bars of memory); see aster_rl.sim.kernels.
+    reward: Literal["log_equity", "trade_outcome", "differential_sharpe"] = "log_equity"
+    dsr_eta: Float = Field(0.01, gt=0, lt=1)
     drawdown_penalty: Float = Field(0.0, ge=0)
     turnover_penalty: Float = Field(0.0, ge=0)
     liquidation_penalty: Float = Field(1.0, ge=0)
     bankruptcy_fraction: Float = Field(0.1, ge=0, lt=1)  # equity below this share of the start ends the episode
     action_masks: Bool = False
+    # The decision rule (aster_rl.sim.decision), the same in the envs, the backtester and the live runner:
+    # the policy acts only on bars whose open time satisfies (open // timeframe) % decision_every == 0 (WAIT on
+    # the others: no entry, no signal close; stops and targets still fire), and a signal close of a position
+    # held fewer than min_hold_bars bars is refused. 1 and 0: every bar, no minimum (off).
+    decision_every: Int = Field(1, ge=1, le=10_000)
+    min_hold_bars: Int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> EnvConfig:

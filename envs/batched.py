@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from aster_rl.config import EnvConfig
 from aster_rl.sim import kernels as K
 from aster_rl.sim.accounting import AccountBook, check_env_inputs, price_matrix, trade_records
+from aster_rl.sim.decision import gate_actions, rule_active, timeframe_ns
 from aster_rl.sim.observation import N_ACCOUNT
 from aster_rl.sim.prices import PriceArrays
 from envs.perp import as_actions, latest_start, step_info
@@ -134,6 +135,8 @@ class BatchedPerpEnv(VecEnv):
         self._actions = np.zeros(3 * n, dtype=np.int64)
         self._px = price_matrix(prices)
         self._ts = prices.timestamps
+        self._gated = rule_active(cfg.decision_every, cfg.min_hold_bars)
+        self._tf_ns = timeframe_ns(prices.timeframe)
         if seed is not None:
             self.seed(seed)
 
@@ -175,6 +178,8 @@ class BatchedPerpEnv(VecEnv):
     # ------------------------------------------------------------------ step
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = as_actions(actions, self.num_envs)
+        if self._gated:  # the decision rule (aster_rl.sim.decision), on a copy of the agent's actions
+            self._actions = gate_actions(self._actions, self.book, self._ts, self._tf_ns, self._t)
 
     def step_wait(self):
         book = self.book

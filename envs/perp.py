@@ -19,6 +19,7 @@ from aster_rl.config import AppConfig, EnvConfig
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.sim import kernels as K
 from aster_rl.sim.accounting import SingleAccount, check_env_inputs
+from aster_rl.sim.decision import gate_actions, rule_active, timeframe_ns
 from aster_rl.sim.observation import N_ACCOUNT
 from aster_rl.sim.prices import PriceArrays
 from envs.spaces import action_masks, action_space, observation_space
@@ -151,7 +152,7 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Observation Space
 
     ``Box(-inf, inf, (n_features + 6,), float32)``: the feature row (scale-free tentacle
-    columns, 134 with the default tentacles) followed by the account state:
+    columns, 141 with the default tentacles) followed by the account state:
 
     | Num             | Observation           | Min  | Max |
     |-----------------|-----------------------|------|-----|
@@ -169,10 +170,18 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
     ``env.reward = "log_equity"`` (default): ``log(equity_t / equity_{t-1})``, the step's change of
     the marked-to-market equity, so every fee, funding payment, slippage and liquidation loss
     is inside it. ``"trade_outcome"``: on a step where trades close, the sum of their
-    ``pnl_usd / equity at entry`` (net of every cost); 0 on other steps. Both then subtract
+    ``pnl_usd / equity at entry`` (net of every cost); 0 on other steps. ``"differential_sharpe"``:
+    Moody & Saffell's differential Sharpe ratio of the step's net return ``equity_t / equity_{t-1} - 1``
+    against moving moments of rate ``env.dsr_eta`` (reset with the episode; 0 on its first step,
+    clipped to ±10). Each then subtracts
     ``env.drawdown_penalty × (1 − equity / peak equity)``, ``env.turnover_penalty × traded
     notional / equity before the step`` and ``env.liquidation_penalty`` on a step with a
     liquidation. The step kernel computes it (:func:`aster_rl.sim.kernels.step_accounts`).
+
+    ``env.decision_every`` (k) and ``env.min_hold_bars`` apply the decision rule of
+    :mod:`aster_rl.sim.decision` to every action before the step: WAIT on bars that are not
+    decision bars, and a signal close of a position younger than the minimum refused. The
+    env still steps one bar per action (masking, not action repeat; reasons there).
 
     ## Starting State
 
@@ -260,6 +269,8 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         self._px = self.account._px
         # equity, side, leverage, fees, funding, slippage and the step's reward, in one view
         self._info_row = self.book.F[K.EQUITY : K.REWARD + 1, 0]
+        self._gated = rule_active(cfg.decision_every, cfg.min_hold_bars)
+        self._tf_ns = timeframe_ns(prices.timeframe)
 
     # ------------------------------------------------------------------ helpers
     def _latest_start(self) -> int:
@@ -301,6 +312,8 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
             raise RuntimeError("PerpEnv.step called after the episode ended; call reset()")
         if action.__class__ is not np.ndarray or action.dtype != _INT64 or action.shape != (3,):
             action = as_actions(action, 1)
+        if self._gated:
+            action = gate_actions(action, self.book, self._ts, self._tf_ns, self.book.t_bar)
         obs = np.empty(self._obs_dim, dtype=np.float32)
         code = self.book.step(self._ts, self._px, action, self.features, obs)
         self._t += 1

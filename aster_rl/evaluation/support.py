@@ -35,6 +35,7 @@ import numpy as np
 from aster_rl.errors import DataError, SchemaMismatchError
 from aster_rl.sim.observation import N_ACCOUNT
 from aster_rl.features.tentacles.btc_cycle import TIME_INDEX_COLUMNS as _CYCLE_TIME_INDEX
+from aster_rl.features.tentacles.multi_timeframe import HISTORY_COUNT_COLUMNS as _MTF_HISTORY_COUNTS
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ NEAR_CONSTANT_SHARE = 0.999
 NEAR_CONSTANT_STD = 1e-6
 # Out of support: beyond [min, max] by more than this share of the training range (float32 noise).
 RANGE_TOLERANCE = 1e-6
-# Columns that measure elapsed time (monotonic, unbounded): never in the default observation.
-TIME_INDEX_COLUMNS: tuple[str, ...] = tuple(_CYCLE_TIME_INDEX)
+# Columns that measure elapsed time or grow with the available history: never in the default observation.
+TIME_INDEX_COLUMNS: tuple[str, ...] = tuple(_CYCLE_TIME_INDEX) + tuple(_MTF_HISTORY_COUNTS)
 TOP_COLUMNS = 5
 
 
@@ -159,7 +160,7 @@ class ObservationSupport:
             share = _mode_share(x)
             reason = ""
             if name in excluded:
-                reason = "time index (monotonic in time)"
+                reason = "time index (grows with elapsed time or history)"
             elif x.min() == x.max():
                 reason = f"constant ({x[0]:g}) over training"
             elif share >= near_constant_share:

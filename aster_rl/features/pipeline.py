@@ -55,6 +55,9 @@ TENTACLE_WINDOW_HOURS: dict[str, float] = {
     # of history bring the 1d trend distance within 1e-6: measured worst relative error
     # 7e-5 with 120 days, 2.6e-6 with 150 days, 2.3e-7 with 180 days on 5m bars.
     "multi_timeframe": 24.0 * 180,
+    # The funding interval is the median of the last spacing_events (3) gaps between settlements:
+    # 32 hours hold four settlements of an interval up to 8 h (every perp traded here: 4 h, 8 h).
+    "clock": 32.0,
 }
 
 # Tentacles that only combine the columns before them, row by row: a short window is enough.
@@ -245,6 +248,8 @@ def resolve_tentacles(cfg: FeaturesConfig) -> list[tuple[str, Tentacle, dict[str
         overrides = dict(cfg.params.get(name, {}))
         if "whale_notional_usd" in tentacle.defaults and "whale_notional_usd" not in overrides:
             overrides["whale_notional_usd"] = cfg.whale_notional_usd
+        if "funding_interval_hours" in tentacle.defaults and "funding_interval_hours" not in overrides:
+            overrides["funding_interval_hours"] = cfg.funding_interval_hours
         out.append((name, tentacle, tentacle.params(overrides)))
     return out
 

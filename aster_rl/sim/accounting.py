@@ -128,6 +128,7 @@ _FLOAT_ROWS = {
     "equity": K.EQUITY, "upnl": K.UPNL, "peak": K.PEAK, "fees": K.FEES, "funding": K.FUNDING,
     "slippage": K.SLIPPAGE, "turnover_now": K.TURNOVER_NOW, "closed_return_now": K.CLOSED_RETURN_NOW,
     "prev_equity": K.PREV_EQUITY, "max_drawdown": K.MAX_DD, "ref_equity": K.REF_EQUITY,
+    "dsr_a": K.DSR_A, "dsr_b": K.DSR_B,
 }
 _INT_ROWS = {
     "entry_time": K.ENTRY_TIME, "bars": K.BARS, "profile": K.PROFILE, "p_kind": K.P_KIND,
@@ -310,6 +311,8 @@ class AccountBook:
     prev_equity: np.ndarray
     max_drawdown: np.ndarray
     ref_equity: np.ndarray
+    dsr_a: np.ndarray
+    dsr_b: np.ndarray
     entry_time: np.ndarray
     bars: np.ndarray
     profile: np.ndarray

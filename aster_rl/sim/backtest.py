@@ -1,5 +1,8 @@
 """A small backtester: any policy, bar by bar, through the same accounting core as the env.
 
+The decision rule of ``env.decision_every`` / ``env.min_hold_bars`` (:mod:`aster_rl.sim.decision`)
+applies to every action, as in the env.
+
 ``policy(obs) -> (side, leverage index, profile index)`` is called once per bar with the
 observation the env would give at that bar's close (the env's own code,
 ``SingleAccount.observation``), and the order fills at the next bar's open. Stepping ``PerpEnv(random_start=False)`` over
@@ -25,6 +28,7 @@ from aster_rl.config import EnvConfig, replace
 from aster_rl.errors import ConfigError
 from aster_rl.interfaces import Policy
 from aster_rl.sim.accounting import TRADE_KEYS, SingleAccount, check_env_inputs
+from aster_rl.sim.decision import gate_side, rule_active, timeframe_ns
 from aster_rl.sim.prices import PriceArrays
 
 logger = logging.getLogger(__name__)
@@ -85,12 +89,18 @@ def backtest(
     position = np.zeros(n_steps + 1)  # signed quantity at each bar's close
     acts = np.zeros((n_steps, 3), dtype=np.int64)
     trades: list[dict] = []
+    gated = rule_active(cfg.decision_every, cfg.min_hold_bars)
+    tf_ns = timeframe_ns(prices.timeframe)
     t = first
     done = 0
     for k in range(n_steps):
         a = np.asarray(policy(acc.observation(feats, t))).reshape(-1)
         if a.shape[0] != 3:
             raise ValueError(f"policy returned {a!r}: expected 3 ints (side, leverage index, profile index)")
+        if gated:  # the decision rule (aster_rl.sim.decision), as in the env; the actions record what was done
+            a = a.astype(np.int64, copy=True)
+            a[0] = gate_side(int(a[0]), int(prices.timestamps[t]), tf_ns, cfg.decision_every, cfg.min_hold_bars,
+                             int(np.sign(book.side[0])), int(book.entry_time[0]))
         acts[k] = a
         bankrupt = acc.advance(t, int(a[0]), int(a[1]), int(a[2]), k == n_steps - 1)
         t += 1

@@ -69,8 +69,9 @@ def jit(fn=None, *, inline: bool = False):
     ENTRY_EQUITY, TRADE_FEES, TRADE_FUNDING, TRADE_SLIP,
     P_LEV, P_STOP_DIST, P_TARGET_DIST,
     TURNOVER_NOW, CLOSED_RETURN_NOW, PREV_EQUITY, MAX_DD, REF_EQUITY,
-) = range(30)
-NF = 30
+    DSR_A, DSR_B,
+) = range(32)
+NF = 32
 # int rows
 (
     ENTRY_TIME, BARS, PROFILE, P_KIND, P_PROFILE, LIQUIDATIONS, N_TRADES, N_SKIPPED,
@@ -99,11 +100,13 @@ N_COST = 3
     P_TAKER, P_SLIP_BASE, P_IMPACT, P_MARGIN_FRACTION, P_QTY_STEP, P_TICK, P_MIN_NOTIONAL,
     P_INITIAL, P_MAX_LEV, P_BANKRUPT, P_N_BRACKETS, P_N_LEVERAGES, P_N_PROFILES,
     P_REWARD_KIND, P_DRAWDOWN_PENALTY, P_TURNOVER_PENALTY, P_LIQUIDATION_PENALTY, P_EQUITY_BLOCK,
-    P_SPREAD_MULT,
-) = range(19)
+    P_SPREAD_MULT, P_DSR_ETA,
+) = range(20)
 P_TABLES = 20
-REWARD_LOG_EQUITY, REWARD_TRADE_OUTCOME = 0, 1
-REWARD_KINDS = {"log_equity": REWARD_LOG_EQUITY, "trade_outcome": REWARD_TRADE_OUTCOME}
+REWARD_LOG_EQUITY, REWARD_TRADE_OUTCOME, REWARD_DIFF_SHARPE = 0, 1, 2
+REWARD_KINDS = {"log_equity": REWARD_LOG_EQUITY, "trade_outcome": REWARD_TRADE_OUTCOME,
+                "differential_sharpe": REWARD_DIFF_SHARPE}
+DSR_CLIP = 10.0  # |differential Sharpe ratio| cap: it grows as 1/sqrt(B) after long flat stretches
 _EPS = 1e-12
 
 # order kinds, actions and close reasons: defined here only (the compiled code needs them as
@@ -146,6 +149,7 @@ def pack_params(cfg) -> np.ndarray:
     head[P_DRAWDOWN_PENALTY] = cfg.drawdown_penalty
     head[P_TURNOVER_PENALTY] = cfg.turnover_penalty
     head[P_LIQUIDATION_PENALTY] = cfg.liquidation_penalty
+    head[P_DSR_ETA] = cfg.dsr_eta
     head[P_EQUITY_BLOCK] = cfg.episode_length  # the equity-change observation's reference restarts every block
     tables = (
         [b.notional_cap_usd for b in brackets],
@@ -394,10 +398,34 @@ def _bar_one(F, I, par, ctl, i, ts, o, h, l, c, hs, sig, vd, fr, EVF, EVI):  # n
 
 
 @jit(inline=True)
-def _reward(kind, dd_pen, to_pen, liq_pen, prev_equity, equity, peak, closed_return, turnover, liquidated):
+def _differential_sharpe(F, i, eta, prev_equity, equity):
+    """Moody & Saffell's differential Sharpe ratio of account ``i``'s step return R = equity / prev - 1
+    (net of every cost), then the moving moments A += eta (R - A), B += eta (R^2 - B) (rows DSR_A, DSR_B).
+
+    D = (B dA - A dB / 2) / (B - A^2)^(3/2) with dA = R - A, dB = R^2 - B, the moments before this step;
+    0 while B - A^2 is not positive (the first step of an episode), clipped to +-DSR_CLIP."""
+    r = equity / max(prev_equity, _EPS) - 1.0
+    a = F[DSR_A, i]
+    b = F[DSR_B, i]
+    da = r - a
+    db = r * r - b
+    var = b - a * a
+    d = 0.0
+    if var > _EPS * _EPS:
+        d = (b * da - 0.5 * a * db) / (var * np.sqrt(var))
+        d = min(max(d, -DSR_CLIP), DSR_CLIP)
+    F[DSR_A, i] = a + eta * da
+    F[DSR_B, i] = b + eta * db
+    return d
+
+
+@jit(inline=True)
+def _reward(kind, dd_pen, to_pen, liq_pen, prev_equity, equity, peak, closed_return, turnover, liquidated, dsr):
     """One account's step reward: the one copy of the reward rule (documented on ``envs.perp.PerpEnv``)."""
     if kind == REWARD_LOG_EQUITY:
         r = np.log(max(equity, _EPS) / max(prev_equity, _EPS))
+    elif kind == REWARD_DIFF_SHARPE:
+        r = dsr
     else:
         r = closed_return
     if dd_pen != 0:
@@ -571,6 +599,7 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
     dd_pen = par[P_DRAWDOWN_PENALTY]
     to_pen = par[P_TURNOVER_PENALTY]
     liq_pen = par[P_LIQUIDATION_PENALTY]
+    dsr_eta = par[P_DSR_ETA]
     block = max(int(par[P_EQUITY_BLOCK]), 1)
     nf = feats.shape[1]
     width = nf + N_ACCOUNT
@@ -619,9 +648,10 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
         dd = 1.0 - equity / F[PEAK, i]
         if dd > F[MAX_DD, i]:
             F[MAX_DD, i] = dd
+        dsr = _differential_sharpe(F, i, dsr_eta, F[PREV_EQUITY, i], equity) if kind == REWARD_DIFF_SHARPE else 0.0
         F[REWARD, i] = _reward(
             kind, dd_pen, to_pen, liq_pen, F[PREV_EQUITY, i], equity, F[PEAK, i], F[CLOSED_RETURN_NOW, i],
-            F[TURNOVER_NOW, i], I[LIQUIDATED_NOW, i],
+            F[TURNOVER_NOW, i], I[LIQUIDATED_NOW, i], dsr,
         )
         if I[STEPS, i] % block == 0:  # a new block of episode_length steps: the equity reference moves here
             F[REF_EQUITY, i] = equity

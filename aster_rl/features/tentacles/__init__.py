@@ -7,6 +7,7 @@ library once it exists).
 
 from aster_rl.features.tentacles import (
     btc_cycle,
+    clock,
     indicators,
     macro,
     market,
@@ -25,6 +26,7 @@ from aster_rl.features.tentacles.base import Tentacle
 #     ..., macro, pattern_library, strategy
 PIPELINE = (
     market,
+    clock,
     indicators,
     orderflow,
     whales,

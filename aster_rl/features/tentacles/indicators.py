@@ -15,6 +15,13 @@ Columns: ``indicators_rsi_<n>``, ``indicators_ema_dist_<p>`` (close / EMA - 1),
 ((upper - lower) / middle), ``indicators_atr_pct`` (ATR / close), candle patterns as 0/1
 (``_doji``, ``_hammer``, ``_shooting_star``, ``_bullish_engulfing``, ``_bearish_engulfing``)
 and the wick/body shares of the bar's range (``_upper_wick``, ``_lower_wick``, ``_body``).
+
+``volatility_ratio_window`` (default 0: off) makes the two volatility levels scale-free in
+time: with ``w`` > 0, ``indicators_bb_width`` and ``indicators_atr_pct`` are each divided by
+their own trailing median over ``w`` bars (including the bar; a ratio near 1). The levels
+follow the market's volatility regime: on the ASTER perp, listed in September 2025 with a
+launch-time volatility that November never reached again, November's ATR% lay below its
+whole training range on 31% of bars; the ratio compares each bar with its recent past only.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from aster_rl.indicator_math import wilder_atr
-from aster_rl.features.tentacles._causal import rolling_mean_std, safe_div
+from aster_rl.features.tentacles._causal import rolling_mean_std, rolling_median, safe_div
 from aster_rl.features.tentacles.base import Tentacle
 
 logger = logging.getLogger(__name__)
@@ -41,6 +48,7 @@ DEFAULTS = {
     "atr_period": 14,
     "doji_body": 0.1,  # body <= this share of the range
     "wick_body_ratio": 2.0,  # hammer / shooting star: long wick >= ratio x body
+    "volatility_ratio_window": 0,  # > 0: bb_width and atr_pct over their trailing median of this many bars
 }
 
 
@@ -123,7 +131,7 @@ def candle_patterns(o, h, low, c, doji_body: float = 0.1, wick_body_ratio: float
 
 def features(
     market, context, *, rsi_period, ema_periods, macd_fast, macd_slow, macd_signal, bb_window, bb_std, atr_period,
-    doji_body, wick_body_ratio,
+    doji_body, wick_body_ratio, volatility_ratio_window,
 ) -> pd.DataFrame:
     cdl = market.candles
     o, h, low, c = (cdl[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close"))
@@ -137,6 +145,9 @@ def features(
     out["indicators_bb_pband"] = safe_div(c - lower, upper - lower, 0.5)
     out["indicators_bb_width"] = safe_div(upper - lower, mid, 0.0)
     out["indicators_atr_pct"] = safe_div(wilder_atr(h, low, c, atr_period), c, 0.0)
+    if volatility_ratio_window:
+        for name in ("indicators_bb_width", "indicators_atr_pct"):
+            out[name] = safe_div(out[name], rolling_median(out[name], int(volatility_ratio_window)), 1.0)
     for name, values in candle_patterns(o, h, low, c, doji_body, wick_body_ratio).items():
         out[f"indicators_{name}"] = values
     for name, values in candle_shapes(o, h, low, c).items():
@@ -159,7 +170,8 @@ def reading(row: pd.Series) -> str:
     hist = row["indicators_macd_hist"]
     parts.append("MACD " + ("bullish" if hist > 0 else "bearish" if hist < 0 else "flat"))
     parts.append(f"Bollinger %B {row['indicators_bb_pband']:.2f}")
-    parts.append(f"ATR {row['indicators_atr_pct'] * 100:.2f}%")
+    atr = row["indicators_atr_pct"]
+    parts.append(f"ATR {atr * 100:.2f}%" if atr < 0.5 else f"ATR {atr:.2f}x its recent median")
     names = [n.replace("_", " ") for n in ("doji", "hammer", "shooting_star", "bullish_engulfing", "bearish_engulfing")
              if row[f"indicators_{n}"] >= 0.5]
     if names:
@@ -178,6 +190,7 @@ def warmup(params: dict) -> int:
         params["macd_slow"] + params["macd_signal"],
         params["bb_window"],
         params["atr_period"],
+        params.get("volatility_ratio_window", 0),
     ))
 
 

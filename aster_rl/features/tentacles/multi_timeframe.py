@@ -14,6 +14,15 @@ is 0 and ``multi_timeframe_available_<tf>`` is 0.
 
 Alignment = (bullish − bearish) / number of available timeframes (0 when none), in −1..1.
 
+``multi_timeframe_bullish_count``, ``_bearish_count`` and ``_considered`` count timeframes:
+bounded by the ladder's length, but on a history shorter than ``min_bars`` of the slowest
+timeframe they grow as the higher timeframes come online (a 6-week market trains with at
+most 5 available and is tested with 6), so a count never seen in training is a matter of
+elapsed history, not of the market. They are listed in :data:`HISTORY_COUNT_COLUMNS` and
+left out of the policy's observation (``aster_rl.evaluation.support``) like the cycle's time
+index; the per-timeframe trends and the alignment (a share, -1..1) carry the same
+information scale-free. They stay in the matrix for the readings and the brain report.
+
 The declared warm-up counts base bars for the base timeframe's own trend; higher
 timeframes switch on later through their availability flags.
 :func:`history_bars` gives the base bars needed until every timeframe is available.
@@ -42,6 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "deadband": 0.0005,
     "distance_clip": 1.0,
 }
+
+
+# Counts of timeframes that grow with the available history: left out of the policy's observation.
+HISTORY_COUNT_COLUMNS: tuple[str, ...] = (f"{NAME}_bullish_count", f"{NAME}_bearish_count", f"{NAME}_considered")
 
 
 def considered_timeframes(base: str, timeframes: Sequence[str] = TIMEFRAME_LADDER) -> list[str]:

@@ -41,7 +41,9 @@ def test_constant_near_constant_and_time_index_columns_are_left_out_by_name():
     for name in ("b_constant", "c_rare_flag", "btc_cycle_years"):
         assert name in notice
     assert "a_moving" not in notice and "3 of 5 feature columns" in notice
-    assert set(TIME_INDEX_COLUMNS) == {"btc_cycle_years", "btc_cycle_progress", "btc_cycle_phase_progress"}
+    assert set(TIME_INDEX_COLUMNS) == {"btc_cycle_years", "btc_cycle_progress", "btc_cycle_phase_progress",
+                                       "multi_timeframe_bullish_count", "multi_timeframe_bearish_count",
+                                       "multi_timeframe_considered"}
 
 
 def test_a_flag_seen_often_enough_is_kept():

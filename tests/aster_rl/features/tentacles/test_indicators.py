@@ -120,3 +120,24 @@ def test_rsi_ema_macd_equal_ta_bit_for_bit():
     ref = MACD(cl, window_slow=26, window_fast=12, window_sign=9)
     for mine, theirs in zip(macd(close, 12, 26, 9), (ref.macd(), ref.macd_signal(), ref.macd_diff())):
         np.testing.assert_array_equal(mine, theirs.to_numpy())
+
+
+def test_volatility_ratio_window_divides_the_levels_by_their_trailing_median_causally():
+    from aster_rl.features.tentacles import TENTACLES
+    from aster_rl.features.tentacles._causal import rolling_median
+    from factories import make_market
+
+    t = TENTACLES["indicators"]
+    market = make_market(600, seed=3)
+    level = t.compute(market)
+    ratio = t.compute(market, volatility_ratio_window=50)
+    for col in ("indicators_bb_width", "indicators_atr_pct"):
+        want = level[col].to_numpy() / rolling_median(level[col].to_numpy(), 50)
+        np.testing.assert_allclose(ratio[col].to_numpy()[100:], want[100:], rtol=1e-12)
+        assert abs(np.median(ratio[col].to_numpy()[100:]) - 1.0) < 0.2
+    others = [c for c in level.columns if c not in ("indicators_bb_width", "indicators_atr_pct")]
+    pd.testing.assert_frame_equal(ratio[others], level[others])
+    assert t.warmup(t.params({"volatility_ratio_window": 500})) == 500
+    for n in (1, 57, 333, 599):
+        pd.testing.assert_frame_equal(t.compute(market.head(n), volatility_ratio_window=50), ratio.iloc[:n])
+    assert "x its recent median" in t.reading(ratio.iloc[-1])
