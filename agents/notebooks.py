@@ -430,14 +430,14 @@ def store_notebook_market(config: AppConfig, market, source: str):
 def shared_real_market(config: AppConfig, name: str, n_bars: int | None = None):
     """The shared real market ``name`` (:func:`aster_rl.data.real.real_market`; its last ``n_bars`` bars, all
     when None) stored in the configured database (source ``real-<name>-<last bar>-<bars>``), with its
-    contract's tick and step in ``env``: the config reading it back, and the market."""
-    from aster_rl.data.real import CONTRACTS
+    contract's settings (:func:`aster_rl.data.real.contract_settings`): the config reading it back, and the market."""
+    from aster_rl.data.real import contract_settings
     from aster_rl.data.real import real_market as shared_market
 
     market = shared_market(name)
     if n_bars:
         market = market.window(market.candles.index[-min(int(n_bars), len(market))], None)
-    config = replace(config, env=CONTRACTS[name.upper()])
+    config = replace(config, **contract_settings(name))
     return store_notebook_market(config, market, f"real-{name.lower()}-{market.candles.index[-1]:%Y%m%d%H%M}-{len(market)}")
 
 

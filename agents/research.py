@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from aster_rl.config import AppConfig, replace
-from aster_rl.data.real import CONTRACTS, real_market
+from aster_rl.data.real import CONTRACTS, contract_settings, real_market
 from aster_rl.data.timeframes import TimeRange
 from aster_rl.evaluation.metrics import trade_costs
 
@@ -33,8 +33,8 @@ MONTH = pd.Timedelta(days=30.4375)
 
 
 def real_config(base: AppConfig, name: str, checkpoint_dir: str | Path) -> AppConfig:
-    """``base`` for the shared real market ``name``: its contract's tick and step, runs named after it."""
-    return replace(base, env=CONTRACTS[name.upper()],
+    """``base`` for the shared real market ``name``: its contract's settings, runs named after it."""
+    return replace(base, **contract_settings(name),
                    train={"name": f"real_{name.lower()}", "checkpoint_dir": str(checkpoint_dir)})
 
 

@@ -11,7 +11,8 @@
 
 Every candle file goes through the importer's checks (:func:`read_candle_file`). Each
 market comes with its contract's price tick and quantity step (:data:`CONTRACTS`), which the
-cost model's half-spread floor and the order rounding use.
+cost model's half-spread floor and the order rounding use, and its funding interval
+(:data:`FUNDING_HOURS`), for the clock tentacle: :func:`contract_settings`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,19 @@ CONTRACTS: dict[str, dict[str, Any]] = {
     "ETH": {"price_tick": 0.01, "qty_step": 0.001},
     "LTC": {"price_tick": 0.01, "qty_step": 0.001},
 }
+# hours between funding settlements (the clock tentacle reads the series' spacing when there is one;
+# the ASTER files carry no funding, and the ASTER perp settles every 4 hours)
+FUNDING_HOURS = {"ASTER": 4.0, "BTC": 8.0, "ETH": 8.0, "LTC": 8.0}
 REAL_MARKETS = tuple(CONTRACTS)
+
+
+def contract_settings(name: str) -> dict[str, dict[str, Any]]:
+    """The config sections a shared real market fixes: its tick and step (``env``), its funding interval
+    (``features``); for ``aster_rl.config.replace(config, **contract_settings(name))``."""
+    key = name.upper()
+    if key not in CONTRACTS:
+        raise DataError(f"real market {name!r}: expected one of {', '.join(REAL_MARKETS)}")
+    return {"env": dict(CONTRACTS[key]), "features": {"funding_interval_hours": FUNDING_HOURS[key]}}
 
 
 def _candles(path: Path, symbol: str) -> pd.DataFrame:

@@ -40,3 +40,15 @@ def test_a_funding_file_without_freqtrades_columns_is_refused(tmp_path):
     pd.DataFrame({"time": [1, 2], "rate": [0.0001, 0.0002]}).to_feather(path)
     with pytest.raises(DataError, match="expected freqtrade's funding columns"):
         read_freqtrade_funding(path)
+
+
+def test_contract_settings_apply_to_a_config():
+    from aster_rl.config import AppConfig, replace
+    from aster_rl.data.real import contract_settings
+
+    cfg = replace(AppConfig(), **contract_settings("aster"))
+    assert cfg.env.price_tick == 0.0001 and cfg.features.funding_interval_hours == 4.0
+    cfg = replace(AppConfig(), **contract_settings("BTC"))
+    assert cfg.env.price_tick == 0.1 and cfg.env.qty_step == 0.001 and cfg.features.funding_interval_hours == 8.0
+    with pytest.raises(DataError, match="expected one of"):
+        contract_settings("doge")
