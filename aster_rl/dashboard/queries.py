@@ -145,6 +145,7 @@ class DashboardStore:
             "kill_file": str(self.kill_file) if self.kill_file is not None and _exists(self.kill_file) else None,
             "decision": decision,
             "readings": readings(state, decision),
+            "effects": effects(state),
             "position": self.position(preds, last_close),
             "recent": records(preds.tail(RECENT).iloc[::-1]),
             "totals": totals(preds),
@@ -275,6 +276,15 @@ def readings(state: dict[str, Any], decision: dict[str, Any] | None) -> list[dic
         return [{"tentacle": str(k), "text": str(v)} for k, v in stored.items()]
     text = (decision or {}).get("reasoning") or ""
     return [{"tentacle": "", "text": t} for t in text.split("; ") if t]
+
+
+def effects(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Why the last decision: how far each tentacle moved P(side) (the runner's state), largest first."""
+    stored = state.get("effects")
+    if not isinstance(stored, dict):
+        return []
+    rows = [{"tentacle": str(k), "effect": float(v)} for k, v in stored.items() if isinstance(v, (int, float))]
+    return sorted(rows, key=lambda r: -abs(r["effect"]))
 
 
 def support(state: dict[str, Any]) -> dict[str, Any] | None:

@@ -76,6 +76,7 @@ function renderSnapshot(snap) {
     li.append(el("span", r.text));
     return li;
   }));
+  renderEffects(snap.effects || []);
   const p = snap.position;
   kv($("position"), p ? [
     ["side", `${p.side} ${p.leverage}x (${p.profile})`], ["entry", num(p.entry_price, 4)], ["last close", num(p.last_close, 4)],
@@ -98,6 +99,22 @@ function renderSnapshot(snap) {
   $("chart-legend").textContent = `${snap.candles.length} bars to ${when(snap.last_bar_ts)} (open time, UTC) · markers: fills and exits`;
   renderCommands(snap.commands);
   renderAge();
+}
+
+// Why this action: P(side | all) − P(side | tentacle blanked), one bar per tentacle, scaled to the largest.
+function renderEffects(effects) {
+  const top = Math.max(1e-9, ...effects.map((e) => Math.abs(e.effect)));
+  $("effects-line").textContent = effects.length
+    ? "why: " + effects.map((e) => `${e.tentacle} ${e.effect >= 0 ? "+" : "−"}${Math.abs(e.effect).toFixed(2)}`).join(", ")
+    : "why: (not stored for this policy)";
+  $("effects").replaceChildren(...effects.map((e) => {
+    const li = el("li");
+    const bar = el("span", "", `bar ${e.effect >= 0 ? "up" : "down"}`);
+    bar.style.width = `${(100 * Math.abs(e.effect)) / top}%`;
+    li.append(el("span", e.tentacle, "name"), el("span", "", "track"), el("span", `${e.effect >= 0 ? "+" : "−"}${Math.abs(e.effect).toFixed(3)}`, "num"));
+    li.children[1].append(bar);
+    return li;
+  }));
 }
 
 function renderSessions(sessions, current) {
