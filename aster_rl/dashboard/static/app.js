@@ -206,7 +206,31 @@ async function loadRuns() {
     ["evaluations", (r) => (r.evaluations || []).join(", ")]], data);
 }
 
-const LOADERS = { ledger: loadLedger, performance: loadPerformance, guard: loadRisk, runs: loadRuns };
+// Parity: the session's decisions against the backtester's on the same bars (computed on the server, cached per bar).
+async function loadParity() {
+  $("parity-state").textContent = "replaying the session's bars through the backtester…";
+  let p;
+  try {
+    p = await getJSON("/api/parity", { session: state.session });
+  } catch (e) {
+    $("parity-state").textContent = e.message;
+    kv($("parity"), []);
+    rows($("parity-drift"), [], []);
+    return;
+  }
+  $("parity-state").textContent = `run ${p.run_id} (${p.weights} weights${p.same_weights ? "" : ", NOT the weights the session names"})`;
+  const f = p.first_divergence;
+  kv($("parity"), [
+    ["bars compared", `${p.bars_compared}` + (p.not_compared ? ` (${p.not_compared} decisions without a backtest bar)` : "")],
+    ["divergent decisions", `${p.divergent} (${pct(p.divergent_share)})`],
+    ["first divergence", f ? `bar closed ${when(f.ts)}: live ${f.live}, backtest ${f.backtest}` : "none"],
+    ["outside the training ranges", p.drift ? `${pct(p.drift.outside_share)} of ${p.drift.bars} bars` : "– (the run has no support.json)"],
+  ]);
+  const drift = p.drift ? Object.entries(p.drift.tentacles).map(([tentacle, share]) => ({ tentacle, share })) : [];
+  rows($("parity-drift"), [["tentacle", (r) => r.tentacle], ["bars outside its training ranges", (r) => pct(r.share), "num"]], drift);
+}
+
+const LOADERS = { ledger: loadLedger, performance: loadPerformance, guard: loadRisk, runs: loadRuns, parity: loadParity };
 
 function showTab(name) {
   for (const b of document.querySelectorAll("nav button")) b.classList.toggle("active", b.dataset.tab === name);
