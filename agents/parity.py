@@ -5,7 +5,8 @@ For a session's stored decisions (the prediction rows), the run that made them i
 last decision's bar (as ``aster-rl backtest`` and a replay do), and the backtester
 (:func:`aster_rl.sim.backtest.backtest`) decides on the same bars from the first stored
 decision on. Compared per bar: the executed (side, leverage, profile) of the prediction row
-against the backtester's action. A decision the risk guard refused, a restart, or any
+against the backtester's action; a divergent row that carries a risk event (the guard refused
+or capped it) is counted apart and the first divergence shows its event. A decision the risk guard refused, a restart, or any
 difference in the features or the account makes the two paths diverge from that bar on, so
 the first divergent bar is the figure to look at.
 
@@ -66,8 +67,9 @@ def compare(policy: LoadedPolicy, market: Any, preds: pd.DataFrame, bar_ms: int)
     side_of = {name: i for i, name in enumerate(SIDE_NAMES)}
     lev_of = {int(lev): i for i, lev in enumerate(env.leverages)}
     prof_of = {name: i for i, name in enumerate(env.exit_profiles)}
-    compared, divergent, first = 0, 0, None
-    for ts, when, side, lev, prof in zip(preds["ts"], opened, preds["side"], preds["leverage"], preds["profile"]):
+    compared, divergent, guarded, first = 0, 0, 0, None
+    risks = preds["risk"] if "risk" in preds else pd.Series([None] * len(preds))
+    for ts, when, side, lev, prof, risk in zip(preds["ts"], opened, preds["side"], preds["leverage"], preds["profile"], risks):
         theirs = ref.get(when)
         if theirs is None:
             continue
@@ -75,14 +77,18 @@ def compare(policy: LoadedPolicy, market: Any, preds: pd.DataFrame, bar_ms: int)
         live = (side_of.get(str(side), -1), lev_of.get(int(lev), -1), prof_of.get(str(prof), -1))
         if live != theirs:
             divergent += 1
+            risk = risk if isinstance(risk, str) and risk else None
+            guarded += risk is not None
             if first is None:
                 shown = _action_text(live, policy) if min(live) >= 0 else f"{side} {lev}x {prof}"
-                first = {"ts": int(ts), "bar_open": when.isoformat(), "live": shown, "backtest": _action_text(theirs, policy)}
+                first = {"ts": int(ts), "bar_open": when.isoformat(), "live": shown, "backtest": _action_text(theirs, policy),
+                         "risk": risk}
     rows = features.matrix[pos[found][np.isin(index[pos[found]], res.actions.index)]]
     return {
         "bars_compared": compared,
         "divergent": divergent,
         "divergent_share": divergent / compared if compared else None,
+        "divergent_by_guard": guarded,  # divergent rows where the risk guard refused or capped the decision
         "first_divergence": first,
         "not_compared": int(len(preds) - compared),
         "drift": drift(policy, rows),

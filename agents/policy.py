@@ -121,7 +121,9 @@ class LoadedPolicy(DecidingPolicy):
             return dist.distribution[0].probs.cpu().numpy().astype(float).reshape(-1, 3)
 
     def tentacle_positions(self) -> dict[str, list[int]]:
-        """Tentacle -> the positions of its kept feature columns in the normalized observation."""
+        """Tentacle -> the positions of its kept feature columns in the normalized observation (none without a schema)."""
+        if self.schema is None:
+            return {}
         kept = self.support.kept if self.support is not None else list(self.schema.names)
         where = {name: i for i, name in enumerate(kept)}
         return {t: [where[c] for c in cols if c in where] for t, cols in self.schema.column_groups().items()}

@@ -71,6 +71,7 @@ def test_a_paper_replay_has_no_divergent_decision(replayed):
     assert report["run_id"] == run_dir.name and report["same_weights"]
     assert report["bars_compared"] == BARS and report["not_compared"] == 0
     assert report["divergent"] == 0 and report["divergent_share"] == 0.0 and report["first_divergence"] is None
+    assert report["divergent_by_guard"] == 0
     drift = report["drift"]
     assert drift["bars"] == BARS and 0 <= drift["outside_share"] <= 1
     assert set(drift["tentacles"]) == set(live_store.load_state(db, SESSION)["effects"])
@@ -99,6 +100,15 @@ def test_a_tampered_prediction_is_the_first_divergence(replayed):
     first = report["first_divergence"]
     assert first["ts"] == int(row["ts"]) and first["live"].startswith(other + " ")
     assert first["backtest"].startswith(row["side"] + " ")
+    assert report["divergent_by_guard"] == 0 and first["risk"] is None  # not the guard's doing
+    # a later decision the guard refused: counted apart, the first divergence stays the same bar
+    later = preds.iloc[k + 5]
+    with db.session() as s:
+        s.execute(update(Prediction).where(Prediction.session_id == session, Prediction.ts == int(later["ts"]))
+                  .values(side={"WAIT": "SELL", "BUY": "WAIT", "SELL": "WAIT"}[later["side"]], risk="max_leverage refused: test"))
+        s.commit()
+    again = session_parity(cfg, db, session, wait_outside_support=cfg.live.wait_outside_support)
+    assert again["divergent"] == 2 and again["divergent_by_guard"] == 1 and again["first_divergence"] == first
     assert pd.Timestamp(first["bar_open"]) == pd.Timestamp(int(row["ts"]) - 300_000, unit="ms", tz="UTC")
 
 

@@ -87,3 +87,5 @@ def test_a_loaded_policy_reading_one_tentacle_and_the_live_view_of_it():
     assert effects["volatility"] == pytest.approx(d.confidence - pol.side_probabilities(blanked[None, :])[0, side], abs=1e-6)
     assert live_effects(pol, obs, side) == effects
     assert live_effects(lambda o: np.zeros(3, dtype=np.int64), obs, side) is None  # a plain policy cannot say
+    pol.schema = None  # no feature schema: no tentacles to blank
+    assert pol.tentacle_effects(obs, side) == {}

@@ -105,7 +105,7 @@ function renderSnapshot(snap) {
 function renderEffects(effects) {
   const top = Math.max(1e-9, ...effects.map((e) => Math.abs(e.effect)));
   $("effects-line").textContent = effects.length
-    ? "why: " + effects.map((e) => `${e.tentacle} ${e.effect >= 0 ? "+" : "−"}${Math.abs(e.effect).toFixed(2)}`).join(", ")
+    ? "why: " + effects.map((e) => `${e.tentacle} ${e.effect >= 0 ? "+" : "−"}${Math.abs(e.effect).toFixed(top < 0.05 ? 3 : 2)}`).join(", ")
     : "why: (not stored for this policy)";
   $("effects").replaceChildren(...effects.map((e) => {
     const li = el("li");
@@ -222,8 +222,8 @@ async function loadParity() {
   const f = p.first_divergence;
   kv($("parity"), [
     ["bars compared", `${p.bars_compared}` + (p.not_compared ? ` (${p.not_compared} decisions without a backtest bar)` : "")],
-    ["divergent decisions", `${p.divergent} (${pct(p.divergent_share)})`],
-    ["first divergence", f ? `bar closed ${when(f.ts)}: live ${f.live}, backtest ${f.backtest}` : "none"],
+    ["divergent decisions", `${p.divergent} (${pct(p.divergent_share)})` + (p.divergent ? `, ${p.divergent_by_guard} of them by the risk guard` : "")],
+    ["first divergence", f ? `bar closed ${when(f.ts)}: live ${f.live}, backtest ${f.backtest}` + (f.risk ? ` (guard: ${f.risk})` : "") : "none"],
     ["outside the training ranges", p.drift ? `${pct(p.drift.outside_share)} of ${p.drift.bars} bars` : "– (the run has no support.json)"],
   ]);
   const drift = p.drift ? Object.entries(p.drift.tentacles).map(([tentacle, share]) => ({ tentacle, share })) : [];
