@@ -24,6 +24,13 @@ SB3's distribution for a ``MultiDiscrete`` action is a product of independent ca
 (``MultiCategoricalDistribution``: one ``Categorical`` per head, log-probabilities and
 entropies summed), so P(side) is the side head's probability itself, the marginal over
 leverage and profile.
+
+**Why this action** (:meth:`LoadedPolicy.tentacle_effects`): for one observation, how far each
+tentacle's inputs move P(side) of a given side: the tentacle's kept feature columns are
+blanked (set to 0 after the observation normalization, i.e. to their training mean) and the
+policy is asked again; the effect is P(side | all) − P(side | tentacle blanked). The
+tentacles are the feature schema's column groups (``FeatureSchema.column_groups``, the
+grouping :mod:`agents.importance` shuffles); all of them go through the network in one batch.
 """
 
 from __future__ import annotations
@@ -103,6 +110,28 @@ class LoadedPolicy(DecidingPolicy):
         more = f" and {len(cols) - TOP_COLUMNS} more" if len(cols) > TOP_COLUMNS else ""
         return "WAIT: outside the training support (" + ", ".join(cols[:TOP_COLUMNS]) + more + ")"
 
+    def side_probabilities(self, normalized: np.ndarray) -> np.ndarray:
+        """P(WAIT), P(BUY), P(SELL) per row of a batch of normalized observations (rows × 3)."""
+        import torch
+
+        policy = self.model.policy
+        with torch.no_grad():
+            obs_t, _ = policy.obs_to_tensor(np.asarray(normalized, dtype=np.float32))
+            dist = policy.get_distribution(obs_t)
+            return dist.distribution[0].probs.cpu().numpy().astype(float).reshape(-1, 3)
+
+    def tentacle_positions(self) -> dict[str, list[int]]:
+        """Tentacle -> the positions of its kept feature columns in the normalized observation (none without a schema)."""
+        if self.schema is None:
+            return {}
+        kept = self.support.kept if self.support is not None else list(self.schema.names)
+        where = {name: i for i, name in enumerate(kept)}
+        return {t: [where[c] for c in cols if c in where] for t, cols in self.schema.column_groups().items()}
+
+    def tentacle_effects(self, obs: np.ndarray, side: int) -> dict[str, float]:
+        """P(side | all) − P(side | tentacle blanked), per tentacle, for one raw observation (module docstring)."""
+        return tentacle_effects(self.side_probabilities, self.normalize(obs), self.tentacle_positions(), side)
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """The deterministic action (most probable per dimension) for a raw observation; the side is WAIT
         where the observation lies outside the training support and ``wait_outside_support`` is on."""
@@ -142,6 +171,22 @@ def action_confidence(probs: tuple[np.ndarray, ...], action: np.ndarray) -> floa
     leverage and profile; the joint probability of one (side, leverage, profile) triple is
     mostly the spread over the ladders and says little about whether the trade wins."""
     return float(probs[0][int(action[0])])
+
+
+def tentacle_effects(side_probabilities: Any, normalized: np.ndarray, positions: dict[str, list[int]],
+                     side: int) -> dict[str, float]:
+    """How far each tentacle moves P(side): ``side_probabilities(batch) -> rows × 3`` on the
+    normalized observation and on one copy per tentacle with its ``positions`` set to 0 (the
+    training mean after normalization), in one batch. Tentacles without kept columns are left out."""
+    if side not in (0, 1, 2):
+        raise ValueError(f"side {side}: must be 0 (WAIT), 1 (BUY) or 2 (SELL)")
+    base = np.asarray(normalized, dtype=np.float32).reshape(-1)
+    names = [t for t, idx in positions.items() if idx]
+    batch = np.repeat(base[None, :], len(names) + 1, axis=0)
+    for row, name in enumerate(names, start=1):
+        batch[row, positions[name]] = 0.0
+    p = np.asarray(side_probabilities(batch), dtype=float)[:, side]
+    return {name: float(p[0] - p[row]) for row, name in enumerate(names, start=1)}
 
 
 def load_policy(

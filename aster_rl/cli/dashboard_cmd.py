@@ -89,8 +89,14 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     def gate_of(run_name: str) -> str | None:
         return next((r["gate"] for r in run_listing(checkpoint_dir) if r["name"] == run_name), None)
 
+    def parity_of(session_id: str) -> dict[str, Any]:
+        from agents.parity import session_parity
+
+        return session_parity(config, reader, session_id, wait_outside_support=live_settings(config).wait_outside_support)
+
     store = DashboardStore(reader, Market.of(config.data), writer=writer, initial_equity_usd=config.env.initial_equity_usd,
-                           gate_of=gate_of, runs=lambda: run_listing(checkpoint_dir), kill_file=live_settings(config).kill_file)
+                           gate_of=gate_of, runs=lambda: run_listing(checkpoint_dir), kill_file=live_settings(config).kill_file,
+                           parity=parity_of)
     _check_port_free(args.host, args.port)
     token = new_token()
     token_file = write_token(config.data.data_dir, token)

@@ -2,7 +2,9 @@
 
 Routes (JSON unless said): ``/`` the page; ``/static/*`` its ES modules, CSS and the vendored
 chart library; ``GET /api/sessions``, ``/api/snapshot``, ``/api/predictions`` (and
-``/api/predictions.csv``), ``/api/performance``, ``/api/risk``, ``/api/runs``; ``GET
+``/api/predictions.csv``), ``/api/performance``, ``/api/risk``, ``/api/runs``, ``/api/parity`` (the session's decisions
+against the backtester's on the same bars; 404 when this dashboard has no parity function,
+422 naming the problem when the run or the bars are missing); ``GET
 /api/stream``: server-sent events, ``snapshot`` (the live view, when the session's state
 changed) and ``tick`` (the server's clock, every ``poll_s``), each with the id of the state
 it reflects (the state's write time, epoch ms); a client that reconnects with
@@ -37,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aster_rl.dashboard.auth import bearer_ok, local_host
 from aster_rl.dashboard.queries import DashboardStore, records
-from aster_rl.errors import StorageError
+from aster_rl.errors import AsterError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +151,20 @@ def _views(app: FastAPI, store: DashboardStore) -> None:
     @app.get("/api/runs")
     def runs() -> list[dict[str, Any]]:
         return store.runs()
+
+    @app.get("/api/parity")
+    def parity(session: str | None = None) -> dict[str, Any]:
+        if store.parity_of is None:
+            raise HTTPException(404, "this dashboard cannot replay sessions (no parity function)")
+        try:
+            report = store.parity(session)
+        except StorageError:
+            raise
+        except AsterError as e:
+            raise HTTPException(422, str(e)) from None
+        if report is None:
+            raise HTTPException(404, "no live session yet")
+        return report
 
 
 def _commands(app: FastAPI, store: DashboardStore, token: str) -> None:

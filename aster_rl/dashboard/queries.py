@@ -8,12 +8,15 @@ write the dashboard makes, a command row, goes through a separate writer handle
 Figures shown are the ledger's own: the win rate and P&L of closed trades (after fees,
 funding and slippage, as the runner recorded them), the realized equity (the starting
 equity plus closed trades), buy-and-hold over the same span from the stored closes, and the
-share of decisions whose reasoning says they lay outside the run's training support.
+share of decisions whose reasoning says they lay outside the run's training support. The parity
+report (the backtester's decisions on the session's bars) comes from a function the command
+gives (:mod:`agents.parity`): this room loads no run itself.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +84,7 @@ class DashboardStore:
         gate_of: Callable[[str], str | None] | None = None,
         runs: Callable[[], list[dict[str, Any]]] | None = None,
         kill_file: Any = None,
+        parity: Callable[[str], dict[str, Any]] | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -89,6 +93,9 @@ class DashboardStore:
         self.gate_of = gate_of
         self.list_runs = runs
         self.kill_file = kill_file
+        self.parity_of = parity  # session -> the backtester's replay of its bars (agents.parity, given by the command)
+        self._parity: dict[str, tuple[Any, dict[str, Any]]] = {}  # session -> (its last bar, the report)
+        self._parity_lock = threading.Lock()
         self.bar_ms = int(timeframe_to_timedelta(market.timeframe).total_seconds() * 1000)
 
     # ------------------------------------------------------------ sessions
@@ -145,6 +152,7 @@ class DashboardStore:
             "kill_file": str(self.kill_file) if self.kill_file is not None and _exists(self.kill_file) else None,
             "decision": decision,
             "readings": readings(state, decision),
+            "effects": effects(state),
             "position": self.position(preds, last_close),
             "recent": records(preds.tail(RECENT).iloc[::-1]),
             "totals": totals(preds),
@@ -233,6 +241,21 @@ class DashboardStore:
             "calibration": calibration(closed),
         })
 
+    def parity(self, session_id: str | None) -> dict[str, Any] | None:
+        """The session's decisions against the backtester's on the same bars (None without a parity
+        function); computed on request, kept until the session processes another bar."""
+        session = self.session_or_newest(session_id)
+        if self.parity_of is None or session is None:
+            return None
+        last = (live_store.load_state(self.reader, session) or {}).get("last_bar_ts")
+        with self._parity_lock:  # one computation at a time: it loads a run and replays the bars
+            cached = self._parity.get(session)
+            if cached is not None and cached[0] == last:
+                return cached[1]
+            report = clean(self.parity_of(session))
+            self._parity[session] = (last, report)
+            return report
+
     def runs(self) -> list[dict[str, Any]]:
         return clean(self.list_runs()) if self.list_runs is not None else []
 
@@ -275,6 +298,15 @@ def readings(state: dict[str, Any], decision: dict[str, Any] | None) -> list[dic
         return [{"tentacle": str(k), "text": str(v)} for k, v in stored.items()]
     text = (decision or {}).get("reasoning") or ""
     return [{"tentacle": "", "text": t} for t in text.split("; ") if t]
+
+
+def effects(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Why the last decision: how far each tentacle moved P(side) (the runner's state), largest first."""
+    stored = state.get("effects")
+    if not isinstance(stored, dict):
+        return []
+    rows = [{"tentacle": str(k), "effect": float(v)} for k, v in stored.items() if isinstance(v, (int, float))]
+    return sorted(rows, key=lambda r: -abs(r["effect"]))
 
 
 def support(state: dict[str, Any]) -> dict[str, Any] | None:

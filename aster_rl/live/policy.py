@@ -10,7 +10,9 @@ were written: the risk guard's model-age check) and ``support`` (an
 :class:`aster_rl.evaluation.support.ObservationSupport`: the runner counts the bars whose
 features lie outside the training ranges). A decision the policy overrides itself (a loaded
 run WAITs outside its training support, ``live.wait_outside_support``) carries why in
-``PolicyDecision.reason``; the runner puts it first in the prediction's reasoning.
+``PolicyDecision.reason``; the runner puts it first in the prediction's reasoning. A policy
+with ``tentacle_effects(obs, side)`` (a loaded run) also says how far each tentacle's inputs
+moved P(side): the runner keeps it in its state for the dashboard's "why this action".
 """
 
 from __future__ import annotations
@@ -51,3 +53,9 @@ def model_trained_at(policy: Any) -> float | None:
     """Unix time the policy's weights were written (``trained_at``; None when unknown)."""
     explicit = getattr(policy, "trained_at", None)
     return None if explicit is None else float(explicit)
+
+
+def tentacle_effects(policy: Any, obs: np.ndarray, side: int) -> dict[str, float] | None:
+    """P(side | all) − P(side | tentacle blanked) per tentacle, when ``policy`` can say (else None)."""
+    explain = getattr(policy, "tentacle_effects", None)
+    return dict(explain(obs, side)) if callable(explain) else None

@@ -81,7 +81,7 @@ from aster_rl.live.bars import Bar, LivePrices
 from aster_rl.live.brokers import SIDE_NAMES, WAIT, BarResult
 from aster_rl.live.pattern_outcomes import PatternMatcher, outcome_update
 from aster_rl.interfaces import BarSource, Broker, Policy
-from aster_rl.live.policy import decide, model_trained_at, model_version, run_id
+from aster_rl.live.policy import decide, model_trained_at, model_version, run_id, tentacle_effects
 from aster_rl.live.sources import ReplaySource
 from aster_rl.evaluation.support import SupportTally, support_of
 from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard, Verdict, brief
@@ -199,6 +199,7 @@ class LiveRunner:
         self._backlog: list[Bar] = []
         self._paused = False  # a dashboard "pause": no new positions until "resume"
         self._readings: dict[str, str] = {}  # the last decision's tentacle readings (in the state, for the dashboard)
+        self._effects: dict[str, float] | None = None  # the last decision's P(side) moved per tentacle (idem)
 
     @property
     def risk(self) -> RiskGuard:
@@ -417,6 +418,7 @@ class LiveRunner:
             "equity": float(self.broker.equity),
             "paused": self._paused,
             "readings": self._readings,
+            "effects": self._effects,  # P(side | all) - P(side | tentacle blanked), when the policy can say
             # the bars this runner process checked against the run's training support (for the dashboard)
             "support": self._support_counts(),
             "run_id": self.run_id,
@@ -709,6 +711,7 @@ class LiveRunner:
             self.support.check(row, bar.time)
         d = decide(self.policy, obs)
         side, lev_i, prof_i = d.action
+        self._effects = tentacle_effects(self.policy, obs, side) if 0 <= side <= 2 else None
         if not (0 <= side <= 2 and 0 <= lev_i < len(self.env_cfg.leverages) and 0 <= prof_i < len(self.profile_names)):
             raise ValueError(f"policy action {d.action} outside the action space (3, {len(self.env_cfg.leverages)}, {len(self.profile_names)})")
         side = gate_side(side, bar.ts_ns, int(self.tf.value), self.env_cfg.decision_every, self.env_cfg.min_hold_bars,

@@ -76,6 +76,7 @@ function renderSnapshot(snap) {
     li.append(el("span", r.text));
     return li;
   }));
+  renderEffects(snap.effects || []);
   const p = snap.position;
   kv($("position"), p ? [
     ["side", `${p.side} ${p.leverage}x (${p.profile})`], ["entry", num(p.entry_price, 4)], ["last close", num(p.last_close, 4)],
@@ -98,6 +99,22 @@ function renderSnapshot(snap) {
   $("chart-legend").textContent = `${snap.candles.length} bars to ${when(snap.last_bar_ts)} (open time, UTC) · markers: fills and exits`;
   renderCommands(snap.commands);
   renderAge();
+}
+
+// Why this action: P(side | all) − P(side | tentacle blanked), one bar per tentacle, scaled to the largest.
+function renderEffects(effects) {
+  const top = Math.max(1e-9, ...effects.map((e) => Math.abs(e.effect)));
+  $("effects-line").textContent = effects.length
+    ? "why: " + effects.map((e) => `${e.tentacle} ${e.effect >= 0 ? "+" : "−"}${Math.abs(e.effect).toFixed(top < 0.05 ? 3 : 2)}`).join(", ")
+    : "why: (not stored for this policy)";
+  $("effects").replaceChildren(...effects.map((e) => {
+    const li = el("li");
+    const bar = el("span", "", `bar ${e.effect >= 0 ? "up" : "down"}`);
+    bar.style.width = `${(100 * Math.abs(e.effect)) / top}%`;
+    li.append(el("span", e.tentacle, "name"), el("span", "", "track"), el("span", `${e.effect >= 0 ? "+" : "−"}${Math.abs(e.effect).toFixed(3)}`, "num"));
+    li.children[1].append(bar);
+    return li;
+  }));
 }
 
 function renderSessions(sessions, current) {
@@ -189,7 +206,31 @@ async function loadRuns() {
     ["evaluations", (r) => (r.evaluations || []).join(", ")]], data);
 }
 
-const LOADERS = { ledger: loadLedger, performance: loadPerformance, guard: loadRisk, runs: loadRuns };
+// Parity: the session's decisions against the backtester's on the same bars (computed on the server, cached per bar).
+async function loadParity() {
+  $("parity-state").textContent = "replaying the session's bars through the backtester…";
+  let p;
+  try {
+    p = await getJSON("/api/parity", { session: state.session });
+  } catch (e) {
+    $("parity-state").textContent = e.message;
+    kv($("parity"), []);
+    rows($("parity-drift"), [], []);
+    return;
+  }
+  $("parity-state").textContent = `run ${p.run_id} (${p.weights} weights${p.same_weights ? "" : ", NOT the weights the session names"})`;
+  const f = p.first_divergence;
+  kv($("parity"), [
+    ["bars compared", `${p.bars_compared}` + (p.not_compared ? ` (${p.not_compared} decisions without a backtest bar)` : "")],
+    ["divergent decisions", `${p.divergent} (${pct(p.divergent_share)})` + (p.divergent ? `, ${p.divergent_by_guard} of them by the risk guard` : "")],
+    ["first divergence", f ? `bar closed ${when(f.ts)}: live ${f.live}, backtest ${f.backtest}` + (f.risk ? ` (guard: ${f.risk})` : "") : "none"],
+    ["outside the training ranges", p.drift ? `${pct(p.drift.outside_share)} of ${p.drift.bars} bars` : "– (the run has no support.json)"],
+  ]);
+  const drift = p.drift ? Object.entries(p.drift.tentacles).map(([tentacle, share]) => ({ tentacle, share })) : [];
+  rows($("parity-drift"), [["tentacle", (r) => r.tentacle], ["bars outside its training ranges", (r) => pct(r.share), "num"]], drift);
+}
+
+const LOADERS = { ledger: loadLedger, performance: loadPerformance, guard: loadRisk, runs: loadRuns, parity: loadParity };
 
 function showTab(name) {
   for (const b of document.querySelectorAll("nav button")) b.classList.toggle("active", b.dataset.tab === name);

@@ -69,6 +69,7 @@ def test_routes_return_the_stored_rows(client, replayed):
     assert snap["totals"]["pnl_usd"] == pytest.approx(closed["pnl_usd"].sum())
     assert snap["gate"] == "gate of fixed-policy" and snap["support"] is None  # this policy has no training support
     assert snap["readings"] and all(r["tentacle"] and r["text"] for r in snap["readings"])  # named, from the state
+    assert snap["effects"] == []  # this policy cannot say how far each tentacle moved P(side)
     state = live_store.load_state(db, SESSION)
     assert snap["last_bar_ts"] == state["last_bar_ts"] and snap["equity"] == pytest.approx(state["equity"])
     assert snap["candles"][-1]["time"] * 1000 == state["last_bar_ts"]  # the chart ends at the last processed bar

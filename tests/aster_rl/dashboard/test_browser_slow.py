@@ -1,6 +1,7 @@
 """The dashboard in a real browser: a paper replay of a tiny trained run (``aster-rl live run
 --replay``) and ``aster-rl dashboard`` as two processes on one database; headless Chromium
-opens the page, the decision card must advance twice and match the stored row, with no
+opens the page, the decision card must advance twice and match the stored row, show the
+tentacles' effects on P(side), the Parity tab must show the backtester's comparison, with no
 console error (a CSP violation included). The screenshot goes to the test's tmp dir, and
 to ``reports/dashboard.png`` when ``ASTER_DASHBOARD_SCREENSHOT=1``."""
 
@@ -114,6 +115,15 @@ def test_the_page_follows_a_paper_replay(tmp_path):
             assert "gate" in page.locator("#gate").inner_text() and "run dash" in page.locator("#run").inner_text()
             assert page.locator("#chart canvas").count() > 0
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            # why this action: one bar per tentacle under the decision
+            assert page.locator("#effects li").count() > 1 and page.locator("#effects-line").inner_text().startswith("why: ")
+            # parity: the backtester on the same bars, computed on request
+            page.locator("nav button[data-tab=parity]").click()
+            page.wait_for_function("() => document.querySelector('#parity').textContent.includes('bars compared')",
+                                   timeout=120_000)
+            compared = page.locator("#parity tr", has_text="bars compared").locator("td").nth(1).inner_text()
+            assert int(compared.split()[0]) > 0 and page.locator("#parity-drift tr").count() > 1
+            page.screenshot(path=str(tmp_path / "parity.png"), full_page=True)
             if os.environ.get("ASTER_DASHBOARD_SCREENSHOT") == "1":  # for the README: some trades on the chart first
                 page.wait_for_function("() => Number(document.querySelector('#decision-side').dataset.id) >= 40",
                                        timeout=120_000)
