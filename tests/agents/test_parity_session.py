@@ -13,7 +13,8 @@ from sqlalchemy import update
 
 from agents.parity import session_parity
 from aster_rl.cli import main
-from aster_rl.config import AppConfig, replace, to_toml
+from tiny_runs import tiny_trained_run
+from aster_rl.config import replace
 from aster_rl.errors import DataError
 from aster_rl.storage import Database, live_store
 from aster_rl.storage.models import Prediction
@@ -25,25 +26,8 @@ SESSION = "parity-replay"
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
     """A tiny PPO run on a stored synthetic market, and a paper replay of its last bars through the live command."""
-    from agents.data import build_dataset
-    from agents.train import train
-
-    tmp = tmp_path_factory.mktemp("parity")
-    cfg = replace(
-        AppConfig(),
-        data={"data_dir": str(tmp / "data")},
-        synth={"n_bars": 12 * 288, "seed": 5},
-        env={"episode_length": 64},
-        train={"total_timesteps": 256, "n_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 2, "eval_freq": 128,
-               "net_arch": [16], "checkpoint_dir": str(tmp / "checkpoints"), "progress_bar": False, "seed": 3, "name": "parity"},
-        eval={"random_seeds": 2, "bootstrap_samples": 50, "bootstrap_block": 16},
-        live={"max_leverage": 50, "max_notional_usd": 1e12, "daily_loss_limit_fraction": 1.0, "stale_after_bars": 1e9,
-              "kill_file": str(tmp / "KILL")},
-    )
-    dataset = build_dataset(cfg)
-    run_dir = train(cfg, dataset).run_dir
-    config_file = tmp / "config.toml"
-    config_file.write_text(to_toml(cfg))
+    cfg, config_file, run_dir, dataset = tiny_trained_run(tmp_path_factory.mktemp("parity"), "parity", live={
+        "max_leverage": 50, "max_notional_usd": 1e12, "daily_loss_limit_fraction": 1.0, "stale_after_bars": 1e9})
     index = dataset.market.candles.index
     start = index[len(index) - BARS - 40]
     code = main(["--config", str(config_file), "live", "run", "--run", str(run_dir), "--replay", "--start", start.isoformat(),

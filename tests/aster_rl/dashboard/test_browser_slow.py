@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from aster_rl.config import AppConfig, replace, to_toml
 from aster_rl.storage import Database, live_store
+from tiny_runs import tiny_trained_run
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[3]
@@ -60,23 +60,7 @@ def test_the_page_follows_a_paper_replay(tmp_path):
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
 
-    from agents.data import build_dataset
-    from agents.train import train
-
-    cfg = replace(
-        AppConfig(),
-        data={"data_dir": str(tmp_path / "data")},
-        synth={"n_bars": 12 * 288, "seed": 5},
-        env={"episode_length": 64},
-        train={"total_timesteps": 256, "n_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 2, "eval_freq": 128,
-               "net_arch": [16], "checkpoint_dir": str(tmp_path / "checkpoints"), "progress_bar": False, "seed": 3,
-               "name": "dash"},
-        eval={"random_seeds": 2, "bootstrap_samples": 50, "bootstrap_block": 16},
-        live={"kill_file": str(tmp_path / "KILL"), "stale_after_bars": 1e9, "max_model_age_days": 1e9},
-    )
-    run_dir = train(cfg, build_dataset(cfg)).run_dir
-    config_file = tmp_path / "config.toml"
-    config_file.write_text(to_toml(cfg))
+    cfg, config_file, run_dir, _ = tiny_trained_run(tmp_path, "dash", live={"stale_after_bars": 1e9, "max_model_age_days": 1e9})
     port = _free_port()
     replay = _cli(config_file, "live", "run", "--run", str(run_dir), "--replay", "--pace", "1.0", "--max-bars", "120",
                   "--session", "browser", log=tmp_path / "replay.log")

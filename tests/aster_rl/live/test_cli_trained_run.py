@@ -13,7 +13,8 @@ import pytest
 
 from aster_rl.sim.backtest import backtest
 from aster_rl.cli import main
-from aster_rl.config import AppConfig, replace, to_toml
+from tiny_runs import tiny_trained_run
+from aster_rl.config import AppConfig
 from aster_rl.live.brokers import SIDE_NAMES
 from aster_rl.storage import Database, live_store
 
@@ -24,28 +25,9 @@ INCREMENTAL_BARS = 30  # and with the incremental (live) features
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny PPO run on a stored synthetic market, its config file and the market."""
-    from agents.data import build_dataset
-    from agents.train import train
-
-    tmp = tmp_path_factory.mktemp("trained")
-    cfg = replace(
-        AppConfig(),
-        data={"data_dir": str(tmp / "data")},
-        synth={"n_bars": 12 * 288, "seed": 5},
-        env={"episode_length": 64},
-        train={"total_timesteps": 256, "n_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 2, "eval_freq": 128,
-               "net_arch": [16], "checkpoint_dir": str(tmp / "checkpoints"), "progress_bar": False, "seed": 3,
-               "name": "live_e2e"},
-        eval={"random_seeds": 2, "bootstrap_samples": 50, "bootstrap_block": 16},
-        # limits that never bind, so the executed decisions are the policy's own (the guard has its own tests)
-        live={"max_leverage": 50, "max_notional_usd": 1e12, "daily_loss_limit_fraction": 1.0, "stale_after_bars": 1e9,
-              "kill_file": str(tmp / "KILL")},
-    )
-    dataset = build_dataset(cfg)  # stores the synthetic market in the database first
-    run_dir = train(cfg, dataset).run_dir
-    config_file = tmp / "config.toml"
-    config_file.write_text(to_toml(cfg))
-    return cfg, config_file, run_dir, dataset
+    # limits that never bind, so the executed decisions are the policy's own (the guard has its own tests)
+    return tiny_trained_run(tmp_path_factory.mktemp("trained"), "live_e2e", live={
+        "max_leverage": 50, "max_notional_usd": 1e12, "daily_loss_limit_fraction": 1.0, "stale_after_bars": 1e9})
 
 
 def _stored_actions(frame: pd.DataFrame, cfg: AppConfig) -> list[tuple[int, int, int]]:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from aster_rl.cli import main
-from aster_rl.config import AppConfig, replace, to_toml
+from tiny_runs import tiny_trained_run
+from aster_rl.config import AppConfig, replace
 from aster_rl.errors import ExchangeError
 from aster_rl.exchange.client import ExchangeClient, wallet_address
 from aster_rl.sim.prices import PriceArrays
@@ -23,25 +24,8 @@ REAL = ["--real", "--confirm", "I-UNDERSTAND"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny PPO run (its gate: no edge) on a stored synthetic market, and its config file."""
-    from agents.data import build_dataset
-    from agents.train import train
-
-    tmp = tmp_path_factory.mktemp("gate_cli")
-    cfg = replace(
-        AppConfig(),
-        data={"data_dir": str(tmp / "data")},
-        synth={"n_bars": 12 * 288, "seed": 5},
-        env={"episode_length": 64},
-        train={"total_timesteps": 128, "n_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 1, "eval_freq": 64,
-               "net_arch": [16], "checkpoint_dir": str(tmp / "checkpoints"), "progress_bar": False, "seed": 3, "name": "gate"},
-        eval={"random_seeds": 2, "bootstrap_samples": 50, "bootstrap_block": 16},
-        live={"kill_file": str(tmp / "KILL"), "stale_after_bars": 1e9},
-    )
-    dataset = build_dataset(cfg)
-    run_dir = train(cfg, dataset).run_dir
-    config_file = tmp / "config.toml"
-    config_file.write_text(to_toml(cfg))
-    return cfg, config_file, run_dir, dataset
+    return tiny_trained_run(tmp_path_factory.mktemp("gate_cli"), "gate", timesteps=128, n_epochs=1, eval_freq=64,
+                            live={"stale_after_bars": 1e9})
 
 
 @pytest.fixture
