@@ -7,8 +7,8 @@ zoo's ``--optimize --storage --study-name`` model). SQLite serves one worker at 
 concurrent workers need a server database (PostgreSQL).
 
 - **The space** is :data:`SPACE`, declared once: PPO's learning rate, entropy coefficient
-  and network size, the reward's turnover and drawdown penalties, and the leverage
-  ladder's cap. ``params`` narrows it to some of its keys (the rest keep the config's values).
+  and network size, the reward's turnover and drawdown penalties, the leverage ladder's
+  cap, the decision interval and minimum holding time, and the reward itself. ``params`` narrows it to some of its keys (the rest keep the config's values).
 - **The objective** is the judge's validation excess over ``exposure_matched``: the
   estimate in the deployment gate's record (:func:`agents.gate.judge_span`, run by
   :func:`agents.train.train` on the validation split that chose the checkpoint). The test
@@ -95,6 +95,12 @@ SPACE: tuple[Param, ...] = (
           why="reward cost per step of the drop from the peak equity"),
     Param("env.max_leverage", "categorical", choices=(3, 5, 10, 20, 50), grid=(5, 20),
           why="the leverage ladder's cap: rungs above it are dropped"),
+    Param("env.decision_every", "categorical", choices=(1, 3, 6, 12), grid=(1, 12),
+          why="bars between decisions (aster_rl.sim.decision): fewer entries, fewer costs"),
+    Param("env.min_hold_bars", "categorical", choices=(0, 6, 12, 36), grid=(0, 12),
+          why="a signal may not close a younger position (stops and targets still fire)"),
+    Param("env.reward", "categorical", choices=("log_equity", "differential_sharpe"),
+          grid=("log_equity", "differential_sharpe"), why="growth of equity vs. a risk-adjusted step reward"),
 )
 
 
