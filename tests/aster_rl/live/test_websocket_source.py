@@ -90,11 +90,23 @@ class Factory:
 
 
 def _caught_up(source: ExchangeSource, fake):
-    """The socket may move the exchange to the next bar once every closed bar was handed out."""
+    """The socket may move the exchange to the next bar once every closed bar was handed out and the
+    stream has polled REST at least once (else the first close could land before that first poll and
+    be fetched by it, a thread race, instead of being noticed by the socket)."""
+    polls: list[int] = []
+    poll = source.poll_new_bars
+
+    def counted_poll():
+        bars = poll()
+        polls.append(len(bars))
+        return bars
+
+    source.poll_new_bars = counted_poll  # type: ignore[method-assign]
 
     def advance() -> bool:
         last_closed_open = (fake.now_ms // TF_MS - 1) * TF_MS
-        return source.last_emitted is not None and int(source.last_emitted.value // 1_000_000) >= last_closed_open
+        return bool(polls) and source.last_emitted is not None and \
+            int(source.last_emitted.value // 1_000_000) >= last_closed_open
 
     return advance
 
