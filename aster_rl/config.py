@@ -239,6 +239,9 @@ class EnvConfig(_Section):
     drawdown_penalty: Float = Field(0.0, ge=0)
     turnover_penalty: Float = Field(0.0, ge=0)
     liquidation_penalty: Float = Field(1.0, ge=0)
+    # a charge per bar on the gross exposure held through the bar's close (notional / equity): a risk
+    # adjustment that makes holding without an expected move cost something, so waiting is learnable
+    exposure_penalty: Float = Field(0.0, ge=0)
     bankruptcy_fraction: Float = Field(0.1, ge=0, lt=1)  # equity below this share of the start ends the episode
     action_masks: Bool = False
     # The decision rule (aster_rl.sim.decision), the same in the envs, the backtester and the live runner:

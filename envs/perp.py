@@ -175,8 +175,9 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
     against moving moments of rate ``env.dsr_eta`` (reset with the episode; 0 on its first step,
     clipped to ±10). Each then subtracts
     ``env.drawdown_penalty × (1 − equity / peak equity)``, ``env.turnover_penalty × traded
-    notional / equity before the step`` and ``env.liquidation_penalty`` on a step with a
-    liquidation. The step kernel computes it (:func:`aster_rl.sim.kernels.step_accounts`).
+    notional / equity before the step``, ``env.liquidation_penalty`` on a step with a
+    liquidation and ``env.exposure_penalty × notional / equity`` of a position held through the
+    step's close. The step kernel computes it (:func:`aster_rl.sim.kernels.step_accounts`).
 
     ``env.decision_every`` (k) and ``env.min_hold_bars`` apply the decision rule of
     :mod:`aster_rl.sim.decision` to every action before the step: WAIT on bars that are not

@@ -100,9 +100,9 @@ N_COST = 3
     P_TAKER, P_SLIP_BASE, P_IMPACT, P_MARGIN_FRACTION, P_QTY_STEP, P_TICK, P_MIN_NOTIONAL,
     P_INITIAL, P_MAX_LEV, P_BANKRUPT, P_N_BRACKETS, P_N_LEVERAGES, P_N_PROFILES,
     P_REWARD_KIND, P_DRAWDOWN_PENALTY, P_TURNOVER_PENALTY, P_LIQUIDATION_PENALTY, P_EQUITY_BLOCK,
-    P_SPREAD_MULT, P_DSR_ETA,
-) = range(20)
-P_TABLES = 20
+    P_SPREAD_MULT, P_DSR_ETA, P_EXPOSURE_PENALTY,
+) = range(21)
+P_TABLES = 21
 REWARD_LOG_EQUITY, REWARD_TRADE_OUTCOME, REWARD_DIFF_SHARPE = 0, 1, 2
 REWARD_KINDS = {"log_equity": REWARD_LOG_EQUITY, "trade_outcome": REWARD_TRADE_OUTCOME,
                 "differential_sharpe": REWARD_DIFF_SHARPE}
@@ -150,6 +150,7 @@ def pack_params(cfg) -> np.ndarray:
     head[P_TURNOVER_PENALTY] = cfg.turnover_penalty
     head[P_LIQUIDATION_PENALTY] = cfg.liquidation_penalty
     head[P_DSR_ETA] = cfg.dsr_eta
+    head[P_EXPOSURE_PENALTY] = cfg.exposure_penalty
     head[P_EQUITY_BLOCK] = cfg.episode_length  # the equity-change observation's reference restarts every block
     tables = (
         [b.notional_cap_usd for b in brackets],
@@ -420,7 +421,8 @@ def _differential_sharpe(F, i, eta, prev_equity, equity):
 
 
 @jit(inline=True)
-def _reward(kind, dd_pen, to_pen, liq_pen, prev_equity, equity, peak, closed_return, turnover, liquidated, dsr):
+def _reward(kind, dd_pen, to_pen, liq_pen, prev_equity, equity, peak, closed_return, turnover, liquidated, dsr,
+            ex_pen, exposure):
     """One account's step reward: the one copy of the reward rule (documented on ``envs.perp.PerpEnv``)."""
     if kind == REWARD_LOG_EQUITY:
         r = np.log(max(equity, _EPS) / max(prev_equity, _EPS))
@@ -434,6 +436,8 @@ def _reward(kind, dd_pen, to_pen, liq_pen, prev_equity, equity, peak, closed_ret
         r -= to_pen * turnover / max(prev_equity, _EPS)
     if liq_pen != 0:
         r -= liq_pen * liquidated
+    if ex_pen != 0:
+        r -= ex_pen * exposure
     return r
 
 
@@ -600,6 +604,7 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
     to_pen = par[P_TURNOVER_PENALTY]
     liq_pen = par[P_LIQUIDATION_PENALTY]
     dsr_eta = par[P_DSR_ETA]
+    ex_pen = par[P_EXPOSURE_PENALTY]
     block = max(int(par[P_EQUITY_BLOCK]), 1)
     nf = feats.shape[1]
     width = nf + N_ACCOUNT
@@ -649,9 +654,11 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
         if dd > F[MAX_DD, i]:
             F[MAX_DD, i] = dd
         dsr = _differential_sharpe(F, i, dsr_eta, F[PREV_EQUITY, i], equity) if kind == REWARD_DIFF_SHARPE else 0.0
+        # gross exposure held through the bar's close: notional at the close / equity
+        exposure = F[QTY, i] * px[t1, PX_CLOSE] / max(equity, _EPS) if F[SIDE, i] != 0 else 0.0
         F[REWARD, i] = _reward(
             kind, dd_pen, to_pen, liq_pen, F[PREV_EQUITY, i], equity, F[PEAK, i], F[CLOSED_RETURN_NOW, i],
-            F[TURNOVER_NOW, i], I[LIQUIDATED_NOW, i], dsr,
+            F[TURNOVER_NOW, i], I[LIQUIDATED_NOW, i], dsr, ex_pen, exposure,
         )
         if I[STEPS, i] % block == 0:  # a new block of episode_length steps: the equity reference moves here
             F[REF_EQUITY, i] = equity

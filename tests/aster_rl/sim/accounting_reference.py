@@ -534,8 +534,9 @@ class SingleAccount:
 _EPS = 1e-12
 
 
-def step_rewards(cfg, prev_equity, equity, peak, closed_return, turnover, liquidated):
-    """The numpy reward of the step kernel (documented on ``envs.perp.PerpEnv``)."""
+def step_rewards(cfg, prev_equity, equity, peak, closed_return, turnover, liquidated, exposure=0.0):
+    """The numpy reward of the step kernel (documented on ``envs.perp.PerpEnv``); ``exposure`` is the
+    gross notional / equity held through the step's close."""
     if cfg.reward == "log_equity":
         r = np.log(np.maximum(equity, _EPS) / np.maximum(prev_equity, _EPS))
     else:
@@ -546,4 +547,6 @@ def step_rewards(cfg, prev_equity, equity, peak, closed_return, turnover, liquid
         r -= cfg.turnover_penalty * turnover / np.maximum(prev_equity, _EPS)
     if cfg.liquidation_penalty:
         r -= cfg.liquidation_penalty * liquidated
+    if cfg.exposure_penalty:
+        r -= cfg.exposure_penalty * exposure
     return r

@@ -127,17 +127,20 @@ def test_env_rewards_equal_reference(reward):
     prices = market(seed=7)
     features = np.random.default_rng(8).normal(size=(len(prices), 3)).astype(np.float32)
     cfg = EnvConfig(reward=reward, episode_length=150, drawdown_penalty=0.3, turnover_penalty=0.01,
-                    liquidation_penalty=2.0, margin_fraction=0.5)
+                    liquidation_penalty=2.0, exposure_penalty=0.002, margin_fraction=0.5)
     env = PerpEnv(features, prices, cfg)
     env.reset(seed=0)
     env.action_space.seed(0)
     b = env.book
-    penalized = {"closed": 0, "liquidated": 0, "turnover": 0}
+    penalized = {"closed": 0, "liquidated": 0, "turnover": 0, "exposure": 0}
     for _ in range(600):
         _, r, te, tr, _ = env.step(env.action_space.sample())
+        held = b.side != 0
+        exposure = np.where(held, b.qty * prices.close[b.t_bar] / np.maximum(b.equity, 1e-12), 0.0)
         want = ref.step_rewards(cfg, b.prev_equity, b.equity, b.peak, b.closed_return_now, b.turnover_now,
-                                b.liquidated_now)
+                                b.liquidated_now, exposure)
         np.testing.assert_allclose(r, want[0], rtol=1e-12, atol=1e-15)
+        penalized["exposure"] += bool(held[0])
         penalized["closed"] += bool(b.closed_return_now[0])
         penalized["liquidated"] += bool(b.liquidated_now[0])
         penalized["turnover"] += bool(b.turnover_now[0])
