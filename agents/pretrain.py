@@ -30,7 +30,7 @@ import pandas as pd
 
 from aster_rl.config import AppConfig, replace
 from aster_rl.data.real import CONTRACTS, contract_settings, real_market
-from aster_rl.errors import DataError
+from aster_rl.errors import ConfigError, DataError
 from aster_rl.evaluation.support import ColumnStats, ObservationSupport
 from aster_rl.sim.observation import N_ACCOUNT
 
@@ -104,6 +104,13 @@ def pretrain(config: AppConfig, markets: Any, data_dir: str | Path | None = None
     if before is not None:
         check_before(pooled.index[-1], before, f"pretraining on {'+'.join(names)}")
     return train(cfg, pooled, splits=pretrain_splits(cfg, pooled), run_dir=run_dir, progress_bar=progress_bar)
+
+
+def pretrain_for(config: AppConfig, first_train_bar: pd.Timestamp, *, progress_bar: bool = False) -> Any:
+    """Pretraining on ``train.pretrain_markets`` for a run whose first training bar is ``first_train_bar``."""
+    if config.train.init_from is not None:
+        raise ConfigError("train.pretrain_markets and train.init_from: give one (pretraining makes the run to start from)")
+    return pretrain(config, config.train.pretrain_markets, before=first_train_bar, progress_bar=progress_bar)
 
 
 def fine_tune_config(config: AppConfig, pretrained: Path) -> AppConfig:
