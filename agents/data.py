@@ -27,18 +27,21 @@ from aster_rl.config import AppConfig, replace
 from aster_rl.errors import DataError
 from aster_rl.data.market import MarketBundle
 from aster_rl.sim.prices import PriceArrays
-from aster_rl.evaluation.support import ObservationSupport
+from aster_rl.evaluation.support import TIME_INDEX_COLUMNS, ObservationSupport
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """One market with its features and prices, aligned bar for bar."""
+    """One market with its features and prices, aligned bar for bar; or several markets pooled
+    (:func:`pool_datasets`): ``segments`` are each market's bars ``[start, end)``, in ``markets`` order."""
 
     market: MarketBundle
     features: Any  # aster_rl.features.pipeline.FeatureSet
     prices: PriceArrays
+    segments: tuple[tuple[int, int], ...] = ()
+    markets: tuple[str, ...] = ()
 
     @property
     def matrix(self) -> np.ndarray:
@@ -108,6 +111,10 @@ def fill_warmup(features: Any) -> Any:
 
 
 PATTERN_LIBRARY = "pattern_library"
+# a column whose typical size differs more than this between pooled markets is not scale-free
+# (prices differ ~1,000x between BTC and LTC; volatility-driven readings differ < 10x)
+SCALE_RATIO = 50.0
+WEEK = pd.Timedelta(days=7)
 
 
 def with_pattern_library(config: AppConfig, params: dict[str, Any] | None = None) -> AppConfig:
@@ -211,12 +218,44 @@ def fold_dataset(config: AppConfig, dataset, splits) -> tuple[AppConfig, Any, di
     return fold_config, build_dataset(fold_config, market=dataset.market), figures
 
 
+def training_segments(dataset: Dataset, span: Any) -> list[tuple[int, int]] | None:
+    """The bars of ``span`` a pooled dataset trains on: each market's bars after its feature warm-up,
+    cut to the span (None for one market: the span itself)."""
+    if not dataset.segments:
+        return None
+    cut = [(max(a + dataset.warmup, span.start), min(b, span.end)) for a, b in dataset.segments]
+    return [(a, b) for a, b in cut if b > a]
+
+
+def training_rows(dataset: Dataset, span: Any) -> np.ndarray:
+    """The feature rows of the training span ``span`` (of its segments, when pooled)."""
+    segments = training_segments(dataset, span) or [(span.start, span.end)]
+    return np.concatenate([dataset.matrix[a:b] for a, b in segments])
+
+
+def scale_dependent(dataset: Dataset, span: Any, ratio: float = SCALE_RATIO) -> list[str]:
+    """Columns of a pooled dataset whose typical size (median |value| over each market's training bars)
+    differs by more than ``ratio`` between markets: a price level or a volume in units, not a scale-free
+    reading. Empty for one market."""
+    segments = training_segments(dataset, span)
+    if not segments or len(segments) < 2:
+        return []
+    med = np.stack([np.median(np.abs(dataset.matrix[a:b]), axis=0) for a, b in segments])
+    positive = (med > 0).all(axis=0)
+    spread = np.where(positive, med.max(axis=0) / np.where(positive, med.min(axis=0), 1.0), 1.0)
+    return [c for c, r in zip(dataset.columns, spread) if r > ratio]
+
+
 def observation_support(dataset: Dataset, train_span: Any) -> ObservationSupport:
     """The observation's columns and their training ranges, fitted on ``train_span`` only:
     columns constant (or near-constant) over it, and time-index columns, are left out with a
-    one-line notice (logged)."""
-    rows = dataset.matrix[train_span.start : train_span.end]
-    support = ObservationSupport.fit(rows, dataset.columns)
+    one-line notice (logged). A pooled dataset fits on its markets' training bars and leaves out
+    the columns that are not scale-free across them (:func:`scale_dependent`), with a notice."""
+    rows = training_rows(dataset, train_span)
+    scaled = scale_dependent(dataset, train_span)
+    if scaled:
+        logger.info("left out of pooled training (not scale-free across %s): %s", "+".join(dataset.markets), ", ".join(scaled))
+    support = ObservationSupport.fit(rows, dataset.columns, exclude=(*TIME_INDEX_COLUMNS, *scaled))
     if not support.kept:
         raise DataError(
             f"every one of the {len(dataset.columns)} feature columns is constant over the {len(rows)} training bars; "
@@ -225,3 +264,48 @@ def observation_support(dataset: Dataset, train_span: Any) -> ObservationSupport
     if support.dropped:
         logger.info("%s", support.notice())  # train and demo print it; metrics.json keeps it
     return support
+
+
+def pool_datasets(parts: list[tuple[str, Dataset]]) -> Dataset:
+    """Several markets' datasets laid end to end as one (``(name, dataset)`` pairs, each built on its own
+    bars: no feature crosses a seam). Every bar keeps its own prices, cost rows and funding. Refused
+    unless the feature schemas are the same.
+
+    The bar times must increase through the matrix, so the market whose data ends last keeps its dates
+    and comes last; each earlier one is moved back by whole weeks (hour of day and weekday kept) to end
+    before the next begins. No pooled bar time is later than the latest real one: ``index[-1]`` is the
+    last bar any of the markets holds."""
+    if len(parts) < 2:
+        raise DataError(f"pooling needs at least two markets, got {len(parts)}")
+    name0, first = parts[0]
+    for name, d in parts[1:]:
+        if d.schema.hash != first.schema.hash or d.prices.timeframe != first.prices.timeframe:
+            diff = "; ".join(first.schema.diff(d.schema)) or f"timeframe {d.prices.timeframe} vs {first.prices.timeframe}"
+            raise DataError(f"pooled markets {name0} and {name}: different feature schemas ({diff})")
+    order = sorted(parts, key=lambda p: p[1].index[-1])
+    bar = pd.Timedelta(int(np.diff(first.prices.timestamps[:2])[0]), "ns")
+    shifts = [pd.Timedelta(0)] * len(order)
+    next_first = order[-1][1].index[0]
+    for i in range(len(order) - 2, -1, -1):
+        d = order[i][1]
+        weeks = max(0, -(-(d.index[-1] - next_first + bar) // WEEK))
+        shifts[i] = -weeks * WEEK
+        next_first = d.index[0] + shifts[i]
+    fields = ("open", "high", "low", "close", "volume", "atr", "funding_rate", "half_spread", "sigma_daily", "volume_daily")
+    prices = PriceArrays(
+        np.concatenate([d.prices.timestamps + shift.value for (_, d), shift in zip(order, shifts)]),
+        **{f: np.concatenate([getattr(d.prices, f) for _, d in order]) for f in fields},
+        timeframe=first.prices.timeframe,
+    )
+    index = pd.DatetimeIndex(pd.to_datetime(prices.timestamps, unit="ns", utc=True))
+    candles = pd.concat([d.market.candles for _, d in order]).set_axis(index)
+    names = tuple(name for name, _ in order)
+    features = dataclasses.replace(first.features, matrix=np.concatenate([d.matrix for _, d in order]), index=index,
+                                   warmup=max(d.warmup for _, d in order))
+    ends = np.cumsum([len(d) for _, d in order])
+    segments = tuple((int(e - len(d)), int(e)) for e, (_, d) in zip(ends, order))
+    market = MarketBundle(symbol="+".join(d.market.symbol for _, d in order), timeframe=first.market.timeframe, candles=candles)
+    logger.info("pooled %s: %d bars (%s)", "+".join(names), len(prices), ", ".join(
+        f"{n} {d.index[0]:%Y-%m-%d} .. {d.index[-1]:%Y-%m-%d}" + (f" moved {s.days} days" if s.value else "")
+        for (n, d), s in zip(order, shifts)))
+    return Dataset(market=market, features=features, prices=prices, segments=segments, markets=names)

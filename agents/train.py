@@ -39,9 +39,10 @@ from aster_rl.errors import ConfigError, DataError
 from aster_rl.data.timeframes import TimeRange, timeframe_to_timedelta
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
-from agents.data import bind_pattern_library, observation_support
+from agents.data import bind_pattern_library, observation_support, training_segments
 from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.gate import GateRecord, judge_span, write_gate
+from agents.pretrain import initial_state
 from agents.run_dir import RunDir
 from agents.run_files import save_model
 from agents.splits import Splits, range_splits
@@ -151,22 +152,27 @@ def train(
             "use more data or a shorter env.episode_length"
         )
     config = bind_pattern_library(config, dataset, splits)  # the run's config holds the library snapshot it trains with
+    init = initial_state(config, dataset, splits)  # train.init_from: another run's weights, statistics and columns
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     rd = RunDir(run_dir)
     rd.config.write_text(to_toml(config))
     rd.schema.write_text(json.dumps(dataset.schema.to_dict(), indent=2))
     rd.splits.write_text(json.dumps(splits.to_dict(dataset.prices.timestamps), indent=2))
-    support = observation_support(dataset, splits.train)
+    support = init.support if init else observation_support(dataset, splits.train)
     support.save(run_dir)
 
     venv = BatchedPerpEnv(
         support.select_features(dataset.matrix), dataset.prices, config.env, t.n_envs,
         start=splits.train.start, end=splits.train.end, random_start=True, seed=t.seed,
+        segments=training_segments(dataset, splits.train),
     )
-    vn = VecNormalize(venv, norm_obs=t.normalize_observations, norm_reward=True, gamma=t.gamma, clip_obs=10.0)
+    vn = init.normalizer(venv) if init else VecNormalize(
+        venv, norm_obs=t.normalize_observations, norm_reward=True, gamma=t.gamma, clip_obs=10.0)
     tb_dir = str(rd.tensorboard) if t.tensorboard else None
     model = make_model(config, vn, tb_dir)
+    if init:
+        init.load_into(model)
 
     periods = periods_per_year_of(dataset.prices.timeframe)
     bar_td = timeframe_to_timedelta(dataset.prices.timeframe)

@@ -290,6 +290,10 @@ class TrainConfig(_Section):
     tensorboard: Bool = True
     progress_bar: Bool = True
     trials: Int = Field(1, ge=1)  # tries (seeds, configurations, retrains) that led to this run; deflates its Sharpe
+    # pretraining: the real markets pooled before training (agents.pretrain); init_from: the run whose weights,
+    # observation statistics and observation columns training starts from
+    pretrain_markets: tuple[Annotated[str, Strict(), Field(min_length=1)], ...] = ()
+    init_from: NonEmptyPath | None = None
 
     @model_validator(mode="after")
     def _check_shapes(self) -> TrainConfig:

@@ -7,6 +7,11 @@ gives exactly what ``PerpEnv`` reset with ``seed + i`` gives for the same action
 Finished accounts are reset automatically, SB3 style: the returned observation is the
 new episode's first one and ``info["terminal_observation"]`` holds the last one.
 
+``segments=[(start, end), ...]`` restricts episodes to several bar ranges of one matrix (the
+markets of a pooled dataset laid end to end): each episode starts in one segment, drawn with
+probability proportional to its number of start bars, and ends before that segment's end,
+so no episode crosses from one segment into the next.
+
 One step is one compiled kernel call for all accounts (the one ``PerpEnv`` makes with
 N = 1): orders, bars, episode ends and the observations written into a fresh array.
 ``infos`` is a lazy sequence: each env's dict (the same keys as ``PerpEnv``'s) is built
@@ -24,6 +29,7 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
 from aster_rl.config import EnvConfig
+from aster_rl.errors import DataError
 from aster_rl.sim import kernels as K
 from aster_rl.sim.accounting import AccountBook, check_env_inputs, price_matrix, trade_records
 from aster_rl.sim.decision import gate_actions, rule_active, timeframe_ns
@@ -107,11 +113,13 @@ class BatchedPerpEnv(VecEnv):
         episode_length: int | None = None,
         random_start: bool = True,
         seed: int | None = None,
+        segments: Sequence[tuple[int, int]] | None = None,
     ):
         cfg = EnvConfig() if cfg is None else cfg
         feats, self._first_t, self._end, self.episode_length = check_env_inputs(
             features, prices, cfg, start, end, episode_length
         )
+        self._starts = None if segments is None else self._start_ranges(feats, prices, cfg, int(start), segments)
         if int(n_envs) < 1:
             raise ValueError(f"n_envs = {n_envs}: need at least one env")
         n = int(n_envs)
@@ -141,14 +149,39 @@ class BatchedPerpEnv(VecEnv):
             self.seed(seed)
 
     # ------------------------------------------------------------------ resets
+    def _start_ranges(self, feats: np.ndarray, prices: PriceArrays, cfg: EnvConfig, start: int,
+                      segments: Sequence[tuple[int, int]]) -> np.ndarray:
+        """(first, latest) start bar of each segment, each checked to lie inside ``[start, end)``
+        and to hold more than one episode."""
+        rows = []
+        for a, b in segments:
+            if not start <= a < b <= self._end:
+                raise DataError(f"segment {a}..{b}: must lie inside the env's bars {start}..{self._end}")
+            _, first, _, _ = check_env_inputs(feats, prices, cfg, a, b, self.episode_length)
+            if b - 1 - first < self.episode_length:
+                raise DataError(f"segment {a}..{b}: {b - first} bars from its first bar {first}, not more than one "
+                                f"episode ({self.episode_length})")
+            rows.append((first, latest_start(first, b, self.episode_length)))
+        if not rows:
+            raise DataError("segments: none given")
+        return np.array(rows, dtype=np.int64)
+
     def _draw_start(self, i: int, seed: int | None) -> int:
         rng = self._rngs[i]
         if seed is not None or rng is None:
             rng, _ = seeding.np_random(seed)
             self._rngs[i] = rng
-        latest = latest_start(self._first_t, self._end, self.episode_length)
-        if self.random_start and latest > self._first_t:
-            return int(rng.integers(self._first_t, latest + 1))
+        if self._starts is not None:
+            first, latest = self._starts[:, 0], self._starts[:, 1]
+            if not self.random_start:
+                return int(first[0])
+            k = int(rng.integers(0, int((latest - first + 1).sum())))  # one of all the segments' start bars
+            cum = np.cumsum(latest - first + 1)
+            j = int(np.searchsorted(cum, k, side="right"))
+            return int(latest[j] - (cum[j] - 1 - k))
+        latest_t = latest_start(self._first_t, self._end, self.episode_length)
+        if self.random_start and latest_t > self._first_t:
+            return int(rng.integers(self._first_t, latest_t + 1))
         return self._first_t
 
     def _reset_envs(self, idx: np.ndarray, seeds: list[int | None]) -> None:

@@ -19,6 +19,11 @@ def register(sub) -> None:
         "excluded); it is split into train, validation and test as usual, the test split at its end, and the "
         "range is recorded in splits.json. Judge the run on a later range with `evaluate RUN --timerange`",
     )
+    p.add_argument(
+        "--pretrain", metavar="MARKETS",
+        help="first pretrain on these shared real markets pooled (e.g. BTC,ETH,LTC: their whole files, which must end "
+        "before the first training bar), then train from that run (train.pretrain_markets; train.init_from names a run)",
+    )
     p.set_defaults(func=run)
 
 
@@ -30,11 +35,14 @@ def with_overrides(config: AppConfig, args) -> AppConfig:
         changes["seed"] = args.seed
     if getattr(args, "timesteps", None) is not None:
         changes["total_timesteps"] = args.timesteps
+    if getattr(args, "pretrain", None):
+        changes["pretrain_markets"] = args.pretrain.split(",")
     return replace(config, train=changes) if changes else config
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset
+    from agents.pretrain import fine_tune_config, pretrain_for
     from agents.train import default_splits, train
     from aster_rl.data.timeframes import parse_timerange
 
@@ -43,6 +51,10 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     tty = sys.stderr.isatty()
     dataset = build_dataset(config, progress=tty)
     splits = default_splits(config, dataset, timerange)
+    if config.train.pretrain_markets:
+        pre = pretrain_for(config, dataset.index[splits.train.start], progress_bar=config.train.progress_bar and tty)
+        print(f"pretrained: {pre.run_dir}" + (f" ({pre.gate.line()})" if pre.gate else ""))
+        config = fine_tune_config(config, pre.run_dir)
     result = train(config, dataset, splits=splits, progress_bar=config.train.progress_bar and tty)
     m = result.metrics
     best = m.get("best_validation", {})
