@@ -62,6 +62,8 @@ class EnsemblePolicy(DecidingPolicy):
         self.config = first.config
         self.support = first.support
         self.run_dir = first.run_dir
+        # a member forced to WAIT outside the support makes the ensemble WAIT
+        self.wait_outside_support = any(m.wait_outside_support for m in self.members)
 
     @property
     def model_version(self) -> str:
