@@ -260,9 +260,8 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None, timeran
                 ensemble: bool = False) -> WalkForwardResult:
     """Train and test ``eval.walkforward_folds`` folds x ``eval.walkforward_seeds`` seeds, on the bars in ``timerange``
     (every bar when None); with ``ensemble`` each fold's seeds also as one ensemble (:func:`ensemble_job`)."""
-    if ensemble and config.eval.walkforward_seeds < 2:
-        raise ConfigError(f"an ensemble needs at least two seeds per fold; eval.walkforward_seeds = "
-                          f"{config.eval.walkforward_seeds}")
+    if ensemble:
+        check_ensemble(config)
     folds = fold_splits(config, dataset, timerange)
     if out_dir is None:
         out_dir = Path(config.train.checkpoint_dir) / f"{config.train.name}__walkforward__{int(time.time())}"
@@ -275,6 +274,13 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None, timeran
         if ensemble:
             result.ensembles.append(ensemble_job(fold, splits, k, [Path(r["run_dir"]) for r in runs], out_dir))
     return finish(result, len(folds), config, timerange)
+
+
+def check_ensemble(config: AppConfig) -> None:
+    """An ensemble needs at least two seeds per fold."""
+    if config.eval.walkforward_seeds < 2:
+        raise ConfigError(f"an ensemble needs at least two seeds per fold; eval.walkforward_seeds = "
+                          f"{config.eval.walkforward_seeds}")
 
 
 # ---------------------------------------------------------------- fan-out over shared storage
@@ -404,8 +410,9 @@ def fanout_worker(spec: FanoutSpec, dataset) -> int:
         storage.engine.dispose()
 
 
-def fanout_result(spec: FanoutSpec, dataset) -> WalkForwardResult:
-    """The aggregate of a finished fanned-out walk-forward, written to its ``walkforward.json``."""
+def fanout_result(spec: FanoutSpec, dataset, *, ensemble: bool = False) -> WalkForwardResult:
+    """The aggregate of a finished fanned-out walk-forward, written to its ``walkforward.json``; with ``ensemble``
+    each fold's seed runs (their directories must be reachable here) also as one ensemble (:func:`ensemble_job`)."""
     folds = fold_splits(spec.config, dataset, spec.timerange)
     storage, study = _open_jobs(spec, len(folds) * spec.config.eval.walkforward_seeds)
     try:
@@ -413,14 +420,22 @@ def fanout_result(spec: FanoutSpec, dataset) -> WalkForwardResult:
     finally:
         storage.engine.dispose()
     result = WalkForwardResult(out_dir=spec.out_dir(), runs=[records[j] for j in sorted(records)])
+    if ensemble:
+        for k, splits in enumerate(folds):
+            members = [Path(r["run_dir"]) for r in sorted(result.runs, key=lambda r: r["seed"]) if r["fold"] == k]
+            fold = fold_dataset(spec.config, dataset, splits)
+            result.ensembles.append(ensemble_job(fold, splits, k, members, result.out_dir))
     return finish(result, len(folds), spec.config, spec.timerange)
 
 
-def walkforward_fanout(spec: FanoutSpec, dataset, workers: int = 1) -> WalkForwardResult:
+def walkforward_fanout(spec: FanoutSpec, dataset, workers: int = 1, *, ensemble: bool = False) -> WalkForwardResult:
     """Work the fanned-out walk-forward with ``workers`` processes here (others may join from elsewhere with
-    the same config and storage); its aggregate, equal to :func:`walkforward`'s for the same config."""
+    the same config and storage); its aggregate, equal to :func:`walkforward`'s for the same config (with
+    ``ensemble``, the fold ensembles too)."""
     from agents.tune import fork_or_spawn
 
+    if ensemble:
+        check_ensemble(spec.config)
     folds = fold_splits(spec.config, dataset, spec.timerange)
     storage, _ = _open_jobs(spec, len(folds) * spec.config.eval.walkforward_seeds)
     storage.engine.dispose()
@@ -430,4 +445,4 @@ def walkforward_fanout(spec: FanoutSpec, dataset, workers: int = 1) -> WalkForwa
         codes = fork_or_spawn(fanout_worker, [(spec, dataset)] * workers)
         if any(codes):
             raise DataError(f"walk-forward workers exited with {codes}; run the same command again to resume")
-    return fanout_result(spec, dataset)
+    return fanout_result(spec, dataset, ensemble=ensemble)

@@ -89,3 +89,25 @@ def test_an_ensemble_needs_two_seeds(tmp_path):
     cfg = replace(tiny_config(tmp_path), eval={"walkforward_seeds": 1})
     with pytest.raises(ConfigError, match="at least two seeds"):
         walkforward(cfg, None, out_dir=tmp_path / "wf", ensemble=True)
+
+
+def test_fanned_out_walkforward_gives_the_same_fold_ensembles(wf):
+    pytest.importorskip("optuna")
+    from agents.walkforward import FanoutSpec, walkforward_fanout
+
+    cfg, ds, seq = wf
+    spec = FanoutSpec(config=cfg, storage=f"sqlite:///{seq.out_dir.parent / 'jobs.db'}")
+    fanned = walkforward_fanout(spec, ds, ensemble=True)
+    keys = ("fold", "seed", "agent_net_return", "agent_trades", "agent_excess_exposure_matched", "agent_excess_flat")
+    assert [{k: e[k] for k in keys} for e in fanned.ensembles] == [{k: e[k] for k in keys} for e in seq.ensembles]
+    assert [e["gate"]["line"] for e in fanned.ensembles] == [e["gate"]["line"] for e in seq.ensembles]
+    assert fanned.ensemble_summary["verdict"] == seq.ensemble_summary["verdict"]
+    assert all(RunDir(e["run_dir"]).path.parent == spec.out_dir() for e in fanned.ensembles)
+
+
+def test_walkforward_command_refuses_an_ensemble_of_one_seed(tmp_path, capsys):
+    from aster_rl.cli import main
+
+    assert main(["--set", f"data.data_dir={tmp_path}", "walkforward", "--seeds", "1", "--ensemble"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "at least two seeds per fold" in err
