@@ -63,7 +63,7 @@ class WalkForwardResult:
 
     def table(self) -> str:
         lines = [f"{'fold':>4} {'seed':>4} {'test period':<35} {'agent':>9} {'excess/em':>10} {'best baseline':>22} {'beats':>6}"]
-        for r in self.runs + self.ensembles:
+        for r in sorted(self.runs + self.ensembles, key=lambda r: (r["fold"], r["seed"] == ENSEMBLE_SEED)):  # a fold's ens last
             lines.append(
                 f"{r['fold']:>4} {r['seed']:>4} {r['test_first_bar'][:16] + ' .. ' + r['test_last_bar'][:16]:<35} "
                 f"{r['agent_net_return']:>+9.2%} {r.get('agent_excess_exposure_matched', float('nan')):>+10.2%} "

@@ -54,6 +54,8 @@ def test_one_ensemble_row_per_fold_with_its_gate_and_verdict(wf):
     assert len(saved["ensembles"]) == 2 and saved["ensemble_summary"]["verdict"] == s["verdict"]
     assert saved["summary"]["runs"] == 4  # the seeds' aggregate holds the seed runs only
     table = result.table()
+    assert [line.split()[:2] for line in table.splitlines()[1:7]] == [
+        ["0", "3"], ["0", "4"], ["0", "ens"], ["1", "3"], ["1", "4"], ["1", "ens"]]
     assert "ensemble verdict:" in table and "fold 1 ensemble gate:" in table
 
 
