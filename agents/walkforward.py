@@ -12,8 +12,10 @@ intervals on K - 1 degrees of freedom. "Evidence of an edge" needs at least
 
 With ``ensemble=True`` each fold's seed runs (they share the fold's splits) are also judged
 as one policy, :func:`agents.ensemble.load_ensemble`: the same test evaluation as a seed
-run, and the gate's verdict on the fold's validation split with the fold's seeds as its
-candidates (the ensemble is one more policy chosen among them). Its files go to a folder per
+run, and the gate's verdict on the fold's validation split. That split chose each member's
+checkpoint, so the ensemble is one more candidate among every checkpoint the members
+evaluated there: the gate counts them all (plus the ensemble) as its candidates, each a
+trial in the deflated Sharpe ratio. Its files go to a folder per
 fold (``fold<k>__ens``: ``eval/``, ``gate.json``, ``members.json``); its rows
 (seed ``"ens"``) get their own aggregate over the K fold ensembles, by the same rule.
 """
@@ -39,7 +41,7 @@ from aster_rl.errors import ConfigError, DataError
 from agents.data import fold_dataset
 from agents.ensemble import load_ensemble
 from agents.evaluate import jsonable, evaluate_policy
-from agents.gate import judge_span
+from agents.gate import judge_span, read_gate
 from agents.policy import load_policy
 from agents.run_dir import WALKFORWARD_FILE, RunDir
 from agents.run_files import write_manifest
@@ -213,10 +215,17 @@ def ensemble_dir(out_dir: Path, k: int) -> RunDir:
     return RunDir(out_dir / f"fold{k}__{ENSEMBLE_SEED}")
 
 
+def ensemble_candidates(members: list[Path]) -> int:
+    """The policies judged on a fold's validation split by the time its ensemble is: every checkpoint each member
+    evaluated there (its gate's candidates) and the ensemble itself."""
+    records = [read_gate(m) for m in members]
+    return sum(r.candidates if r is not None else 1 for r in records) + 1
+
+
 def ensemble_job(fold: tuple[AppConfig, Any, dict[str, Any]], splits: Splits, k: int, members: list[Path],
                  out_dir: Path) -> dict[str, Any]:
     """Fold ``k``'s seed runs ``members`` as one :class:`agents.ensemble.EnsemblePolicy`: tested like a seed run
-    and judged by the gate on the fold's validation split with the members as its candidates; its record."""
+    and judged by the gate on the fold's validation split (:func:`ensemble_candidates`); its record."""
     _, fold_data, mined = fold
     policy = load_ensemble(members, schema=fold_data.schema)
     cfg = policy.config  # the members' (the trials of the walk-forward: every fold and seed)
@@ -226,7 +235,7 @@ def ensemble_job(fold: tuple[AppConfig, Any, dict[str, Any]], splits: Splits, k:
     report = evaluate_policy(policy, fold_data, cfg, splits, run_dir=rd.path)
     report.save(rd.eval)
     gate = judge_span(policy, fold_data, cfg, splits.validation, split_name="validation", role="selection",
-                      source="walkforward ensemble", candidates=len(members))
+                      source="walkforward ensemble", candidates=ensemble_candidates(members))
     gate = dataclasses.replace(gate, model=policy.model_version)  # the members' weights, each with its sha256
     rd.gate.write_text(json.dumps(gate.to_dict(), indent=2) + "\n")
     rd.members.write_text(json.dumps({"members": [str(m) for m in members], "agreement": policy.agreement}, indent=2) + "\n")

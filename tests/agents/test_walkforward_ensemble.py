@@ -41,7 +41,9 @@ def test_one_ensemble_row_per_fold_with_its_gate_and_verdict(wf):
         assert rd.path == ensemble_dir(result.out_dir, e["fold"]).path and rd.eval.results.is_file()
         gate = read_gate(rd)  # sealed by the folder's manifest
         assert gate is not None and gate.split["name"] == "validation" and gate.source == "walkforward ensemble"
-        assert gate.candidates == 2 and gate.trials == 4 * 2  # the walk-forward's trials x the fold's seeds
+        # every checkpoint the members evaluated on validation, and the ensemble: the walk-forward's trials x those
+        checkpoints = sum(read_gate(m).candidates for m in e["members"])
+        assert checkpoints >= 2 and gate.candidates == checkpoints + 1 and gate.trials == 4 * (checkpoints + 1)
         assert gate.split["last_bar"] < e["test_first_bar"]  # judged before the test, never on it
         assert e["gate"]["line"] == gate.line() and "+" in gate.model
         assert json.loads(rd.members.read_text())["members"] == e["members"]
