@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.errors import ConfigError
 
     if (args.run is None) == (args.ensemble is None):
-        raise ConfigError("give one RUN or --ensemble RUN RUN [RUN...], not " + ("both" if args.run else "neither"))
+        raise ConfigError("give one RUN or --ensemble RUN RUN [RUN...]" + (", not both" if args.run else ""))
     if args.agreement is not None and args.ensemble is None:
         raise ConfigError(f"--agreement {args.agreement}: only with --ensemble")
     timerange = parse_timerange(args.timerange) if args.timerange else None
