@@ -18,7 +18,7 @@ policy that WAITs when its members disagree.
 :func:`load_ensemble` loads the members and checks that they share the feature schema, the
 splits and the configuration except ``train.seed`` (and the run's bookkeeping ``train.name``
 and ``train.checkpoint_dir``): an ensemble of different designs or data is refused with the
-differences named.
+differences named. :func:`evaluate_ensemble` judges an ensemble as ``evaluate`` judges one run.
 """
 
 from __future__ import annotations
@@ -30,11 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from aster_rl.config import AppConfig, replace
+from aster_rl.data.timeframes import TimeRange
 from aster_rl.errors import ConfigError, SchemaMismatchError
 from aster_rl.interfaces import DecidingPolicy, PolicyDecision
 
+from agents.evaluate import EvaluationReport, evaluate_policy, range_span
 from agents.policy import LoadedPolicy, action_confidence, load_policy
 from agents.run_dir import RunDir, Which
+from agents.splits import check_unseen, load_run_splits
 
 SIDE_NAMES = ("WAIT", "BUY", "SELL")
 # Configuration fields members may differ in: the seed, and the run's own bookkeeping.
@@ -62,6 +66,8 @@ class EnsemblePolicy(DecidingPolicy):
         self.config = first.config
         self.support = first.support
         self.run_dir = first.run_dir
+        # a member forced to WAIT outside the support makes the ensemble WAIT
+        self.wait_outside_support = any(m.wait_outside_support for m in self.members)
 
     @property
     def model_version(self) -> str:
@@ -141,15 +147,53 @@ def load_ensemble(
     which: Which = "best",
     checkpoint_dir: str | Path = "checkpoints",
     wait_outside_support: bool | None = None,
+    trust_run: bool = False,
 ) -> EnsemblePolicy:
     """Load the runs ``runs`` (see :func:`agents.policy.load_policy`) as one :class:`EnsemblePolicy`,
     after :func:`check_members`."""
     if len(runs) < 2:
         raise ConfigError(f"ensemble: {len(runs)} run(s) given; an ensemble needs at least two")
     members = [load_policy(r, schema=schema, which=which, checkpoint_dir=checkpoint_dir,
-                           wait_outside_support=wait_outside_support) for r in runs]
+                           wait_outside_support=wait_outside_support, trust_run=trust_run) for r in runs]
     names = [Path(m.run_dir).name if m.run_dir is not None else str(r) for m, r in zip(members, runs)]
     if len({str(m.run_dir) for m in members}) < len(members):
         raise ConfigError(f"ensemble: a run is listed twice ({', '.join(names)})")
     check_members(members, names)
     return EnsemblePolicy(members, agreement=agreement)
+
+
+def evaluate_ensemble(
+    runs: Sequence[str | Path],
+    config: AppConfig | None = None,
+    dataset: Any = None,
+    *,
+    which: Which = "best",
+    agreement: int | None = None,
+    trust_run: bool = False,
+    timerange: TimeRange | None = None,
+) -> EvaluationReport:
+    """The ensemble of ``runs`` judged as :func:`agents.evaluate.evaluate_run` judges one run: on the members'
+    test split (they share it), or on ``timerange`` when its first bar comes after every bar a member trained
+    or was selected on. The report is not saved (an ensemble has no run directory of its own)."""
+    from agents.data import build_dataset
+
+    if len(runs) < 2:
+        raise ConfigError(f"ensemble: {len(runs)} run(s) given; an ensemble needs at least two")
+    checkpoint_dir = config.train.checkpoint_dir if config is not None else "checkpoints"
+    dirs = [RunDir.resolve(r, checkpoint_dir) for r in runs]
+    run_config = dirs[0].load_config()
+    if config is not None:  # evaluation settings may change; the market and the env are the members'
+        run_config = replace(run_config, eval=config.eval)
+    if dataset is None:
+        dataset = build_dataset(run_config)
+    wait = (config if config is not None else run_config).live.wait_outside_support  # what live would trade
+    policy = load_ensemble(dirs, schema=dataset.schema, agreement=agreement, which=which, trust_run=trust_run,
+                           wait_outside_support=wait)
+    if timerange is None:
+        splits = load_run_splits(dirs[0].path, dataset.prices.timestamps)
+    else:
+        splits = None
+        first = dataset.index[range_span(dataset, timerange).start]
+        for rd in dirs:
+            check_unseen(rd.path, timerange, first)
+    return evaluate_policy(policy, dataset, run_config, splits, timerange=timerange)

@@ -1,5 +1,5 @@
 """Walk-forward on the shared real markets, as rows and a table (``benchmarks/bench_real.py`` and
-``notebooks/research.ipynb``).
+``notebooks/research.ipynb``), optionally with each fold's seed ensemble as a row of its own.
 
 For each (fold, seed) run of :func:`agents.walkforward.walkforward`: the test dates, the net
 return and the excess over ``exposure_matched`` with their intervals, trades per month, mean
@@ -48,7 +48,7 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
     months = max((last - first) / MONTH, 1e-9)
     costs = trade_costs(*(trades[c].to_numpy() if len(trades) else [] for c in
                           ("entry_price", "qty", "pnl_usd", "fees_usd", "funding_usd", "slippage_usd")))
-    gate = read_gate(rd)
+    gate = read_gate(rd)  # a fold ensemble's folder holds its gate record too
     return {
         "fold": run["fold"], "seed": run["seed"], "test_first_bar": run["test_first_bar"], "test_last_bar": run["test_last_bar"],
         "net_return": agent["metrics"]["net_return"], "net_ci": agent.get("ci_net_return"),
@@ -73,27 +73,43 @@ def _bps(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:+.1f}"
 
 
-def walkforward_table(name: str, rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+def _gate_count(rows: list[dict[str, Any]], what: str) -> str:
+    deployed = [r for r in rows if r["deployable"]]
+    below = [r for r in deployed if r["net_ci"] and float(r["net_ci"]["high"]) < 0]
+    return (f"deploys {len(deployed)} of {len(rows)} {what}; of those, {len(below)} with a test "
+            "net-return interval entirely below flat")
+
+
+def walkforward_table(name: str, rows: list[dict[str, Any]], summary: dict[str, Any],
+                      ensembles: list[dict[str, Any]] | None = None, ensemble_summary: dict[str, Any] | None = None) -> str:
+    """The runs' rows (each fold's ensemble row, seed ``ens``, after its seeds), the walk-forward verdict and
+    the gate's deployments; the ensembles' own verdict and deployments when given."""
     lines = [f"{'fold':>4} {'seed':>4} {'test dates':<23} {'net return [CI]':<31} {'excess/exposure_matched [CI]':<31} "
              f"{'trades/mo':>9} {'expo':>5} {'OOS':>5} {'b-e bps':>8} {'capt bps':>8} gate"]
-    for r in rows:
+    ensembles = ensembles or []
+    by_fold = {r["fold"]: r for r in ensembles}
+    ordered = [r for k in sorted({r["fold"] for r in rows} | set(by_fold))
+               for r in [*(r for r in rows if r["fold"] == k), *([by_fold[k]] if k in by_fold else [])]]
+    for r in ordered:
         lines.append(
             f"{r['fold']:>4} {r['seed']:>4} {r['test_first_bar'][:10] + ' .. ' + r['test_last_bar'][:10]:<23} "
             f"{_ci(r['net_ci']):<31} {_ci(r['excess_em']):<31} {r['trades_per_month']:>9.0f} {r['exposure']:>5.0%} {_pct(r['out_of_support']):>5} "
             f"{_bps(r['break_even_bps']):>8} {_bps(r['captured_bps']):>8} {'deploy' if r['deployable'] else 'abstain'}")
-    deployed = [r for r in rows if r["deployable"]]
-    below = [r for r in deployed if r["net_ci"] and float(r["net_ci"]["high"]) < 0]
     lines.append(f"{name} walk-forward verdict: {summary['verdict']}")
-    lines.append(f"{name} gate: deploys {len(deployed)} of {len(rows)} runs; of those, {len(below)} with a test "
-                 "net-return interval entirely below flat")
+    lines.append(f"{name} gate: {_gate_count(rows, 'runs')}")
+    if ensembles and ensemble_summary:
+        lines.append(f"{name} ensemble walk-forward verdict: {ensemble_summary['verdict']}")
+        lines.append(f"{name} ensemble gate: {_gate_count(ensembles, 'fold ensembles')}")
+        lines += [f"{name} fold {r['fold']} ensemble gate: {r['gate']}" for r in ensembles]
     return "\n".join(lines)
 
 
 def walkforward_market(name: str, base: AppConfig, out: Path, data_dir: Path | None = None, *,
-                       timerange: TimeRange | None = None, dataset: Any = None,
+                       timerange: TimeRange | None = None, dataset: Any = None, ensemble: bool = False,
                        echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Walk-forward on the shared real market ``name`` (runs under ``out``; folds cut inside ``timerange``):
-    its summary, rows and table, each step announced through ``echo``. ``dataset``: the market's, when built."""
+    its summary, rows and table, each step announced through ``echo``. ``dataset``: the market's, when built.
+    ``ensemble``: each fold's seeds also as one ensemble, with its own rows and verdict."""
     cfg = real_config(base, name, out)
     ds = dataset if dataset is not None else build_dataset(cfg, market=real_market(name, data_dir))
     market = ds.market
@@ -101,13 +117,18 @@ def walkforward_market(name: str, base: AppConfig, out: Path, data_dir: Path | N
     echo(f"\n== {market.symbol} 5m {ds.index[0]:%Y-%m-%d} .. {ds.index[-1]:%Y-%m-%d}: {len(ds)} bars, "
           f"{ds.matrix.shape[1]} features; {funding}")
     started = time.perf_counter()
-    result = walkforward(cfg, ds, out_dir=out / f"{name}__walkforward", timerange=timerange)
+    result = walkforward(cfg, ds, out_dir=out / f"{name}__walkforward", timerange=timerange, ensemble=ensemble)
     rows = [run_row(r) for r in result.runs]
-    table = walkforward_table(name, rows, result.summary)
+    ens_rows = [run_row(r) for r in result.ensembles]
+    table = walkforward_table(name, rows, result.summary, ens_rows, result.ensemble_summary)
     echo(table)
-    echo(f"{name}: {time.perf_counter() - started:.0f} s")
-    return {"market": name, "symbol": market.symbol, "summary": result.summary, "runs": rows, "table": table,
-            "out_dir": str(result.out_dir)}
+    seconds = time.perf_counter() - started
+    echo(f"{name}: {seconds:.0f} s")
+    out_rows: dict[str, Any] = {"market": name, "symbol": market.symbol, "summary": result.summary, "runs": rows,
+                                "table": table, "out_dir": str(result.out_dir), "seconds": seconds}
+    if ensemble:
+        out_rows.update(ensemble_summary=result.ensemble_summary, ensembles=ens_rows)
+    return out_rows
 
 
 

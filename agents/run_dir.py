@@ -11,7 +11,8 @@ deeper) holds, per model (``best``, ``last``):
 and once: ``config.toml``, ``feature_schema.json``, ``splits.json``, ``support.json``,
 ``manifest.json`` (sha256 of the run files, and when the run was created), ``metrics.json``,
 ``gate.json`` (the deployment gate's verdict, :mod:`agents.gate`; covered by the manifest),
-``retrain_decision.json`` (a retrained run), the TensorBoard logs in ``tb/`` and the
+``retrain_decision.json`` (a retrained run), ``members.json`` (in an ensemble's folder, which
+holds no model: the runs it is made of), the TensorBoard logs in ``tb/`` and the
 evaluation report in ``eval/`` (``results.json``, ``equity_<name>.csv``, ``trades_<name>.csv``; a report on a
 named time range in ``eval_<START-END>/``).
 
@@ -75,6 +76,7 @@ class RunDir:
     RETRAIN_DECISION = "retrain_decision.json"
     TENSORBOARD = "tb"
     EVAL = "eval"
+    MEMBERS = "members.json"  # an ensemble's folder: the runs it is made of
 
     def __init__(self, path: str | Path | RunDir) -> None:
         object.__setattr__(self, "path", Path(path.path if isinstance(path, RunDir) else path))
@@ -159,6 +161,10 @@ class RunDir:
     @property
     def retrain_decision(self) -> Path:
         return self.path / self.RETRAIN_DECISION
+
+    @property
+    def members(self) -> Path:
+        return self.path / self.MEMBERS
 
     @property
     def tensorboard(self) -> Path:

@@ -9,10 +9,20 @@ Aggregation: each fold's seeds are averaged first (they share its test period), 
 K fold means of the excess over ``exposure_matched`` and over ``flat`` get Student-t
 intervals on K - 1 degrees of freedom. "Evidence of an edge" needs at least
 :data:`MIN_FOLDS` folds and both intervals above 0.
+
+With ``ensemble=True`` each fold's seed runs (they share the fold's splits) are also judged
+as one policy, :func:`agents.ensemble.load_ensemble`: the same test evaluation as a seed
+run, and the gate's verdict on the fold's validation split. That split chose each member's
+checkpoint, so the ensemble is one more candidate among every checkpoint the members
+evaluated there: the gate counts them all (plus the ensemble) as its candidates, each a
+trial in the deflated Sharpe ratio. Its files go to a folder per
+fold (``fold<k>__ens``: ``eval/``, ``gate.json``, ``members.json``); its rows
+(seed ``"ens"``) get their own aggregate over the K fold ensembles, by the same rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -26,12 +36,15 @@ import numpy as np
 from aster_rl.evaluation import metrics as M
 from aster_rl.config import AppConfig, replace
 from aster_rl.data.timeframes import TimeRange
-from aster_rl.errors import DataError
+from aster_rl.errors import ConfigError, DataError
 
 from agents.data import fold_dataset
+from agents.ensemble import load_ensemble
 from agents.evaluate import jsonable, evaluate_policy
+from agents.gate import judge_span, read_gate
 from agents.policy import load_policy
 from agents.run_dir import WALKFORWARD_FILE, RunDir
+from agents.run_files import write_manifest
 from agents.splits import Splits, walkforward_splits
 from agents.train import train
 
@@ -39,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 MIN_FOLDS = 3  # fewer folds make no claim
 EXCESS_KEYS = {"exposure_matched": "agent_excess_exposure_matched", "flat": "agent_excess_flat"}
+ENSEMBLE_SEED = "ens"  # the seed column of a fold ensemble's row
 
 
 @dataclass
@@ -46,10 +60,12 @@ class WalkForwardResult:
     out_dir: Path
     runs: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    ensembles: list[dict[str, Any]] = field(default_factory=list)  # one row per fold ensemble (ensemble=True)
+    ensemble_summary: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> str:
         lines = [f"{'fold':>4} {'seed':>4} {'test period':<35} {'agent':>9} {'excess/em':>10} {'best baseline':>22} {'beats':>6}"]
-        for r in self.runs:
+        for r in sorted(self.runs + self.ensembles, key=lambda r: (r["fold"], r["seed"] == ENSEMBLE_SEED)):  # a fold's ens last
             lines.append(
                 f"{r['fold']:>4} {r['seed']:>4} {r['test_first_bar'][:16] + ' .. ' + r['test_last_bar'][:16]:<35} "
                 f"{r['agent_net_return']:>+9.2%} {r.get('agent_excess_exposure_matched', float('nan')):>+10.2%} "
@@ -67,10 +83,13 @@ class WalkForwardResult:
         lines.append(f"{s['folds_evaluated']} folds x {s['seeds']} seeds; beats the best baseline in "
                      f"{s['share_beats_best_baseline']:.0%} of runs")
         lines.append("verdict: " + s["verdict"])
+        if self.ensembles:
+            lines.append("ensemble verdict: " + self.ensemble_summary["verdict"])
+            lines += [f"fold {r['fold']} ensemble gate: {r['gate']['line']}" for r in self.ensembles]
         return "\n".join(lines)
 
 
-def run_record(fold: int, seed: int, run_dir: Path, report, trained) -> dict[str, Any]:
+def run_record(fold: int, seed: int | str, run_dir: Path, report, best_validation: dict[str, Any]) -> dict[str, Any]:
     """One (fold, seed) run as a flat record: net returns, excesses, the best baseline."""
     base = {n: o.metrics["net_return"] for n, o in report.baselines.items()}
     best_name = max(base, key=base.__getitem__)
@@ -93,7 +112,7 @@ def run_record(fold: int, seed: int, run_dir: Path, report, trained) -> dict[str
         "best_baseline": best_name,
         "best_baseline_net_return": base[best_name],
         "beats_best_baseline": bool(agent_ret > base[best_name]),
-        "best_validation": trained.metrics.get("best_validation", {}),
+        "best_validation": best_validation,
     }
 
 
@@ -103,7 +122,8 @@ def fold_means(runs: list[dict[str, Any]], key: str) -> np.ndarray:
     return np.array([np.mean([r[key] for r in runs if r["fold"] == k]) for k in folds], dtype=float)
 
 
-def summarize_runs(runs: list[dict[str, Any]], *, folds: int, seeds: int, confidence: float) -> dict[str, Any]:
+def summarize_runs(runs: list[dict[str, Any]], *, folds: int, seeds: int, confidence: float,
+                   unit: str = "fold-seed runs") -> dict[str, Any]:
     """Aggregate (fold, seed) runs over FOLDS: Student-t intervals of the fold-mean excesses on K - 1 df.
 
     Seeds trained on the same fold share its test period, so their results are not
@@ -133,7 +153,7 @@ def summarize_runs(runs: list[dict[str, Any]], *, folds: int, seeds: int, confid
             above.append(ci.low > 0)
         conclusion = "evidence of an edge" if all(above) else "no evidence of an edge"
         verdict = f"over {k} folds: " + "; ".join(parts) + f": {conclusion}"
-    verdict += f"; it beats the best baseline in {share:.0%} of {len(runs)} fold-seed runs"
+    verdict += f"; it beats the best baseline in {share:.0%} of {len(runs)} {unit}"
     edge = k >= MIN_FOLDS and len(excess_ci) == len(EXCESS_KEYS) and all(ci.low > 0 for ci in excess_ci.values())
     return {
         "folds": folds,
@@ -187,25 +207,70 @@ def run_job(config: AppConfig, fold: tuple[AppConfig, Any, dict[str, Any]], spli
     policy = load_policy(run_dir, schema=fold_data.schema)
     report = evaluate_policy(policy, fold_data, cfg, splits, run_dir=run_dir)
     report.save(RunDir(run_dir).eval)
-    return {**run_record(k, seed, run_dir, report, trained), **mined}
+    return {**run_record(k, seed, run_dir, report, trained.metrics.get("best_validation", {})), **mined}
+
+
+def ensemble_dir(out_dir: Path, k: int) -> RunDir:
+    """The folder of fold ``k``'s ensemble under the walk-forward directory ``out_dir``."""
+    return RunDir(out_dir / f"fold{k}__{ENSEMBLE_SEED}")
+
+
+def ensemble_candidates(members: list[Path]) -> int:
+    """The policies judged on a fold's validation split by the time its ensemble is: every checkpoint each member
+    evaluated there (its gate's candidates) and the ensemble itself."""
+    records = [read_gate(m) for m in members]
+    return sum(r.candidates if r is not None else 1 for r in records) + 1
+
+
+def ensemble_job(fold: tuple[AppConfig, Any, dict[str, Any]], splits: Splits, k: int, members: list[Path],
+                 out_dir: Path) -> dict[str, Any]:
+    """Fold ``k``'s seed runs ``members`` as one :class:`agents.ensemble.EnsemblePolicy`: tested like a seed run
+    and judged by the gate on the fold's validation split (:func:`ensemble_candidates`); its record."""
+    _, fold_data, mined = fold
+    policy = load_ensemble(members, schema=fold_data.schema)
+    cfg = policy.config  # the members' (the trials of the walk-forward: every fold and seed)
+    rd = ensemble_dir(out_dir, k)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    logger.info("walk-forward fold %d: ensemble of %d seed runs", k + 1, len(members))
+    report = evaluate_policy(policy, fold_data, cfg, splits, run_dir=rd.path)
+    report.save(rd.eval)
+    gate = judge_span(policy, fold_data, cfg, splits.validation, split_name="validation", role="selection",
+                      source="walkforward ensemble", candidates=ensemble_candidates(members))
+    gate = dataclasses.replace(gate, model=policy.model_version)  # the members' weights, each with its sha256
+    rd.gate.write_text(json.dumps(gate.to_dict(), indent=2) + "\n")
+    rd.members.write_text(json.dumps({"members": [str(m) for m in members], "agreement": policy.agreement}, indent=2) + "\n")
+    write_manifest(rd.path)  # seals gate.json, as in a run (read_gate checks it)
+    return {**run_record(k, ENSEMBLE_SEED, rd.path, report, {}), "members": [str(m) for m in members],
+            "agreement": policy.agreement, "gate": {**gate.to_dict(), "line": gate.line()}, **mined}
 
 
 def finish(result: WalkForwardResult, n_folds: int, config: AppConfig, timerange: TimeRange | None) -> WalkForwardResult:
-    """Aggregate ``result.runs`` (in fold, seed order) and write ``walkforward.json``."""
+    """Aggregate ``result.runs`` (in fold, seed order) and ``result.ensembles``, and write ``walkforward.json``."""
     ev = config.eval
     result.runs.sort(key=lambda r: (r["fold"], r["seed"]))
     result.summary = summarize_runs(result.runs, folds=n_folds, seeds=ev.walkforward_seeds, confidence=ev.confidence)
     if timerange is not None:
         result.summary["timerange"] = timerange.to_dict()
-    (result.out_dir / WALKFORWARD_FILE).write_text(
-        json.dumps(jsonable({"summary": result.summary, "runs": result.runs}), indent=2))
+    saved: dict[str, Any] = {"summary": result.summary, "runs": result.runs}
+    if result.ensembles:
+        result.ensembles.sort(key=lambda r: r["fold"])
+        result.ensemble_summary = summarize_runs(result.ensembles, folds=n_folds, seeds=1, confidence=ev.confidence,
+                                                 unit="fold ensembles")
+        result.ensemble_summary["members"] = ev.walkforward_seeds
+        result.ensemble_summary["gate_deploys"] = sum(bool(r["gate"]["deployable"]) for r in result.ensembles)
+        saved.update(ensemble_summary=result.ensemble_summary, ensembles=result.ensembles)
+        logger.info("walk-forward ensembles: %s", result.ensemble_summary["verdict"])
+    (result.out_dir / WALKFORWARD_FILE).write_text(json.dumps(jsonable(saved), indent=2))
     logger.info("walk-forward: %s", result.summary["verdict"])
     return result
 
 
-def walkforward(config: AppConfig, dataset, out_dir: Path | None = None, timerange: TimeRange | None = None) -> WalkForwardResult:
+def walkforward(config: AppConfig, dataset, out_dir: Path | None = None, timerange: TimeRange | None = None, *,
+                ensemble: bool = False) -> WalkForwardResult:
     """Train and test ``eval.walkforward_folds`` folds x ``eval.walkforward_seeds`` seeds, on the bars in ``timerange``
-    (every bar when None)."""
+    (every bar when None); with ``ensemble`` each fold's seeds also as one ensemble (:func:`ensemble_job`)."""
+    if ensemble:
+        check_ensemble(config)
     folds = fold_splits(config, dataset, timerange)
     if out_dir is None:
         out_dir = Path(config.train.checkpoint_dir) / f"{config.train.name}__walkforward__{int(time.time())}"
@@ -213,9 +278,18 @@ def walkforward(config: AppConfig, dataset, out_dir: Path | None = None, timeran
     result = WalkForwardResult(out_dir=out_dir)
     for k, splits in enumerate(folds):
         fold = fold_dataset(config, dataset, splits)
-        for s in range(config.eval.walkforward_seeds):
-            result.runs.append(run_job(config, fold, splits, k, s, len(folds), out_dir))
+        runs = [run_job(config, fold, splits, k, s, len(folds), out_dir) for s in range(config.eval.walkforward_seeds)]
+        result.runs += runs
+        if ensemble:
+            result.ensembles.append(ensemble_job(fold, splits, k, [Path(r["run_dir"]) for r in runs], out_dir))
     return finish(result, len(folds), config, timerange)
+
+
+def check_ensemble(config: AppConfig) -> None:
+    """An ensemble needs at least two seeds per fold."""
+    if config.eval.walkforward_seeds < 2:
+        raise ConfigError(f"an ensemble needs at least two seeds per fold; eval.walkforward_seeds = "
+                          f"{config.eval.walkforward_seeds}")
 
 
 # ---------------------------------------------------------------- fan-out over shared storage
@@ -345,8 +419,9 @@ def fanout_worker(spec: FanoutSpec, dataset) -> int:
         storage.engine.dispose()
 
 
-def fanout_result(spec: FanoutSpec, dataset) -> WalkForwardResult:
-    """The aggregate of a finished fanned-out walk-forward, written to its ``walkforward.json``."""
+def fanout_result(spec: FanoutSpec, dataset, *, ensemble: bool = False) -> WalkForwardResult:
+    """The aggregate of a finished fanned-out walk-forward, written to its ``walkforward.json``; with ``ensemble``
+    each fold's seed runs (their directories must be reachable here) also as one ensemble (:func:`ensemble_job`)."""
     folds = fold_splits(spec.config, dataset, spec.timerange)
     storage, study = _open_jobs(spec, len(folds) * spec.config.eval.walkforward_seeds)
     try:
@@ -354,14 +429,22 @@ def fanout_result(spec: FanoutSpec, dataset) -> WalkForwardResult:
     finally:
         storage.engine.dispose()
     result = WalkForwardResult(out_dir=spec.out_dir(), runs=[records[j] for j in sorted(records)])
+    if ensemble:
+        for k, splits in enumerate(folds):
+            members = [Path(r["run_dir"]) for r in sorted(result.runs, key=lambda r: r["seed"]) if r["fold"] == k]
+            fold = fold_dataset(spec.config, dataset, splits)
+            result.ensembles.append(ensemble_job(fold, splits, k, members, result.out_dir))
     return finish(result, len(folds), spec.config, spec.timerange)
 
 
-def walkforward_fanout(spec: FanoutSpec, dataset, workers: int = 1) -> WalkForwardResult:
+def walkforward_fanout(spec: FanoutSpec, dataset, workers: int = 1, *, ensemble: bool = False) -> WalkForwardResult:
     """Work the fanned-out walk-forward with ``workers`` processes here (others may join from elsewhere with
-    the same config and storage); its aggregate, equal to :func:`walkforward`'s for the same config."""
+    the same config and storage); its aggregate, equal to :func:`walkforward`'s for the same config (with
+    ``ensemble``, the fold ensembles too)."""
     from agents.tune import fork_or_spawn
 
+    if ensemble:
+        check_ensemble(spec.config)
     folds = fold_splits(spec.config, dataset, spec.timerange)
     storage, _ = _open_jobs(spec, len(folds) * spec.config.eval.walkforward_seeds)
     storage.engine.dispose()
@@ -371,4 +454,4 @@ def walkforward_fanout(spec: FanoutSpec, dataset, workers: int = 1) -> WalkForwa
         codes = fork_or_spawn(fanout_worker, [(spec, dataset)] * workers)
         if any(codes):
             raise DataError(f"walk-forward workers exited with {codes}; run the same command again to resume")
-    return fanout_result(spec, dataset)
+    return fanout_result(spec, dataset, ensemble=ensemble)

@@ -9,13 +9,15 @@ and the excess over ``exposure_matched`` with their intervals, trades per month,
 exposure, the break-even move per trade beside the move captured, and the deployment gate's
 decision (judged on the fold's validation dates, never its test). Per market: the
 walk-forward verdict over folds, and how the runs the gate would deploy did on their tests.
+With ``--ensemble`` each fold's seeds are also judged as one ensemble (a row per fold labelled
+``ens``, with its own verdict over the folds and its gate's decisions).
 Net of fees, calibrated slippage and funding where the data has it.
 
 Settings: ``configs/real.toml``; vary a design choice with ``--set section.key=value``.
 Data: ``--data DIR``, else ``$ASTER_REAL_DATA``, else ``../shared/data/real`` beside the
 project; skipped (exit 0) when absent.
 
-    .venv/bin/python benchmarks/bench_real.py [--markets ASTER BTC ETH LTC] [--timesteps N] [--set k=v ...] [--json out.json]
+    .venv/bin/python benchmarks/bench_real.py [--markets ASTER BTC ETH LTC] [--timesteps N] [--set k=v ...] [--ensemble] [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=None, help="real data folder (default: $ASTER_REAL_DATA or ../shared/data/real)")
     parser.add_argument("--json", type=Path, help="write every run's figures here")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also judge each fold's seeds as one ensemble (its rows labelled ens, its own verdict)")
     args = parser.parse_args()
     data_dir = (args.data or real_data_dir()).resolve()
     if not data_dir.is_dir():
@@ -63,10 +67,11 @@ def main() -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
-        results = [walkforward_market(name, base, out, data_dir, echo=lambda line: print(line, flush=True)) for name in args.markets]
+        results = [walkforward_market(name, base, out, data_dir, ensemble=args.ensemble,
+                                      echo=lambda line: print(line, flush=True)) for name in args.markets]
     if args.json:
         args.json.write_text(json.dumps(jsonable({"settings": args.sets, "timesteps": base.train.total_timesteps,
-                                                  "markets": results}), indent=2))
+                                                  "ensemble": args.ensemble, "markets": results}), indent=2))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
     return 0
 

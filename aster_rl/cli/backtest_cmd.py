@@ -1,4 +1,8 @@
-"""``aster-rl backtest``: one policy over a range of the stored market, through the accounting core."""
+"""``aster-rl backtest``: one policy over a range of the stored market, through the accounting core.
+
+``--ensemble RUN RUN [RUN...]`` in place of ``--run``: seed runs of one design acting as one policy
+(:mod:`agents.ensemble`); the policy is then the ensemble unless ``--policy`` names a baseline.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,14 @@ POLICIES = ("agent", "flat", "buy_and_hold", "rule_brain")
 
 def register(sub) -> None:
     p = sub.add_parser("backtest", help="run one policy (a trained run or a baseline) over a range and print its metrics")
-    p.add_argument("--policy", choices=POLICIES, default="rule_brain", help="which policy (agent needs --run)")
+    p.add_argument("--policy", choices=POLICIES,
+                   help="which policy (agent needs --run or --ensemble; default: the ensemble with --ensemble, else rule_brain)")
     p.add_argument("--run", help="a trained run directory or 'latest' (its market, features and env settings are used)")
+    p.add_argument("--ensemble", nargs="+", metavar="RUN",
+                   help="instead of --run: two or more runs trained alike with different seeds, acting as one policy "
+                   "(the mean of their action heads, WAIT when they disagree; the first run's market and settings)")
+    p.add_argument("--agreement", type=int, metavar="N",
+                   help="with --ensemble: members that must pick the ensemble's side, else WAIT (default: a strict majority)")
     p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.add_argument("--start", help="first bar (UTC time); default: the run's test split, else the end of the warm-up")
     p.add_argument("--end", help="last bar (UTC time); default: the run's test split end, else the last bar")
@@ -39,6 +49,7 @@ def _bar_position(index: pd.DatetimeIndex, when: str, side: str) -> int:
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset
+    from agents.ensemble import load_ensemble
     from agents.evaluate import (
         baseline_policies,
         jsonable,
@@ -52,12 +63,20 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     from aster_rl.evaluation.support import policy_support_report
     from aster_rl.data.timeframes import timeframe_to_timedelta
 
-    if args.policy == "agent" and not args.run:
-        raise ConfigError("--policy agent needs --run RUN (a trained run directory or 'latest')")
+    if args.run and args.ensemble:
+        raise ConfigError("--run and --ensemble both name the policy's runs: give one of them")
+    if args.agreement is not None and not args.ensemble:
+        raise ConfigError(f"--agreement {args.agreement}: only with --ensemble")
+    if args.ensemble is not None and len(args.ensemble) < 2:
+        raise ConfigError(f"--ensemble {' '.join(args.ensemble)}: an ensemble needs at least two runs")
+    name = args.policy or ("agent" if args.ensemble else "rule_brain")
+    if name == "agent" and not (args.run or args.ensemble):
+        raise ConfigError("--policy agent needs --run RUN (a trained run directory or 'latest') or --ensemble RUN RUN ...")
     if args.timerange and (args.start or args.end):
         raise ConfigError(f"--timerange {args.timerange} names the whole range: give it or --start/--end, not both")
     timerange = parse_timerange(args.timerange) if args.timerange else None
-    run_dir = RunDir.resolve(args.run, config.train.checkpoint_dir) if args.run else None
+    first_run = args.ensemble[0] if args.ensemble else args.run
+    run_dir = RunDir.resolve(first_run, config.train.checkpoint_dir) if first_run else None
     run_config = run_dir.load_config() if run_dir is not None else config
     dataset = build_dataset(run_config)
     cfg = run_config.env
@@ -78,17 +97,22 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         raise ConfigError(f"{named} holds fewer than 2 bars after the {dataset.warmup}-bar feature warm-up")
 
     policy: Callable[[np.ndarray], np.ndarray]
-    if args.policy == "agent":
+    label = name
+    if name == "agent" and args.ensemble:
+        policy = load_ensemble(args.ensemble, schema=dataset.schema, agreement=args.agreement,
+                               checkpoint_dir=config.train.checkpoint_dir, trust_run=args.trust_run)
+        label = f"ensemble of {len(args.ensemble)} runs"
+    elif name == "agent":
         assert run_dir is not None  # checked above: --policy agent needs --run
         policy = load_policy(run_dir, schema=dataset.schema, trust_run=args.trust_run)
     else:  # a baseline trades on its own account settings (buy_and_hold: all equity at 1x, no stops)
-        baseline = baseline_policies(dataset, cfg)[args.policy]
+        baseline = baseline_policies(dataset, cfg)[name]
         policy, cfg = baseline.policy, baseline.env
     result = run_backtest(policy, dataset, cfg, Span(start, end))
     bar_ns = int(timeframe_to_timedelta(dataset.prices.timeframe).value)
     metrics = summarize_backtest(result, cfg, periods_per_year_of(dataset.prices.timeframe), bar_ns)
 
-    print(f"{args.policy} over {index[start]} .. {index[end - 1]} ({end - start} bars), net of fees, funding and slippage")
+    print(f"{label} over {index[start]} .. {index[end - 1]} ({end - start} bars), net of fees, funding and slippage")
     first = result.equity.index[0]
     fill = min(int(index.searchsorted(first)) + 1, end - 1)  # the first decision fills at the next bar's open
     market = float(dataset.prices.close[end - 1] / dataset.prices.open[fill] - 1)

@@ -3,6 +3,9 @@
 With ``--storage`` (or ``--workers``) the (fold, seed) jobs are fanned out through a study
 storage shared with ``aster-rl tune``: ``--workers K`` processes here, and the same command
 on other machines with the same ``--storage`` takes jobs too; after a kill it resumes.
+With ``--ensemble`` each fold's seeds are also judged as one ensemble (:mod:`agents.ensemble`),
+rows of their own with their own verdict (fanned out: once every job has finished, from the
+run directories, which must then be reachable from the machine that aggregates).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ def register(sub) -> None:
                    help="fan the (fold, seed) jobs out through this study database, e.g. postgresql+psycopg://user@host/optuna "
                    "(default with --workers: $ASTER_TUNE_STORAGE); the same command elsewhere joins, and resumes after a kill")
     p.add_argument("--workers", type=int, help="worker processes on this machine for the fanned-out jobs (default: 1)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="also judge each fold's seeds as one ensemble (mean of their action heads, WAIT when they disagree): "
+                   "its test rows (seed ens), its gate verdict on the fold's validation split, its own verdict over the folds")
     p.add_argument("--heartbeat", type=int, default=10, metavar="S", help="a running job's worker beats every S seconds (default: 10)")
     p.add_argument("--grace", type=int, default=60, metavar="S",
                    help="a job not heard from for S seconds is failed and queued again (default: 60)")
@@ -34,7 +40,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset
     from agents.run_dir import WALKFORWARD_FILE
-    from agents.walkforward import walkforward
+    from agents.walkforward import check_ensemble, walkforward
     from aster_rl.data.timeframes import parse_timerange
     from aster_rl.errors import ConfigError
 
@@ -49,6 +55,8 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     fan_out = args.storage is not None or args.workers is not None
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: give at least 1")
+    if args.ensemble:
+        check_ensemble(config)  # before the data is built
     if fan_out and not 1 <= args.heartbeat < args.grace:
         raise ConfigError(f"--heartbeat {args.heartbeat} / --grace {args.grace}: need 1 <= heartbeat < grace (seconds)")
     dataset = build_dataset(config, progress=sys.stderr.isatty())
@@ -61,9 +69,9 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
                           heartbeat_s=args.heartbeat, grace_s=args.grace)
         print(f"walk-forward jobs: study {spec.study} in {display_url(spec.storage)}, {args.workers or 1} worker(s) here",
               file=sys.stderr)
-        result = walkforward_fanout(spec, dataset, workers=args.workers or 1)
+        result = walkforward_fanout(spec, dataset, workers=args.workers or 1, ensemble=args.ensemble)
     else:
-        result = walkforward(config, dataset, timerange=timerange)
+        result = walkforward(config, dataset, timerange=timerange, ensemble=args.ensemble)
     print(result.table())
     print(f"results: {result.out_dir / WALKFORWARD_FILE}")
     return 0
