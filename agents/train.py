@@ -4,7 +4,8 @@
   it is an SB3 ``VecEnv``), restricted to the training split's bars.
 - ``VecNormalize`` fits observation (and reward) statistics on training rollouts only; the
   statistics are frozen whenever the policy is evaluated and saved beside each model.
-- Every ``train.eval_freq`` timesteps the deterministic policy is backtested on the
+- Every ``train.eval_freq`` timesteps the deterministic policy, as the gate will load it
+  (WAIT outside the training support when ``live.wait_outside_support``), is backtested on the
   validation split; the model with the best validation score is kept as ``model_best.zip``:
   by ``train.select_by``, the **net PnL** (after fees, funding and slippage; not the reward)
   or the **excess over exposure_matched** (buy-and-hold at the checkpoint's mean net
@@ -36,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from aster_rl.config import AppConfig, EnvConfig, check_run_name, to_toml
 from aster_rl.evaluation import metrics as M
@@ -47,6 +47,7 @@ from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.data import bind_pattern_library, observation_support
 from agents.evaluate import exposure_matched_baseline, jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.gate import GateRecord, judge_span, write_gate
+from agents.policy import LoadedPolicy
 from agents.run_dir import RunDir
 from agents.run_files import save_model
 from agents.splits import Span, Splits, range_splits
@@ -187,10 +188,9 @@ def train(
     bar_ns = int(bar_td.value)
 
     def evaluate_validation(m) -> dict[str, float]:
-        def policy(obs: np.ndarray) -> np.ndarray:
-            action, _ = m.predict(vn.normalize_obs(support.select(np.asarray(obs, dtype=np.float32))), deterministic=True)
-            return action
-
+        # the policy as the gate loads it: normalized, and WAITing outside the support when live.wait_outside_support
+        policy = LoadedPolicy(m, vn, dataset.schema, config, run_dir, support,
+                              wait_outside_support=config.live.wait_outside_support)
         res = run_backtest(policy, dataset, config.env, splits.validation)
         s = summarize_backtest(res, config.env, periods, bar_ns)
         keys = ("net_pnl_usd", "net_return", "sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor",
