@@ -194,27 +194,49 @@ class TradingMetricsCallback(BaseCallback):
         return None if entropy is None else float(entropy.mean())
 
 
+SELECTION_KEYS = {"net_pnl": "net_pnl_usd", "excess": "excess_exposure_matched"}  # train.select_by -> validation metric
+
+
 class ValidationCallback(BaseCallback):
     """Every ``eval_freq`` timesteps (and at the end): a deterministic backtest on the validation
-    split; records ``eval/`` scalars and keeps the model with the best validation net PnL.
+    split; records ``eval/`` scalars and keeps the model with the best selection score.
 
     ``evaluate(model) -> dict`` returns the validation metrics (net_pnl_usd, net_return, ...);
-    ``save_best(model)`` writes the best model and its normalization statistics;
-    ``on_result(timesteps, metrics)``, when given, hears every evaluation (a tuning pruner); an
-    exception it raises ends the training.
+    ``select_by`` names the score (:data:`SELECTION_KEYS`: net PnL or the excess over
+    exposure_matched); the first evaluation is always kept, a later one only when its score is
+    higher; ``save_best(model)`` writes the best model and its normalization statistics;
+    ``patience`` > 0 stops the training after that many evaluations in a row without a higher
+    score (``stopped_at`` is then the timesteps); ``on_result(timesteps, metrics)``, when given,
+    hears every evaluation (a tuning pruner); an exception it raises ends the training.
     """
 
     def __init__(self, evaluate: Callable[[Any], dict[str, float]], save_best: Callable[[Any], None],
-                 eval_freq: int, verbose: int = 0, on_result: Callable[[int, dict[str, float]], None] | None = None):
+                 eval_freq: int, verbose: int = 0, on_result: Callable[[int, dict[str, float]], None] | None = None,
+                 select_by: str = "net_pnl", patience: int = 0):
         super().__init__(verbose)
+        if select_by not in SELECTION_KEYS:
+            raise ValueError(f"select_by={select_by!r}: expected one of {sorted(SELECTION_KEYS)}")
+        if patience < 0:
+            raise ValueError(f"patience={patience}: must be 0 (off) or more")
         self.evaluate = evaluate
         self.save_best = save_best
         self.on_result = on_result
         self.eval_freq = int(eval_freq)
         self.next_eval = self.eval_freq
-        self.best_pnl = -math.inf
+        self.select_by = select_by
+        self.key = SELECTION_KEYS[select_by]
+        self.patience = int(patience)
+        self.best_score = -math.inf
         self.best_timesteps = 0
+        self.best_index: int | None = None
+        self.stale = 0  # evaluations since the last higher score
+        self.stopped_at: int | None = None
         self.history: list[dict[str, float]] = []
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The history entry of the kept checkpoint ({} before the first evaluation)."""
+        return self.history[self.best_index] if self.best_index is not None else {}
 
     def _run(self) -> None:
         result = self.evaluate(self.model)
@@ -222,14 +244,21 @@ class ValidationCallback(BaseCallback):
         for key, value in result.items():
             if math.isfinite(value):
                 self.logger.record(f"eval/{key}", value)
-        pnl = result.get("net_pnl_usd", -math.inf)
-        improved = pnl > self.best_pnl
+        score = result.get(self.key, math.nan)
+        score = score if not math.isnan(score) else -math.inf
+        improved = self.best_index is None or score > self.best_score
         if improved:
-            self.best_pnl, self.best_timesteps = pnl, self.num_timesteps
+            self.best_score, self.best_timesteps, self.best_index = score, self.num_timesteps, len(self.history)
+            self.stale = 0
             self.save_best(self.model)
-        self.logger.record("eval/best_net_pnl_usd", self.best_pnl)
+        else:
+            self.stale += 1
+        if math.isfinite(self.best_score):
+            self.logger.record(f"eval/best_{self.key}", self.best_score)
         self.history.append({"timesteps": float(self.num_timesteps), **result, "best": float(improved)})
-        logger.info("validation at %d steps: net PnL %.2f USD%s", self.num_timesteps, pnl, " (best)" if improved else "")
+        excess = result.get(SELECTION_KEYS["excess"], math.nan)
+        logger.info("validation at %d steps: net PnL %.2f USD, excess over exposure_matched %+.2f%%%s", self.num_timesteps,
+                    result.get("net_pnl_usd", math.nan), 100 * excess, " (best)" if improved else "")
         if self.on_result is not None:
             self.on_result(int(self.num_timesteps), result)
 
@@ -238,6 +267,11 @@ class ValidationCallback(BaseCallback):
             self._run()
             while self.next_eval <= self.num_timesteps:
                 self.next_eval += self.eval_freq
+            if self.patience and self.stale >= self.patience:
+                self.stopped_at = int(self.num_timesteps)
+                logger.info("stopped early at %d timesteps: %d validations in a row without a higher %s (best at %d)",
+                            self.stopped_at, self.stale, self.key, self.best_timesteps)
+                return False
         return True
 
     def _on_training_end(self) -> None:

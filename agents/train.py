@@ -4,9 +4,14 @@
   it is an SB3 ``VecEnv``), restricted to the training split's bars.
 - ``VecNormalize`` fits observation (and reward) statistics on training rollouts only; the
   statistics are frozen whenever the policy is evaluated and saved beside each model.
-- Every ``train.eval_freq`` timesteps the deterministic policy is backtested on the
-  validation split; the model with the best validation **net PnL** (after fees, funding
-  and slippage; not the reward) is kept as ``model_best.zip``. The test split is never read.
+- Every ``train.eval_freq`` timesteps the deterministic policy, as the gate will load it
+  (WAIT outside the training support when ``live.wait_outside_support``), is backtested on the
+  validation split; the model with the best validation score is kept as ``model_best.zip``:
+  by ``train.select_by``, the **net PnL** (after fees, funding and slippage; not the reward)
+  or the **excess over exposure_matched** (buy-and-hold at the checkpoint's mean net
+  exposure, measured as the judge measures it: :func:`exposure_matched_excess`). Every
+  evaluation records both. ``train.patience`` > 0 stops the training after that many
+  evaluations in a row without a better score. The test split is never read.
 - ``torch.set_num_threads(train.torch_threads)``: one thread is the fastest on 2 cores.
 
 A run directory ``<checkpoint_dir>/<name>__<seed>__<unix_time>/`` holds, per model (best and
@@ -32,20 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from aster_rl.config import AppConfig, check_run_name, to_toml
+from aster_rl.config import AppConfig, EnvConfig, check_run_name, to_toml
+from aster_rl.evaluation import metrics as M
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.data.timeframes import TimeRange, timeframe_to_timedelta
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.data import bind_pattern_library, observation_support, training_segments
-from agents.evaluate import jsonable, periods_per_year_of, run_backtest, summarize_backtest
+from agents.evaluate import exposure_matched_baseline, jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.gate import GateRecord, judge_span, write_gate
+from agents.policy import LoadedPolicy
 from agents.pretrain import initial_state
 from agents.run_dir import RunDir
 from agents.run_files import save_model
-from agents.splits import Splits, range_splits
+from agents.splits import Span, Splits, range_splits
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +90,15 @@ def new_run_dir(config: AppConfig) -> Path:
             path.mkdir(parents=True)
             return path
         stamp += 1
+
+
+def exposure_matched_excess(result, dataset, cfg: EnvConfig, span: Span, net_exposure: float) -> float:
+    """The judge's excess of a backtest ``result`` over ``span`` over ``exposure_matched`` (buy-and-hold at
+    ``net_exposure``): the estimate :func:`agents.gate.judge_span` reports, without its interval."""
+    matched, _ = exposure_matched_baseline(dataset, cfg, span, net_exposure)
+    benchmark = run_backtest(matched.policy, dataset, matched.env, span)
+    return M.excess_growth(M.bar_returns(result.equity.to_numpy(dtype=float)),
+                           M.bar_returns(benchmark.equity.to_numpy(dtype=float)))
 
 
 def hyperparameters(config: AppConfig, dataset, splits: Splits) -> dict[str, Any]:
@@ -179,15 +194,15 @@ def train(
     bar_ns = int(bar_td.value)
 
     def evaluate_validation(m) -> dict[str, float]:
-        def policy(obs: np.ndarray) -> np.ndarray:
-            action, _ = m.predict(vn.normalize_obs(support.select(np.asarray(obs, dtype=np.float32))), deterministic=True)
-            return action
-
+        # the policy as the gate loads it: normalized, and WAITing outside the support when live.wait_outside_support
+        policy = LoadedPolicy(m, vn, dataset.schema, config, run_dir, support,
+                              wait_outside_support=config.live.wait_outside_support)
         res = run_backtest(policy, dataset, config.env, splits.validation)
         s = summarize_backtest(res, config.env, periods, bar_ns)
         keys = ("net_pnl_usd", "net_return", "sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor",
                 "trades", "exposure", "net_exposure", "avg_leverage", "liquidations", "fees_usd")
-        return {k: s[k] for k in keys}
+        excess = exposure_matched_excess(res, dataset, config.env, splits.validation, s["net_exposure"])
+        return {**{k: s[k] for k in keys}, "excess_exposure_matched": excess}
 
     def save_best(m) -> None:
         save_model(m, vn, run_dir, "best")
@@ -200,7 +215,8 @@ def train(
         hparams=hp,
         config_text=to_toml(config),
     )
-    val_cb = ValidationCallback(evaluate_validation, save_best, eval_freq=t.eval_freq, on_result=on_validation)
+    val_cb = ValidationCallback(evaluate_validation, save_best, eval_freq=t.eval_freq, on_result=on_validation,
+                                select_by=t.select_by, patience=t.patience)
     logger.info("training %s: %d timesteps, %d envs, %d training bars", run_dir.name, t.total_timesteps, t.n_envs, len(splits.train))
     started = time.perf_counter()
     model.learn(total_timesteps=t.total_timesteps, callback=[trading_cb, val_cb], progress_bar=progress_bar, tb_log_name="ppo")
@@ -208,11 +224,14 @@ def train(
     save_model(model, vn, run_dir, "last")
     vn.close()
 
-    best = max(val_cb.history, key=lambda h: h["net_pnl_usd"]) if val_cb.history else {}
+    best = val_cb.best
     metrics = {
         "run": run_dir.name,
         "trials": t.trials,
         "timesteps": int(model.num_timesteps),
+        "select_by": t.select_by,
+        "stopped_early": val_cb.stopped_at is not None,
+        "stopped_at_timesteps": val_cb.stopped_at,
         "train_seconds": seconds,
         "fps": model.num_timesteps / seconds if seconds > 0 else 0.0,
         "best_validation": best,
@@ -226,8 +245,9 @@ def train(
     gate = judge_run(run_dir, dataset, config, splits, checkpoints=len(val_cb.history))
     metrics["gate"] = gate.to_dict()
     rd.metrics.write_text(json.dumps(jsonable(metrics), indent=2))
-    logger.info("trained %s in %.1f s (%.0f fps); best validation net PnL %.2f USD at %s steps", run_dir.name, seconds,
-                metrics["fps"], best.get("net_pnl_usd", float("nan")), best.get("timesteps"))
+    logger.info("trained %s in %.1f s (%.0f fps); best validation by %s: net PnL %.2f USD, excess over exposure_matched "
+                "%+.2f%% at %s steps", run_dir.name, seconds, metrics["fps"], t.select_by, best.get("net_pnl_usd", float("nan")),
+                100 * best.get("excess_exposure_matched", float("nan")), best.get("timesteps"))
     logger.info("gate: %s", gate.line())
     return TrainResult(run_dir=run_dir, splits=splits, metrics=metrics, gate=gate)
 

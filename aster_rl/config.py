@@ -286,6 +286,10 @@ class TrainConfig(_Section):
     train_fraction: Float = Field(0.6, gt=0, lt=1)
     validation_fraction: Float = Field(0.2, gt=0, lt=1)
     eval_freq: Int = Field(20_000, gt=0)  # timesteps between validation evaluations
+    # which validation checkpoint is kept as "best": "net_pnl" = the highest net PnL; "excess" = the highest excess
+    # growth over exposure_matched (buy-and-hold at the checkpoint's mean net exposure), the estimate the judge reports
+    select_by: Literal["net_pnl", "excess"] = "net_pnl"
+    patience: Int = Field(0, ge=0)  # stop after this many validations in a row without a better score (0 = never)
     checkpoint_dir: NonEmptyPath = Path("checkpoints")
     tensorboard: Bool = True
     progress_bar: Bool = True

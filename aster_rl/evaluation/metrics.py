@@ -295,11 +295,20 @@ def excess_ci(returns: np.ndarray, benchmark_returns: np.ndarray, **kw) -> Inter
     difference), so what they share (the market's move) cancels in every resample and
     the interval measures the difference alone. Keywords as :func:`bootstrap_ci`.
     """
+    return bootstrap_ci(_paired_log_excess(returns, benchmark_returns), _rows_total_log_growth, **kw)
+
+
+def excess_growth(returns: np.ndarray, benchmark_returns: np.ndarray) -> float:
+    """The estimate of :func:`excess_ci` alone (no resampling): ``exp(sum_t [log(1 + r_t) - log(1 + b_t)]) - 1``."""
+    return float(_rows_total_log_growth(_paired_log_excess(returns, benchmark_returns)[None, :])[0])
+
+
+def _paired_log_excess(returns: np.ndarray, benchmark_returns: np.ndarray) -> np.ndarray:
     r = np.asarray(returns, dtype=float)
     b = np.asarray(benchmark_returns, dtype=float)
     if r.shape != b.shape:
         raise ValueError(f"excess_ci: {r.shape} strategy returns but {b.shape} benchmark returns; they must be paired")
-    return bootstrap_ci(np.log1p(r) - np.log1p(b), _rows_total_log_growth, **kw)
+    return np.log1p(r) - np.log1p(b)
 
 
 # ---------------------------------------------------------------- deflated Sharpe ratio
