@@ -10,18 +10,22 @@ on the fold's validation dates, never its test).
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from aster_rl.config import AppConfig, replace
+from aster_rl.config import AppConfig, load_config, replace
 from aster_rl.data.real import CONTRACTS, contract_settings, real_market
 from aster_rl.data.timeframes import TimeRange
+from aster_rl.paths import project_root, real_data_dir
 from aster_rl.evaluation.metrics import trade_costs
 
 from agents.data import build_dataset
@@ -30,6 +34,32 @@ from agents.run_dir import RunDir
 from agents.walkforward import walkforward
 
 MONTH = pd.Timedelta(days=30.4375)
+REAL_CONFIG = project_root() / "configs" / "real.toml"
+
+
+def add_real_arguments(parser: argparse.ArgumentParser, timesteps_help: str) -> None:
+    """The real-data benchmarks' shared options: ``--timesteps --set --data --json --keep``."""
+    parser.add_argument("--timesteps", type=int, help=timesteps_help)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override on top of configs/real.toml (repeatable)")
+    parser.add_argument("--data", type=Path, default=None, help="real data folder (default: $ASTER_REAL_DATA or ../shared/data/real)")
+    parser.add_argument("--json", type=Path, help="write every run's figures here")
+    parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
+
+
+def real_settings(args: argparse.Namespace) -> tuple[Path, AppConfig] | None:
+    """The data folder and ``configs/real.toml`` with ``--set`` and ``--timesteps`` applied; None (after
+    saying so) when the folder is missing."""
+    data_dir = (args.data or real_data_dir()).resolve()
+    if not data_dir.is_dir():
+        print(f"skipped: no real data in {data_dir}")
+        return None
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*no funding series.*")
+    base = load_config(REAL_CONFIG, args.sets)
+    if args.timesteps:
+        base = replace(base, train={"total_timesteps": args.timesteps})
+    return data_dir, base
 
 
 def real_config(base: AppConfig, name: str, checkpoint_dir: str | Path) -> AppConfig:

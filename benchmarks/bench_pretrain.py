@@ -17,18 +17,15 @@ import logging
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
-from aster_rl.config import load_config, replace
+from aster_rl.config import replace
 from aster_rl.data.real import REAL_MARKETS
-from aster_rl.paths import project_root, real_data_dir
 
 from agents.evaluate import jsonable
 from agents.pretrain import fine_tune_config, pretrain
-from agents.research import walkforward_market
+from agents.research import REAL_CONFIG, add_real_arguments, real_settings, walkforward_market
 
-CONFIG = project_root() / "configs" / "real.toml"
 TARGET = "ASTER"
 
 
@@ -36,24 +33,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pretrain-markets", nargs="+", default=["BTC", "ETH", "LTC"], choices=REAL_MARKETS, metavar="NAME")
     parser.add_argument("--pretrain-timesteps", type=int, default=200_000, help="PPO steps of the pretraining run")
-    parser.add_argument("--timesteps", type=int, help="PPO steps per ASTER run, both tables (default: configs/real.toml)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override on top of configs/real.toml (repeatable)")
-    parser.add_argument("--data", type=Path, default=None, help="real data folder (default: $ASTER_REAL_DATA or ../shared/data/real)")
-    parser.add_argument("--json", type=Path, help="write every run's figures here")
-    parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
+    add_real_arguments(parser, "PPO steps per ASTER run, both tables (default: configs/real.toml)")
     args = parser.parse_args()
-    data_dir = (args.data or real_data_dir()).resolve()
-    if not data_dir.is_dir():
-        print(f"skipped: no real data in {data_dir}")
+    settings = real_settings(args)
+    if settings is None:
         return 0
-    logging.basicConfig(level=logging.WARNING)
+    data_dir, base = settings
     logging.getLogger("agents.pretrain").setLevel(logging.INFO)
-    warnings.filterwarnings("ignore", message=".*no funding series.*")
-    base = load_config(CONFIG, args.sets)
-    if args.timesteps:
-        base = replace(base, train={"total_timesteps": args.timesteps})
-    print(f"settings: {CONFIG.name}{' + ' + ', '.join(args.sets) if args.sets else ''}; "
+    print(f"settings: {REAL_CONFIG.name}{' + ' + ', '.join(args.sets) if args.sets else ''}; "
           f"{base.eval.walkforward_folds} folds x {base.eval.walkforward_seeds} seeds, {base.train.total_timesteps} steps "
           f"per ASTER run; pretraining on {'+'.join(args.pretrain_markets)}: {args.pretrain_timesteps} steps", flush=True)
     started = time.perf_counter()
