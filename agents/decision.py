@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,18 @@ def flat_observation(features_row: np.ndarray, price: float, cfg: EnvConfig) -> 
     return build_observation(np.asarray(features_row, dtype=np.float32), state)
 
 
-def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position: int = -1,
+def brain_decision(run_dir: str | Path | Sequence[str | Path], market: Any, features: Any, row_position: int = -1,
                    trust_run: bool = False) -> dict[str, Any]:
-    """The run's policy decision at ``row_position`` of ``features`` (schema checked on load)."""
-    policy = load_policy(run_dir, schema=features.schema, trust_run=trust_run)
+    """The run's policy decision at ``row_position`` of ``features`` (schema checked on load); with several
+    runs, their seed ensemble's (:func:`agents.ensemble.load_ensemble`: WAIT, saying so, when they disagree)."""
+    if isinstance(run_dir, (str, Path)):
+        policy: Any = load_policy(run_dir, schema=features.schema, trust_run=trust_run)
+        run_name = policy.run_dir.name if policy.run_dir is not None else Path(run_dir).name
+    else:
+        from agents.ensemble import load_ensemble
+
+        policy = load_ensemble(list(run_dir), schema=features.schema, trust_run=trust_run)
+        run_name = f"ensemble of {len(policy.members)} ({', '.join(Path(m.run_dir).name for m in policy.members)})"
     cfg = policy.config.env
     prices = PriceArrays.from_market(market)
     row = row_position % len(prices)
@@ -60,7 +69,6 @@ def brain_decision(run_dir: str | Path, market: Any, features: Any, row_position
         stop, target = price + profile.stop_atr * atr, price - profile.target_atr * atr
     readings = features.readings(row)
     reasons = [readings[t] for t in REASONING_TENTACLES if t in readings]
-    run_name = policy.run_dir.name if policy.run_dir is not None else Path(run_dir).name
     said = f"{side} with P(side)={d.confidence:.2f}" if d.confidence is not None else side
     reasoning = f"policy {run_name}: {said}; " + "; ".join(x for x in (d.reason, *reasons[:4]) if x)
     return {

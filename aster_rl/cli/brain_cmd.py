@@ -11,7 +11,7 @@ from typing import Any
 
 from aster_rl.config import AppConfig
 from aster_rl.data.timeframes import parse_utc_time
-from aster_rl.errors import DataError
+from aster_rl.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +29,17 @@ def register(sub) -> None:
     p.add_argument("--at", metavar="TIME", help="report on the newest bar opening at or before TIME (UTC), e.g. 2025-04-01T12:00")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
     p.add_argument("--run", metavar="RUN_DIR", help="a training run directory: add its policy's decision to the report")
+    p.add_argument("--ensemble", nargs="+", metavar="RUN_DIR",
+                   help="instead of --run: two or more seed runs of one design, decided as one ensemble "
+                   "(WAIT, saying so, when fewer than a majority pick its side)")
     p.add_argument("--trust-run", action="store_true", help="load a run saved in the older pickled format (runs code stored in it: only for runs you made)")
     p.set_defaults(func=run)
 
 
-def policy_decision(run_dir: Path | None, market: Any, features: Any, report: Any, config: AppConfig,
+def policy_decision(run_dir: Path | list[str] | None, market: Any, features: Any, report: Any, config: AppConfig,
                     trust_run: bool = False) -> Any:
-    """Hook for the policy's decision (a ``BrainDecision``) from the checkpoint in ``run_dir``.
+    """Hook for the policy's decision (a ``BrainDecision``) from the checkpoint in ``run_dir`` (or the
+    ensemble of the runs it lists).
 
     Returns None when there is no checkpoint to ask; the report then says
     "no policy checkpoint given".
@@ -68,15 +72,20 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         )
     features = build_features(market, config.features)
     report = brain_report(market, features, at, config.features)
+    if args.run and args.ensemble:
+        raise ConfigError("give --run RUN_DIR or --ensemble RUN_DIR RUN_DIR..., not both")
     run_dir = Path(args.run) if args.run else None
-    decision = policy_decision(run_dir, market, features, report, config, trust_run=args.trust_run)
+    runs = [Path(r) for r in args.ensemble] if args.ensemble else ([run_dir] if run_dir else [])
+    decision = policy_decision(list(args.ensemble) if args.ensemble else run_dir, market, features, report, config,
+                               trust_run=args.trust_run)
     report = report.with_decision(decision)
     print(report.to_text())
-    if run_dir is not None:
+    if runs:
         from agents.gate import gate_status
 
-        print(gate_status(run_dir))
-    if decision is None and run_dir is None:
+        for r in runs:  # an ensemble is not judged as one here: each member's own gate
+            print(gate_status(r))
+    if decision is None and not runs:
         logger.info("no policy checkpoint given (use --run RUN_DIR)")
     if args.json:
         path = Path(args.json)

@@ -71,3 +71,23 @@ def test_a_single_run_or_mismatched_members_are_refused_in_one_line(runs, capsys
     assert "give one of them" in capsys.readouterr().err
     assert main([*_args(tmp), "evaluate", "--ensemble", *members, "--agreement", "3"]) == 2
     assert "must be in 1..2" in capsys.readouterr().err
+
+
+def test_brain_with_an_ensemble_decides_as_the_loaded_ensemble(runs, capsys):
+    tmp, members, other = runs
+    brain = [*_args(tmp), "--set", f"data.data_dir={tmp / 'data'}", "brain"]
+    assert main([*brain, "--ensemble", *members]) == 0
+    out = capsys.readouterr().out
+    assert "ensemble of 2 (" in out, out
+    assert sum(line.startswith("gate: ") for line in out.splitlines()) == 2, out  # each member's own gate
+    cfg = tiny_config(tmp, seed=3, name="seed3")
+    ds = build_dataset(cfg)
+    from agents.decision import brain_decision
+
+    d = brain_decision(members, ds.market, ds.features)
+    assert d["reasoning"].startswith("policy ensemble of 2 (")
+    assert d["reasoning"] in out, out  # the report says why, members' disagreement included
+    assert main([*brain, "--run", members[0], "--ensemble", *members]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main([*brain, "--ensemble", members[0], other]) == 2
+    assert "configured unlike" in capsys.readouterr().err
