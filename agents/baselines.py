@@ -2,7 +2,9 @@
 
 They are run through the same backtester, with the same costs, on the same split as the
 agent. Actions are ``(side, leverage index, exit-profile index)`` with side 0 WAIT,
-1 BUY, 2 SELL (WAIT keeps an open position; BUY while short closes the short).
+1 BUY, 2 SELL (WAIT keeps an open position; BUY while short closes the short): orders, so
+each baseline trades on its account settings in order mode (:func:`order_config`) even when
+the agent reads its side head as target positions.
 
 - ``flat``: never trades.
 - ``buy_and_hold``: all equity long at 1x from the first bar to the last: one entry at
@@ -56,6 +58,11 @@ def leverage_index(cfg: EnvConfig, leverage: float) -> int:
     return int(ok[np.argmax(ladder[ok])])
 
 
+def order_config(cfg: EnvConfig) -> EnvConfig:
+    """``cfg`` with the side read as orders (the baselines' actions), whatever the agent's ``env.action_mode``."""
+    return cfg if cfg.action_mode == "orders" else replace(cfg, action_mode="orders")
+
+
 def flat_policy(cfg: EnvConfig) -> PolicyFn:
     def policy(obs: np.ndarray) -> np.ndarray:
         return _action(WAIT, 0, 0)
@@ -84,7 +91,7 @@ def holding_config(cfg: EnvConfig, exposure: float = 1.0) -> EnvConfig:
         raise ValueError(f"exposure = {exposure}: a holding needs a finite |exposure| >= {MIN_EXPOSURE}")
     lev = max(1, math.ceil(x - 1e-9))
     return replace(
-        cfg,
+        order_config(cfg),
         leverages=(lev,),
         max_leverage=max(cfg.max_leverage, lev),
         margin_fraction=min(1.0, x / lev),

@@ -45,6 +45,7 @@ from agents.baselines import (
     Baseline,
     buy_and_hold,
     flat_policy,
+    order_config,
     holding,
     leverage_index,
     random_policy,
@@ -160,6 +161,7 @@ def traded_leverage_mix(trades: pd.DataFrame, cfg: EnvConfig) -> list[float] | N
 def run_random_baseline(dataset, cfg: EnvConfig, span: Span, eval_cfg: EvalConfig, agent_trades: pd.DataFrame,
                         periods: float, bar_ns: int) -> Outcome:
     """Random entries with the agent's traded notional and leverage / profile mix, averaged over seeds."""
+    cfg = order_config(cfg)
     target = traded_notional(agent_trades)
     lev_w = traded_leverage_mix(agent_trades, cfg)
     prof_w = _mix(agent_trades, "profile", list(cfg.exit_profiles))
@@ -207,6 +209,7 @@ def exposure_matched_baseline(dataset, cfg: EnvConfig, span: Span, exposure: flo
 
 def baseline_policies(dataset, cfg: EnvConfig) -> dict[str, Baseline]:
     """The deterministic baselines, each with the account it trades on (``exposure_matched`` needs the agent's run)."""
+    cfg = order_config(cfg)
     return {
         "flat": Baseline(flat_policy(cfg), cfg),
         "buy_and_hold": buy_and_hold(cfg),

@@ -250,6 +250,8 @@ class EnvConfig(_Section):
     # held fewer than min_hold_bars bars is refused. 1 and 0: every bar, no minimum (off).
     decision_every: Int = Field(1, ge=1, le=10_000)
     min_hold_bars: Int = Field(0, ge=0)
+    # "target": the side head names the position wanted (0 flat, 1 long, 2 short; flat closes), not an order
+    action_mode: Literal["orders", "target"] = "orders"
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> EnvConfig:

@@ -32,7 +32,7 @@ from aster_rl.config import EnvConfig
 from aster_rl.errors import DataError
 from aster_rl.sim import kernels as K
 from aster_rl.sim.accounting import AccountBook, check_env_inputs, price_matrix, trade_records
-from aster_rl.sim.decision import gate_actions, rule_active, timeframe_ns
+from aster_rl.sim.decision import gate_actions, rule_active, target_mode, timeframe_ns
 from aster_rl.sim.observation import N_ACCOUNT
 from aster_rl.sim.prices import PriceArrays
 from envs.perp import as_actions, latest_start, step_info
@@ -143,7 +143,7 @@ class BatchedPerpEnv(VecEnv):
         self._actions = np.zeros(3 * n, dtype=np.int64)
         self._px = price_matrix(prices)
         self._ts = prices.timestamps
-        self._gated = rule_active(cfg.decision_every, cfg.min_hold_bars)
+        self._gated = rule_active(cfg.decision_every, cfg.min_hold_bars, target_mode(cfg))
         self._tf_ns = timeframe_ns(prices.timeframe)
         if seed is not None:
             self.seed(seed)

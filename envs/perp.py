@@ -19,7 +19,7 @@ from aster_rl.config import AppConfig, EnvConfig
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.sim import kernels as K
 from aster_rl.sim.accounting import SingleAccount, check_env_inputs
-from aster_rl.sim.decision import gate_actions, rule_active, timeframe_ns
+from aster_rl.sim.decision import gate_actions, rule_active, target_mode, timeframe_ns
 from aster_rl.sim.observation import N_ACCOUNT
 from aster_rl.sim.prices import PriceArrays
 from envs.spaces import action_masks, action_space, observation_space
@@ -270,7 +270,7 @@ class PerpEnv(gym.Env[np.ndarray, np.ndarray]):
         self._px = self.account._px
         # equity, side, leverage, fees, funding, slippage and the step's reward, in one view
         self._info_row = self.book.F[K.EQUITY : K.REWARD + 1, 0]
-        self._gated = rule_active(cfg.decision_every, cfg.min_hold_bars)
+        self._gated = rule_active(cfg.decision_every, cfg.min_hold_bars, target_mode(cfg))
         self._tf_ns = timeframe_ns(prices.timeframe)
 
     # ------------------------------------------------------------------ helpers

@@ -87,7 +87,7 @@ from aster_rl.evaluation.support import SupportTally, support_of
 from aster_rl.live.risk import AccountView, RiskEvent, RiskGuard, Verdict, brief
 from aster_rl.storage import live_store
 from aster_rl.data.timeframes import timeframe_to_timedelta
-from aster_rl.sim.decision import broker_position, gate_side
+from aster_rl.sim.decision import broker_position, gate_side, target_mode
 
 logger = logging.getLogger(__name__)
 
@@ -715,7 +715,7 @@ class LiveRunner:
         if not (0 <= side <= 2 and 0 <= lev_i < len(self.env_cfg.leverages) and 0 <= prof_i < len(self.profile_names)):
             raise ValueError(f"policy action {d.action} outside the action space (3, {len(self.env_cfg.leverages)}, {len(self.profile_names)})")
         side = gate_side(side, bar.ts_ns, int(self.tf.value), self.env_cfg.decision_every, self.env_cfg.min_hold_bars,
-                         *broker_position(self.broker))  # the decision rule, as in training
+                         *broker_position(self.broker), target_mode(self.env_cfg))  # the decision rule, as in training
         intent = self.broker.intended(side)
         view = AccountView(equity=equity, day_start_equity=self._day_start_equity, open_positions=self.broker.open_positions(),
                            opening=intent.startswith("open"))

@@ -28,7 +28,7 @@ from aster_rl.config import EnvConfig, replace
 from aster_rl.errors import ConfigError
 from aster_rl.interfaces import Policy
 from aster_rl.sim.accounting import TRADE_KEYS, SingleAccount, check_env_inputs
-from aster_rl.sim.decision import gate_side, rule_active, timeframe_ns
+from aster_rl.sim.decision import gate_side, rule_active, target_mode, timeframe_ns
 from aster_rl.sim.prices import PriceArrays
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def backtest(
     position = np.zeros(n_steps + 1)  # signed quantity at each bar's close
     acts = np.zeros((n_steps, 3), dtype=np.int64)
     trades: list[dict] = []
-    gated = rule_active(cfg.decision_every, cfg.min_hold_bars)
+    gated = rule_active(cfg.decision_every, cfg.min_hold_bars, target_mode(cfg))
     tf_ns = timeframe_ns(prices.timeframe)
     t = first
     done = 0
@@ -100,7 +100,7 @@ def backtest(
         if gated:  # the decision rule (aster_rl.sim.decision), as in the env; the actions record what was done
             a = a.astype(np.int64, copy=True)
             a[0] = gate_side(int(a[0]), int(prices.timestamps[t]), tf_ns, cfg.decision_every, cfg.min_hold_bars,
-                             int(np.sign(book.side[0])), int(book.entry_time[0]))
+                             int(np.sign(book.side[0])), int(book.entry_time[0]), target_mode(cfg))
         acts[k] = a
         bankrupt = acc.advance(t, int(a[0]), int(a[1]), int(a[2]), k == n_steps - 1)
         t += 1

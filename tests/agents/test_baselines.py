@@ -111,3 +111,34 @@ def test_verdict_needs_both_excess_intervals_above_zero():
     text, flags = verdict(agent, base, worse)
     assert "does worse than holding its own average market exposure: no evidence of an edge" in text
     assert not flags["edge"]
+
+
+def test_baselines_trade_in_order_mode_beside_a_target_mode_agent():
+    """The baselines' WAIT keeps a position (orders); an agent reading its side as target positions
+    must not turn the rule brain's or random's WAIT into closes, nor the holdings'."""
+    from agents.evaluate import baseline_policies
+    from aster_rl.sim.backtest import backtest
+    from aster_rl.sim.prices import PriceArrays
+
+    target = EnvConfig(action_mode="target", episode_length=10_000)
+    assert holding(target, 0.5).env.action_mode == "orders" and buy_and_hold(target).env.action_mode == "orders"
+
+    class Data:
+        columns = COLS
+
+    assert {b.env.action_mode for b in baseline_policies(Data(), target).values()} == {"orders"}
+    # what it protects: a BUY-once-then-WAIT policy holds in order mode and is closed at once in target mode
+    n = 60
+    close = 1.0 + 0.0005 * np.sin(np.arange(n))  # no stop or target is reached
+    prices = PriceArrays.from_arrays(close, close * 1.001, close * 0.999, close, np.full(n, 1e7))
+    feats = np.zeros((n, 2), dtype=np.float32)
+    steps = iter([BUY] + [WAIT] * n)
+
+    def once(_obs):
+        return np.array([next(steps), 0, 0])
+
+    held = backtest(once, feats, prices, EnvConfig(episode_length=10_000), start=0, end=n)
+    steps = iter([BUY] + [WAIT] * n)
+    closed = backtest(once, feats, prices, target, start=0, end=n)
+    assert len(held.trades) == 1 and held.trades["reason"].iloc[0] == "end"
+    assert closed.trades["reason"].iloc[0] == "signal"

@@ -1,10 +1,11 @@
-"""The decision rule (env.decision_every, env.min_hold_bars) in the live runner: a paper replay
-makes exactly the backtester's decisions and trades with the rule on."""
+"""The decision rule (env.decision_every, env.min_hold_bars, env.action_mode) in the live runner: a
+paper replay makes exactly the backtester's decisions and trades with the rule on."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from aster_rl.config import EnvConfig, FeaturesConfig
 from aster_rl.features.pipeline import build_features
@@ -16,18 +17,19 @@ from factories import make_market
 from live_helpers import FixedPolicy, make_db, paper_runner
 
 START, END = 700, 1_000
-CFG = EnvConfig(decision_every=3, min_hold_bars=4)
 
 
-def test_replay_with_the_rule_equals_the_backtest(tmp_path):
+@pytest.mark.parametrize("mode", ["orders", "target"])
+def test_replay_with_the_rule_equals_the_backtest(tmp_path, mode):
+    cfg = EnvConfig(decision_every=3, min_hold_bars=4, action_mode=mode)
     market = make_market(1_100, seed=11)
     upto = market.window(None, market.candles.index[END - 1])
     fs = build_features(upto, FeaturesConfig())
     prices = PriceArrays.from_market(upto)
-    res = backtest(FixedPolicy(n_lev=4).predict, fs.matrix, prices, CFG, start=START, end=END)
+    res = backtest(FixedPolicy(n_lev=4).predict, fs.matrix, prices, cfg, start=START, end=END)
     free = backtest(FixedPolicy(n_lev=4).predict, fs.matrix, prices, EnvConfig(), start=START, end=END)
     summary = paper_runner(FixedPolicy(n_lev=4), ReplaySource(market, START, END), make_db(tmp_path), tmp_path,
-                           env=CFG, features="batch").run()
+                           env=cfg, features="batch").run()
     assert len(res.trades) >= 5
     assert [tuple(a) for a in res.actions.to_numpy()] == summary.actions
     live_trades = pd.DataFrame(summary.trades)

@@ -1,5 +1,5 @@
-"""The decision rule (decision interval, minimum holding time): by hand, in the env, the
-batched env and the backtester, and backtest == env with it on."""
+"""The decision rule (decision interval, minimum holding time, target positions): by hand, in
+the env, the batched env and the backtester, and backtest == env with it on."""
 
 import numpy as np
 import pandas as pd
@@ -8,7 +8,7 @@ import pytest
 from aster_rl.config import EnvConfig
 from aster_rl.errors import ConfigError
 from aster_rl.sim.backtest import backtest
-from aster_rl.sim.decision import BUY, SELL, WAIT, bars_held, gate_side, gate_sides, is_decision_bar
+from aster_rl.sim.decision import BUY, SELL, WAIT, bars_held, gate_side, gate_sides, is_decision_bar, target_orders
 from aster_rl.sim.prices import PriceArrays
 from envs import BatchedPerpEnv, PerpEnv
 
@@ -122,10 +122,43 @@ def busy_policy(obs):
     return np.array([side, 2, int(abs(f * 10)) % 3])
 
 
-@pytest.mark.parametrize(("every", "hold"), [(3, 0), (1, 6), (4, 5)])
-def test_backtest_equals_env_with_the_rule_on(every, hold):
+def test_target_positions_by_hand():
+    # wanted: flat, long, short; positions: flat, long, short
+    wanted = np.array([WAIT, WAIT, WAIT, BUY, BUY, BUY, SELL, SELL, SELL])
+    pos = np.array([0, 1, -1] * 3)
+    # flat closes what is open; long / short are BUY / SELL (hold, open, or close the opposite)
+    assert target_orders(wanted, pos).tolist() == [WAIT, SELL, BUY, BUY, BUY, BUY, SELL, SELL, SELL]
+    # translated first, then gated: a young long is not closed by "flat", an old one is
+    assert gate_side(WAIT, 3 * TF, TF, 1, 3, 1, 2 * TF, target=True) == WAIT
+    assert gate_side(WAIT, 5 * TF, TF, 1, 3, 1, 2 * TF, target=True) == SELL
+    assert gate_side(WAIT, 5 * TF, TF, 1, 3, 1, 2 * TF) == WAIT  # order mode: WAIT holds
+    # off a decision bar nothing is sent, not even the close
+    assert gate_sides(np.array([WAIT]), np.array([TF]), TF, 3, 0, np.array([1]), np.array([0]), target=True).tolist() == [WAIT]
+
+
+def test_target_mode_trades_as_the_translated_orders():
+    """The recorded actions of a target-mode backtest are the orders it sent: replayed in order
+    mode they trade the same; they differ from the policy's sides only where it wanted flat with
+    a position open; and reading the same sides as orders trades differently."""
     features, prices = synthetic()
-    cfg = EnvConfig(episode_length=10_000, decision_every=every, min_hold_bars=hold)
+    target = backtest(busy_policy, features, prices, EnvConfig(episode_length=10_000, action_mode="target"), start=20, end=480)
+    replay = iter(target.actions.to_numpy())
+    orders = backtest(lambda obs: np.asarray(next(replay)), features, prices, EnvConfig(episode_length=10_000), start=20, end=480)
+    assert len(target.trades) > 3
+    np.testing.assert_array_equal(orders.equity.to_numpy(), target.equity.to_numpy())
+    assert orders.trades["pnl_usd"].tolist() == target.trades["pnl_usd"].tolist()
+    sent = target.actions["side"].to_numpy()
+    wanted = np.array([busy_policy(row)[0] for row in features[20 : 20 + len(sent)]])
+    changed = sent != wanted
+    assert changed.any() and (wanted[changed] == WAIT).all() and np.isin(sent[changed], [BUY, SELL]).all()
+    plain = backtest(busy_policy, features, prices, EnvConfig(episode_length=10_000), start=20, end=480)
+    assert not plain.equity.equals(target.equity)
+
+
+@pytest.mark.parametrize(("every", "hold", "mode"), [(3, 0, "orders"), (1, 6, "orders"), (4, 5, "orders"), (1, 0, "target"), (3, 4, "target")])
+def test_backtest_equals_env_with_the_rule_on(every, hold, mode):
+    features, prices = synthetic()
+    cfg = EnvConfig(episode_length=10_000, decision_every=every, min_hold_bars=hold, action_mode=mode)
     res = backtest(busy_policy, features, prices, cfg, start=20, end=480)
     env = PerpEnv(features, prices, cfg, start=20, end=480, random_start=False)
     obs, _ = env.reset()
@@ -154,9 +187,10 @@ def test_backtest_equals_env_with_the_rule_on(every, hold):
     assert len(free.trades) != len(res.trades) or not free.equity.equals(res.equity)
 
 
-def test_batched_env_applies_the_same_rule_as_single_envs():
+@pytest.mark.parametrize("mode", ["orders", "target"])
+def test_batched_env_applies_the_same_rule_as_single_envs(mode):
     features, prices = synthetic()
-    cfg = EnvConfig(episode_length=60, decision_every=3, min_hold_bars=4)
+    cfg = EnvConfig(episode_length=60, decision_every=3, min_hold_bars=4, action_mode=mode)
     n = 3
     vec = BatchedPerpEnv(features, prices, cfg, n, seed=5)
     singles = [PerpEnv(features, prices, cfg) for _ in range(n)]
