@@ -104,12 +104,15 @@ class ObsNormalizer:
 
 
 def norm_arrays(vec_normalize: Any) -> dict[str, np.ndarray]:
-    """The statistics of an SB3 ``VecNormalize`` as plain arrays."""
+    """The statistics of an SB3 ``VecNormalize`` as plain arrays (without observation normalization,
+    which leaves SB3 no observation statistics: mean 0, variance 1, count 0, unused on load)."""
     vn = vec_normalize
+    shape = vn.observation_space.shape
+    obs_rms = vn.obs_rms if vn.norm_obs else None
     return {
-        "obs_mean": np.asarray(vn.obs_rms.mean, dtype=np.float64),
-        "obs_var": np.asarray(vn.obs_rms.var, dtype=np.float64),
-        "obs_count": np.asarray(vn.obs_rms.count, dtype=np.float64),
+        "obs_mean": np.asarray(obs_rms.mean if obs_rms is not None else np.zeros(shape), dtype=np.float64),
+        "obs_var": np.asarray(obs_rms.var if obs_rms is not None else np.ones(shape), dtype=np.float64),
+        "obs_count": np.asarray(obs_rms.count if obs_rms is not None else 0.0, dtype=np.float64),
         "ret_mean": np.asarray(vn.ret_rms.mean, dtype=np.float64),
         "ret_var": np.asarray(vn.ret_rms.var, dtype=np.float64),
         "ret_count": np.asarray(vn.ret_rms.count, dtype=np.float64),
@@ -150,6 +153,9 @@ def vec_normalize_from(arrays: dict[str, np.ndarray], venv: Any, training: bool 
         clip_obs=float(arrays["clip_obs"]), clip_reward=float(arrays["clip_reward"]), gamma=float(arrays["gamma"]),
         epsilon=float(arrays["epsilon"]),
     )
+    if not vn.norm_obs:  # SB3 keeps no observation statistics then
+        vn.ret_rms.mean, vn.ret_rms.var, vn.ret_rms.count = arrays["ret_mean"].copy(), arrays["ret_var"].copy(), float(arrays["ret_count"])
+        return vn
     obs_rms = vn.obs_rms
     if not isinstance(obs_rms, RunningMeanStd):  # a dict observation space: not this program's environment
         raise UntrustedRunError("the environment's observations are a dict; saved statistics are for one array")

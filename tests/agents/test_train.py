@@ -152,3 +152,27 @@ def test_confidence_is_the_side_heads_probability():
     probs = (np.array([0.6, 0.3, 0.1]), np.array([0.5, 0.5]), np.array([0.2, 0.8]))
     assert action_confidence(probs, np.array([0, 1, 0])) == pytest.approx(0.6)
     assert action_confidence(probs, np.array([1, 1, 1])) == pytest.approx(0.3)
+
+
+def test_a_run_without_observation_normalization_saves_loads_and_continues(tmp_path):
+    """train.normalize_observations = false: SB3 keeps no observation statistics; the run still
+    saves, its policy sees the raw observation, and a run can start from it."""
+    import numpy as np
+
+    from agents.data import build_dataset
+    from agents.policy import load_policy
+    from agents.run_files import read_norm_arrays, vec_normalize_from
+    from agents.run_dir import RunDir
+    from agent_helpers import tiny_config
+    from envs import BatchedPerpEnv
+
+    cfg = tiny_config(tmp_path, normalize_observations=False)
+    ds = build_dataset(cfg)
+    result = train(cfg, ds)
+    arrays = read_norm_arrays(RunDir(result.run_dir).normalizer("best"))
+    assert not bool(arrays["norm_obs"]) and float(arrays["obs_count"]) == 0.0
+    policy = load_policy(result.run_dir, schema=ds.schema)
+    obs = np.full(arrays["obs_mean"].shape, 123.0, dtype=np.float32)
+    assert (policy.obs_normalizer.normalize_obs(obs) == 123.0).all()  # not scaled, not clipped at 10
+    venv = BatchedPerpEnv(policy.support.select_features(ds.matrix), ds.prices, cfg.env, 2)
+    assert vec_normalize_from(arrays, venv).norm_obs is False
