@@ -66,9 +66,13 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     if m.get("support_notice"):
         print(m["support_notice"])
     print(f"trained {m['timesteps']} steps in {m['train_seconds']:.0f} s ({m['fps']:.0f} fps)")
+    if m.get("stopped_early"):
+        print(f"stopped early at {m['stopped_at_timesteps']} steps (train.patience = {config.train.patience})")
     if best:
-        print(f"best validation net PnL {best['net_pnl_usd']:+.2f} USD ({best['net_return']:+.2%}, {best['trades']:.0f} trades) "
-              f"at {best['timesteps']:.0f} steps")
+        excess = best.get("excess_exposure_matched")
+        print(f"kept the checkpoint at {best['timesteps']:.0f} steps (best validation {m.get('select_by', 'net_pnl')}): "
+              f"net PnL {best['net_pnl_usd']:+.2f} USD ({best['net_return']:+.2%}, {best['trades']:.0f} trades)"
+              + (f", excess over exposure_matched {excess:+.2%}" if excess is not None else ""))
     if m.get("tensorboard_dir"):
         print(f"TensorBoard: tensorboard --logdir {m['tensorboard_dir']}")
     later = ""

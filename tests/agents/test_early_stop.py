@@ -103,3 +103,26 @@ def test_patience_and_select_by_are_validated(capsys):
     assert len(err.strip().splitlines()) == 1 and "train.patience" in err
     with pytest.raises(ValueError, match="patience"):
         ValidationCallback(lambda m: {}, lambda m: None, eval_freq=1, patience=-1)
+
+
+def test_train_cli_says_which_checkpoint_it_kept_and_when_it_stopped(tmp_path, capsys):
+    import json
+
+    from agents.run_dir import RunDir
+
+    sets = {"data.data_dir": tmp_path / "data", "train.checkpoint_dir": tmp_path / "ck", "synth.n_bars": 12 * 288,
+            "env.episode_length": 64, "train.total_timesteps": 512, "train.n_envs": 4, "train.n_steps": 32,
+            "train.batch_size": 64, "train.n_epochs": 1, "train.eval_freq": 128, "train.net_arch": "[16]",
+            "train.tensorboard": "false", "train.patience": 1, "train.select_by": "excess"}
+    args = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
+    assert main([*args, "data", "synth"]) == 0
+    assert main([*args, "train"]) == 0
+    out = capsys.readouterr().out
+    run_dir = next(line.split("run: ", 1)[1] for line in out.splitlines() if line.startswith("run: "))
+    m = json.loads(RunDir(run_dir).metrics.read_text())
+    best = m["best_validation"]
+    assert f"kept the checkpoint at {best['timesteps']:.0f} steps (best validation excess)" in out, out
+    assert f"excess over exposure_matched {best['excess_exposure_matched']:+.2%}" in out
+    assert ("stopped early at" in out) == m["stopped_early"]
+    if m["stopped_early"]:
+        assert f"stopped early at {m['stopped_at_timesteps']} steps (train.patience = 1)" in out
