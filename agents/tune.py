@@ -13,10 +13,10 @@ concurrent workers need a server database (PostgreSQL).
   estimate in the deployment gate's record (:func:`agents.gate.judge_span`, run by
   :func:`agents.train.train` on the validation split that chose the checkpoint). The test
   split is never read.
-- **Pruning** hears every validation evaluation during training: the step's value is the
-  validation net return minus the agent's mean net exposure times the market's move over
-  validation (the exposure-matched excess without its costs), so a pruner compares trials
-  on the objective's own scale before the judge runs.
+- **Pruning** hears every validation evaluation during training: the step's value is that
+  evaluation's excess over ``exposure_matched`` (the judge's estimate, which every
+  validation evaluation records), so a pruner compares trials on the objective's own scale
+  before the gate runs.
 - **One run per configuration**: a trial's run is a pure function of its config (and time
   range), so a hash of both names its run directory ``<checkpoint_dir>/tune/<study>/<hash>``;
   a hash the study (or the directory) already finished is looked up, not trained again.
@@ -267,12 +267,6 @@ def create_study(spec: TuneSpec) -> None:
 
 # ---------------------------------------------------------------- one trial
 
-def _validation_market_move(dataset: Any, span: Any) -> float:
-    close = dataset.prices.close
-    before = close[span.start - 1] if span.start > 0 else dataset.prices.open[span.start]
-    return float(close[span.end - 1] / before - 1.0)
-
-
 def gate_excess(metrics: dict[str, Any]) -> float:
     """The objective from a run's metrics: the gate's estimate of the validation excess over exposure_matched."""
     try:
@@ -325,10 +319,8 @@ class Objective:
             return stored
         if run_dir.exists():  # a run that did not finish (a crashed or pruned trial): run it again from the start
             shutil.rmtree(run_dir)
-        move = _validation_market_move(self.dataset, self.splits.validation)
-
         def report(timesteps: int, result: dict[str, float]) -> None:
-            step_value = result["net_return"] - result.get("net_exposure", 0.0) * move
+            step_value = result["excess_exposure_matched"]
             if math.isfinite(step_value):
                 trial.report(step_value, timesteps)
             if trial.should_prune():

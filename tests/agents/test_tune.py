@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 
 import pytest
 from agent_helpers import tiny_config
 
+from agents.run_dir import RunDir
 from agents.tune import (
     SPACE,
     STORAGE_ENV,
@@ -92,6 +94,9 @@ def test_a_study_on_sqlite_writes_the_best_config_and_never_runs_a_config_twice(
     trained = [t for t in study.trials if not t.user_attrs.get("reused")]
     assert len(trained) == 4
     assert all(sorted(t.intermediate_values) == [128, 256] for t in trained)  # the pruner hears every validation
+    for t in trained:  # ... each one's excess over exposure_matched, as the run recorded it
+        history = json.loads(RunDir(t.user_attrs["run_dir"]).metrics.read_text())["validation_history"]
+        assert [t.intermediate_values[int(h["timesteps"])] for h in history] == [h["excess_exposure_matched"] for h in history]
     runs = sorted(p.name for p in spec.runs_root.iterdir() if p.is_dir())
     assert runs == sorted(set(hashes))  # one run directory per configuration, named by its hash
     values = values_by_hash(study)
