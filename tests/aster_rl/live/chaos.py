@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from aster_rl.config import EnvConfig
 from aster_rl.errors import AsterError
 from aster_rl.testing.fake_exchange import FakeAsterExchange
 from aster_rl.storage import live_store
@@ -162,8 +163,9 @@ def _checked_bars(runner: Any, fake: FakeAsterExchange, res: ScheduleResult, see
     runner.process_bar = process_bar
 
 
-def run_schedule(seed: int, bars: int, workdir: Path, *, timeout_s: float = 0.15) -> ScheduleResult:
-    """One seeded schedule of ``bars`` bars; returns what was injected and every violation seen."""
+def run_schedule(seed: int, bars: int, workdir: Path, *, timeout_s: float = 0.15, env: EnvConfig | None = None) -> ScheduleResult:
+    """One seeded schedule of ``bars`` bars (on ``env``'s account settings, the default's when None); returns
+    what was injected and every violation seen."""
     rng = np.random.default_rng(seed)
     res = ScheduleResult(seed)
     started = time.perf_counter()
@@ -179,7 +181,7 @@ def run_schedule(seed: int, bars: int, workdir: Path, *, timeout_s: float = 0.15
             client = real_client(fake, fast_signing=True, timeout_ms=int(timeout_s * 1000))
             inject.client = client
             runner = real_runner(workdir, fake, db, market, policy, start=start, end=end, client=client, before_bar=inject,
-                                 session=f"chaos-{seed}")
+                                 session=f"chaos-{seed}", env=env)
             _checked_bars(runner, fake, res, seed)
             return runner
 
@@ -259,24 +261,25 @@ def chaos_table(results: list[ScheduleResult]) -> str:
     return "\n".join(lines)
 
 
-def _one(args: tuple[int, int, str]) -> ScheduleResult:
+def _one(args: tuple[int, int, str, EnvConfig | None]) -> ScheduleResult:
     import logging
     import tempfile
 
-    seed, bars, root = args
+    seed, bars, root, env = args
     logging.disable(logging.CRITICAL)  # thousands of injected faults: their warnings are expected
     with tempfile.TemporaryDirectory(dir=root) as d:
-        return run_schedule(seed, bars, Path(d))
+        return run_schedule(seed, bars, Path(d), env=env)
 
 
-def run_chaos(seeds: range | list[int], bars: int, *, workers: int = 2, root: str | None = None) -> list[ScheduleResult]:
-    """Every schedule, ``workers`` at a time (each with its own fake exchange and database)."""
+def run_chaos(seeds: range | list[int], bars: int, *, workers: int = 2, root: str | None = None,
+              env: EnvConfig | None = None) -> list[ScheduleResult]:
+    """Every schedule, ``workers`` at a time (each with its own fake exchange and database), on ``env``."""
     import multiprocessing
     import tempfile
     from concurrent.futures import ProcessPoolExecutor
 
     root = root or tempfile.gettempdir()
-    jobs = [(int(s), int(bars), root) for s in seeds]
+    jobs = [(int(s), int(bars), root, env) for s in seeds]
     if workers <= 1:
         return [_one(j) for j in jobs]
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:

@@ -25,3 +25,17 @@ def test_chaos_schedules_keep_every_invariant(tmp_path):
     assert sum(r.trades for r in results) > 10 * SCHEDULES  # the runner did trade through them
     violations = [v for r in results for v in r.violations]
     assert not violations, "\n".join(violations[:20])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_chaos_with_target_positions_keeps_every_invariant(tmp_path):
+    """The same faults with ``env.action_mode = "target"`` (a WAIT is a close): more closes through the real broker."""
+    from aster_rl.config import EnvConfig
+
+    results = run_chaos(range(100, 110), BARS, workers=2, root=str(tmp_path), env=EnvConfig(action_mode="target"))
+    print(chaos_table(results))
+    assert {k for r in results for k, n in r.faults.items() if n} == set(FAULT_KINDS)
+    assert sum(r.trades for r in results) > 10 * len(results)
+    violations = [v for r in results for v in r.violations]
+    assert not violations, "\n".join(violations[:20])
