@@ -30,15 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from aster_rl.config import AppConfig, replace
+from aster_rl.config import AppConfig
 from aster_rl.data.timeframes import TimeRange
 from aster_rl.errors import ConfigError, SchemaMismatchError
 from aster_rl.interfaces import DecidingPolicy, PolicyDecision
 
-from agents.evaluate import EvaluationReport, evaluate_policy, range_span
+from agents.evaluate import EvaluationReport, evaluate_policy, evaluation_setting
 from agents.policy import LoadedPolicy, action_confidence, load_policy
 from agents.run_dir import RunDir, Which
-from agents.splits import check_unseen, load_run_splits
 
 SIDE_NAMES = ("WAIT", "BUY", "SELL")
 # Configuration fields members may differ in: the seed, and the run's own bookkeeping.
@@ -175,25 +174,10 @@ def evaluate_ensemble(
     """The ensemble of ``runs`` judged as :func:`agents.evaluate.evaluate_run` judges one run: on the members'
     test split (they share it), or on ``timerange`` when its first bar comes after every bar a member trained
     or was selected on. The report is not saved (an ensemble has no run directory of its own)."""
-    from agents.data import build_dataset
-
     if len(runs) < 2:
         raise ConfigError(f"ensemble: {len(runs)} run(s) given; an ensemble needs at least two")
-    checkpoint_dir = config.train.checkpoint_dir if config is not None else "checkpoints"
-    dirs = [RunDir.resolve(r, checkpoint_dir) for r in runs]
-    run_config = dirs[0].load_config()
-    if config is not None:  # evaluation settings may change; the market and the env are the members'
-        run_config = replace(run_config, eval=config.eval)
-    if dataset is None:
-        dataset = build_dataset(run_config)
-    wait = (config if config is not None else run_config).live.wait_outside_support  # what live would trade
+    dirs = [RunDir.resolve(r, config.train.checkpoint_dir if config is not None else "checkpoints") for r in runs]
+    run_config, dataset, splits, wait = evaluation_setting(dirs, config, dataset, timerange)
     policy = load_ensemble(dirs, schema=dataset.schema, agreement=agreement, which=which, trust_run=trust_run,
                            wait_outside_support=wait)
-    if timerange is None:
-        splits = load_run_splits(dirs[0].path, dataset.prices.timestamps)
-    else:
-        splits = None
-        first = dataset.index[range_span(dataset, timerange).start]
-        for rd in dirs:
-            check_unseen(rd.path, timerange, first)
     return evaluate_policy(policy, dataset, run_config, splits, timerange=timerange)

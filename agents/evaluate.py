@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,15 @@ def exposure_matched_baseline(dataset, cfg: EnvConfig, span: Span, exposure: flo
         entry = entry * exposure / got
         base = holding(cfg, entry)
     return base, entry
+
+
+def exposure_matched_excess(result, dataset, cfg: EnvConfig, span: Span, net_exposure: float) -> float:
+    """The judge's excess of a backtest ``result`` over ``span`` over ``exposure_matched`` (buy-and-hold at
+    ``net_exposure``): the estimate :func:`agents.gate.judge_span` reports, without its interval."""
+    matched, _ = exposure_matched_baseline(dataset, cfg, span, net_exposure)
+    benchmark = run_backtest(matched.policy, dataset, matched.env, span)
+    return M.excess_growth(M.bar_returns(result.equity.to_numpy(dtype=float)),
+                           M.bar_returns(benchmark.equity.to_numpy(dtype=float)))
 
 
 def baseline_policies(dataset, cfg: EnvConfig) -> dict[str, Baseline]:
@@ -493,6 +503,30 @@ def range_span(dataset, timerange: TimeRange) -> Span:
     return Span(lo, hi)
 
 
+def evaluation_setting(runs: Sequence[RunDir], config: AppConfig | None, dataset=None,
+                       timerange: TimeRange | None = None) -> tuple[AppConfig, Any, Splits | None, bool]:
+    """What judging the runs ``runs`` (one run, or an ensemble's members) needs: the first run's config with
+    ``config``'s evaluation settings, its data rebuilt (or ``dataset``), its splits when no ``timerange`` is
+    named (else the range checked against every bar each run trained or was selected on: None), and whether
+    the policy WAITs outside the training support (what live would trade)."""
+    from agents.data import build_dataset
+
+    run_config = runs[0].load_config()
+    if config is not None:  # evaluation settings may change; the market and the env are the run's
+        run_config = replace(run_config, eval=config.eval)
+    if dataset is None:
+        dataset = build_dataset(run_config)
+    if timerange is None:
+        splits = load_run_splits(runs[0].path, dataset.prices.timestamps)
+    else:  # the runs' own bar positions play no part: the range is checked by bar times
+        splits = None
+        first = dataset.index[range_span(dataset, timerange).start]
+        for rd in runs:
+            check_unseen(rd.path, timerange, first)
+    wait = (config if config is not None else run_config).live.wait_outside_support
+    return run_config, dataset, splits, wait
+
+
 def evaluate_run(
     run: str | Path,
     config: AppConfig | None = None,
@@ -505,25 +539,12 @@ def evaluate_run(
 ) -> EvaluationReport:
     """Load a run, rebuild its data (or use ``dataset``), check the schema and the split boundaries, evaluate on its
     test split, or on ``timerange`` when its first bar comes after every bar the run trained or was selected on."""
-    from agents.data import build_dataset
     from agents.policy import load_policy
 
-    checkpoint_dir = config.train.checkpoint_dir if config is not None else "checkpoints"
-    rd = RunDir.resolve(run, checkpoint_dir)
-    run_dir = rd.path
-    run_config = rd.load_config()
-    if config is not None:  # evaluation settings may change; the market and the env are the run's
-        run_config = replace(run_config, eval=config.eval)
-    if dataset is None:
-        dataset = build_dataset(run_config)
-    if timerange is None:
-        splits = load_run_splits(run_dir, dataset.prices.timestamps)
-    else:  # the run's own bar positions play no part: the range is checked by bar times
-        splits = None
-        check_unseen(run_dir, timerange, dataset.index[range_span(dataset, timerange).start])
-    wait = (config if config is not None else run_config).live.wait_outside_support  # what live would trade
+    rd = RunDir.resolve(run, config.train.checkpoint_dir if config is not None else "checkpoints")
+    run_config, dataset, splits, wait = evaluation_setting([rd], config, dataset, timerange)
     policy = load_policy(rd, schema=dataset.schema, which=which, trust_run=trust_run, wait_outside_support=wait)
-    report = evaluate_policy(policy, dataset, run_config, splits, run_dir=run_dir, timerange=timerange)
+    report = evaluate_policy(policy, dataset, run_config, splits, run_dir=rd.path, timerange=timerange)
     if save:
         report.save(rd.eval if timerange is None else rd.eval_range(str(timerange)))
     return report

@@ -9,7 +9,7 @@
   validation split; the model with the best validation score is kept as ``model_best.zip``:
   by ``train.select_by``, the **net PnL** (after fees, funding and slippage; not the reward)
   or the **excess over exposure_matched** (buy-and-hold at the checkpoint's mean net
-  exposure, measured as the judge measures it: :func:`exposure_matched_excess`). Every
+  exposure, measured as the judge measures it: :func:`agents.evaluate.exposure_matched_excess`). Every
   evaluation records both. ``train.patience`` > 0 stops the training after that many
   evaluations in a row without a better score. The test split is never read.
 - ``torch.set_num_threads(train.torch_threads)``: one thread is the fastest on 2 cores.
@@ -38,20 +38,19 @@ from pathlib import Path
 from typing import Any
 
 
-from aster_rl.config import AppConfig, EnvConfig, check_run_name, to_toml
-from aster_rl.evaluation import metrics as M
+from aster_rl.config import AppConfig, check_run_name, to_toml
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.data.timeframes import TimeRange, timeframe_to_timedelta
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.data import bind_pattern_library, observation_support, training_segments
-from agents.evaluate import exposure_matched_baseline, jsonable, periods_per_year_of, run_backtest, summarize_backtest
+from agents.evaluate import exposure_matched_excess, jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.gate import GateRecord, judge_span, write_gate
 from agents.policy import LoadedPolicy
 from agents.pretrain import initial_state
 from agents.run_dir import RunDir
 from agents.run_files import save_model
-from agents.splits import Span, Splits, range_splits
+from agents.splits import Splits, range_splits
 
 logger = logging.getLogger(__name__)
 
@@ -90,15 +89,6 @@ def new_run_dir(config: AppConfig) -> Path:
             path.mkdir(parents=True)
             return path
         stamp += 1
-
-
-def exposure_matched_excess(result, dataset, cfg: EnvConfig, span: Span, net_exposure: float) -> float:
-    """The judge's excess of a backtest ``result`` over ``span`` over ``exposure_matched`` (buy-and-hold at
-    ``net_exposure``): the estimate :func:`agents.gate.judge_span` reports, without its interval."""
-    matched, _ = exposure_matched_baseline(dataset, cfg, span, net_exposure)
-    benchmark = run_backtest(matched.policy, dataset, matched.env, span)
-    return M.excess_growth(M.bar_returns(result.equity.to_numpy(dtype=float)),
-                           M.bar_returns(benchmark.equity.to_numpy(dtype=float)))
 
 
 def hyperparameters(config: AppConfig, dataset, splits: Splits) -> dict[str, Any]:
