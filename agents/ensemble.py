@@ -44,6 +44,12 @@ SIDE_NAMES = ("WAIT", "BUY", "SELL")
 FREE_TRAIN_FIELDS = ("seed", "name", "checkpoint_dir")
 
 
+def check_size(runs: Sequence[Any]) -> None:
+    """An ensemble needs at least two runs."""
+    if len(runs) < 2:
+        raise ConfigError(f"ensemble: {len(runs)} run(s) given; an ensemble needs at least two")
+
+
 def majority(n: int) -> int:
     """A strict majority of ``n`` members."""
     return n // 2 + 1
@@ -150,8 +156,7 @@ def load_ensemble(
 ) -> EnsemblePolicy:
     """Load the runs ``runs`` (see :func:`agents.policy.load_policy`) as one :class:`EnsemblePolicy`,
     after :func:`check_members`."""
-    if len(runs) < 2:
-        raise ConfigError(f"ensemble: {len(runs)} run(s) given; an ensemble needs at least two")
+    check_size(runs)
     members = [load_policy(r, schema=schema, which=which, checkpoint_dir=checkpoint_dir,
                            wait_outside_support=wait_outside_support, trust_run=trust_run) for r in runs]
     names = [Path(m.run_dir).name if m.run_dir is not None else str(r) for m, r in zip(members, runs)]
@@ -174,8 +179,7 @@ def evaluate_ensemble(
     """The ensemble of ``runs`` judged as :func:`agents.evaluate.evaluate_run` judges one run: on the members'
     test split (they share it), or on ``timerange`` when its first bar comes after every bar a member trained
     or was selected on. The report is not saved (an ensemble has no run directory of its own)."""
-    if len(runs) < 2:
-        raise ConfigError(f"ensemble: {len(runs)} run(s) given; an ensemble needs at least two")
+    check_size(runs)
     dirs = [RunDir.resolve(r, config.train.checkpoint_dir if config is not None else "checkpoints") for r in runs]
     run_config, dataset, splits, wait = evaluation_setting(dirs, config, dataset, timerange)
     policy = load_ensemble(dirs, schema=dataset.schema, agreement=agreement, which=which, trust_run=trust_run,

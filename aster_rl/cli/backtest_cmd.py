@@ -49,7 +49,7 @@ def _bar_position(index: pd.DatetimeIndex, when: str, side: str) -> int:
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     from agents.data import build_dataset
-    from agents.ensemble import load_ensemble
+    from agents.ensemble import check_size, load_ensemble
     from agents.evaluate import (
         baseline_policies,
         jsonable,
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         raise ConfigError("--run and --ensemble both name the policy's runs: give one of them")
     if args.agreement is not None and not args.ensemble:
         raise ConfigError(f"--agreement {args.agreement}: only with --ensemble")
-    if args.ensemble is not None and len(args.ensemble) < 2:
-        raise ConfigError(f"--ensemble {' '.join(args.ensemble)}: an ensemble needs at least two runs")
+    if args.ensemble is not None:
+        check_size(args.ensemble)  # before the data is built
     name = args.policy or ("agent" if args.ensemble else "rule_brain")
     if name == "agent" and not (args.run or args.ensemble):
         raise ConfigError("--policy agent needs --run RUN (a trained run directory or 'latest') or --ensemble RUN RUN ...")

@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--agreement", type=int, metavar="N",
                    help="with --ensemble: members that must pick the ensemble's side, else WAIT (default: a strict majority)")
     p.add_argument("--model", choices=("best", "last"), default="best",
-                   help="which checkpoint: best by validation net PnL (default) or the last one")
+                   help="which checkpoint: the best on validation (by train.select_by; default) or the last one")
     p.add_argument(
         "--timerange", metavar="START-END",
         help="evaluate on the bars in this UTC range instead of the test split, e.g. 20251101-20251201 (YYYYMMDD, "
