@@ -175,8 +175,8 @@ class BatchedPerpEnv(VecEnv):
             first, latest = self._starts[:, 0], self._starts[:, 1]
             if not self.random_start:
                 return int(first[0])
-            k = int(rng.integers(0, int((latest - first + 1).sum())))  # one of all the segments' start bars
             cum = np.cumsum(latest - first + 1)
+            k = int(rng.integers(0, int(cum[-1])))  # one of all the segments' start bars
             j = int(np.searchsorted(cum, k, side="right"))
             return int(latest[j] - (cum[j] - 1 - k))
         latest_t = latest_start(self._first_t, self._end, self.episode_length)

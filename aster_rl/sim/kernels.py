@@ -655,7 +655,7 @@ def step_accounts(F, I, par, ctl, ts, px, actions, feats, obs, EVF, EVI):  # noq
             F[MAX_DD, i] = dd
         dsr = _differential_sharpe(F, i, dsr_eta, F[PREV_EQUITY, i], equity) if kind == REWARD_DIFF_SHARPE else 0.0
         # gross exposure held through the bar's close: notional at the close / equity
-        exposure = F[QTY, i] * px[t1, PX_CLOSE] / max(equity, _EPS) if F[SIDE, i] != 0 else 0.0
+        exposure = F[QTY, i] * px[t1, PX_CLOSE] / max(equity, _EPS) if ex_pen != 0 and F[SIDE, i] != 0 else 0.0
         F[REWARD, i] = _reward(
             kind, dd_pen, to_pen, liq_pen, F[PREV_EQUITY, i], equity, F[PEAK, i], F[CLOSED_RETURN_NOW, i],
             F[TURNOVER_NOW, i], I[LIQUIDATED_NOW, i], dsr, ex_pen, exposure,
