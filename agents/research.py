@@ -31,7 +31,7 @@ from aster_rl.evaluation.metrics import trade_costs
 from agents.data import build_dataset
 from agents.gate import read_gate
 from agents.run_dir import RunDir
-from agents.walkforward import walkforward
+from agents.walkforward import ENSEMBLE_SEED, walkforward
 
 MONTH = pd.Timedelta(days=30.4375)
 REAL_CONFIG = project_root() / "configs" / "real.toml"
@@ -117,10 +117,7 @@ def walkforward_table(name: str, rows: list[dict[str, Any]], summary: dict[str, 
     lines = [f"{'fold':>4} {'seed':>4} {'test dates':<23} {'net return [CI]':<31} {'excess/exposure_matched [CI]':<31} "
              f"{'trades/mo':>9} {'expo':>5} {'OOS':>5} {'b-e bps':>8} {'capt bps':>8} gate"]
     ensembles = ensembles or []
-    by_fold = {r["fold"]: r for r in ensembles}
-    ordered = [r for k in sorted({r["fold"] for r in rows} | set(by_fold))
-               for r in [*(r for r in rows if r["fold"] == k), *([by_fold[k]] if k in by_fold else [])]]
-    for r in ordered:
+    for r in sorted(rows + ensembles, key=lambda r: (r["fold"], r["seed"] == ENSEMBLE_SEED)):  # a fold's ens last
         lines.append(
             f"{r['fold']:>4} {r['seed']:>4} {r['test_first_bar'][:10] + ' .. ' + r['test_last_bar'][:10]:<23} "
             f"{_ci(r['net_ci']):<31} {_ci(r['excess_em']):<31} {r['trades_per_month']:>9.0f} {r['exposure']:>5.0%} {_pct(r['out_of_support']):>5} "
