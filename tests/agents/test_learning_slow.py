@@ -55,7 +55,8 @@ Closest: the order-flow tentacle alone (no price columns), so the signal bar is 
 thing to read. Then the agents answer it (70-81 of about 200 signals entered within two bars)
 and show an edge in 4 of 7 runs, but they stay in the market and flip on the signals
 (34-46% of entries after a signal; with ``turnover_penalty`` 5e-4 40%, with target positions
-43% at low leverage and no edge, with target positions and 5e-4 no trade). With ``ent_coef`` 0 and an exposure
+43% at low leverage and no edge, and with ``ent_coef`` 0 46% / 41%, no edge; with target
+positions and 5e-4 no trade). With ``ent_coef`` 0 and an exposure
 charge some seeds become waiters that trade only the signal, others stay flippers:
 charge 1e-4: 49% (edge) / 84% (edge, 12% in the market); 1.5e-4: 35% / 51%; 2e-4, seeds
 10-13: 84% (edge) / 52% / 35% / 29%; 2e-4 with a single 10x rung, seeds 12-13: 39% / 68%
