@@ -204,20 +204,24 @@ class ValidationCallback(BaseCallback):
     ``evaluate(model) -> dict`` returns the validation metrics (net_pnl_usd, net_return, ...);
     ``select_by`` names the score (:data:`SELECTION_KEYS`: net PnL or the excess over
     exposure_matched); the first evaluation is always kept, a later one only when its score is
-    higher; ``save_best(model)`` writes the best model and its normalization statistics;
-    ``patience`` > 0 stops the training after that many evaluations in a row without a higher
-    score (``stopped_at`` is then the timesteps); ``on_result(timesteps, metrics)``, when given,
+    higher; evaluations before ``select_from`` timesteps are recorded but never kept (the policy
+    has not settled), unless the training ends before it; ``save_best(model)`` writes the best
+    model and its normalization statistics; ``patience`` > 0 stops the training after that many
+    evaluations in a row without a higher score, counted from ``select_from`` (``stopped_at`` is
+    then the timesteps); ``on_result(timesteps, metrics)``, when given,
     hears every evaluation (a tuning pruner); an exception it raises ends the training.
     """
 
     def __init__(self, evaluate: Callable[[Any], dict[str, float]], save_best: Callable[[Any], None],
                  eval_freq: int, verbose: int = 0, on_result: Callable[[int, dict[str, float]], None] | None = None,
-                 select_by: str = "net_pnl", patience: int = 0):
+                 select_by: str = "net_pnl", patience: int = 0, select_from: int = 0):
         super().__init__(verbose)
         if select_by not in SELECTION_KEYS:
             raise ValueError(f"select_by={select_by!r}: expected one of {sorted(SELECTION_KEYS)}")
         if patience < 0:
             raise ValueError(f"patience={patience}: must be 0 (off) or more")
+        if select_from < 0:
+            raise ValueError(f"select_from={select_from}: must be 0 (every evaluation) or more")
         self.evaluate = evaluate
         self.save_best = save_best
         self.on_result = on_result
@@ -226,6 +230,7 @@ class ValidationCallback(BaseCallback):
         self.select_by = select_by
         self.key = SELECTION_KEYS[select_by]
         self.patience = int(patience)
+        self.select_from = int(select_from)
         self.best_score = -math.inf
         self.best_timesteps = 0
         self.best_index: int | None = None
@@ -238,7 +243,7 @@ class ValidationCallback(BaseCallback):
         """The history entry of the kept checkpoint ({} before the first evaluation)."""
         return self.history[self.best_index] if self.best_index is not None else {}
 
-    def _run(self) -> None:
+    def _run(self, final: bool = False) -> None:
         result = self.evaluate(self.model)
         result = {k: float(v) for k, v in result.items()}
         for key, value in result.items():
@@ -246,12 +251,11 @@ class ValidationCallback(BaseCallback):
                 self.logger.record(f"eval/{key}", value)
         score = result.get(self.key, math.nan)
         score = score if not math.isnan(score) else -math.inf
-        improved = self.best_index is None or score > self.best_score
+        eligible = self.num_timesteps >= self.select_from or (final and self.best_index is None)
+        improved = eligible and (self.best_index is None or score > self.best_score)
         if improved:
-            self.best_score, self.best_timesteps, self.best_index = score, self.num_timesteps, len(self.history)
-            self.stale = 0
-            self.save_best(self.model)
-        else:
+            self._keep(score, len(self.history))
+        elif eligible:
             self.stale += 1
         if math.isfinite(self.best_score):
             self.logger.record(f"eval/best_{self.key}", self.best_score)
@@ -261,6 +265,12 @@ class ValidationCallback(BaseCallback):
                     result.get("net_pnl_usd", math.nan), 100 * excess, " (best)" if improved else "")
         if self.on_result is not None:
             self.on_result(int(self.num_timesteps), result)
+
+    def _keep(self, score: float, index: int) -> None:
+        """The model as it is now becomes the kept checkpoint (history entry ``index``)."""
+        self.best_score, self.best_timesteps, self.best_index = score, self.num_timesteps, index
+        self.stale = 0
+        self.save_best(self.model)
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_eval:
@@ -276,7 +286,12 @@ class ValidationCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         if not self.history or self.history[-1]["timesteps"] != self.num_timesteps:
-            self._run()
+            self._run(final=True)
+        elif self.best_index is None:  # every evaluation came before select_from: keep the last one
+            last = self.history[-1]
+            last["best"] = 1.0
+            score = last.get(self.key, math.nan)
+            self._keep(score if not math.isnan(score) else -math.inf, len(self.history) - 1)
         self.logger.dump(self.num_timesteps)
 
 

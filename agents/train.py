@@ -11,7 +11,8 @@
   or the **excess over exposure_matched** (buy-and-hold at the checkpoint's mean net
   exposure, measured as the judge measures it: :func:`agents.evaluate.exposure_matched_excess`). Every
   evaluation records both. ``train.patience`` > 0 stops the training after that many
-  evaluations in a row without a better score. The test split is never read.
+  evaluations in a row without a better score; evaluations before ``train.select_from``
+  timesteps are recorded but neither kept nor counted. The test split is never read.
 - ``torch.set_num_threads(train.torch_threads)``: one thread is the fastest on 2 cores.
 
 A run directory ``<checkpoint_dir>/<name>__<seed>__<unix_time>/`` holds, per model (best and
@@ -206,7 +207,7 @@ def train(
         config_text=to_toml(config),
     )
     val_cb = ValidationCallback(evaluate_validation, save_best, eval_freq=t.eval_freq, on_result=on_validation,
-                                select_by=t.select_by, patience=t.patience)
+                                select_by=t.select_by, patience=t.patience, select_from=t.select_from)
     logger.info("training %s: %d timesteps, %d envs, %d training bars", run_dir.name, t.total_timesteps, t.n_envs, len(splits.train))
     started = time.perf_counter()
     model.learn(total_timesteps=t.total_timesteps, callback=[trading_cb, val_cb], progress_bar=progress_bar, tb_log_name="ppo")

@@ -292,6 +292,9 @@ class TrainConfig(_Section):
     # growth over exposure_matched (buy-and-hold at the checkpoint's mean net exposure), the estimate the judge reports
     select_by: Literal["net_pnl", "excess"] = "net_pnl"
     patience: Int = Field(0, ge=0)  # stop after this many validations in a row without a better score (0 = never)
+    # validations before this many timesteps are recorded but never kept (nor counted by patience): an early policy that
+    # has not settled can score well on validation by luck; the last one is kept if training ends before it
+    select_from: Int = Field(0, ge=0)
     checkpoint_dir: NonEmptyPath = Path("checkpoints")
     tensorboard: Bool = True
     progress_bar: Bool = True

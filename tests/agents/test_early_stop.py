@@ -20,7 +20,7 @@ STEPS = 16  # one rollout of the toy PPO below; the callback evaluates once per 
 
 
 def learn_with(scores: list[dict[str, float]], *, select_by: str = "net_pnl", patience: int = 0,
-               total: int = 40 * STEPS) -> tuple[ValidationCallback, int, list[int]]:
+               total: int = 40 * STEPS, select_from: int = 0) -> tuple[ValidationCallback, int, list[int]]:
     """Toy PPO (CartPole, one env) learning with a ValidationCallback whose evaluations return ``scores`` in
     turn (the last one repeated): (callback, timesteps learned, timesteps at which the best model was saved)."""
     from stable_baselines3 import PPO
@@ -34,7 +34,7 @@ def learn_with(scores: list[dict[str, float]], *, select_by: str = "net_pnl", pa
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     cb = ValidationCallback(evaluate, lambda m: saved.append(int(m.num_timesteps)), eval_freq=STEPS,
-                            select_by=select_by, patience=patience)
+                            select_by=select_by, patience=patience, select_from=select_from)
     model.learn(total_timesteps=total, callback=cb)
     return cb, int(model.num_timesteps), saved
 
@@ -76,6 +76,28 @@ def test_selection_follows_the_configured_score():
     assert by_pnl.best == by_pnl.history[0] and saved == [STEPS]
 
 
+def test_evaluations_before_select_from_are_recorded_but_never_kept():
+    # 9 at the first evaluation (an unsettled policy's lucky score) is not kept; from 2 rollouts on, as usual
+    cb, _, saved = learn_with(pnl(9.0, 1.0, 2.0, 3.0), select_from=2 * STEPS, total=4 * STEPS)
+    assert [h["best"] for h in cb.history] == [0.0, 1.0, 1.0, 1.0]
+    assert saved == [2 * STEPS, 3 * STEPS, 4 * STEPS] and cb.best["net_pnl_usd"] == 3.0
+    assert cb.best_timesteps == 4 * STEPS
+
+
+def test_patience_counts_from_select_from():
+    # evaluations at 1 and 2 rollouts are neither kept nor stale; kept at 3, stale at 4 -> stop there
+    cb, steps, saved = learn_with(pnl(5.0), patience=1, select_from=3 * STEPS)
+    assert steps == cb.stopped_at == 4 * STEPS and saved == [3 * STEPS] and cb.best is cb.history[2]
+
+
+@pytest.mark.parametrize("total", [3 * STEPS, 3 * STEPS + 5])
+def test_a_training_that_ends_before_select_from_keeps_its_last_model(total):
+    # with or without an evaluation exactly at the end: the final model is kept, with its score
+    cb, steps, saved = learn_with(pnl(1.0, 2.0, 0.5, 0.25), select_from=100 * STEPS, total=total)
+    assert saved == [steps] and cb.best is cb.history[-1] and cb.best["timesteps"] == steps
+    assert [h["best"] for h in cb.history].count(1.0) == 1 and cb.best_score == cb.best["net_pnl_usd"]
+
+
 def test_a_run_whose_score_cannot_improve_stops_after_two_evaluations(tmp_path, tiny_dataset):
     # the tiny market's validation bars all lie outside the training support and validation evaluates the policy
     # as the gate loads it (WAIT there): every checkpoint scores the same, none higher than the first
@@ -92,7 +114,16 @@ def test_a_run_whose_score_cannot_improve_stops_after_two_evaluations(tmp_path, 
     assert m["gate"]["excess"]["exposure_matched"]["estimate"] == 0.0
 
 
-def test_patience_and_select_by_are_validated(capsys):
+def test_train_keeps_no_checkpoint_from_before_select_from(tmp_path, tiny_dataset):
+    cfg = tiny_config(tmp_path, total_timesteps=512, select_from=384)  # evaluations at 128, 256, 384, 512
+    m = json.loads(RunDir(train(cfg, tiny_dataset).run_dir).metrics.read_text())
+    history = m["validation_history"]
+    assert [h["timesteps"] for h in history] == [128.0, 256.0, 384.0, 512.0]
+    assert [h["best"] for h in history[:2]] == [0.0, 0.0] and history[2]["best"] == 1.0
+    assert m["best_validation"]["timesteps"] >= 384
+
+
+def test_patience_select_by_and_select_from_are_validated(capsys):
     assert replace(AppConfig(), train={"patience": 3, "select_by": "excess"}).train.patience == 3
     with pytest.raises(ConfigError, match=r"train\.patience"):
         replace(AppConfig(), train={"patience": -1})
@@ -103,6 +134,11 @@ def test_patience_and_select_by_are_validated(capsys):
     assert len(err.strip().splitlines()) == 1 and "train.patience" in err
     with pytest.raises(ValueError, match="patience"):
         ValidationCallback(lambda m: {}, lambda m: None, eval_freq=1, patience=-1)
+    assert replace(AppConfig(), train={"select_from": 300_000}).train.select_from == 300_000
+    with pytest.raises(ConfigError, match=r"train\.select_from"):
+        replace(AppConfig(), train={"select_from": -1})
+    with pytest.raises(ValueError, match="select_from"):
+        ValidationCallback(lambda m: {}, lambda m: None, eval_freq=1, select_from=-1)
 
 
 def test_train_cli_says_which_checkpoint_it_kept_and_when_it_stopped(tmp_path, capsys):
