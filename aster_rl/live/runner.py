@@ -630,6 +630,8 @@ class LiveRunner:
             outcome = self._command(str(cmd["command"]), t, close_ms)
             if outcome is not None:
                 try:
+                    if self._unsaved_outcomes or self._unsaved_events:  # stored before the command reads as handled
+                        self._save(self._last_ts())
                     live_store.finish_command(self.db, int(cmd["id"]), outcome[0], outcome[1], now_ms=self._wall_ms())
                 except StorageError as e:
                     logger.warning("session %s: command %s not marked handled (%s)", self.session_id, cmd["id"], brief(e))

@@ -53,6 +53,21 @@ def test_pause_stops_new_positions_until_resume(tmp_path, replay_market):
     assert runner.summary.stopped_by == "end"
 
 
+def test_a_command_reads_as_handled_only_once_its_event_is_stored(tmp_path, replay_market, monkeypatch):
+    # the dashboard shows a command's status and the risk events side by side: never "done" without its event
+    stored_when_handled = []
+    finish = live_store.finish_command
+
+    def checking_finish(db, command_id, status, note, **kw):
+        stored_when_handled.append(set(live_store.risk_events(db, SESSION)["action"]))
+        return finish(db, command_id, status, note, **kw)
+
+    monkeypatch.setattr(live_store, "finish_command", checking_finish)
+    _run(tmp_path, replay_market, {5: "pause", 20: "resume"}, end=740)
+    assert len(stored_when_handled) == 2
+    assert "paused" in stored_when_handled[0] and "resumed" in stored_when_handled[1]
+
+
 def test_pause_survives_a_restart(tmp_path, replay_market):
     db, _runner, _ = _run(tmp_path, replay_market, {3: "pause"}, end=720)
     assert live_store.load_state(db, SESSION)["paused"] is True
