@@ -20,9 +20,10 @@ STEPS = 16  # one rollout of the toy PPO below; the callback evaluates once per 
 
 
 def learn_with(scores: list[dict[str, float]], *, select_by: str = "net_pnl", patience: int = 0,
-               total: int = 40 * STEPS, select_from: int = 0) -> tuple[ValidationCallback, int, list[int]]:
+               total: int = 40 * STEPS, select_from: int = 0, every: int = 1) -> tuple[ValidationCallback, int, list[int]]:
     """Toy PPO (CartPole, one env) learning with a ValidationCallback whose evaluations return ``scores`` in
-    turn (the last one repeated): (callback, timesteps learned, timesteps at which the best model was saved)."""
+    turn (the last one repeated), every ``every`` rollouts: (callback, timesteps learned, timesteps at which the
+    best model was saved)."""
     from stable_baselines3 import PPO
 
     model = PPO("MlpPolicy", "CartPole-v1", n_steps=STEPS, batch_size=STEPS, n_epochs=1, seed=0, device="cpu",
@@ -33,7 +34,7 @@ def learn_with(scores: list[dict[str, float]], *, select_by: str = "net_pnl", pa
     def evaluate(_model) -> dict[str, float]:
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
-    cb = ValidationCallback(evaluate, lambda m: saved.append(int(m.num_timesteps)), eval_freq=STEPS,
+    cb = ValidationCallback(evaluate, lambda m: saved.append(int(m.num_timesteps)), eval_freq=every * STEPS,
                             select_by=select_by, patience=patience, select_from=select_from)
     model.learn(total_timesteps=total, callback=cb)
     return cb, int(model.num_timesteps), saved
@@ -90,10 +91,12 @@ def test_patience_counts_from_select_from():
     assert steps == cb.stopped_at == 4 * STEPS and saved == [3 * STEPS] and cb.best is cb.history[2]
 
 
-@pytest.mark.parametrize("total", [3 * STEPS, 3 * STEPS + 5])
-def test_a_training_that_ends_before_select_from_keeps_its_last_model(total):
-    # with or without an evaluation exactly at the end: the final model is kept, with its score
-    cb, steps, saved = learn_with(pnl(1.0, 2.0, 0.5, 0.25), select_from=100 * STEPS, total=total)
+@pytest.mark.parametrize("every", [1, 2])
+def test_a_training_that_ends_before_select_from_keeps_its_last_model(every):
+    # with an evaluation at the last step (every rollout) or one run at the end (every second rollout of 3):
+    # the final model is kept, with its score
+    cb, steps, saved = learn_with(pnl(1.0, 2.0, 0.5, 0.25), select_from=100 * STEPS, total=3 * STEPS, every=every)
+    assert len(cb.history) == (3 if every == 1 else 2)
     assert saved == [steps] and cb.best is cb.history[-1] and cb.best["timesteps"] == steps
     assert [h["best"] for h in cb.history].count(1.0) == 1 and cb.best_score == cb.best["net_pnl_usd"]
 
