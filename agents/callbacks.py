@@ -9,7 +9,8 @@ Scalars (namespaced like SB3's ``rollout/`` and ``train/``), recorded once per r
   return, max_drawdown;
 - ``actions/``: side mix (wait/buy/sell shares of all actions), leverage and profile mix
   (shares among BUY/SELL actions), and the policy's entropy on the rollout's observations;
-- ``eval/``: validation metrics from a deterministic backtest (see ``ValidationCallback``).
+- ``eval/``: validation metrics from a deterministic backtest (see ``ValidationCallback``);
+- ``train/exposure_penalty``: the reward's exposure charge while it warms up (``PenaltyWarmup``).
 
 Callbacks read ``infos`` and ``actions`` only, never env internals. The aggregation is in
 plain functions so it can be tested on made-up infos.
@@ -293,6 +294,33 @@ class ValidationCallback(BaseCallback):
             score = last.get(self.key, math.nan)
             self._keep(score if not math.isnan(score) else -math.inf, len(self.history) - 1)
         self.logger.dump(self.num_timesteps)
+
+
+def warmup_value(timesteps: int, warmup: int, final: float) -> float:
+    """A weight rising linearly from 0 at timestep 0 to ``final`` at ``warmup`` timesteps (``final`` if warmup is 0)."""
+    if warmup <= 0:
+        return float(final)
+    return float(final) * min(1.0, max(0.0, timesteps / warmup))
+
+
+class PenaltyWarmup(BaseCallback):
+    """At each rollout's start, sets the exposure charge to :func:`warmup_value` of the timesteps so far
+    (``set_value(v)``: the training env's setter) and records it as ``train/exposure_penalty``."""
+
+    def __init__(self, set_value: Callable[[float], None], final: float, warmup: int, verbose: int = 0):
+        super().__init__(verbose)
+        self.set_value = set_value
+        self.final = float(final)
+        self.warmup = int(warmup)
+        self.value = math.nan
+
+    def _on_rollout_start(self) -> None:
+        self.value = warmup_value(self.num_timesteps, self.warmup, self.final)
+        self.set_value(self.value)
+        self.logger.record("train/exposure_penalty", self.value)
+
+    def _on_step(self) -> bool:
+        return True
 
 
 def event_scalar_tags(log_dir: Path) -> set[str]:

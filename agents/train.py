@@ -13,6 +13,8 @@
   evaluation records both. ``train.patience`` > 0 stops the training after that many
   evaluations in a row without a better score; evaluations before ``train.select_from``
   timesteps are recorded but neither kept nor counted. The test split is never read.
+- ``train.exposure_penalty_warmup`` > 0 raises the reward's exposure charge linearly from 0 to
+  ``env.exposure_penalty`` over that many timesteps (:class:`agents.callbacks.PenaltyWarmup`).
 - ``torch.set_num_threads(train.torch_threads)``: one thread is the fastest on 2 cores.
 
 A run directory ``<checkpoint_dir>/<name>__<seed>__<unix_time>/`` holds, per model (best and
@@ -43,7 +45,7 @@ from aster_rl.config import AppConfig, check_run_name, to_toml
 from aster_rl.errors import ConfigError, DataError
 from aster_rl.data.timeframes import TimeRange, timeframe_to_timedelta
 
-from agents.callbacks import TradingMetricsCallback, ValidationCallback
+from agents.callbacks import PenaltyWarmup, TradingMetricsCallback, ValidationCallback
 from agents.data import bind_pattern_library, observation_support, training_segments
 from agents.evaluate import exposure_matched_excess, jsonable, periods_per_year_of, run_backtest, summarize_backtest
 from agents.gate import GateRecord, judge_span, write_gate
@@ -208,9 +210,12 @@ def train(
     )
     val_cb = ValidationCallback(evaluate_validation, save_best, eval_freq=t.eval_freq, on_result=on_validation,
                                 select_by=t.select_by, patience=t.patience, select_from=t.select_from)
+    callbacks = [trading_cb, val_cb]
+    if t.exposure_penalty_warmup:
+        callbacks.insert(0, PenaltyWarmup(venv.set_exposure_penalty, config.env.exposure_penalty, t.exposure_penalty_warmup))
     logger.info("training %s: %d timesteps, %d envs, %d training bars", run_dir.name, t.total_timesteps, t.n_envs, len(splits.train))
     started = time.perf_counter()
-    model.learn(total_timesteps=t.total_timesteps, callback=[trading_cb, val_cb], progress_bar=progress_bar, tb_log_name="ppo")
+    model.learn(total_timesteps=t.total_timesteps, callback=callbacks, progress_bar=progress_bar, tb_log_name="ppo")
     seconds = time.perf_counter() - started
     save_model(model, vn, run_dir, "last")
     vn.close()

@@ -295,6 +295,9 @@ class TrainConfig(_Section):
     # validations before this many timesteps are recorded but never kept (nor counted by patience): an early policy that
     # has not settled can score well on validation by luck; the last one is kept if training ends before it
     select_from: Int = Field(0, ge=0)
+    # env.exposure_penalty rises linearly from 0 to its value over the first this many timesteps (0 = full from the
+    # start): charged at once, a random policy's every trade looks bad before it has found what pays, and it stops trading
+    exposure_penalty_warmup: Int = Field(0, ge=0)
     checkpoint_dir: NonEmptyPath = Path("checkpoints")
     tensorboard: Bool = True
     progress_bar: Bool = True

@@ -240,6 +240,12 @@ class BatchedPerpEnv(VecEnv):
     def _episode_stats(self, i: int) -> dict[str, Any]:
         return self.book.episode_stats(i)
 
+    def set_exposure_penalty(self, value: float) -> None:
+        """Charge ``value × notional / equity`` per bar held from the next step on (a training schedule)."""
+        if not value >= 0:
+            raise ValueError(f"exposure_penalty = {value}: must be 0 or more")
+        self.book.params[K.P_EXPOSURE_PENALTY] = float(value)
+
     def action_masks(self) -> np.ndarray:
         """(N, 3 + n_leverage + n_profile) valid choices (see :func:`envs.spaces.action_masks`)."""
         return action_masks(self.book)

@@ -69,3 +69,22 @@ def test_sb3_ppo_learns_a_few_steps_on_it():
                 seed=0, device="cpu")
     model.learn(64)
     assert model.num_timesteps == 64
+
+
+def test_set_exposure_penalty_charges_as_the_config_would_from_the_next_step():
+    features, prices = synthetic(n=300)
+    charged = EnvConfig(episode_length=50, exposure_penalty=0.002)
+    base = {"episode_length": 50}
+    envs = {name: BatchedPerpEnv(features, prices, cfg, 1, seed=0, random_start=False)
+            for name, cfg in (("config", charged), ("set", EnvConfig(**base)), ("none", EnvConfig(**base)))}
+    envs["set"].set_exposure_penalty(0.002)
+    buy, wait = np.array([[1, 0, 2]]), np.array([[0, 0, 0]])
+    rewards: dict[str, list[float]] = {name: [] for name in envs}
+    for name, env in envs.items():
+        env.reset()
+        for action in [buy] + [wait] * 5:
+            rewards[name].append(float(env.step(action)[1][0]))
+    assert rewards["set"] == rewards["config"]
+    assert rewards["none"][1:] != rewards["config"][1:]  # the charge is on while the position is held
+    with pytest.raises(ValueError, match="exposure_penalty"):
+        envs["set"].set_exposure_penalty(-1e-4)
