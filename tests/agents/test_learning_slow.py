@@ -91,8 +91,9 @@ turning on each signal) or stops trading, and a higher charge trades flippers fo
 stop trading.
 
 The last setting (4e-4, 30% warm-up, one 10x rung, ``gamma`` 0.95, ``ent_coef`` 0,
-``select_from`` 300k) was tried on this file's market once: planted seeds 0 and 1 stopped
-trading by 200k and 250k steps, as the charge reached its value (0 trades on the test split), so
+``select_from`` 300k) was tried on this file's market once: none of planted seeds 0-2 traded on
+the test split (0 and 1 stopped by 200k and 250k steps, as the charge reached its value; 2's
+validation backtests never traded, even before the charge), so
 the file was not switched and these seeds cannot be used to choose the next setting. The suite
 keeps the demo's settings and the expected failure.
 """
