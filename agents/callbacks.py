@@ -312,12 +312,11 @@ class PenaltyWarmup(BaseCallback):
         self.set_value = set_value
         self.final = float(final)
         self.warmup = int(warmup)
-        self.value = math.nan
 
     def _on_rollout_start(self) -> None:
-        self.value = warmup_value(self.num_timesteps, self.warmup, self.final)
-        self.set_value(self.value)
-        self.logger.record("train/exposure_penalty", self.value)
+        value = warmup_value(self.num_timesteps, self.warmup, self.final)
+        self.set_value(value)
+        self.logger.record("train/exposure_penalty", value)
 
     def _on_step(self) -> bool:
         return True

@@ -71,7 +71,7 @@ def test_sb3_ppo_learns_a_few_steps_on_it():
     assert model.num_timesteps == 64
 
 
-def test_set_exposure_penalty_charges_as_the_config_would_from_the_next_step():
+def test_set_exposure_penalty_charges_as_the_config_would():
     features, prices = synthetic(n=300)
     charged = EnvConfig(episode_length=50, exposure_penalty=0.002)
     base = {"episode_length": 50}
