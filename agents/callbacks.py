@@ -195,7 +195,8 @@ class TradingMetricsCallback(BaseCallback):
         return None if entropy is None else float(entropy.mean())
 
 
-SELECTION_KEYS = {"net_pnl": "net_pnl_usd", "excess": "excess_exposure_matched"}  # train.select_by -> validation metric
+SELECTION_KEYS = {"net_pnl": "net_pnl_usd", "excess": "excess_exposure_matched",  # train.select_by -> validation metric
+                  "excess_ir": "excess_ir_exposure_matched"}
 
 
 class ValidationCallback(BaseCallback):
@@ -203,8 +204,8 @@ class ValidationCallback(BaseCallback):
     split; records ``eval/`` scalars and keeps the model with the best selection score.
 
     ``evaluate(model) -> dict`` returns the validation metrics (net_pnl_usd, net_return, ...);
-    ``select_by`` names the score (:data:`SELECTION_KEYS`: net PnL or the excess over
-    exposure_matched); the first evaluation is always kept, a later one only when its score is
+    ``select_by`` names the score (:data:`SELECTION_KEYS`: net PnL, the excess over
+    exposure_matched or its information ratio); the first evaluation is always kept, a later one only when its score is
     higher; evaluations before ``select_from`` timesteps are recorded but never kept (the policy
     has not settled), unless the training ends before it; ``save_best(model)`` writes the best
     model and its normalization statistics; ``patience`` > 0 stops the training after that many

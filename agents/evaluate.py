@@ -208,13 +208,18 @@ def exposure_matched_baseline(dataset, cfg: EnvConfig, span: Span, exposure: flo
     return base, entry
 
 
-def exposure_matched_excess(result, dataset, cfg: EnvConfig, span: Span, net_exposure: float) -> float:
-    """The judge's excess of a backtest ``result`` over ``span`` over ``exposure_matched`` (buy-and-hold at
-    ``net_exposure``): the estimate :func:`agents.gate.judge_span` reports, without its interval."""
+def exposure_matched_excess(result, dataset, cfg: EnvConfig, span: Span, net_exposure: float,
+                            periods: float) -> dict[str, float]:
+    """A backtest ``result`` over ``span`` against ``exposure_matched`` (buy-and-hold at ``net_exposure``):
+    ``excess_exposure_matched``, the judge's excess (the estimate :func:`agents.gate.judge_span` reports,
+    without its interval), and ``excess_ir_exposure_matched``, the information ratio of the per-bar excess
+    (:func:`aster_rl.evaluation.metrics.information_ratio`, ``periods`` bars a year)."""
     matched, _ = exposure_matched_baseline(dataset, cfg, span, net_exposure)
     benchmark = run_backtest(matched.policy, dataset, matched.env, span)
-    return M.excess_growth(M.bar_returns(result.equity.to_numpy(dtype=float)),
-                           M.bar_returns(benchmark.equity.to_numpy(dtype=float)))
+    r = M.bar_returns(result.equity.to_numpy(dtype=float))
+    b = M.bar_returns(benchmark.equity.to_numpy(dtype=float))
+    return {"excess_exposure_matched": M.excess_growth(r, b),
+            "excess_ir_exposure_matched": M.information_ratio(r, b, periods)}
 
 
 def baseline_policies(dataset, cfg: EnvConfig) -> dict[str, Baseline]:

@@ -7,10 +7,11 @@
 - Every ``train.eval_freq`` timesteps the deterministic policy, as the gate will load it
   (WAIT outside the training support when ``live.wait_outside_support``), is backtested on the
   validation split; the model with the best validation score is kept as ``model_best.zip``:
-  by ``train.select_by``, the **net PnL** (after fees, funding and slippage; not the reward)
-  or the **excess over exposure_matched** (buy-and-hold at the checkpoint's mean net
-  exposure, measured as the judge measures it: :func:`agents.evaluate.exposure_matched_excess`). Every
-  evaluation records both. ``train.patience`` > 0 stops the training after that many
+  by ``train.select_by``, the **net PnL** (after fees, funding and slippage; not the reward),
+  the **excess over exposure_matched** (buy-and-hold at the checkpoint's mean net
+  exposure, measured as the judge measures it: :func:`agents.evaluate.exposure_matched_excess`)
+  or that excess's **information ratio** (how steadily it outgrew the benchmark). Every
+  evaluation records all three. ``train.patience`` > 0 stops the training after that many
   evaluations in a row without a better score; evaluations before ``train.select_from``
   timesteps are recorded but neither kept nor counted. The test split is never read.
 - ``train.exposure_penalty_warmup`` > 0 raises the reward's exposure charge linearly from 0 to
@@ -194,8 +195,8 @@ def train(
         s = summarize_backtest(res, config.env, periods, bar_ns)
         keys = ("net_pnl_usd", "net_return", "sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor",
                 "trades", "exposure", "net_exposure", "avg_leverage", "liquidations", "fees_usd")
-        excess = exposure_matched_excess(res, dataset, config.env, splits.validation, s["net_exposure"])
-        return {**{k: s[k] for k in keys}, "excess_exposure_matched": excess}
+        excess = exposure_matched_excess(res, dataset, config.env, splits.validation, s["net_exposure"], periods)
+        return {**{k: s[k] for k in keys}, **excess}
 
     def save_best(m) -> None:
         save_model(m, vn, run_dir, "best")

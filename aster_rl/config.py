@@ -289,8 +289,9 @@ class TrainConfig(_Section):
     validation_fraction: Float = Field(0.2, gt=0, lt=1)
     eval_freq: Int = Field(20_000, gt=0)  # timesteps between validation evaluations
     # which validation checkpoint is kept as "best": "net_pnl" = the highest net PnL; "excess" = the highest excess
-    # growth over exposure_matched (buy-and-hold at the checkpoint's mean net exposure), the estimate the judge reports
-    select_by: Literal["net_pnl", "excess"] = "net_pnl"
+    # growth over exposure_matched (buy-and-hold at the checkpoint's mean net exposure), the estimate the judge reports;
+    # "excess_ir" = the highest information ratio of that excess (steadiness: exposure that adds only noise lowers it)
+    select_by: Literal["net_pnl", "excess", "excess_ir"] = "net_pnl"
     patience: Int = Field(0, ge=0)  # stop after this many validations in a row without a better score (0 = never)
     # validations before this many timesteps are recorded but never kept (nor counted by patience): an early policy that
     # has not settled can score well on validation by luck; the last one is kept if training ends before it

@@ -303,6 +303,13 @@ def excess_growth(returns: np.ndarray, benchmark_returns: np.ndarray) -> float:
     return float(_rows_total_log_growth(_paired_log_excess(returns, benchmark_returns)[None, :])[0])
 
 
+def information_ratio(returns: np.ndarray, benchmark_returns: np.ndarray, periods: float) -> float:
+    """Annualized Sharpe ratio of the per-bar log excess ``log(1 + r_t) - log(1 + b_t)`` (0 without variation):
+    how steadily, not how much, a strategy outgrew its benchmark. Leverage-free: exposure that
+    adds only noise lowers it."""
+    return sharpe(_paired_log_excess(returns, benchmark_returns), periods)
+
+
 def _paired_log_excess(returns: np.ndarray, benchmark_returns: np.ndarray) -> np.ndarray:
     r = np.asarray(returns, dtype=float)
     b = np.asarray(benchmark_returns, dtype=float)

@@ -75,6 +75,11 @@ def test_selection_follows_the_configured_score():
     assert by_excess.best == by_excess.history[1] and saved == [STEPS, 2 * STEPS]
     by_pnl, _, saved = learn_with(both, select_by="net_pnl", total=3 * STEPS)
     assert by_pnl.best == by_pnl.history[0] and saved == [STEPS]
+    # a flipper's large but noisy excess against a waiter's smaller, steadier one
+    steady = [{"net_pnl_usd": 9.0, "excess_exposure_matched": 0.30, "excess_ir_exposure_matched": 6.0},
+              {"net_pnl_usd": 5.0, "excess_exposure_matched": 0.20, "excess_ir_exposure_matched": 14.0}]
+    by_ir, _, saved = learn_with(steady, select_by="excess_ir", total=2 * STEPS)
+    assert by_ir.best == by_ir.history[1] and saved == [STEPS, 2 * STEPS]
 
 
 def test_evaluations_before_select_from_are_recorded_but_never_kept():

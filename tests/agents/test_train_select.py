@@ -56,7 +56,7 @@ def test_net_pnl_keeps_the_checkpoint_with_the_highest_validation_pnl(by_pnl):
     history = m["validation_history"]
     assert m["select_by"] == "net_pnl" and len(history) == 5
     assert m["best_validation"] == kept(history, "net_pnl_usd")
-    assert all("excess_exposure_matched" in h for h in history)  # recorded in both modes
+    assert all("excess_exposure_matched" in h and "excess_ir_exposure_matched" in h for h in history)  # in every mode
     assert result.gate is not None
     assert result.gate.excess["exposure_matched"]["estimate"] == pytest.approx(
         m["best_validation"]["excess_exposure_matched"], rel=1e-9, abs=1e-12)

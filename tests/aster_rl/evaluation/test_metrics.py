@@ -139,6 +139,21 @@ def test_excess_ci_pairs_the_bars():
         m.excess_ci(agent, market[:-1])
 
 
+def test_information_ratio_by_hand_and_noise_lowers_it():
+    agent, bench = np.array([0.02, 0.0, 0.01]), np.array([0.01, 0.0, -0.01])
+    d = np.log1p(agent) - np.log1p(bench)
+    assert m.information_ratio(agent, bench, 4) == pytest.approx(d.mean() / d.std(ddof=1) * 2)
+    assert m.information_ratio(bench, bench, 4) == 0.0  # no variation: 0, never a division by zero
+    # the same steady excess with zero-mean exposure added on top: the ratio falls
+    rng = np.random.default_rng(3)
+    market = rng.normal(0.0, 0.01, 5_000)
+    steady = (1 + market) * (1 + rng.normal(0.0005, 0.002, 5_000)) - 1  # a small edge on few bars' worth of risk
+    noisy = (1 + steady) * (1 + rng.normal(0.0, 0.01, 5_000)) - 1
+    assert m.information_ratio(noisy, market, 288) < m.information_ratio(steady, market, 288) / 3
+    with pytest.raises(ValueError):
+        m.information_ratio(agent, bench[:-1], 4)
+
+
 def test_deflated_sharpe_by_hand_and_with_trials():
     rng = np.random.default_rng(9)
     r = rng.normal(0.0005, 0.01, 5_000)
