@@ -205,13 +205,13 @@ class ValidationCallback(BaseCallback):
 
     ``evaluate(model) -> dict`` returns the validation metrics (net_pnl_usd, net_return, ...);
     ``select_by`` names the score (:data:`SELECTION_KEYS`: net PnL, the excess over
-    exposure_matched or its information ratio); the first evaluation is always kept, a later one only when its score is
-    higher; evaluations before ``select_from`` timesteps are recorded but never kept (the policy
-    has not settled), unless the training ends before it; ``save_best(model)`` writes the best
-    model and its normalization statistics; ``patience`` > 0 stops the training after that many
-    evaluations in a row without a higher score, counted from ``select_from`` (``stopped_at`` is
-    then the timesteps); ``on_result(timesteps, metrics)``, when given,
-    hears every evaluation (a tuning pruner); an exception it raises ends the training.
+    exposure_matched or its information ratio); the first evaluation is always kept, a later
+    one only when its score is higher; evaluations before ``select_from`` timesteps are
+    recorded but never kept (the policy has not settled), unless the training ends before it;
+    ``save_best(model)`` writes the best model and its normalization statistics; ``patience`` > 0
+    stops the training after that many evaluations in a row without a higher score, counted from
+    ``select_from`` (``stopped_at`` is then the timesteps); ``on_result(timesteps, metrics)``,
+    when given, hears every evaluation (a tuning pruner); an exception it raises ends the training.
     """
 
     def __init__(self, evaluate: Callable[[Any], dict[str, float]], save_best: Callable[[Any], None],

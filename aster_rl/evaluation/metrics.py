@@ -305,8 +305,8 @@ def excess_growth(returns: np.ndarray, benchmark_returns: np.ndarray) -> float:
 
 def information_ratio(returns: np.ndarray, benchmark_returns: np.ndarray, periods: float) -> float:
     """Annualized Sharpe ratio of the per-bar log excess ``log(1 + r_t) - log(1 + b_t)`` (0 without variation):
-    how steadily, not how much, a strategy outgrew its benchmark. Leverage-free: exposure that
-    adds only noise lowers it."""
+    how steadily, not how much, a strategy outgrew its benchmark. Scale-free (a larger position
+    grows the excess and its noise alike); exposure that adds only noise lowers it."""
     return sharpe(_paired_log_excess(returns, benchmark_returns), periods)
 
 
