@@ -217,13 +217,12 @@ ALL_RUNS_TIMEOUT = RUN_TIMEOUT * 2 * len(SEEDS) // WORKERS
 def runs(tmp_path_factory) -> dict[str, dict[int, dict]]:
     """Every run of this file (planted and null, each seed), ``WORKERS`` at a time: {edge: {seed: result}}."""
     jobs = [(edge, seed) for edge in ("planted", "null") for seed in SEEDS]
+    out: dict[str, dict[int, dict]] = {"planted": {}, "null": {}}
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=get_context("spawn")) as pool:
         futures = {job: pool.submit(learn, *job, str(tmp_path_factory.mktemp(f"{job[0]}{job[1]}"))) for job in jobs}
-        done = {job: future.result() for job, future in futures.items()}
-    out: dict[str, dict[int, dict]] = {"planted": {}, "null": {}}
-    for (edge, seed), result in done.items():
-        print(f"\n{result['text']}")
-        out[edge][seed] = result
+        for (edge, seed), future in futures.items():
+            out[edge][seed] = future.result()
+            print(f"\n{out[edge][seed]['text']}")
     return out
 
 
